@@ -1,0 +1,108 @@
+/**
+ * dropkey's error classes. Few classes, many stable string codes (DROPKEY_*), `cause` always kept.
+ * Domain errors carry no HTTP status: each surface (CLI, server) maps codes to exit codes or responses in one place.
+ *
+ * Messages never contain secrets. `hint` says what to do next, in words a user can act on
+ * (usually the exact command to run).
+ */
+
+export const ErrorCodes = {
+  /** Input given by the user is invalid (a flag, a name, a pasted token). */
+  BAD_INPUT: 'DROPKEY_BAD_INPUT',
+  /** A named app or connection does not exist. */
+  NOT_FOUND: 'DROPKEY_NOT_FOUND',
+  /** Something with that name already exists. */
+  ALREADY_EXISTS: 'DROPKEY_ALREADY_EXISTS',
+  /** The connection's refresh token was rejected (invalid_grant): only a new login fixes it. */
+  REAUTH_REQUIRED: 'DROPKEY_REAUTH_REQUIRED',
+  /** The connection has no refresh token and its access token expired. */
+  TOKEN_EXPIRED: 'DROPKEY_TOKEN_EXPIRED',
+  /** Dropbox rejected the app key or secret (invalid_client). */
+  INVALID_CLIENT: 'DROPKEY_INVALID_CLIENT',
+  /** The OAuth flow failed (state mismatch, access_denied, bad code...). */
+  OAUTH_FAILED: 'DROPKEY_OAUTH_FAILED',
+  /** Dropbox answered with an error for an API route. */
+  DROPBOX_API: 'DROPKEY_DROPBOX_API',
+  /** Dropbox could not be reached, or kept failing (5xx, 429) after retries. */
+  DROPBOX_UNAVAILABLE: 'DROPKEY_DROPBOX_UNAVAILABLE',
+  /** The master key is missing, corrupt, or does not match the stored data. */
+  KEY_ERROR: 'DROPKEY_KEY_ERROR',
+  /** The store (database) failed or is in an unexpected state. */
+  STORE: 'DROPKEY_STORE',
+  /** Waiting for a lock held by another process or instance took too long. */
+  LOCK_TIMEOUT: 'DROPKEY_LOCK_TIMEOUT',
+  /** The operation was cancelled (Ctrl-C, an aborted signal). */
+  CANCELLED: 'DROPKEY_CANCELLED',
+  /** A bug: something that should not happen. */
+  INTERNAL: 'DROPKEY_INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export interface DropkeyErrorOptions {
+  cause?: unknown;
+  /** What to do next, e.g. "run: dropkey login --connection default". */
+  hint?: string;
+  /** Extra machine-readable facts (never secrets). */
+  details?: Record<string, unknown>;
+}
+
+export class DropkeyError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: DropkeyErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'DropkeyError';
+    this.code = code;
+    this.hint = options.hint;
+    this.details = options.details;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.hint === undefined ? {} : { hint: this.hint }),
+      ...(this.details === undefined ? {} : { details: this.details }),
+    };
+  }
+}
+
+/**
+ * An error returned by Dropbox itself (API route error, auth error, token endpoint error).
+ * `status` is Dropbox's HTTP status, kept as a fact about the upstream answer, not a status for our own responses.
+ * The raw response is non-enumerable so that logging the error never dumps headers.
+ */
+export class DropboxApiError extends DropkeyError {
+  readonly status: number;
+  /** Dropbox's `error_summary`, or the OAuth `error` code (e.g. `invalid_grant`). */
+  readonly summary: string;
+  /** The decoded `error` union or OAuth error body. */
+  readonly error: unknown;
+  declare readonly response: Response | undefined;
+
+  constructor(
+    status: number,
+    summary: string,
+    error: unknown,
+    message: string,
+    options: DropkeyErrorOptions & { response?: Response; code?: ErrorCode } = {},
+  ) {
+    super(options.code ?? ErrorCodes.DROPBOX_API, message, options);
+    this.name = 'DropboxApiError';
+    this.status = status;
+    this.summary = summary;
+    this.error = error;
+    Object.defineProperty(this, 'response', { value: options.response, enumerable: false });
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), status: this.status, summary: this.summary, error: this.error };
+  }
+}
+
+export function isDropkeyError(e: unknown): e is DropkeyError {
+  return e instanceof DropkeyError;
+}

@@ -1,0 +1,99 @@
+/**
+ * The storage interface every driver implements (SQLite now, PostgreSQL later), with plaintext domain records.
+ * Drivers encrypt secret fields (app secret, access token, refresh token) before they touch disk, through the
+ * shared Keyring (src/store/crypto.ts), and record the key id in every ciphertext so keys can rotate.
+ *
+ * All methods are async so that network drivers fit the same shape.
+ */
+
+export type AppAccess = 'full' | 'app_folder';
+
+export interface AppRecord {
+  /** Local id chosen by the user, e.g. "backup". */
+  name: string;
+  /** Dropbox app key (client_id). Not secret. */
+  key: string;
+  /** App secret; null for PKCE-only apps. Encrypted at rest. */
+  secret: string | null;
+  /** Scopes configured for the app (what login asks for by default). */
+  scopes: string[];
+  /** A Business team app (tokens are team tokens, validated with team/get_info). */
+  team: boolean;
+  /** Access type when known. */
+  access: AppAccess | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export type ConnectionState = 'active' | 'needs_reauth' | 'revoked';
+
+export interface ConnectionRecord {
+  /** Connection id, e.g. "default" or "dropbox_default". */
+  name: string;
+  /** AppRecord.name */
+  app: string;
+  accountId: string | null;
+  teamId: string | null;
+  email: string | null;
+  displayName: string | null;
+  teamName: string | null;
+  /** Scopes granted (from the token response or the check). */
+  scopes: string[];
+  /** Encrypted at rest. */
+  accessToken: string | null;
+  /** Epoch ms; null when unknown or for long-lived tokens. */
+  accessTokenExpiresAt: number | null;
+  /** Encrypted at rest. Never overwritten by null or '' except by an explicit revoke/delete. */
+  refreshToken: string | null;
+  state: ConnectionState;
+  /** Plain-words description of the last failure, never containing a secret. */
+  lastError: string | null;
+  lastRefreshAt: number | null;
+  createdAt: number;
+  updatedAt: number;
+  /** Incremented by every update; used for optimistic concurrency. */
+  version: number;
+}
+
+export type ConnectionPatch = Partial<Omit<ConnectionRecord, 'name' | 'createdAt' | 'version'>>;
+
+export interface LockOptions {
+  /** How long the lock is held at most before others may take it over (a holder that died). */
+  ttlMs: number;
+  /** How long to wait for the lock before failing with DROPKEY_LOCK_TIMEOUT. */
+  waitMs: number;
+  signal?: AbortSignal;
+}
+
+export interface Store {
+  getApp(name: string): Promise<AppRecord | undefined>;
+  listApps(): Promise<AppRecord[]>;
+  /** Creates an app; fails with DROPKEY_ALREADY_EXISTS if the name is taken. */
+  createApp(app: Omit<AppRecord, 'createdAt' | 'updatedAt'>): Promise<AppRecord>;
+  updateApp(name: string, patch: Partial<Omit<AppRecord, 'name' | 'createdAt'>>): Promise<AppRecord>;
+  /** Fails with DROPKEY_BAD_INPUT while connections still use the app. */
+  deleteApp(name: string): Promise<void>;
+
+  getConnection(name: string): Promise<ConnectionRecord | undefined>;
+  listConnections(): Promise<ConnectionRecord[]>;
+  /** Creates a connection; fails with DROPKEY_ALREADY_EXISTS if the name is taken. */
+  createConnection(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>): Promise<ConnectionRecord>;
+  /**
+   * Applies a patch. With `expectedVersion`, fails with DROPKEY_STORE if the row changed meanwhile.
+   * A patch that sets refreshToken to null or '' is refused unless `allowClearRefreshToken` is set.
+   */
+  updateConnection(
+    name: string,
+    patch: ConnectionPatch,
+    options?: { expectedVersion?: number; allowClearRefreshToken?: boolean },
+  ): Promise<ConnectionRecord>;
+  deleteConnection(name: string): Promise<void>;
+
+  /**
+   * Runs fn while holding a named lock shared by every process and instance on this store.
+   * A holder that dies loses the lock after ttlMs. fn should re-read what it needs after the lock is taken.
+   */
+  withLock<T>(key: string, options: LockOptions, fn: () => Promise<T>): Promise<T>;
+
+  close(): Promise<void>;
+}
