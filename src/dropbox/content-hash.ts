@@ -1,0 +1,58 @@
+/**
+ * Dropbox's content_hash (../shared/dropbox-api.md §4.1; www.dropbox.com/developers/reference/content-hash):
+ * split the content into 4 MiB blocks, SHA-256 each block, SHA-256 the concatenation of the raw block digests,
+ * lower-case hex. The empty file has no blocks, so its hash is SHA-256 of nothing.
+ *
+ * Pure and dependency-free (node:crypto only): the emulator and the client library both use it.
+ */
+import { createHash, type Hash } from 'node:crypto';
+
+/** 4 MiB: Dropbox's block size for content_hash. */
+export const CONTENT_HASH_BLOCK_SIZE = 4 * 1024 * 1024;
+
+/** Streaming content hasher: feed chunks of any size in order, then call digest() once. */
+export class ContentHasher {
+  readonly #overall: Hash = createHash('sha256');
+  #block: Hash = createHash('sha256');
+  /** Bytes fed into the current (unfinished) block. */
+  #blockFill = 0;
+  #finished = false;
+
+  update(chunk: Uint8Array): this {
+    if (this.#finished) throw new Error('ContentHasher.update() called after digest()');
+    let offset = 0;
+    while (offset < chunk.length) {
+      const take = Math.min(CONTENT_HASH_BLOCK_SIZE - this.#blockFill, chunk.length - offset);
+      this.#block.update(chunk.subarray(offset, offset + take));
+      this.#blockFill += take;
+      offset += take;
+      if (this.#blockFill === CONTENT_HASH_BLOCK_SIZE) this.#closeBlock();
+    }
+    return this;
+  }
+
+  /** The 64-character lower-case hex content hash. The hasher cannot be used afterwards. */
+  digest(): string {
+    if (this.#finished) throw new Error('ContentHasher.digest() called twice');
+    this.#finished = true;
+    // A partial last block counts; an empty trailing block (length a multiple of 4 MiB, or empty input) does not.
+    if (this.#blockFill > 0) this.#closeBlock();
+    return this.#overall.digest('hex');
+  }
+
+  #closeBlock(): void {
+    this.#overall.update(this.#block.digest());
+    this.#block = createHash('sha256');
+    this.#blockFill = 0;
+  }
+}
+
+/** content_hash of bytes already in memory. */
+export function contentHash(data: Uint8Array): string {
+  return new ContentHasher().update(data).digest();
+}
+
+/** True when `value` has the shape of a content hash (64 lower-case hex characters). */
+export function isContentHash(value: string): boolean {
+  return /^[0-9a-f]{64}$/.test(value);
+}
