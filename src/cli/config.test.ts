@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { intOption, loadConfig, parseOptions, redirectUriFor, scopeList } from './config.js';
+import { isDropkeyError } from '../errors.js';
+
+test('loadConfig reads home, master key, URLs and the default connection from the given env only', async () => {
+  const c = await loadConfig({ DROPKEY_HOME: '/tmp/x', DROPKEY_MASTER_KEY: 'k', DROPKEY_DROPBOX_URL: 'http://127.0.0.1:9/', DROPKEY_CONNECTION: 'dropbox_default' });
+  assert.equal(c.home, '/tmp/x');
+  assert.equal(c.masterKey, 'k');
+  assert.equal(c.connection, 'dropbox_default');
+  assert.equal(c.urls.token, 'http://127.0.0.1:9/oauth2/token');
+  assert.equal(c.urls.api, 'http://127.0.0.1:9');
+  const d = await loadConfig({ DROPKEY_HOME: '/tmp/x', DROPKEY_CONNECTION: '  ' });
+  assert.equal(d.connection, 'default');
+  assert.equal(d.masterKey, undefined);
+  assert.equal(d.urls.api, 'https://api.dropboxapi.com');
+});
+
+test('parseOptions: unknown flags are usage errors naming the flag', () => {
+  assert.throws(() => parseOptions('token', ['--bogus'], { json: { type: 'boolean' } }), (e: unknown) => {
+    assert.ok(isDropkeyError(e));
+    assert.equal(e.code, 'DROPKEY_BAD_INPUT');
+    assert.match(e.message, /--bogus/);
+    assert.match(e.hint ?? '', /dropkey token --help/);
+    return true;
+  });
+  assert.throws(() => parseOptions('token', ['--connection'], { connection: { type: 'string' } }), /--connection.*needs a value/);
+  assert.throws(() => parseOptions('token', ['extra'], {}), /unexpected argument "extra"/);
+  assert.deepEqual(parseOptions('app remove', ['x'], {}, { positionals: 1 }).positionals, ['x']);
+});
+
+test('intOption and scopeList', () => {
+  assert.equal(intOption('t', 'min-valid', '60'), 60);
+  assert.throws(() => intOption('t', 'min-valid', '-1'), /whole number/);
+  assert.throws(() => intOption('login', 'port', '70000', { max: 65535 }), /between 0 and 65535/);
+  assert.deepEqual(scopeList(['a b', 'c,a']), ['a', 'b', 'c']);
+  assert.equal(scopeList([]), undefined);
+  assert.equal(redirectUriFor(53682), 'http://127.0.0.1:53682/callback');
+});

@@ -1,0 +1,161 @@
+/**
+ * Reading secrets and pasted codes from standard input. `--secret -`, `--refresh-token -`, `--access-token -` and
+ * `--token -` read here so that secrets stay out of shell history and `ps` output.
+ */
+import { DropkeyError, ErrorCodes } from '../errors.js';
+import type { CommandContext } from './context.js';
+
+/** No secret or code is anywhere near this long; a bigger input is a mistake (a file piped by accident). */
+const MAX_INPUT = 64 * 1024;
+
+type Ctx = Pick<CommandContext, 'stdin' | 'stderr' | 'signal'>;
+
+function cancelled(): DropkeyError {
+  return new DropkeyError(ErrorCodes.CANCELLED, 'cancelled; nothing was changed.');
+}
+
+/**
+ * Reads a secret. On a terminal: prompts on stderr and reads one line with echo off (raw mode, so the secret is
+ * never shown). Otherwise: reads standard input to its end, dropping one trailing newline only: anything else
+ * (quotes, spaces) is kept so that `dropkey doctor` can point it out instead of hiding it.
+ */
+export async function readSecret(ctx: Ctx, what: string): Promise<string> {
+  const stdin = ctx.stdin as Ctx['stdin'] & { setRawMode?: (raw: boolean) => unknown };
+  if (stdin.isTTY && typeof stdin.setRawMode === 'function') {
+    ctx.stderr.write(`Paste the ${what} (input is hidden), then press Enter: `);
+    return readHidden(ctx, stdin as Ctx['stdin'] & { setRawMode: (raw: boolean) => unknown });
+  }
+  const text = await readAll(ctx, what);
+  return text.replace(/\r?\n$/, '');
+}
+
+async function readAll(ctx: Ctx, what: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  return new Promise<string>((resolve, reject) => {
+    const cleanup = (): void => {
+      ctx.stdin.off('data', onData);
+      ctx.stdin.off('end', onEnd);
+      ctx.stdin.off('error', onError);
+      ctx.signal.removeEventListener('abort', onAbort);
+      ctx.stdin.pause();
+    };
+    const onData = (c: Buffer | string): void => {
+      const b = typeof c === 'string' ? Buffer.from(c) : c;
+      size += b.length;
+      if (size > MAX_INPUT) {
+        cleanup();
+        reject(new DropkeyError(ErrorCodes.BAD_INPUT, `the ${what} read from standard input is longer than ${MAX_INPUT} bytes.`, {
+          hint: 'Pipe only the value itself, e.g.: printf %s "$VALUE" | dropkey ...',
+        }));
+        return;
+      }
+      chunks.push(b);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (text.trim() === '') {
+        reject(new DropkeyError(ErrorCodes.BAD_INPUT, `no ${what} on standard input.`, {
+          hint: `Pipe it in (printf %s "$VALUE" | dropkey ...) or run the command in a terminal to paste it.`,
+        }));
+      } else resolve(text);
+    };
+    const onError = (e: Error): void => {
+      cleanup();
+      reject(new DropkeyError(ErrorCodes.BAD_INPUT, `could not read the ${what} from standard input: ${e.message}`));
+    };
+    const onAbort = (): void => {
+      cleanup();
+      reject(cancelled());
+    };
+    if (ctx.signal.aborted) return onAbort();
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    ctx.stdin.on('data', onData);
+    ctx.stdin.on('end', onEnd);
+    ctx.stdin.on('error', onError);
+    ctx.stdin.resume();
+  });
+}
+
+function readHidden(ctx: Ctx, stdin: Ctx['stdin'] & { setRawMode: (raw: boolean) => unknown }): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let value = '';
+    const finish = (err?: DropkeyError): void => {
+      stdin.setRawMode(false);
+      stdin.off('data', onData);
+      ctx.signal.removeEventListener('abort', onAbort);
+      stdin.pause();
+      ctx.stderr.write('\n');
+      if (err) reject(err);
+      else resolve(value);
+    };
+    const onData = (c: Buffer | string): void => {
+      for (const ch of typeof c === 'string' ? c : c.toString('utf8')) {
+        if (ch === '\r' || ch === '\n' || ch === '\u0004') {
+          if (value === '') return finish(new DropkeyError(ErrorCodes.BAD_INPUT, 'nothing was pasted.', { hint: 'Run the command again and paste the value.' }));
+          return finish();
+        }
+        if (ch === '\u0003') return finish(cancelled()); // Ctrl-C: raw mode swallows SIGINT
+        if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
+        else value += ch;
+        if (value.length > MAX_INPUT) return finish(new DropkeyError(ErrorCodes.BAD_INPUT, 'the pasted value is too long.'));
+      }
+    };
+    const onAbort = (): void => finish(cancelled());
+    stdin.setRawMode(true);
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    stdin.on('data', onData);
+    stdin.resume();
+  });
+}
+
+/**
+ * Reads one line (echoed: authorization codes are single-use and short-lived), for `login --no-redirect`.
+ * Resolves with the line without its newline; rejects on end of input, Ctrl-C or the timeout.
+ */
+export async function readLine(ctx: Ctx, what: string, timeoutMs: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new DropkeyError(ErrorCodes.OAUTH_FAILED, `no ${what} was pasted within ${Math.round(timeoutMs / 1000)} seconds; nothing was saved.`, {
+        hint: 'Run the same dropkey login command again (use --timeout SECONDS for more time).',
+      }));
+    }, timeoutMs);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      ctx.stdin.off('data', onData);
+      ctx.stdin.off('end', onEnd);
+      ctx.signal.removeEventListener('abort', onAbort);
+      ctx.stdin.pause();
+    };
+    const onData = (c: Buffer | string): void => {
+      buf += typeof c === 'string' ? c : c.toString('utf8');
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        cleanup();
+        resolve(buf.slice(0, nl).replace(/\r$/, ''));
+      } else if (buf.length > MAX_INPUT) {
+        cleanup();
+        reject(new DropkeyError(ErrorCodes.BAD_INPUT, `the pasted ${what} is too long.`));
+      }
+    };
+    const onEnd = (): void => {
+      cleanup();
+      if (buf.trim() !== '') resolve(buf.replace(/\r?\n?$/, ''));
+      else reject(new DropkeyError(ErrorCodes.BAD_INPUT, `standard input closed before a ${what} was pasted; nothing was saved.`, {
+        hint: 'Run dropkey login --no-redirect in a terminal, open the URL, and paste the code Dropbox shows.',
+      }));
+    };
+    const onAbort = (): void => {
+      cleanup();
+      reject(cancelled());
+    };
+    if (ctx.signal.aborted) return onAbort();
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    ctx.stdin.on('data', onData);
+    ctx.stdin.on('end', onEnd);
+    ctx.stdin.resume();
+  });
+}
