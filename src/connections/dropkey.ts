@@ -1,0 +1,686 @@
+/**
+ * The connections facade: dropkey's library API. Apps, logins, imports, tokens, revocation, listing, and the
+ * adapters that hand fresh tokens to a Dropbox client or to the official SDK.
+ *
+ * Nothing here reads the environment (style.md principle 9): `Dropkey.open(options)` takes everything it needs;
+ * `Dropkey.fromEnv(env)` is the one documented helper that maps environment variables to those options.
+ */
+import { DROPBOX_URLS, type DropboxUrls, dropboxUrlsFromEnv } from '../dropbox/hosts.js';
+import { errorTag } from '../dropbox/errors.js';
+import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
+import { buildAuthorizeUrl, parseCallback } from '../oauth/authorize.js';
+import { codeChallengeS256, generateCodeVerifier, generateState } from '../oauth/pkce.js';
+import { exchangeCode, type FetchLike, revokeToken } from '../oauth/token.js';
+import type { AppAccess, AppRecord, ConnectionPatch, ConnectionRecord, Store } from '../store/types.js';
+import { DEFAULT_CONNECTION, validateName } from './names.js';
+import { clientOf, identify, type Identity, makeRefreshGrant } from './protocol.js';
+import { type Logger, redactText, safeLogger } from './redact.js';
+import { loginCommand, notFound, Refresher } from './refresher.js';
+import { defaultSleep, type ResolvedRetry, resolveRetry, withRetry } from './retry.js';
+import type {
+  AppInfo,
+  ConnectionInfo,
+  DropkeyOptions,
+  GetTokenOptions,
+  PendingLogin,
+  Sleep,
+  TokenInfo,
+} from './types.js';
+
+/** Dropbox short-lived tokens last 4 hours (dropbox-api.md §1.3); an imported `sl.` token lives at most that. */
+const SHORT_LIVED_MS = 4 * 3600 * 1000;
+
+export interface AddAppInput {
+  name: string;
+  key: string;
+  secret?: string | null;
+  scopes?: string[];
+  team?: boolean;
+  access?: AppAccess | null;
+}
+
+export interface StartLoginInput {
+  app?: string;
+  connection?: string;
+  scopes?: string[];
+  /** The loopback callback URL; omit for the no-redirect flow (the user pastes the code Dropbox shows). */
+  redirectUri?: string;
+}
+
+export interface FinishLoginInput {
+  pending: PendingLogin;
+  /** The code the user pasted (no-redirect flow). */
+  code?: string;
+  /** The full redirect URL, or its path and query, as received by the callback server. */
+  callbackUrl?: string | URL | URLSearchParams;
+  signal?: AbortSignal;
+}
+
+export interface ConnectResult {
+  connection: ConnectionInfo;
+  /** True when the name was new; false when an existing connection was reconnected. */
+  created: boolean;
+  /** Things the user should know (printed by the CLI), never secrets. */
+  warnings: string[];
+}
+
+export interface ImportInput {
+  connection?: string;
+  app?: string;
+  refreshToken?: string;
+  accessToken?: string;
+  signal?: AbortSignal;
+}
+
+export interface ImportResult extends ConnectResult {
+  /** False for a pasted access token: it cannot be renewed and expires within 4 hours. */
+  refreshable: boolean;
+}
+
+export interface RevokeResult {
+  connection: string;
+  /** True when Dropbox revoked the token now; false when Dropbox already considered it invalid. */
+  revokedAtDropbox: boolean;
+  /** Plain words for the user. */
+  message: string;
+}
+
+function appInfo(a: AppRecord): AppInfo {
+  return {
+    name: a.name,
+    key: a.key,
+    hasSecret: a.secret !== null && a.secret !== '',
+    scopes: [...a.scopes],
+    team: a.team,
+    access: a.access,
+    createdAt: a.createdAt,
+    updatedAt: a.updatedAt,
+  };
+}
+
+export function connectionInfo(c: ConnectionRecord): ConnectionInfo {
+  return {
+    name: c.name,
+    app: c.app,
+    accountId: c.accountId,
+    email: c.email,
+    displayName: c.displayName,
+    teamId: c.teamId,
+    teamName: c.teamName,
+    scopes: [...c.scopes],
+    expiresAt: c.accessTokenExpiresAt,
+    state: c.state,
+    refreshable: c.refreshToken !== null && c.refreshToken !== '',
+    lastError: c.lastError,
+    lastRefreshAt: c.lastRefreshAt,
+    createdAt: c.createdAt,
+    updatedAt: c.updatedAt,
+  };
+}
+
+function cleanSecretInput(value: string, what: string): string {
+  // Pasted values often carry a newline, spaces or quotes along; those are never part of a Dropbox token.
+  const v = value.trim().replace(/^(["'])(.*)\1$/s, '$2').trim();
+  if (v === '') throw new DropkeyError(ErrorCodes.BAD_INPUT, `The ${what} is empty.`, { hint: `Paste the ${what} again.` });
+  if (/\s/.test(v)) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `The ${what} contains spaces or line breaks, so it was pasted incompletely or with extra text.`, {
+      hint: `Copy the ${what} again, alone, and paste it (use "-" to read it from standard input).`,
+    });
+  }
+  return v;
+}
+
+function validateScopes(scopes: unknown): string[] {
+  if (scopes === undefined) return [];
+  if (!Array.isArray(scopes)) throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Scopes must be a list of scope names.');
+  const out: string[] = [];
+  for (const s of scopes) {
+    // Allow comma- or space-separated lists in one value (`--scope "files.content.read files.metadata.read"`).
+    for (const part of String(s).split(/[\s,]+/)) {
+      if (part === '') continue;
+      if (!/^[a-z][a-z0-9_.:]*$/i.test(part)) {
+        throw new DropkeyError(ErrorCodes.BAD_INPUT, `Invalid scope name ${JSON.stringify(part)}.`, {
+          hint: 'Use Dropbox scope names such as files.content.read or account_info.read (App Console, Permissions tab).',
+        });
+      }
+      if (!out.includes(part)) out.push(part);
+    }
+  }
+  return out;
+}
+
+export class Dropkey {
+  readonly urls: DropboxUrls;
+  readonly store: Store;
+  readonly #ownsStore: boolean;
+  readonly #fetch: FetchLike;
+  readonly #now: () => number;
+  readonly #sleep: Sleep;
+  readonly #log: Logger;
+  readonly #retry: ResolvedRetry;
+  readonly #marginMs: number;
+  readonly #refresher: Refresher;
+
+  private constructor(store: Store, ownsStore: boolean, options: DropkeyOptions) {
+    this.store = store;
+    this.#ownsStore = ownsStore;
+    this.urls = { ...(options.urls ?? DROPBOX_URLS) };
+    const f = options.fetch ?? globalThis.fetch;
+    this.#fetch = (input, init) => f(input, init);
+    this.#now = options.now ?? Date.now;
+    this.#sleep = options.sleep ?? defaultSleep;
+    this.#log = safeLogger(options.logger);
+    this.#retry = resolveRetry(options.retry);
+    const margin = options.refreshMarginSeconds ?? 300;
+    if (!Number.isFinite(margin) || margin < 0) {
+      throw new DropkeyError(ErrorCodes.BAD_INPUT, `refreshMarginSeconds must be a number of seconds >= 0, got ${String(margin)}.`);
+    }
+    this.#marginMs = margin * 1000;
+    this.#refresher = new Refresher({
+      store,
+      grant: makeRefreshGrant({ urls: this.urls, fetch: this.#fetch, now: this.#now, timeoutMs: this.#retry.attemptTimeoutMs }),
+      now: this.#now,
+      sleep: this.#sleep,
+      logger: this.#log,
+      marginMs: this.#marginMs,
+      retry: this.#retry,
+      lockWaitMs: options.lockWaitMs ?? 60_000,
+    });
+  }
+
+  /** Opens dropkey on a store: the given one, or the SQLite store in `home`. */
+  static async open(options: DropkeyOptions = {}): Promise<Dropkey> {
+    if (options.store) return new Dropkey(options.store, false, options);
+    const { openStore } = await import('../store/index.js');
+    const store = await openStore({
+      ...(options.home === undefined ? {} : { home: options.home }),
+      ...(options.masterKey === undefined ? {} : { masterKey: options.masterKey }),
+    });
+    try {
+      return new Dropkey(store, true, options);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  /**
+   * The one helper that reads environment variables, for library users who configure dropkey like the CLI:
+   * DROPKEY_HOME (data directory), DROPKEY_MASTER_KEY, DROPKEY_DROPBOX_URL and the per-host overrides
+   * (see dropboxUrlsFromEnv). Pass `process.env` or your own map; `overrides` win over the environment.
+   */
+  static async fromEnv(
+    env: Record<string, string | undefined> = process.env,
+    overrides: Omit<DropkeyOptions, 'home' | 'masterKey' | 'urls'> = {},
+  ): Promise<Dropkey> {
+    const home = env['DROPKEY_HOME'];
+    const masterKey = env['DROPKEY_MASTER_KEY'];
+    return Dropkey.open({
+      ...overrides,
+      ...(home ? { home } : {}),
+      ...(masterKey ? { masterKey } : {}),
+      urls: dropboxUrlsFromEnv(env),
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsStore) await this.store.close();
+  }
+
+  // ---------------------------------------------------------------- apps
+
+  async addApp(input: AddAppInput): Promise<AppInfo> {
+    const name = validateName('app', input.name);
+    const key = typeof input.key === 'string' ? input.key.trim() : '';
+    if (!/^[A-Za-z0-9]{4,64}$/.test(key)) {
+      throw new DropkeyError(ErrorCodes.BAD_INPUT, key === '' ? 'The app key is missing.' : 'The app key does not look like a Dropbox app key (letters and digits only).', {
+        hint: 'Copy the "App key" from the Settings tab of your app in the Dropbox App Console: dropkey app add --name NAME --key KEY',
+      });
+    }
+    const secret = input.secret === undefined || input.secret === null ? null : cleanSecretInput(input.secret, 'app secret');
+    if (secret !== null && secret === key) {
+      throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The app secret is the same as the app key.', {
+        hint: 'Copy the "App secret" (click Show on the Settings tab), not the key.',
+      });
+    }
+    const scopes = validateScopes(input.scopes);
+    const access = input.access ?? null;
+    if (access !== null && access !== 'full' && access !== 'app_folder') {
+      throw new DropkeyError(ErrorCodes.BAD_INPUT, `Unknown access type ${JSON.stringify(access)}.`, { hint: 'Use "full" or "app_folder".' });
+    }
+    const existing = await this.store.getApp(name);
+    if (existing) {
+      throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An app named "${name}" already exists.`, {
+        hint: `Pick another name, or remove it first: dropkey app remove ${name}`,
+      });
+    }
+    const rec = await this.store.createApp({ name, key, secret, scopes, team: input.team === true, access });
+    this.#log.info({ app: name, team: rec.team }, 'app added');
+    return appInfo(rec);
+  }
+
+  async listApps(): Promise<AppInfo[]> {
+    return (await this.store.listApps()).map(appInfo);
+  }
+
+  async getApp(name: string): Promise<AppInfo> {
+    return appInfo(await this.#app(name));
+  }
+
+  async removeApp(name: string): Promise<void> {
+    const app = await this.#app(name);
+    const users = (await this.store.listConnections()).filter((c) => c.app === app.name).map((c) => c.name);
+    if (users.length > 0) {
+      throw new DropkeyError(ErrorCodes.BAD_INPUT, `App "${name}" is still used by connection${users.length > 1 ? 's' : ''} ${users.map((u) => `"${u}"`).join(', ')}.`, {
+        hint: `Revoke them first: ${users.map((u) => `dropkey revoke --connection ${u}`).join('; ')}`,
+      });
+    }
+    await this.store.deleteApp(app.name);
+  }
+
+  async #app(name: string): Promise<AppRecord> {
+    validateName('app', name);
+    const app = await this.store.getApp(name);
+    if (!app) {
+      throw new DropkeyError(ErrorCodes.NOT_FOUND, `No app named "${name}".`, {
+        hint: `See the apps with: dropkey app list. Add one with: dropkey app add --name ${name} --key <APP_KEY>`,
+        details: { app: name },
+      });
+    }
+    return app;
+  }
+
+  /** The app to use when none is named: the only one there is. */
+  async #resolveApp(name: string | undefined, connection: string): Promise<AppRecord> {
+    if (name !== undefined) return this.#app(name);
+    const existing = await this.store.getConnection(connection);
+    if (existing) return this.#app(existing.app);
+    const apps = await this.store.listApps();
+    if (apps.length === 1) return apps[0]!;
+    throw new DropkeyError(
+      ErrorCodes.BAD_INPUT,
+      apps.length === 0 ? 'No Dropbox app is registered yet.' : `Several apps are registered (${apps.map((a) => a.name).join(', ')}); say which one to use.`,
+      {
+        hint: apps.length === 0 ? 'Add one first: dropkey app add --name NAME --key KEY [--secret -]' : `Add --app NAME, e.g. --app ${apps[0]!.name}`,
+      },
+    );
+  }
+
+  // ---------------------------------------------------------------- login
+
+  /**
+   * Begins an authorization-code login: PKCE (S256), `token_access_type=offline` and a fresh `state`, always.
+   * The result holds the verifier: keep it in memory until finishLogin, never log it.
+   */
+  async startLogin(input: StartLoginInput = {}): Promise<PendingLogin> {
+    const connection = validateName('connection', input.connection ?? DEFAULT_CONNECTION);
+    const app = await this.#resolveApp(input.app, connection);
+    const scopes = input.scopes && input.scopes.length > 0 ? validateScopes(input.scopes) : [...app.scopes];
+    if (input.redirectUri !== undefined) {
+      let u: URL;
+      try {
+        u = new URL(input.redirectUri);
+      } catch {
+        throw new DropkeyError(ErrorCodes.BAD_INPUT, `The redirect URI ${JSON.stringify(input.redirectUri)} is not a URL.`);
+      }
+      if (u.protocol !== 'https:' && !(u.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname))) {
+        throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Dropbox accepts only https redirect URIs, except for localhost and 127.0.0.1.');
+      }
+    }
+    const codeVerifier = generateCodeVerifier();
+    const state = generateState();
+    const authorizeUrl = buildAuthorizeUrl({
+      urls: this.urls,
+      clientId: app.key,
+      ...(input.redirectUri === undefined ? {} : { redirectUri: input.redirectUri }),
+      state,
+      codeChallenge: codeChallengeS256(codeVerifier),
+      ...(scopes.length > 0 ? { scopes } : {}),
+      tokenAccessType: 'offline',
+    });
+    return {
+      app: app.name,
+      connection,
+      authorizeUrl,
+      state,
+      codeVerifier,
+      ...(input.redirectUri === undefined ? {} : { redirectUri: input.redirectUri }),
+      scopes,
+    };
+  }
+
+  /** Exchanges the code, validates the new connection at once, and stores it (new, or reconnecting the name). */
+  async finishLogin(input: FinishLoginInput): Promise<ConnectResult> {
+    const { pending } = input;
+    const app = await this.#app(pending.app);
+    let code: string;
+    if (input.callbackUrl !== undefined) {
+      code = parseCallback(input.callbackUrl, pending.state).code;
+    } else if (typeof input.code === 'string' && input.code.trim() !== '') {
+      code = cleanSecretInput(input.code, 'authorization code');
+    } else {
+      throw new DropkeyError(ErrorCodes.BAD_INPUT, 'No authorization code was given.', {
+        hint: 'Paste the code Dropbox showed after you clicked Allow.',
+      });
+    }
+    const tokens = await exchangeCode({
+      urls: this.urls,
+      fetch: this.#fetch,
+      now: this.#now,
+      client: clientOf(app),
+      code,
+      codeVerifier: pending.codeVerifier,
+      ...(pending.redirectUri === undefined ? {} : { redirectUri: pending.redirectUri }),
+      ...(input.signal ? { signal: input.signal } : {}),
+      timeoutMs: this.#retry.attemptTimeoutMs,
+    });
+    const warnings: string[] = [];
+    if (!tokens.refreshToken) {
+      warnings.push('Dropbox returned no refresh token, so this connection stops working when its access token expires (within 4 hours).');
+    }
+    const identity = await this.#validate(app, tokens.accessToken, warnings, input.signal);
+    return this.#save({
+      name: pending.connection,
+      app,
+      accessToken: tokens.accessToken,
+      refreshToken: tokens.refreshToken ?? null,
+      expiresAt: tokens.expiresAt ?? null,
+      scopes: tokens.scopes.length > 0 ? tokens.scopes : pending.scopes,
+      identity: {
+        ...identity,
+        accountId: identity.accountId ?? tokens.accountId ?? null,
+        teamId: identity.teamId ?? tokens.teamId ?? null,
+      },
+      warnings,
+      refreshed: true,
+    });
+  }
+
+  /**
+   * Imports an existing credential. A refresh token is checked by one refresh (Dropbox has no token
+   * introspection, so this is how scopes and expiry are learnt); a pasted access token is accepted with a warning:
+   * it cannot be renewed.
+   */
+  async import(input: ImportInput): Promise<ImportResult> {
+    const name = validateName('connection', input.connection ?? DEFAULT_CONNECTION);
+    const app = await this.#resolveApp(input.app, name);
+    if ((input.refreshToken === undefined) === (input.accessToken === undefined)) {
+      throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Give exactly one of a refresh token or an access token to import.', {
+        hint: `dropkey import --connection ${name} --app ${app.name} --refresh-token -   (preferred), or --access-token -`,
+      });
+    }
+    const warnings: string[] = [];
+    if (input.refreshToken !== undefined) {
+      const refreshToken = cleanSecretInput(input.refreshToken, 'refresh token');
+      if (refreshToken.startsWith('sl.')) {
+        throw new DropkeyError(ErrorCodes.BAD_INPUT, 'This looks like an access token (it starts with "sl."), not a refresh token.', {
+          hint: `Import it as an access token: dropkey import --connection ${name} --app ${app.name} --access-token -`,
+        });
+      }
+      const grant = makeRefreshGrant({ urls: this.urls, fetch: this.#fetch, now: this.#now, timeoutMs: this.#retry.attemptTimeoutMs });
+      let res;
+      try {
+        res = await withRetry((signal) => grant({ app, refreshToken, signal }), {
+          retry: this.#retry,
+          sleep: this.#sleep,
+          ...(input.signal ? { signal: input.signal } : {}),
+        });
+      } catch (err) {
+        if (err instanceof DropboxApiError && err.summary === 'invalid_grant') {
+          throw new DropkeyError(ErrorCodes.BAD_INPUT, `Dropbox does not accept this refresh token for app "${app.name}": it was revoked, mistyped, or belongs to another app.`, {
+            cause: err,
+            hint: `Check that the token came from app key ${app.key}, or connect with a browser: dropkey login --connection ${name} --app ${app.name}`,
+          });
+        }
+        throw err;
+      }
+      const identity = await this.#validate(app, res.accessToken, warnings, input.signal);
+      const result = await this.#save({
+        name,
+        app,
+        accessToken: res.accessToken,
+        refreshToken: res.refreshToken ?? refreshToken,
+        expiresAt: res.expiresAt,
+        scopes: res.scopes ?? [],
+        identity,
+        warnings,
+        refreshed: true,
+      });
+      return { ...result, refreshable: true };
+    }
+
+    const accessToken = cleanSecretInput(input.accessToken ?? '', 'access token');
+    let identity: Identity;
+    try {
+      identity = await this.#validate(app, accessToken, warnings, input.signal);
+    } catch (err) {
+      if (errorTag(err) === 'expired_access_token') {
+        throw new DropkeyError(ErrorCodes.TOKEN_EXPIRED, 'This access token has already expired (App Console tokens last 4 hours).', {
+          cause: err,
+          hint: `Connect for good instead: dropkey login --connection ${name} --app ${app.name}`,
+        });
+      }
+      throw err;
+    }
+    const shortLived = accessToken.startsWith('sl.');
+    warnings.push(
+      shortLived
+        ? 'This access token expires within 4 hours and cannot be renewed: dropkey has no refresh token for it.'
+        : 'This looks like a long-lived (legacy) access token; it cannot be renewed, and Dropbox no longer issues new ones.',
+    );
+    warnings.push(`Upgrade to a connection that renews itself with: ${loginCommand({ name, app: app.name })}`);
+    const result = await this.#save({
+      name,
+      app,
+      accessToken,
+      refreshToken: null,
+      // Dropbox gives no introspection: 4 hours from now is the latest a short-lived token can expire.
+      expiresAt: shortLived ? this.#now() + SHORT_LIVED_MS : null,
+      scopes: [],
+      identity,
+      warnings,
+      refreshed: false,
+    });
+    return { ...result, refreshable: false };
+  }
+
+  /**
+   * Checks a fresh token against Dropbox and says who it belongs to. A missing account_info.read /
+   * team_info.read scope does not fail the connection (it may be all the job needs); other refusals do.
+   */
+  async #validate(app: AppRecord, accessToken: string, warnings: string[], signal?: AbortSignal): Promise<Identity> {
+    try {
+      return await withRetry((s) => identify({ urls: this.urls, fetch: this.#fetch }, accessToken, app.team, s), {
+        retry: this.#retry,
+        sleep: this.#sleep,
+        ...(signal ? { signal } : {}),
+      });
+    } catch (err) {
+      const tag = errorTag(err);
+      if (tag === 'missing_scope') {
+        const scope = app.team ? 'team_info.read' : 'account_info.read';
+        warnings.push(`Could not read the ${app.team ? 'team' : 'account'} details: the token lacks the ${scope} scope. Enable it in the App Console to see them in dropkey list.`);
+        return { accountId: null, email: null, displayName: null, teamId: null, teamName: null, serverDate: null };
+      }
+      const reason = err instanceof DropkeyError ? err.details?.['reason'] : undefined;
+      if (reason === 'team_token_without_select_user') {
+        throw new DropkeyError(ErrorCodes.BAD_INPUT, `This token belongs to a whole Business team, but app "${app.name}" is registered as a user app.`, {
+          cause: err,
+          hint: `Register the app as a team app: dropkey app remove ${app.name} && dropkey app add --name ${app.name} --key ${app.key} --team [--secret -]`,
+        });
+      }
+      if (reason === 'user_token_on_team_route') {
+        throw new DropkeyError(ErrorCodes.BAD_INPUT, `This token belongs to a single user, but app "${app.name}" is registered as a team app.`, {
+          cause: err,
+          hint: `Register the app without --team: dropkey app remove ${app.name} && dropkey app add --name ${app.name} --key ${app.key} [--secret -]`,
+        });
+      }
+      if (tag === 'invalid_access_token') {
+        throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Dropbox does not accept this token: it was revoked, mistyped, or belongs to another app.', {
+          cause: err,
+          hint: 'Check it with: dropkey doctor --token -',
+        });
+      }
+      throw err;
+    }
+  }
+
+  /** Creates or reconnects a connection, holding the refresh lock so no refresh interleaves. */
+  async #save(p: {
+    name: string;
+    app: AppRecord;
+    accessToken: string;
+    refreshToken: string | null;
+    expiresAt: number | null;
+    scopes: string[];
+    identity: Identity;
+    warnings: string[];
+    refreshed: boolean;
+  }): Promise<ConnectResult> {
+    const lockTtl = 30_000;
+    return this.store.withLock(`refresh:${p.name}`, { ttlMs: lockTtl, waitMs: 60_000 }, async () => {
+      const now = this.#now();
+      const existing = await this.store.getConnection(p.name);
+      const fields = {
+        app: p.app.name,
+        accountId: p.identity.accountId,
+        teamId: p.identity.teamId,
+        email: p.identity.email,
+        displayName: p.identity.displayName,
+        teamName: p.identity.teamName,
+        scopes: p.scopes,
+        accessToken: p.accessToken,
+        accessTokenExpiresAt: p.expiresAt,
+        state: 'active' as const,
+        lastError: null,
+        lastRefreshAt: p.refreshed ? now : null,
+      };
+      if (!existing) {
+        const rec = await this.store.createConnection({ name: p.name, ...fields, refreshToken: p.refreshToken });
+        this.#log.info({ connection: p.name, app: p.app.name }, 'connection created');
+        return { connection: connectionInfo(rec), created: true, warnings: p.warnings };
+      }
+      const patch: ConnectionPatch = { ...fields };
+      let allowClear = false;
+      if (p.refreshToken) {
+        patch.refreshToken = p.refreshToken;
+      } else if (existing.refreshToken) {
+        // Replacing a renewable connection by a non-renewable credential would lose the refresh token.
+        throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `Connection "${p.name}" already exists and holds a refresh token; this credential has none and would replace it.`, {
+          hint: `Use another name (--connection ${p.name}_2), or revoke the old one first: dropkey revoke --connection ${p.name}`,
+        });
+      } else {
+        patch.refreshToken = null;
+        allowClear = true;
+      }
+      const rec = await this.store.updateConnection(p.name, patch, allowClear ? { allowClearRefreshToken: true } : {});
+      this.#log.info({ connection: p.name, app: p.app.name }, 'connection reconnected');
+      return { connection: connectionInfo(rec), created: false, warnings: p.warnings };
+    });
+  }
+
+  // ---------------------------------------------------------------- tokens
+
+  /** A valid access token for the connection, refreshed first when it expires within the margin. */
+  async getAccessToken(name: string = DEFAULT_CONNECTION, options: GetTokenOptions = {}): Promise<string> {
+    return (await this.getToken(name, options)).accessToken;
+  }
+
+  /** The access token with its expiry, scopes and account. Never the refresh token. */
+  async getToken(name: string = DEFAULT_CONNECTION, options: GetTokenOptions = {}): Promise<TokenInfo> {
+    validateName('connection', name);
+    if (options.minValidSeconds !== undefined && (!Number.isFinite(options.minValidSeconds) || options.minValidSeconds < 0)) {
+      throw new DropkeyError(ErrorCodes.BAD_INPUT, `minValidSeconds must be a number of seconds >= 0, got ${String(options.minValidSeconds)}.`);
+    }
+    const rec = await this.#refresher.fresh(name, options);
+    if (!rec.accessToken) throw new DropkeyError(ErrorCodes.INTERNAL, `Connection "${name}" has no access token after a refresh.`);
+    return {
+      accessToken: rec.accessToken,
+      expiresAt: rec.accessTokenExpiresAt,
+      scopes: [...rec.scopes],
+      accountId: rec.accountId,
+      teamId: rec.teamId,
+      connection: rec.name,
+    };
+  }
+
+  /** Refreshes now when needed (or always with `force`), and returns the connection. */
+  async refresh(name: string = DEFAULT_CONNECTION, options: { force?: boolean; signal?: AbortSignal } = {}): Promise<ConnectionInfo> {
+    validateName('connection', name);
+    const rec = await this.#refresher.fresh(name, {
+      ...(options.force ? { forceRefresh: true } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    return connectionInfo(rec);
+  }
+
+  async list(): Promise<ConnectionInfo[]> {
+    return (await this.store.listConnections()).map(connectionInfo);
+  }
+
+  async get(name: string = DEFAULT_CONNECTION): Promise<ConnectionInfo> {
+    validateName('connection', name);
+    const rec = await this.store.getConnection(name);
+    if (!rec) throw notFound(name);
+    return connectionInfo(rec);
+  }
+
+  /**
+   * Revokes the connection's token at Dropbox (which also disables its refresh token, §1.5), then deletes it
+   * locally. If Dropbox says the token is already invalid, it is deleted locally all the same, and the result
+   * says so. If Dropbox cannot be reached, nothing is deleted unless `force` is set.
+   */
+  async revoke(name: string = DEFAULT_CONNECTION, options: { force?: boolean; signal?: AbortSignal } = {}): Promise<RevokeResult> {
+    validateName('connection', name);
+    const rec = await this.store.getConnection(name);
+    if (!rec) throw notFound(name);
+    let revokedAtDropbox = false;
+    let message: string;
+    try {
+      const token = await this.#tokenForRevoke(rec, options.signal);
+      if (token === null) {
+        message = `Dropbox already considered the token of "${name}" invalid; deleted it locally.`;
+      } else {
+        const r = await withRetry((signal) => revokeToken({ urls: this.urls, fetch: this.#fetch, accessToken: token, signal, timeoutMs: this.#retry.attemptTimeoutMs }), {
+          retry: this.#retry,
+          sleep: this.#sleep,
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        revokedAtDropbox = !r.alreadyInvalid;
+        message = r.alreadyInvalid
+          ? `Dropbox already considered the token of "${name}" invalid; deleted it locally.`
+          : `Revoked "${name}" at Dropbox (its refresh token too) and deleted it locally.`;
+      }
+    } catch (err) {
+      if (!options.force) {
+        const why = err instanceof Error ? redactText(err.message) : 'unknown error';
+        throw new DropkeyError(ErrorCodes.DROPBOX_UNAVAILABLE, `Could not revoke "${name}" at Dropbox, so it was kept: ${why}`, {
+          cause: err,
+          hint: `Try again later, or delete it locally anyway: dropkey revoke --connection ${name} --force (then unlink the app at https://www.dropbox.com/account/connected_apps)`,
+        });
+      }
+      message = `Could not revoke "${name}" at Dropbox; deleted it locally anyway. Unlink the app at https://www.dropbox.com/account/connected_apps to be sure.`;
+    }
+    await this.store.withLock(`refresh:${name}`, { ttlMs: 30_000, waitMs: 60_000 }, async () => {
+      await this.store.deleteConnection(name);
+    });
+    this.#log.info({ connection: name, revokedAtDropbox }, 'connection revoked');
+    return { connection: name, revokedAtDropbox, message };
+  }
+
+  /** A token to revoke with, or null when the credential is already dead (refresh token rejected, token expired). */
+  async #tokenForRevoke(rec: ConnectionRecord, signal?: AbortSignal): Promise<string | null> {
+    if (rec.state === 'needs_reauth' || rec.state === 'revoked') return null;
+    try {
+      return (await this.#refresher.fresh(rec.name, { minValidSeconds: 60, ...(signal ? { signal } : {}) })).accessToken;
+    } catch (err) {
+      if (err instanceof DropkeyError && (err.code === ErrorCodes.REAUTH_REQUIRED || err.code === ErrorCodes.TOKEN_EXPIRED)) return null;
+      throw err;
+    }
+  }
+
+  /** Internal seams for the adapters in this folder (client, sdk auth, doctor). */
+  get _internals(): { fetch: FetchLike; now: () => number; sleep: Sleep; log: Logger; retry: ResolvedRetry; marginMs: number } {
+    return { fetch: this.#fetch, now: this.#now, sleep: this.#sleep, log: this.#log, retry: this.#retry, marginMs: this.#marginMs };
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * The facade's calls to Dropbox, on top of the stateless oauth/ and dropbox/ layers: the refresh grant wired to
+ * the injected fetch and clock, and the identity checks that validate a new connection (§2, §5).
+ */
+import { type DropboxUrls } from '../dropbox/hosts.js';
+import { networkError, readDropboxError } from '../dropbox/errors.js';
+import { DropkeyError, ErrorCodes } from '../errors.js';
+import { type FetchLike, refreshAccessToken } from '../oauth/token.js';
+import type { AppRecord } from '../store/types.js';
+import type { RefreshGrant } from './refresher.js';
+
+export function clientOf(app: AppRecord): { clientId: string; clientSecret?: string } {
+  return app.secret ? { clientId: app.key, clientSecret: app.secret } : { clientId: app.key };
+}
+
+export function makeRefreshGrant(deps: { urls: DropboxUrls; fetch: FetchLike; now: () => number; timeoutMs: number }): RefreshGrant {
+  return async ({ app, refreshToken, signal }) => {
+    // Expiry counts from when the request left, so time spent in transit never makes a token look fresher.
+    const sentAt = deps.now();
+    const set = await refreshAccessToken({
+      urls: deps.urls,
+      fetch: deps.fetch,
+      now: () => sentAt,
+      client: clientOf(app),
+      refreshToken,
+      signal,
+      timeoutMs: deps.timeoutMs,
+    });
+    return {
+      accessToken: set.accessToken,
+      expiresAt: set.expiresAt ?? null,
+      scopes: set.scopes.length > 0 ? set.scopes : null,
+      refreshToken: set.refreshToken ?? null,
+    };
+  };
+}
+
+/** Who a token belongs to, as far as Dropbox tells. */
+export interface Identity {
+  accountId: string | null;
+  email: string | null;
+  displayName: string | null;
+  teamId: string | null;
+  teamName: string | null;
+  /** Date header of Dropbox's answer (epoch ms), for clock-skew checks. */
+  serverDate: number | null;
+}
+
+/** One RPC call with a bearer token; Void argument sent as no body (as the JS SDK does, §3.2). */
+export async function rpcCall(
+  deps: { urls: DropboxUrls; fetch: FetchLike },
+  accessToken: string,
+  route: string,
+  arg: unknown,
+  options: { signal?: AbortSignal; headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<{ result: unknown; response: Response }> {
+  const headers: Record<string, string> = { authorization: `Bearer ${accessToken}`, ...options.headers };
+  const init: RequestInit = { method: 'POST', headers };
+  if (arg !== null && arg !== undefined) {
+    headers['content-type'] = 'application/json';
+    init.body = JSON.stringify(arg);
+  }
+  const signals = [AbortSignal.timeout(options.timeoutMs ?? 30_000)];
+  if (options.signal) signals.push(options.signal);
+  init.signal = AbortSignal.any(signals);
+  let response: Response;
+  try {
+    response = await deps.fetch(`${deps.urls.api}/2/${route}`, init);
+  } catch (cause) {
+    if (options.signal?.aborted) throw new DropkeyError(ErrorCodes.CANCELLED, `${route} was cancelled`, { cause });
+    throw networkError(cause, route);
+  }
+  if (!response.ok) throw await readDropboxError(response, route, { secrets: [accessToken] });
+  const text = await response.text();
+  let result: unknown = null;
+  try {
+    result = text ? JSON.parse(text) : null;
+  } catch (cause) {
+    throw new DropkeyError(ErrorCodes.DROPBOX_API, `Dropbox answered ${route} with a body that is not JSON`, { cause });
+  }
+  return { result, response };
+}
+
+function str(v: unknown): string | null {
+  return typeof v === 'string' && v !== '' ? v : null;
+}
+
+function dateOf(response: Response): number | null {
+  const d = response.headers.get('date');
+  const t = d ? Date.parse(d) : NaN;
+  return Number.isNaN(t) ? null : t;
+}
+
+/**
+ * users/get_current_account for user tokens (§2), team/get_info for team tokens (§5). Throws the decoded
+ * DropboxApiError (401 expired/invalid/missing_scope, 400 wrong token kind) for the caller to explain.
+ */
+export async function identify(
+  deps: { urls: DropboxUrls; fetch: FetchLike },
+  accessToken: string,
+  team: boolean,
+  signal?: AbortSignal,
+): Promise<Identity> {
+  if (team) {
+    const { result, response } = await rpcCall(deps, accessToken, 'team/get_info', null, signal ? { signal } : {});
+    const r = (result ?? {}) as Record<string, unknown>;
+    return {
+      accountId: null,
+      email: null,
+      displayName: null,
+      teamId: str(r['team_id']),
+      teamName: str(r['name']),
+      serverDate: dateOf(response),
+    };
+  }
+  const { result, response } = await rpcCall(deps, accessToken, 'users/get_current_account', null, signal ? { signal } : {});
+  const r = (result ?? {}) as Record<string, unknown>;
+  const name = (r['name'] ?? {}) as Record<string, unknown>;
+  const t = (r['team'] ?? null) as Record<string, unknown> | null;
+  return {
+    accountId: str(r['account_id']),
+    email: str(r['email']),
+    displayName: str(name['display_name']),
+    teamId: t ? str(t['id']) : null,
+    teamName: t ? str(t['name']) : null,
+    serverDate: dateOf(response),
+  };
+}

@@ -1,0 +1,277 @@
+/**
+ * The refresher: hands out access tokens that stay valid long enough, refreshing them when needed, and is safe
+ * under concurrency (style.md principle 7, Nango's model):
+ *   1. one in-flight refresh per connection inside the process (callers share the promise);
+ *   2. a store lock `refresh:<name>` across processes and instances;
+ *   3. after taking the lock, the connection is read again: if another process already refreshed it, its token
+ *      is used and Dropbox is not called.
+ * Refresh tokens do not rotate at Dropbox (dropbox-api.md §1.2: the refresh response carries none), so the stored
+ * refresh token is only ever replaced by a non-empty new one.
+ */
+import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
+import type { AppRecord, ConnectionPatch, ConnectionRecord, Store } from '../store/types.js';
+import type { Logger } from './redact.js';
+import { redactText } from './redact.js';
+import { type ResolvedRetry, withRetry } from './retry.js';
+import type { Sleep } from './types.js';
+
+/** What one refresh-token grant returned (already validated by the oauth layer). */
+export interface RefreshResult {
+  accessToken: string;
+  /** Epoch ms, counted from when the request was sent; null when Dropbox sent no expires_in. */
+  expiresAt: number | null;
+  /** Granted scopes when Dropbox listed them. */
+  scopes: string[] | null;
+  /** Present only if Dropbox ever rotates refresh tokens. */
+  refreshToken: string | null;
+}
+
+export type RefreshGrant = (args: {
+  app: AppRecord;
+  refreshToken: string;
+  signal: AbortSignal;
+}) => Promise<RefreshResult>;
+
+export interface RefresherDeps {
+  store: Store;
+  grant: RefreshGrant;
+  now: () => number;
+  sleep: Sleep;
+  logger: Logger;
+  marginMs: number;
+  retry: ResolvedRetry;
+  lockWaitMs: number;
+}
+
+export interface FreshOptions {
+  minValidSeconds?: number;
+  forceRefresh?: boolean;
+  signal?: AbortSignal;
+}
+
+export function loginCommand(rec: Pick<ConnectionRecord, 'name' | 'app'>): string {
+  return `dropkey login --connection ${rec.name} --app ${rec.app}`;
+}
+
+export function notFound(name: string): DropkeyError {
+  return new DropkeyError(ErrorCodes.NOT_FOUND, `No connection named "${name}".`, {
+    hint: `See the connections with: dropkey list. Create this one with: dropkey login --connection ${name}`,
+    details: { connection: name },
+  });
+}
+
+/** The error for a connection whose refresh token Dropbox rejected: fail fast, with the exact fix. */
+export function reauthError(rec: ConnectionRecord, cause?: unknown): DropkeyError {
+  const why = rec.lastError ? ` ${rec.lastError}` : '';
+  return new DropkeyError(
+    ErrorCodes.REAUTH_REQUIRED,
+    `Connection "${rec.name}" must be authorized again: Dropbox no longer accepts its refresh token.${why}`,
+    {
+      hint: `Run: ${loginCommand(rec)}`,
+      details: { connection: rec.name, app: rec.app },
+      ...(cause === undefined ? {} : { cause }),
+    },
+  );
+}
+
+function expiredNoRefresh(rec: ConnectionRecord, remainingMs: number | null): DropkeyError {
+  const what =
+    remainingMs !== null && remainingMs > 0
+      ? `Connection "${rec.name}" has only an access token, valid for ${Math.floor(remainingMs / 1000)} more seconds (less than asked for), and no refresh token to get a new one.`
+      : `The access token of connection "${rec.name}" has expired, and the connection has no refresh token to get a new one (it was imported from a pasted access token).`;
+  return new DropkeyError(ErrorCodes.TOKEN_EXPIRED, what, {
+    hint:
+      `Connect it for good with: ${loginCommand(rec)}\n` +
+      `or, if you hold a refresh token: dropkey import --connection ${rec.name} --app ${rec.app} --refresh-token -`,
+    details: { connection: rec.name, app: rec.app },
+  });
+}
+
+function remainingMs(rec: ConnectionRecord, now: number): number | null {
+  return rec.accessTokenExpiresAt === null ? null : rec.accessTokenExpiresAt - now;
+}
+
+/** Long-lived tokens (no expiry) count as fresh only when there is nothing to refresh them with. */
+function freshEnough(rec: ConnectionRecord, now: number, needMs: number): boolean {
+  if (!rec.accessToken) return false;
+  const left = remainingMs(rec, now);
+  if (left === null) return !rec.refreshToken;
+  return left >= needMs;
+}
+
+function notExpired(rec: ConnectionRecord, now: number): boolean {
+  if (!rec.accessToken) return false;
+  const left = remainingMs(rec, now);
+  return left === null || left > 0;
+}
+
+function isOAuthError(err: unknown, code: string): err is DropboxApiError {
+  return err instanceof DropboxApiError && (err.summary === code || err.summary.startsWith(`${code}:`));
+}
+
+function describeOAuthError(err: DropboxApiError): string {
+  const body = err.error as { error_description?: unknown } | null | undefined;
+  const desc = body && typeof body === 'object' && typeof body.error_description === 'string' ? body.error_description : '';
+  return redactText(desc ? `${err.summary}: ${desc}` : err.summary).slice(0, 300);
+}
+
+export class Refresher {
+  readonly #deps: RefresherDeps;
+  readonly #inflight = new Map<string, Promise<ConnectionRecord>>();
+
+  constructor(deps: RefresherDeps) {
+    this.#deps = deps;
+  }
+
+  /** Fails fast (no network) for connections that cannot give a token. */
+  assertUsable(rec: ConnectionRecord): void {
+    if (rec.state === 'needs_reauth') throw reauthError(rec);
+    if (rec.state === 'revoked') {
+      throw new DropkeyError(ErrorCodes.REAUTH_REQUIRED, `Connection "${rec.name}" was revoked.`, {
+        hint: `Run: ${loginCommand(rec)}`,
+        details: { connection: rec.name, app: rec.app },
+      });
+    }
+  }
+
+  /** Returns the connection with an access token valid for at least max(margin, minValidSeconds). */
+  async fresh(name: string, options: FreshOptions = {}): Promise<ConnectionRecord> {
+    const { store, now, marginMs } = this.#deps;
+    const minValidMs = options.minValidSeconds === undefined ? undefined : options.minValidSeconds * 1000;
+    const needMs = Math.max(marginMs, minValidMs ?? 0);
+    const startedAt = now();
+    const rec = await store.getConnection(name);
+    if (!rec) throw notFound(name);
+    this.assertUsable(rec);
+    if (!options.forceRefresh && freshEnough(rec, startedAt, needMs)) return rec;
+    if (!rec.refreshToken) return this.#accessOnly(rec, startedAt, minValidMs, options.forceRefresh === true);
+
+    let p = this.#inflight.get(name);
+    if (!p) {
+      p = this.#refreshLocked(name, needMs, minValidMs, rec.accessToken, options).finally(() => {
+        this.#inflight.delete(name);
+      });
+      this.#inflight.set(name, p);
+    }
+    return p;
+  }
+
+  /** A connection imported from an access token: usable until it expires, never refreshable. */
+  #accessOnly(rec: ConnectionRecord, now: number, minValidMs: number | undefined, forced: boolean): ConnectionRecord {
+    const left = remainingMs(rec, now);
+    const ok = rec.accessToken && !forced && (left === null || left > Math.max(0, minValidMs ?? 0));
+    if (ok) return rec;
+    throw expiredNoRefresh(rec, left);
+  }
+
+  async #refreshLocked(
+    name: string,
+    needMs: number,
+    minValidMs: number | undefined,
+    seenToken: string | null,
+    options: FreshOptions,
+  ): Promise<ConnectionRecord> {
+    const { store, retry, lockWaitMs } = this.#deps;
+    // A holder that died frees the lock after ttl; the ttl covers a whole refresh with all its retries.
+    const ttlMs = retry.attempts * retry.attemptTimeoutMs + retry.maxTotalWaitMs + 10_000;
+    return store.withLock(
+      `refresh:${name}`,
+      { ttlMs, waitMs: Math.max(lockWaitMs, 1), ...(options.signal ? { signal: options.signal } : {}) },
+      async () => {
+        const now = this.#deps.now();
+        const cur = await store.getConnection(name);
+        if (!cur) throw notFound(name);
+        this.assertUsable(cur);
+        if (!options.forceRefresh && freshEnough(cur, now, needMs)) return cur;
+        // Another process refreshed while we waited for the lock: its token is as new as ours would be.
+        if (cur.accessToken !== seenToken && notExpired(cur, now)) return cur;
+        if (!cur.refreshToken) return this.#accessOnly(cur, now, minValidMs, false);
+        return this.#refreshNow(cur, cur.refreshToken, minValidMs, options.signal);
+      },
+    );
+  }
+
+  async #refreshNow(
+    cur: ConnectionRecord,
+    refreshToken: string,
+    minValidMs: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<ConnectionRecord> {
+    const { store, grant, now, sleep, logger, retry } = this.#deps;
+    const app = await store.getApp(cur.app);
+    if (!app) {
+      throw new DropkeyError(ErrorCodes.NOT_FOUND, `Connection "${cur.name}" uses app "${cur.app}", which no longer exists.`, {
+        hint: `Add the app again: dropkey app add --name ${cur.app} --key <APP_KEY> [--secret -]`,
+        details: { connection: cur.name, app: cur.app },
+      });
+    }
+    let result: RefreshResult;
+    try {
+      result = await withRetry(
+        (attemptSignal) => grant({ app, refreshToken, signal: attemptSignal }),
+        {
+          retry,
+          sleep,
+          ...(signal ? { signal } : {}),
+          onRetry: (info) =>
+            logger.warn({ connection: cur.name, attempt: info.attempt, waitMs: info.waitMs }, `token refresh failed, retrying: ${info.reason}`),
+        },
+      );
+    } catch (err) {
+      return this.#refreshFailed(cur, err, minValidMs);
+    }
+    const patch: ConnectionPatch = {
+      accessToken: result.accessToken,
+      accessTokenExpiresAt: result.expiresAt,
+      lastRefreshAt: now(),
+      lastError: null,
+      state: 'active',
+    };
+    if (result.scopes && result.scopes.length > 0) patch.scopes = result.scopes;
+    // Only a non-empty, different refresh token replaces the stored one (Dropbox does not rotate them today).
+    if (result.refreshToken && result.refreshToken !== refreshToken) patch.refreshToken = result.refreshToken;
+    const updated = await store.updateConnection(cur.name, patch, { expectedVersion: cur.version });
+    logger.info({ connection: cur.name, expiresAt: updated.accessTokenExpiresAt }, 'access token refreshed');
+    return updated;
+  }
+
+  async #refreshFailed(cur: ConnectionRecord, err: unknown, minValidMs: number | undefined): Promise<ConnectionRecord> {
+    const { store, logger, now } = this.#deps;
+    const record = async (patch: ConnectionPatch): Promise<ConnectionRecord> => {
+      try {
+        return await store.updateConnection(cur.name, patch);
+      } catch (storeErr) {
+        logger.error({ connection: cur.name, err: storeErr }, 'could not record the refresh failure');
+        return cur;
+      }
+    };
+    if (isOAuthError(err, 'invalid_grant') || (err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED)) {
+      const said = err instanceof DropboxApiError ? ` (Dropbox said: ${describeOAuthError(err)})` : '';
+      const updated = await record({
+        state: 'needs_reauth',
+        lastError:
+          `Dropbox rejected the refresh token${said}. The app was disconnected from the account, ` +
+          'the token was revoked, or it was replaced by a newer login.',
+      });
+      logger.warn({ connection: cur.name }, 'refresh token rejected; connection needs a new login');
+      throw reauthError(updated, err);
+    }
+    if (isOAuthError(err, 'invalid_client') || (err instanceof DropkeyError && err.code === ErrorCodes.INVALID_CLIENT)) {
+      await record({ lastError: `Dropbox rejected the app key or secret of app "${cur.app}" (invalid_client).` });
+      throw new DropkeyError(ErrorCodes.INVALID_CLIENT, `Dropbox rejected the app key or secret of app "${cur.app}" while refreshing connection "${cur.name}".`, {
+        cause: err,
+        hint: `Check the key and secret in the App Console (Settings tab), then: dropkey app remove ${cur.app} && dropkey app add --name ${cur.app} --key <APP_KEY> --secret -`,
+        details: { connection: cur.name, app: cur.app },
+      });
+    }
+    const message = err instanceof Error ? redactText(err.message) : 'unknown error';
+    await record({ lastError: `Refreshing the access token failed: ${message}` });
+    // A proactive refresh that fails while the current token still works must not break the caller.
+    const left = remainingMs(cur, now());
+    if (cur.accessToken && left !== null && left > Math.max(0, minValidMs ?? 0) && !(err instanceof DropkeyError && err.code === ErrorCodes.CANCELLED)) {
+      logger.warn({ connection: cur.name, remainingMs: left }, 'refresh failed; using the current token until it expires');
+      return cur;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,101 @@
+import type { DropboxUrls } from '../dropbox/hosts.js';
+import type { AppAccess, ConnectionState, Store } from '../store/types.js';
+import type { Logger } from './redact.js';
+
+export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
+
+export interface RetryOptions {
+  /** Attempts in all, the first one included (default 4, like the Python SDK's max_retries_on_error). */
+  attempts?: number;
+  /** First back-off delay in ms; doubles each time (default 500). */
+  baseDelayMs?: number;
+  /** Upper bound for the sum of all waits of one operation, Retry-After included (default 30 000). */
+  maxTotalWaitMs?: number;
+  /** Timeout of one HTTP attempt in ms (default 30 000). */
+  attemptTimeoutMs?: number;
+}
+
+export interface DropkeyOptions {
+  /** Data directory (the store's home). Ignored when `store` is given. */
+  home?: string;
+  /** An already opened store; Dropkey then does not close it. */
+  store?: Store;
+  /** Master key for secrets at rest (otherwise the store's key file is used). */
+  masterKey?: string;
+  /** Dropbox base URLs (default: real Dropbox). */
+  urls?: DropboxUrls;
+  fetch?: typeof fetch;
+  /** Clock in epoch ms (default Date.now). */
+  now?: () => number;
+  sleep?: Sleep;
+  /** Any pino-compatible logger; everything it receives is redacted first. */
+  logger?: Partial<Logger>;
+  /** Refresh this long before expiry (default 300 s, as the official SDKs do, dropbox-api.md §1.3). */
+  refreshMarginSeconds?: number;
+  retry?: RetryOptions;
+  /** How long to wait for another process's refresh of the same connection (default 60 000 ms). */
+  lockWaitMs?: number;
+}
+
+export interface AppInfo {
+  name: string;
+  key: string;
+  /** Whether a secret is stored (never the secret itself). */
+  hasSecret: boolean;
+  scopes: string[];
+  team: boolean;
+  access: AppAccess | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** What dropkey tells about a connection. It never carries a token. */
+export interface ConnectionInfo {
+  name: string;
+  app: string;
+  accountId: string | null;
+  email: string | null;
+  displayName: string | null;
+  teamId: string | null;
+  teamName: string | null;
+  scopes: string[];
+  /** Epoch ms the current access token expires; null when unknown or long-lived. */
+  expiresAt: number | null;
+  state: ConnectionState;
+  /** Whether dropkey can mint new access tokens for it (it holds a refresh token). */
+  refreshable: boolean;
+  lastError: string | null;
+  lastRefreshAt: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface TokenInfo {
+  accessToken: string;
+  /** Epoch ms; null when unknown or long-lived. */
+  expiresAt: number | null;
+  scopes: string[];
+  accountId: string | null;
+  teamId: string | null;
+  connection: string;
+}
+
+export interface GetTokenOptions {
+  /** The token must stay valid at least this long (default: the refresh margin). */
+  minValidSeconds?: number;
+  /** Refresh even when the current token is fresh enough (e.g. after a 401 expired_access_token). */
+  forceRefresh?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Everything a pending login needs to be finished later, possibly by another process. */
+export interface PendingLogin {
+  app: string;
+  connection: string;
+  authorizeUrl: string;
+  state: string;
+  codeVerifier: string;
+  /** Absent for the no-redirect flow: Dropbox then shows the code for the user to paste. */
+  redirectUri?: string;
+  scopes: string[];
+}
