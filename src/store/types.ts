@@ -65,6 +65,21 @@ export interface LockOptions {
   signal?: AbortSignal;
 }
 
+/** Epoch milliseconds (injected so tests control time; default Date.now). */
+export type Clock = () => number;
+
+/** Waits `ms` (injected with the clock so tests stay fast); rejects when `signal` aborts. */
+export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
+
+/** Handed to the function run under a lock. */
+export interface LockLease {
+  /**
+   * Aborted if the lease was lost while fn ran (another holder took it over because this process stalled past
+   * ttlMs without a heartbeat). fn should stop writing when it fires.
+   */
+  readonly signal: AbortSignal;
+}
+
 export interface Store {
   getApp(name: string): Promise<AppRecord | undefined>;
   listApps(): Promise<AppRecord[]>;
@@ -93,7 +108,16 @@ export interface Store {
    * Runs fn while holding a named lock shared by every process and instance on this store.
    * A holder that dies loses the lock after ttlMs. fn should re-read what it needs after the lock is taken.
    */
-  withLock<T>(key: string, options: LockOptions, fn: () => Promise<T>): Promise<T>;
+  withLock<T>(key: string, options: LockOptions, fn: (lease: LockLease) => Promise<T>): Promise<T>;
 
   close(): Promise<void>;
+}
+
+/**
+ * Key rotation support (issue 5): rewrites every ciphertext that is not under the keyring's active key.
+ * Drivers implement it next to Store; `dropkey keys rotate` opens the store with the new key active and the old key
+ * still listed, calls this, and only then drops the old key.
+ */
+export interface KeyRotation {
+  reencryptSecrets(): Promise<{ rewritten: number; remaining: number }>;
 }

@@ -1,0 +1,462 @@
+/**
+ * Encryption at rest for secret fields (app secrets, access and refresh tokens): AES-256-GCM, one random 96-bit IV
+ * per value, additional authenticated data (AAD) binding each ciphertext to its record and field, and the key id
+ * recorded in every ciphertext so master keys can rotate (issue 5) while old ciphertexts stay readable.
+ * Rationale and limits: docs/decisions/0001-encryption-at-rest.md.
+ *
+ * Ciphertext format (ASCII, safe in any text column):  dk1.<keyId>.<iv b64url>.<ciphertext||tag b64url>
+ *
+ * Key material never leaves this module in readable form: no error message, log line, toJSON() or
+ * util.inspect() output of a Keyring contains a key or a plaintext.
+ */
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
+import { dirname } from 'node:path';
+import { inspect } from 'node:util';
+import { DropkeyError, ErrorCodes } from '../errors.js';
+
+const FORMAT = 'dk1';
+const KEY_BYTES = 32;
+const IV_BYTES = 12; // NIST SP 800-38D §8.2.2: 96-bit random IVs
+const TAG_BYTES = 16;
+const KEY_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+const B64URL_RE = /^[A-Za-z0-9_-]*$/;
+
+/** Where the active key came from; shown in messages so users know what to fix. */
+export type KeySource = { kind: 'env' } | { kind: 'file'; path: string } | { kind: 'memory' };
+
+/**
+ * The AAD context of one secret field. JSON keeps it unambiguous whatever characters names contain, so a
+ * ciphertext copied to another row or field fails authentication instead of decrypting.
+ */
+export function secretContext(table: 'app' | 'connection', name: string, field: string): string {
+  return JSON.stringify([table, name, field]);
+}
+
+/**
+ * A key id derived from the key itself (HMAC-SHA-256 keyed by the key, truncated). It reveals nothing usable about
+ * a 256-bit random key, and it lets the same key carry the same id whether it comes from DROPKEY_MASTER_KEY or from
+ * the key file, so a key exported from the file into the environment keeps decrypting.
+ */
+export function deriveKeyId(key: Buffer): string {
+  return 'k' + createHmac('sha256', key).update('dropkey key id v1').digest('hex').slice(0, 16);
+}
+
+export interface KeyEntry {
+  id: string;
+  key: Buffer;
+  /** Epoch ms the key was created, when known. */
+  created: number | null;
+}
+
+export class Keyring {
+  readonly #keys: Map<string, KeyEntry>;
+  readonly #activeId: string;
+  readonly source: KeySource;
+
+  /** The first entry of `keys` is not special: `activeId` names the key new ciphertexts use. */
+  constructor(keys: KeyEntry[], activeId: string, source: KeySource = { kind: 'memory' }) {
+    this.#keys = new Map();
+    for (const k of keys) {
+      if (k.key.length !== KEY_BYTES) throw keyError(`key "${k.id}" is not ${KEY_BYTES} bytes long`);
+      if (!KEY_ID_RE.test(k.id)) throw keyError(`invalid key id "${k.id.slice(0, 80)}"`);
+      if (this.#keys.has(k.id)) throw keyError(`duplicate key id "${k.id}"`);
+      this.#keys.set(k.id, { id: k.id, key: Buffer.from(k.key), created: k.created });
+    }
+    if (!this.#keys.has(activeId)) throw keyError(`the active key id "${activeId}" is not among the keys`);
+    this.#activeId = activeId;
+    this.source = source;
+  }
+
+  /** A one-key keyring (e.g. from DROPKEY_MASTER_KEY). */
+  static fromKey(key: Buffer, source: KeySource = { kind: 'memory' }): Keyring {
+    const id = deriveKeyId(key);
+    return new Keyring([{ id, key, created: null }], id, source);
+  }
+
+  /** A fresh random key, for tests and first use. */
+  static generate(source: KeySource = { kind: 'memory' }): Keyring {
+    return Keyring.fromKey(randomBytes(KEY_BYTES), source);
+  }
+
+  get activeKeyId(): string {
+    return this.#activeId;
+  }
+
+  get keyIds(): string[] {
+    return [...this.#keys.keys()];
+  }
+
+  hasKey(id: string): boolean {
+    return this.#keys.has(id);
+  }
+
+  /** Encrypts `plaintext` under the active key, bound to `context` (see secretContext). */
+  encrypt(plaintext: string, context: string): string {
+    const entry = this.#keys.get(this.#activeId)!;
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', entry.key, iv, { authTagLength: TAG_BYTES });
+    cipher.setAAD(aad(entry.id, context));
+    const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+    return `${FORMAT}.${entry.id}.${iv.toString('base64url')}.${body.toString('base64url')}`;
+  }
+
+  /**
+   * Decrypts a value written by encrypt() with the same context. An unknown key id, a malformed value or a failed
+   * authentication (wrong key, tampered value, or a value moved from another record/field) → DROPKEY_KEY_ERROR.
+   */
+  decrypt(ciphertext: string, context: string): string {
+    const parsed = parseCiphertext(ciphertext);
+    const entry = this.#keys.get(parsed.keyId);
+    if (!entry) {
+      throw new DropkeyError(
+        ErrorCodes.KEY_ERROR,
+        `a stored secret was encrypted with master key "${parsed.keyId}", which this dropkey does not have (${describeSource(this.source)} provides ${this.keyIds.map((k) => `"${k}"`).join(', ')})`,
+        { hint: mismatchHint(this.source), details: { keyId: parsed.keyId, knownKeyIds: this.keyIds } },
+      );
+    }
+    const body = parsed.body;
+    if (body.length < TAG_BYTES) throw keyError('a stored secret is truncated (no authentication tag)', restoreHint());
+    const decipher = createDecipheriv('aes-256-gcm', entry.key, parsed.iv, { authTagLength: TAG_BYTES });
+    decipher.setAAD(aad(entry.id, context));
+    decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
+    try {
+      return Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_BYTES)), decipher.final()]).toString('utf8');
+    } catch (cause) {
+      // GCM only says "unable to authenticate"; the key id matched, so the value was altered or moved.
+      throw new DropkeyError(
+        ErrorCodes.KEY_ERROR,
+        `a stored secret failed authentication under master key "${entry.id}": it was altered, copied from another record, or the key file was edited`,
+        { cause, hint: restoreHint(), details: { keyId: entry.id } },
+      );
+    }
+  }
+
+  /** Whether a ciphertext was written under a key other than the active one (rotation still to do). */
+  needsReencrypt(ciphertext: string): boolean {
+    return parseCiphertext(ciphertext).keyId !== this.#activeId;
+  }
+
+  /** Re-encrypts a ciphertext under the active key; returns it unchanged if it already uses the active key. */
+  reencrypt(ciphertext: string, context: string): string {
+    if (!this.needsReencrypt(ciphertext)) return ciphertext;
+    return this.encrypt(this.decrypt(ciphertext, context), context);
+  }
+
+  /** A new keyring with `key` (default: fresh random) added and made active; old keys stay readable. */
+  withNewActiveKey(key: Buffer = randomBytes(KEY_BYTES), created: number = Date.now()): Keyring {
+    const id = deriveKeyId(key);
+    const entries = [...this.#keys.values()].filter((e) => e.id !== id);
+    return new Keyring([...entries, { id, key, created }], id, this.source);
+  }
+
+  /** A new keyring without `id` (after every ciphertext moved to another key). The active key cannot be dropped. */
+  withoutKey(id: string): Keyring {
+    if (id === this.#activeId) throw keyError(`cannot remove the active key "${id}"`);
+    return new Keyring([...this.#keys.values()].filter((e) => e.id !== id), this.#activeId, this.source);
+  }
+
+  /** The key file JSON (contains key material: only for writeKeyFile). */
+  serialize(): string {
+    const file: KeyFileV1 = {
+      version: 1,
+      active: this.#activeId,
+      keys: [...this.#keys.values()].map((e) => ({
+        id: e.id,
+        key: e.key.toString('base64'),
+        created: new Date(e.created ?? Date.now()).toISOString(),
+      })),
+    };
+    return JSON.stringify(file, null, 2) + '\n';
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { activeKeyId: this.#activeId, keyIds: this.keyIds, source: describeSource(this.source) };
+  }
+
+  [inspect.custom](): string {
+    return `Keyring ${JSON.stringify(this.toJSON())}`;
+  }
+}
+
+interface KeyFileV1 {
+  version: 1;
+  active: string;
+  keys: { id: string; key: string; created: string }[];
+}
+
+function aad(keyId: string, context: string): Buffer {
+  return Buffer.from(`${FORMAT}\0${keyId}\0${context}`, 'utf8');
+}
+
+export function parseCiphertext(value: string): { keyId: string; iv: Buffer; body: Buffer } {
+  const parts = typeof value === 'string' ? value.split('.') : [];
+  const [format, keyId, iv, body] = parts;
+  if (
+    parts.length !== 4 ||
+    format !== FORMAT ||
+    keyId === undefined ||
+    !KEY_ID_RE.test(keyId) ||
+    iv === undefined ||
+    !B64URL_RE.test(iv) ||
+    body === undefined ||
+    !B64URL_RE.test(body)
+  ) {
+    throw keyError(`a stored secret is not in dropkey's "${FORMAT}" ciphertext format (the database was edited or is damaged)`, restoreHint());
+  }
+  const ivBuf = Buffer.from(iv, 'base64url');
+  if (ivBuf.length !== IV_BYTES) throw keyError('a stored secret has a malformed IV', restoreHint());
+  return { keyId, iv: ivBuf, body: Buffer.from(body, 'base64url') };
+}
+
+/** True when the string looks like one of our ciphertexts (used as a guard that no plaintext is written). */
+export function isCiphertext(value: string): boolean {
+  try {
+    parseCiphertext(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Master key from DROPKEY_MASTER_KEY
+
+const MASTER_KEY_HINT =
+  'DROPKEY_MASTER_KEY must be 32 random bytes written as 64 hex digits or 44 base64 characters, e.g. the output of:\n' +
+  '  node -e "console.log(require(\'crypto\').randomBytes(32).toString(\'base64\'))"\n' +
+  'Several keys (during a rotation) are separated by commas, the active one first. Or unset it to use the key file in the data directory.';
+
+/**
+ * Parses the value of DROPKEY_MASTER_KEY: one key, or comma-separated keys with the active one first (so a rotation
+ * can keep the previous key readable). Each key is 32 bytes as hex (64 digits) or base64/base64url (43-44 chars).
+ * Anything else is refused: a short or mistyped key would silently weaken or lose every secret.
+ * The error never repeats the value.
+ */
+export function keyringFromMasterKey(value: string): Keyring {
+  const items = value.split(',').map((s) => s.trim());
+  if (items.length === 0 || items.some((s) => s === '')) {
+    throw keyError('DROPKEY_MASTER_KEY is empty or has an empty item', MASTER_KEY_HINT);
+  }
+  const keys = items.map((item, i) => {
+    const key = decodeMasterKey(item);
+    if (!key) {
+      const what = items.length > 1 ? `item ${i + 1} of DROPKEY_MASTER_KEY` : 'DROPKEY_MASTER_KEY';
+      throw keyError(`${what} is not a 32-byte key in hex or base64 (got ${item.length} characters)`, MASTER_KEY_HINT);
+    }
+    return key;
+  });
+  const entries = keys.map((key) => ({ id: deriveKeyId(key), key, created: null }));
+  if (new Set(entries.map((e) => e.id)).size !== entries.length) {
+    throw keyError('DROPKEY_MASTER_KEY lists the same key twice', MASTER_KEY_HINT);
+  }
+  return new Keyring(entries, entries[0]!.id, { kind: 'env' });
+}
+
+function decodeMasterKey(s: string): Buffer | undefined {
+  if (/^[0-9a-fA-F]{64}$/.test(s)) return Buffer.from(s, 'hex');
+  // Standard or URL-safe base64, padded or not; re-encoding must give the same text back (no stray bits).
+  if (/^[A-Za-z0-9+/]{43}=?$/.test(s) || /^[A-Za-z0-9_-]{43}$/.test(s)) {
+    const buf = Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+    if (buf.length !== KEY_BYTES) return undefined;
+    const canonical = buf.toString('base64').replace(/=+$/, '');
+    if (canonical !== s.replace(/-/g, '+').replace(/_/g, '/').replace(/=+$/, '')) return undefined;
+    return buf;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Key file
+
+export interface KeyFileOptions {
+  /** Receives warnings (loose permissions). Default: process.emitWarning. */
+  warn?: (message: string) => void;
+  /** When false, a missing key file is an error instead of being created (the store already holds secrets). */
+  create?: boolean;
+}
+
+/**
+ * Loads the key file at `path`, creating it with a fresh key on first use.
+ *
+ * Creation is atomic and never replaces anything: the JSON is written and fsynced to a private temporary file,
+ * then hard-linked to `path`, which fails if `path` exists (same guarantee as O_EXCL, and no other process can ever
+ * read a half-written key file). If linking is not supported, it falls back to open(O_CREAT|O_EXCL).
+ * A key file that exists but cannot be parsed is refused and left untouched: replacing it would make every stored
+ * secret unreadable.
+ */
+export function loadOrCreateKeyFile(path: string, options: KeyFileOptions = {}): Keyring {
+  const warn = options.warn ?? ((m: string) => process.emitWarning(m, 'DropkeyWarning'));
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  warnIfLoose(dir, warn);
+
+  let created = false;
+  if (options.create !== false) created = createKeyFileExclusive(path);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new DropkeyError(ErrorCodes.KEY_ERROR, `the master key file ${path} is missing, but the store already holds encrypted secrets`, {
+        hint: `restore ${path} from a backup, or set DROPKEY_MASTER_KEY to the key the store was created with`,
+      });
+    }
+    throw new DropkeyError(ErrorCodes.KEY_ERROR, `cannot read the master key file ${path}: ${(cause as Error).message}`, {
+      cause,
+      hint: `check the file's owner and permissions (it should be readable by you only: chmod 600 ${path})`,
+    });
+  }
+  if (!created) {
+    const mode = statSync(path).mode & 0o777;
+    if (mode & 0o077) warn(`the master key file ${path} is readable by other users (mode ${mode.toString(8)}); run: chmod 600 ${path}`);
+  }
+  return parseKeyFile(text, path);
+}
+
+/** Parses key file text; a wrong format is refused with a message that never echoes key material. */
+export function parseKeyFile(text: string, path: string): Keyring {
+  const refuse = (what: string) =>
+    new DropkeyError(ErrorCodes.KEY_ERROR, `the master key file ${path} is not usable: ${what}`, {
+      hint:
+        `dropkey will not replace it, because that would make every stored secret unreadable. ` +
+        `Restore ${path} from a backup, or set DROPKEY_MASTER_KEY to the key it held. ` +
+        `If you are sure nothing was ever stored with it, move it away and dropkey will create a new one.`,
+      details: { path },
+    });
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw refuse(text.trim() === '' ? 'it is empty' : 'it is not JSON');
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw refuse('it is not a JSON object');
+  const obj = data as Record<string, unknown>;
+  if (obj['version'] !== 1) {
+    throw refuse(
+      typeof obj['version'] === 'number' ? `it has format version ${obj['version']}, which this dropkey does not know (upgrade dropkey)` : 'it has no format version',
+    );
+  }
+  if (!Array.isArray(obj['keys']) || obj['keys'].length === 0) throw refuse('it lists no keys');
+  const entries: KeyEntry[] = [];
+  for (const [i, k] of (obj['keys'] as unknown[]).entries()) {
+    if (typeof k !== 'object' || k === null) throw refuse(`key #${i + 1} is not an object`);
+    const { id, key, created } = k as Record<string, unknown>;
+    if (typeof id !== 'string' || !KEY_ID_RE.test(id)) throw refuse(`key #${i + 1} has no valid id`);
+    if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{43}=$/.test(key)) throw refuse(`key "${id}" is not 32 bytes of base64`);
+    const buf = Buffer.from(key, 'base64');
+    if (buf.length !== KEY_BYTES) throw refuse(`key "${id}" is not 32 bytes long`);
+    if (entries.some((e) => e.id === id)) throw refuse(`key id "${id}" appears twice`);
+    const createdMs = typeof created === 'string' ? Date.parse(created) : typeof created === 'number' ? created : NaN;
+    entries.push({ id, key: buf, created: Number.isFinite(createdMs) ? createdMs : null });
+  }
+  const active = obj['active'];
+  if (typeof active !== 'string' || !entries.some((e) => e.id === active)) throw refuse('its "active" key id is not among its keys');
+  return new Keyring(entries, active, { kind: 'file', path });
+}
+
+/** Returns true if this call created the file, false if it already existed. */
+function createKeyFileExclusive(path: string): boolean {
+  const key = randomBytes(KEY_BYTES);
+  const id = deriveKeyId(key);
+  const text = new Keyring([{ id, key, created: Date.now() }], id).serialize();
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  writePrivateFile(tmp, text, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY);
+  try {
+    linkSync(tmp, path);
+    fsyncDir(dirname(path));
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw keyFileWriteError(path, err);
+  } finally {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* already gone */
+    }
+  }
+  // No hard links on this file system: O_EXCL still guarantees we never replace an existing key file.
+  try {
+    writePrivateFile(path, text, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY);
+    fsyncDir(dirname(path));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw keyFileWriteError(path, err);
+  }
+}
+
+function writePrivateFile(path: string, text: string, flags: number): void {
+  const fd = openSync(path, flags, 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    /* not supported on every platform; the file itself is already synced */
+  }
+}
+
+function keyFileWriteError(path: string, cause: unknown): DropkeyError {
+  return new DropkeyError(ErrorCodes.KEY_ERROR, `cannot create the master key file ${path}: ${(cause as Error).message}`, {
+    cause,
+    hint: 'check that the data directory is writable by you (set DROPKEY_HOME to choose another one), or set DROPKEY_MASTER_KEY',
+  });
+}
+
+/** Warns when a directory holding secrets can be written by others (they could swap the key file or database). */
+export function warnIfLoose(dir: string, warn: (message: string) => void): void {
+  try {
+    const mode = statSync(dir).mode & 0o777;
+    if (process.platform !== 'win32' && mode & 0o022) {
+      warn(`the dropkey data directory ${dir} is writable by other users (mode ${mode.toString(8)}); run: chmod 700 ${dir}`);
+    }
+  } catch {
+    /* reported by whoever uses the directory next */
+  }
+}
+
+function describeSource(source: KeySource): string {
+  switch (source.kind) {
+    case 'env':
+      return 'DROPKEY_MASTER_KEY';
+    case 'file':
+      return `the key file ${source.path}`;
+    case 'memory':
+      return 'the given keyring';
+  }
+}
+
+function mismatchHint(source: KeySource): string {
+  switch (source.kind) {
+    case 'env':
+      return 'the master key does not match this store: set DROPKEY_MASTER_KEY to the key used when the secrets were stored (during a rotation list both keys, comma-separated, new first), or unset it if the store was created with its key file';
+    case 'file':
+      return `the master key does not match this store: set DROPKEY_MASTER_KEY to the key used when it was created, or restore ${source.path} from a backup`;
+    case 'memory':
+      return 'open the store with the keyring its secrets were written with';
+  }
+}
+
+function restoreHint(): string {
+  return 'restore the database or key file from a backup, or store the secret again (dropkey import / dropkey login)';
+}
+
+function keyError(message: string, hint?: string): DropkeyError {
+  return new DropkeyError(ErrorCodes.KEY_ERROR, message, hint === undefined ? {} : { hint });
+}

@@ -1,0 +1,136 @@
+/**
+ * dropkey's storage entry point. Usage:
+ *
+ *   import { openStore, resolveHome } from '../store/index.js';
+ *   const home = resolveHome(env);                        // DROPKEY_HOME, else XDG data dir (see resolveHome)
+ *   const store = await openStore({ home, masterKey: env.DROPKEY_MASTER_KEY });  // key file home/master.key if unset
+ *   await store.createApp({ name: 'backup', key: 'abc', secret: null, scopes: [], team: false, access: null });
+ *   const conn = await store.getConnection('default');    // secrets come back decrypted; undefined if absent
+ *   await store.withLock(`refresh:${name}`, { ttlMs: 30_000, waitMs: 60_000 }, async ({ signal }) => {
+ *     const fresh = await store.getConnection(name);      // always re-read after taking the lock
+ *     await store.updateConnection(name, { accessToken }, { expectedVersion: fresh!.version });
+ *   });
+ *   await store.close();
+ *
+ * Errors are DropkeyErrors: KEY_ERROR (master key), STORE (database; isVersionConflict() for optimistic
+ * concurrency), ALREADY_EXISTS, NOT_FOUND, BAD_INPUT, LOCK_TIMEOUT, CANCELLED.
+ */
+import { homedir as osHomedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DropkeyError, ErrorCodes } from '../errors.js';
+import { Keyring, keyringFromMasterKey, loadOrCreateKeyFile } from './crypto.js';
+import { openSqliteStore, type SqliteStore } from './sqlite/index.js';
+import type { Clock, Sleep } from './types.js';
+
+export type * from './types.js';
+export { Keyring } from './crypto.js';
+
+export const DB_FILE = 'dropkey.db';
+export const KEY_FILE = 'master.key';
+
+export interface OpenStoreOptions {
+  /** The data directory (see resolveHome). Created with mode 0700 if missing. */
+  home: string;
+  /** The value of DROPKEY_MASTER_KEY, if set. Otherwise the key file home/master.key is used (created on first use). */
+  masterKey?: string | undefined;
+  /**
+   * The value of DROPKEY_DATABASE_URL, if set. Today only `file:` URLs (a SQLite file elsewhere than home/dropkey.db);
+   * this is where a PostgreSQL driver plugs in later (issue 5).
+   */
+  databaseUrl?: string | undefined;
+  /** An explicit keyring (tests, key rotation); wins over masterKey and the key file. */
+  keyring?: Keyring;
+  clock?: Clock;
+  /** Used only while waiting for locks. */
+  sleep?: Sleep;
+  /** Warnings (loose permissions). Default: process.emitWarning. */
+  warn?: (message: string) => void;
+}
+
+export interface StorePaths {
+  home: string;
+  database: string;
+  keyFile: string;
+}
+
+export function storePaths(home: string): StorePaths {
+  const h = resolve(home);
+  return { home: h, database: join(h, DB_FILE), keyFile: join(h, KEY_FILE) };
+}
+
+/**
+ * Opens the store chosen by the options. The master key comes from (in order) `keyring`, `masterKey`
+ * (DROPKEY_MASTER_KEY), or the key file. The key file is created only for a store that holds no encrypted data yet:
+ * if it went missing from a store that does, opening fails instead of starting a new key (which would orphan every
+ * stored secret).
+ */
+export async function openStore(options: OpenStoreOptions): Promise<SqliteStore> {
+  const paths = storePaths(options.home);
+  const driver = selectDriver(options.databaseUrl, paths);
+  const keyring =
+    options.keyring ??
+    (options.masterKey !== undefined && options.masterKey.trim() !== '' ? keyringFromMasterKey(options.masterKey) : undefined);
+  const warn = options.warn;
+  return openSqliteStore({
+    path: driver.path,
+    keyring:
+      keyring ??
+      (({ hasEncryptedData }) =>
+        loadOrCreateKeyFile(paths.keyFile, { create: !hasEncryptedData, ...(warn ? { warn } : {}) })),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.sleep ? { sleep: options.sleep } : {}),
+    ...(warn ? { warn } : {}),
+  });
+}
+
+/**
+ * The seam for more drivers: a database URL names the driver. Unset → SQLite at home/dropkey.db.
+ * Schemes not listed here are refused with the list of supported ones.
+ */
+export function selectDriver(databaseUrl: string | undefined, paths: StorePaths): { kind: 'sqlite'; path: string } {
+  if (databaseUrl === undefined || databaseUrl.trim() === '') return { kind: 'sqlite', path: paths.database };
+  let url: URL;
+  try {
+    url = new URL(databaseUrl.trim());
+  } catch {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'DROPKEY_DATABASE_URL is not a URL', {
+      hint: 'use file:///absolute/path/dropkey.db, or unset it to use the data directory',
+    });
+  }
+  if (url.protocol === 'file:') return { kind: 'sqlite', path: fileURLToPath(url) };
+  throw new DropkeyError(ErrorCodes.BAD_INPUT, `DROPKEY_DATABASE_URL uses "${url.protocol}", which this dropkey does not support`, {
+    hint: 'supported: file:///absolute/path/dropkey.db (SQLite); or unset it to use the data directory',
+  });
+}
+
+/**
+ * The data directory:
+ *   1. DROPKEY_HOME (relative paths are resolved against `cwd`);
+ *   2. $XDG_DATA_HOME/dropkey, when XDG_DATA_HOME is an absolute path (the XDG spec says to ignore relative ones);
+ *   3. the platform default: ~/.local/share/dropkey (Linux and others), ~/Library/Application Support/dropkey
+ *      (macOS), %LOCALAPPDATA%\dropkey (Windows).
+ */
+export function resolveHome(
+  env: Record<string, string | undefined>,
+  platform: NodeJS.Platform = process.platform,
+  { homedir = osHomedir(), cwd = process.cwd() }: { homedir?: string; cwd?: string } = {},
+): string {
+  const explicit = env['DROPKEY_HOME']?.trim();
+  if (explicit) return resolve(cwd, explicit);
+  const xdg = env['XDG_DATA_HOME']?.trim();
+  if (xdg && isAbsolute(xdg)) return join(xdg, 'dropkey');
+  if (platform === 'darwin') return join(homedir, 'Library', 'Application Support', 'dropkey');
+  if (platform === 'win32') {
+    const local = env['LOCALAPPDATA']?.trim();
+    return join(local && isAbsolute(local) ? local : join(homedir, 'AppData', 'Local'), 'dropkey');
+  }
+  return join(homedir, '.local', 'share', 'dropkey');
+}
+
+/** True for the DROPKEY_STORE error updateConnection throws when `expectedVersion` no longer matches. */
+export function isVersionConflict(err: unknown): boolean {
+  return err instanceof DropkeyError && err.code === ErrorCodes.STORE && err.details?.['conflict'] === true;
+}
+
+export type { SqliteStore } from './sqlite/index.js';
