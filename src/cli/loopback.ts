@@ -18,7 +18,7 @@ export interface CallbackServer {
    * Resolves with the authorization code once a redirect with the expected state arrives. Rejects on an OAuth
    * error redirect (access_denied...), a state mismatch, the timeout, or the abort signal.
    */
-  waitForCode(): Promise<string>;
+  waitForCode(expectedState: string): Promise<string>;
   /** Answers the browser's held request with the final outcome. */
   finish(outcome: { ok: true; message: string } | { ok: false; message: string }): void;
   close(): Promise<void>;
@@ -26,7 +26,6 @@ export interface CallbackServer {
 
 export interface CallbackServerOptions {
   port: number;
-  state: string;
   timeoutMs: number;
   signal: AbortSignal;
   host?: string;
@@ -38,6 +37,7 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
   let settle: { resolve: (code: string) => void; reject: (e: Error) => void } | undefined;
   let outcome: Promise<string> | undefined;
   let done = false;
+  let expected: string | undefined;
 
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', `http://${host}`);
@@ -46,14 +46,14 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not found\n');
       return;
     }
-    if (done || !settle) {
+    if (done || !settle || expected === undefined) {
       page(res, 409, 'Already handled', 'This login attempt is already finished. Return to the terminal.', false);
       return;
     }
     const q = url.searchParams;
     const error = q.get('error');
     const state = q.get('state') ?? '';
-    if (!safeEqual(state, opts.state)) {
+    if (!safeEqual(state, expected)) {
       // A redirect carrying someone else's state is either a stale tab or a forged request (CSRF): refuse it.
       fail(res, new DropkeyError(ErrorCodes.OAUTH_FAILED, 'the login redirect carried the wrong state value, so it was refused (a stale browser tab, or a forged request).', {
         hint: 'Run dropkey login again and finish it in the browser tab it opens.',
@@ -123,7 +123,10 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
   return {
     redirectUri: `http://${host}:${port}${CALLBACK_PATH}`,
     port,
-    waitForCode: () => outcome!,
+    waitForCode: (state) => {
+      expected = state;
+      return outcome!;
+    },
     finish(o) {
       const res = pending;
       pending = undefined;

@@ -1,0 +1,144 @@
+import type { Command, CommandContext } from '../context.js';
+import { DEFAULT_LOGIN_PORT, intOption, parseOptions, redirectUriFor, scopeList, usageError } from '../config.js';
+import { readSecret } from '../input.js';
+import { table, writeJson } from '../output.js';
+import { withSession } from '../session.js';
+import { validateName } from '../../connections/names.js';
+import type { AppInfo } from '../../connections/types.js';
+
+const usage = `Usage:
+  dropkey app add --name NAME --key KEY [--secret SECRET|-] [--scope S...] [--team] [--app-folder] [--port N] [--json]
+  dropkey app list [--json]
+  dropkey app remove NAME
+
+Registers a Dropbox app (its key from the App Console, https://www.dropbox.com/developers/apps) so that
+dropkey login can connect accounts with it.
+
+Options for add:
+  --name NAME      A local name for the app, e.g. backup.
+  --key KEY        The app key (Settings tab of the App Console).
+  --secret SECRET  The app secret. Use "-" to read it from standard input (keeps it out of shell history).
+                   Optional: without it, dropkey uses PKCE only.
+  --scope S        A scope login asks for (repeat, or space-separated). Default: every scope of the app.
+  --team           A Dropbox Business team app (team tokens, validated with team/get_info).
+  --app-folder     The app has "App folder" access (default: full Dropbox).
+  --port N         The port of the redirect URI to print (default ${DEFAULT_LOGIN_PORT}; must match dropkey login --port).
+  --json           Print the app and the redirect URI as JSON.
+`;
+
+const command: Command = {
+  summary: 'Register, list or remove Dropbox apps (key, secret, scopes)',
+  usage,
+  async run(ctx) {
+    const [sub, ...rest] = ctx.argv;
+    switch (sub) {
+      case 'add':
+        return add(ctx, rest);
+      case 'list':
+      case 'ls':
+        return list(ctx, rest);
+      case 'remove':
+      case 'rm':
+        return remove(ctx, rest);
+      default:
+        throw usageError('app', sub === undefined ? 'missing subcommand (add, list or remove)' : `unknown subcommand "${sub}" (use add, list or remove)`);
+    }
+  },
+};
+export default command;
+
+function appJson(a: AppInfo): Record<string, unknown> {
+  return {
+    name: a.name,
+    key: a.key,
+    has_secret: a.hasSecret,
+    scopes: a.scopes,
+    team: a.team,
+    access: a.access,
+    created_at: new Date(a.createdAt).toISOString(),
+  };
+}
+
+async function add(ctx: CommandContext, argv: string[]): Promise<void> {
+  const { values } = parseOptions('app add', argv, {
+    name: { type: 'string' },
+    key: { type: 'string' },
+    secret: { type: 'string' },
+    scope: { type: 'string', multiple: true },
+    team: { type: 'boolean' },
+    'app-folder': { type: 'boolean' },
+    port: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (values.name === undefined) throw usageError('app add', 'missing --name NAME (a local name for the app, e.g. --name backup)');
+  if (values.key === undefined || values.key.trim() === '') throw usageError('app add', 'missing --key KEY (the app key from the App Console)');
+  const name = validateName('app', values.name);
+  const port = intOption('app add', 'port', values.port, { min: 1, max: 65535 }) ?? DEFAULT_LOGIN_PORT;
+  const key = values.key.trim();
+  let secret: string | undefined;
+  if (values.secret === '-') secret = (await readSecret(ctx, 'app secret')).trim();
+  else if (values.secret !== undefined) secret = values.secret.trim();
+  if (secret === '') throw usageError('app add', 'the app secret is empty (omit --secret for a PKCE-only app)');
+  const scopes = scopeList(values.scope) ?? [];
+  const team = values.team === true;
+  const access = values['app-folder'] ? 'app_folder' : 'full';
+
+  const app = await withSession(ctx, ({ dk }) =>
+    dk.addApp({ name, key, ...(secret === undefined ? {} : { secret }), scopes, team, access }),
+  );
+  const redirectUri = redirectUriFor(port);
+  if (values.json) {
+    writeJson(ctx, { app: appJson(app), redirect_uri: redirectUri, checklist: checklist(app, redirectUri) });
+    return;
+  }
+  ctx.stdout.write(`Added app "${app.name}" (app key ${app.key}, ${app.hasSecret ? 'with its secret' : 'no secret: PKCE only'}).\n\n`);
+  ctx.stdout.write(`Finish the set-up in the Dropbox App Console (https://www.dropbox.com/developers/apps), in this app:\n`);
+  checklist(app, redirectUri).forEach((line, i) => ctx.stdout.write(`  ${i + 1}. ${line}\n`));
+  ctx.stdout.write(`\nThen connect an account:\n  dropkey login --app ${app.name}${port === DEFAULT_LOGIN_PORT ? '' : ` --port ${port}`}\n`);
+  ctx.stdout.write(`On a machine without a browser:\n  dropkey login --app ${app.name} --no-redirect\n`);
+}
+
+function checklist(app: AppInfo, redirectUri: string): string[] {
+  const needed = app.team ? 'team_info.read' : 'account_info.read';
+  const scopes = app.scopes.length > 0 ? app.scopes : [];
+  const missingCheck = scopes.length > 0 && !scopes.includes(needed)
+    ? ` Also tick ${needed}: dropkey uses it to check each new connection.`
+    : '';
+  return [
+    `Settings tab > OAuth 2 > Redirect URIs: add exactly ${redirectUri} and click Add ` +
+      '(Dropbox compares it character for character, port and path included).',
+    `Permissions tab: tick ${scopes.length > 0 ? scopes.join(', ') : `the scopes your program needs (and ${needed})`}, ` +
+      'then click Submit at the bottom of the page (unsubmitted changes are lost).' + missingCheck,
+    `Access type: the app must have been created as "${app.access === 'app_folder' ? 'App folder' : 'Full Dropbox'}"` +
+      `${app.team ? ' with team scopes (a Business team app)' : ''}; it cannot be changed later. ` +
+      `If it differs, run dropkey app remove ${app.name} and add it again${app.access === 'app_folder' ? ' without' : ' with'} --app-folder.`,
+    'Settings tab > OAuth 2 > Allow public clients (Implicit Grant & PKCE): "Allow"' +
+      (app.hasSecret ? ' is not needed, since dropkey has the app secret.' : ' is required, since dropkey has no app secret.'),
+  ];
+}
+
+async function list(ctx: CommandContext, argv: string[]): Promise<void> {
+  const { values } = parseOptions('app list', argv, { json: { type: 'boolean' } });
+  const apps = await withSession(ctx, ({ dk }) => dk.listApps());
+  if (values.json) {
+    writeJson(ctx, apps.map(appJson));
+    return;
+  }
+  if (apps.length === 0) {
+    ctx.stdout.write('No apps yet. Add one with: dropkey app add --name NAME --key KEY --secret -\n');
+    return;
+  }
+  ctx.stdout.write(table(
+    ['NAME', 'KEY', 'SECRET', 'TYPE', 'ACCESS', 'SCOPES'],
+    apps.map((a) => [a.name, a.key, a.hasSecret ? 'yes' : 'no (PKCE)', a.team ? 'team' : 'user', a.access ?? '', a.scopes.join(' ') || '(all of the app)']),
+  ));
+}
+
+async function remove(ctx: CommandContext, argv: string[]): Promise<void> {
+  const { positionals } = parseOptions('app remove', argv, {}, { positionals: 1 });
+  const raw = positionals[0];
+  if (raw === undefined) throw usageError('app remove', 'missing the app name (dropkey app remove NAME)');
+  const name = validateName('app', raw);
+  await withSession(ctx, ({ dk }) => dk.removeApp(name));
+  ctx.stdout.write(`Removed app "${name}".\n`);
+}

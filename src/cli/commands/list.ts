@@ -1,0 +1,44 @@
+import type { Command } from '../context.js';
+import { parseOptions } from '../config.js';
+import { expiresIn, table, writeJson } from '../output.js';
+import { withSession } from '../session.js';
+import { connectionJson } from '../view.js';
+
+const usage = `Usage: dropkey list [--json]
+
+Lists connections: name, account email, team, scopes, when the access token expires, and state
+(active, needs_reauth, revoked). Shows no token.
+`;
+
+const command: Command = {
+  summary: 'List connections (account, team, scopes, expiry, state)',
+  usage,
+  async run(ctx) {
+    const { values } = parseOptions('list', ctx.argv, { json: { type: 'boolean' } });
+    const conns = await withSession(ctx, ({ dk }) => dk.list());
+    const now = Date.now();
+    if (values.json) {
+      writeJson(ctx, conns.map((c) => connectionJson(c, now)));
+      return;
+    }
+    if (conns.length === 0) {
+      ctx.stdout.write('No connections yet. Connect an account with: dropkey login --app NAME\n');
+      return;
+    }
+    ctx.stdout.write(table(
+      ['NAME', 'APP', 'ACCOUNT', 'TEAM', 'EXPIRES IN', 'STATE', 'SCOPES'],
+      conns.map((c) => [
+        c.name,
+        c.app,
+        c.email ?? c.accountId,
+        c.teamName,
+        c.refreshable || c.expiresAt === null ? expiresIn(c.expiresAt, now) : `${expiresIn(c.expiresAt, now)} (no refresh)`,
+        c.state,
+        c.scopes.join(' '),
+      ]),
+    ));
+    const broken = conns.filter((c) => c.state !== 'active');
+    for (const c of broken) ctx.stderr.write(`"${c.name}" is ${c.state}: fix it with dropkey login --connection ${c.name} --app ${c.app}\n`);
+  },
+};
+export default command;
