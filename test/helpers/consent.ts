@@ -144,7 +144,7 @@ export interface ConsentResult {
 
 /** Rewrites Dropbox web/API hosts in an authorize URL to the emulator (dropbox-api.md §10). */
 export function toEmulatorUrl(u: string, base: string): string {
-  return u.replace(/^https:\/\/(www\.)?dropbox\.com|^https:\/\/(api|content|notify)\.dropboxapi\.com/, base);
+  return u.replace(/^https:\/\/(?:(?:www\.)?dropbox\.com|(?:api|content|notify)\.dropboxapi\.com)(?=[/?#]|$)/, base);
 }
 
 function cookieJar() {

@@ -5,7 +5,7 @@
  */
 import nodeFetch from 'node-fetch';
 
-const DROPBOX_ORIGINS = /^https:\/\/(?:api\.dropboxapi\.com|content\.dropboxapi\.com|notify\.dropboxapi\.com|www\.dropbox\.com|dropbox\.com)(?=\/|$)/;
+const DROPBOX_ORIGINS = /^https:\/\/(?:api\.dropboxapi\.com|content\.dropboxapi\.com|notify\.dropboxapi\.com|www\.dropbox\.com|dropbox\.com)(?=[/?#]|$)/;
 
 export function rewriteDropboxUrl(url: string, base: string): string {
   return url.replace(DROPBOX_ORIGINS, base.replace(/\/+$/, ''));
