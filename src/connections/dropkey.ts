@@ -12,7 +12,10 @@ import { buildAuthorizeUrl, parseCallback } from '../oauth/authorize.js';
 import { codeChallengeS256, generateCodeVerifier, generateState } from '../oauth/pkce.js';
 import { exchangeCode, type FetchLike, revokeToken } from '../oauth/token.js';
 import type { AppAccess, AppRecord, ConnectionPatch, ConnectionRecord, Store } from '../store/types.js';
+import { DropboxClient, type PathRoot } from '../dropbox/client.js';
+import { type DoctorInput, type DoctorReport, runDoctor } from './doctor.js';
 import { DEFAULT_CONNECTION, validateName } from './names.js';
+import { createSdkAuth, type DropkeySdkAuth, type SdkAuthOptions } from './sdk-auth.js';
 import { clientOf, identify, type Identity, makeRefreshGrant } from './protocol.js';
 import { type Logger, redactText, safeLogger } from './redact.js';
 import { loginCommand, notFound, Refresher } from './refresher.js';
@@ -191,9 +194,10 @@ export class Dropkey {
   /** Opens dropkey on a store: the given one, or the SQLite store in `home`. */
   static async open(options: DropkeyOptions = {}): Promise<Dropkey> {
     if (options.store) return new Dropkey(options.store, false, options);
-    const { openStore } = await import('../store/index.js');
+    const { openStore, resolveHome } = await import('../store/index.js');
+    // Without a home, the platform's data directory (no environment is read here; see fromEnv).
     const store = await openStore({
-      ...(options.home === undefined ? {} : { home: options.home }),
+      home: options.home ?? resolveHome({}),
       ...(options.masterKey === undefined ? {} : { masterKey: options.masterKey }),
     });
     try {
@@ -677,6 +681,52 @@ export class Dropkey {
       if (err instanceof DropkeyError && (err.code === ErrorCodes.REAUTH_REQUIRED || err.code === ErrorCodes.TOKEN_EXPIRED)) return null;
       throw err;
     }
+  }
+
+  /**
+   * A Dropbox API client (rpc / upload / download) whose token always comes from this connection: refreshed
+   * before it expires, and once more when Dropbox answers 401 expired_access_token; 429 and 5xx are retried.
+   */
+  client(name: string = DEFAULT_CONNECTION, options: { selectUser?: string; selectAdmin?: string; pathRoot?: PathRoot } = {}): DropboxClient {
+    validateName('connection', name);
+    let current: string | undefined;
+    return new DropboxClient({
+      urls: this.urls,
+      fetch: this.#fetch,
+      sleep: this.#sleep,
+      getAccessToken: async (opts: { forceRefresh?: boolean; rejectedToken?: string }) => {
+        if (!opts.forceRefresh) {
+          const t = await this.getAccessToken(name);
+          current = t;
+          return t;
+        }
+        // A forced refresh names the token Dropbox refused (the client's, else the last one handed out), so
+        // concurrent 401s share one refresh instead of refreshing once each.
+        const rejected = opts.rejectedToken ?? current;
+        return this.getAccessToken(name, { forceRefresh: true, ...(rejected ? { rejectedToken: rejected } : {}) });
+      },
+      ...(options.selectUser === undefined ? {} : { selectUser: options.selectUser }),
+      ...(options.selectAdmin === undefined ? {} : { selectAdmin: options.selectAdmin }),
+      ...(options.pathRoot === undefined ? {} : { pathRoot: options.pathRoot }),
+    });
+  }
+
+  /**
+   * An `auth` object for the official `dropbox` SDK: `new Dropbox({ auth: await dk.sdkAuth('default') })`.
+   * Before each request the SDK asks it for a token, which dropkey refreshes as needed; it never holds the
+   * refresh token or the app secret. See sdk-auth.ts for exactly what the SDK calls.
+   */
+  async sdkAuth(name: string = DEFAULT_CONNECTION, options: SdkAuthOptions = {}): Promise<DropkeySdkAuth> {
+    validateName('connection', name);
+    const rec = await this.store.getConnection(name);
+    if (!rec) throw notFound(name);
+    const app = await this.store.getApp(rec.app);
+    return createSdkAuth(this, name, app?.key, { fetch: this.#fetch, ...options });
+  }
+
+  /** Diagnoses a connection or a pasted token; see doctor.ts. */
+  async doctor(input: DoctorInput = {}): Promise<DoctorReport> {
+    return runDoctor(this, { urls: this.urls, fetch: this.#fetch, now: this.#now }, input);
   }
 
   /** Internal seams for the adapters in this folder (client, sdk auth, doctor). */

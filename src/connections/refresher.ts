@@ -46,6 +46,7 @@ export interface RefresherDeps {
 export interface FreshOptions {
   minValidSeconds?: number;
   forceRefresh?: boolean;
+  rejectedToken?: string;
   signal?: AbortSignal;
 }
 
@@ -144,6 +145,9 @@ export class Refresher {
     if (!rec) throw notFound(name);
     this.assertUsable(rec);
     if (!options.forceRefresh && freshEnough(rec, startedAt, needMs)) return rec;
+    if (options.forceRefresh && options.rejectedToken !== undefined && rec.accessToken !== options.rejectedToken && notExpired(rec, startedAt)) {
+      return rec;
+    }
     if (!rec.refreshToken) return this.#accessOnly(rec, startedAt, minValidMs, options.forceRefresh === true);
 
     let p = this.#inflight.get(name);

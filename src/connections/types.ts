@@ -85,6 +85,11 @@ export interface GetTokenOptions {
   minValidSeconds?: number;
   /** Refresh even when the current token is fresh enough (e.g. after a 401 expired_access_token). */
   forceRefresh?: boolean;
+  /**
+   * With forceRefresh: the token Dropbox just refused. If the stored token already differs (another caller
+   * refreshed meanwhile), that one is returned without a new refresh.
+   */
+  rejectedToken?: string;
   signal?: AbortSignal;
 }
 

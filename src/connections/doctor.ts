@@ -1,0 +1,407 @@
+/**
+ * The diagnosis engine behind `dropkey doctor`: looks at a stored connection or a pasted token, asks Dropbox what
+ * it thinks of it, and explains every problem in plain words with the exact command that fixes it.
+ * Sources: dropbox-api.md §1.2 (token errors), §1.3 (lifetimes, `sl.` prefix), §3.3 (401 AuthError tags, the
+ * team-token 400 text), §6 (scopes per route).
+ */
+import type { DropboxUrls } from '../dropbox/hosts.js';
+import { errorTag } from '../dropbox/errors.js';
+import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
+import type { FetchLike } from '../oauth/token.js';
+import type { AppRecord, ConnectionRecord } from '../store/types.js';
+import type { Dropkey } from './dropkey.js';
+import { DEFAULT_CONNECTION, validateName } from './names.js';
+import { identify, type Identity, rpcCall } from './protocol.js';
+import { loginCommand } from './refresher.js';
+
+export type Severity = 'error' | 'warning' | 'info';
+
+export interface Finding {
+  /** Stable id, e.g. "expired", "missing_scope", "clock_skew". */
+  id: string;
+  severity: Severity;
+  message: string;
+  /** What to run or do next. */
+  fix: string;
+}
+
+export interface DoctorInput {
+  /** A stored connection to check (default "default" when no token is given). */
+  connection?: string;
+  /** A pasted access token to check instead. */
+  token?: string;
+  /** Scopes the job needs, e.g. ["files.content.write"]. */
+  need?: string[];
+  signal?: AbortSignal;
+}
+
+export interface DoctorReport {
+  healthy: boolean;
+  /** What was checked: a connection name, or "pasted token". */
+  subject: string;
+  findings: Finding[];
+}
+
+/** Clock difference that breaks expiry arithmetic enough to matter (tokens are refreshed 300 s early). */
+const MAX_SKEW_MS = 60_000;
+
+/**
+ * Harmless calls that need one scope each (§6), to confirm a scope live: Dropbox answers 401 missing_scope
+ * when the token lacks it. Scopes not listed are judged from the granted list only.
+ */
+const SCOPE_PROBES: Record<string, { route: string; arg: unknown; team: boolean }> = {
+  'account_info.read': { route: 'users/get_current_account', arg: null, team: false },
+  'files.metadata.read': { route: 'files/list_folder', arg: { path: '', limit: 1 }, team: false },
+  'team_info.read': { route: 'team/get_info', arg: null, team: true },
+  'members.read': { route: 'team/members/list_v2', arg: { limit: 1 }, team: true },
+  'sessions.list': { route: 'team/devices/list_members_devices', arg: {}, team: true },
+  'events.read': { route: 'team_log/get_events', arg: { limit: 1 }, team: true },
+};
+
+export interface ShapeProblem {
+  id: string;
+  message: string;
+}
+
+/**
+ * What can be told about a pasted access token without asking Dropbox. The `sl.` prefix is informational only
+ * (§1.3): its absence is a hint, not a verdict (legacy long-lived tokens have none).
+ */
+export function tokenShapeProblems(raw: string): ShapeProblem[] {
+  const out: ShapeProblem[] = [];
+  if (raw !== raw.trim()) out.push({ id: 'token_whitespace', message: 'The token has spaces or a line break before or after it, pasted along by accident.' });
+  const t = raw.trim();
+  if (/^(["']).*\1$/s.test(t) || /^["']|["']$/.test(t)) {
+    out.push({ id: 'token_quotes', message: 'The token is wrapped in quotes, which are not part of it.' });
+  }
+  const bare = t.replace(/^["']+|["']+$/g, '').replace(/^Bearer\s+/i, '');
+  if (/^Bearer\s+/i.test(t.replace(/^["']+/, ''))) {
+    out.push({ id: 'token_bearer_prefix', message: 'The value starts with "Bearer ": give the token alone; the word Bearer goes only in the HTTP header.' });
+  }
+  if (/\s/.test(bare)) out.push({ id: 'token_inner_whitespace', message: 'The token contains spaces or line breaks inside it: it was split when copied.' });
+  if (bare.length === 0) {
+    out.push({ id: 'token_empty', message: 'The token is empty.' });
+    return out;
+  }
+  if (!bare.startsWith('sl.')) {
+    // Dropbox refresh tokens are 64 characters of [A-Za-z0-9_-] with no prefix (§1.2 example).
+    if (/^[A-Za-z0-9_-]{40,80}$/.test(bare) && !/^[A-Za-z0-9_-]{130,}$/.test(bare)) {
+      out.push({
+        id: 'refresh_token_as_access_token',
+        message: 'This looks like a refresh token (about 64 characters, no "sl." prefix), not an access token: it cannot be sent as "Authorization: Bearer".',
+      });
+    } else {
+      out.push({ id: 'token_not_short_lived', message: 'The token does not start with "sl.", so it is not a current short-lived Dropbox access token (it may be a legacy long-lived one, or something else).' });
+    }
+  } else if (bare.length < 100) {
+    out.push({ id: 'token_truncated', message: `The token is only ${bare.length} characters long; Dropbox access tokens are much longer, so it was probably cut off when copied.` });
+  }
+  if (/[^A-Za-z0-9._~+/=-]/.test(bare)) out.push({ id: 'token_bad_characters', message: 'The token contains characters that never appear in Dropbox tokens.' });
+  return out;
+}
+
+interface Ctx {
+  urls: DropboxUrls;
+  fetch: FetchLike;
+  now: () => number;
+  findings: Finding[];
+  signal: AbortSignal | undefined;
+}
+
+function add(ctx: Ctx, f: Finding): void {
+  if (!ctx.findings.some((x) => x.id === f.id)) ctx.findings.push(f);
+}
+
+function consoleFix(scopes: string[]): string {
+  return `enable ${scopes.join(', ')} on the Permissions tab of the app in the Dropbox App Console and click Submit`;
+}
+
+function checkSkew(ctx: Ctx, serverDate: number | null): void {
+  if (serverDate === null) return;
+  const skew = ctx.now() - serverDate;
+  // The Date header has one-second resolution; the threshold is far above that.
+  if (Math.abs(skew) > MAX_SKEW_MS) {
+    const secs = Math.round(Math.abs(skew) / 1000);
+    add(ctx, {
+      id: 'clock_skew',
+      severity: 'warning',
+      message: `This computer's clock is ${secs} seconds ${skew > 0 ? 'ahead of' : 'behind'} Dropbox's, so token expiry times computed here are off by as much.`,
+      fix: 'turn on time synchronisation (NTP), e.g. "sudo timedatectl set-ntp true" on Linux',
+    });
+  }
+}
+
+/** Explains a Dropbox refusal of a live call. Returns true when it was understood. */
+function explainLiveError(ctx: Ctx, err: unknown, fixLogin: string, route: string): boolean {
+  const tag = errorTag(err);
+  const reason = err instanceof DropkeyError ? err.details?.['reason'] : undefined;
+  if (tag === 'expired_access_token') {
+    add(ctx, { id: 'expired', severity: 'error', message: 'Dropbox says the access token has expired (access tokens last 4 hours).', fix: fixLogin });
+    return true;
+  }
+  if (tag === 'invalid_access_token') {
+    add(ctx, {
+      id: 'revoked',
+      severity: 'error',
+      message: 'Dropbox does not accept the access token: it was revoked (the app was unlinked or the token revoked), belongs to another app, or was mistyped.',
+      fix: fixLogin,
+    });
+    return true;
+  }
+  if (reason === 'team_token_without_select_user') {
+    add(ctx, {
+      id: 'team_token_without_select_user',
+      severity: 'error',
+      message: `${route} works on one person's Dropbox, but this is a Business team token and no team member was selected with the Dropbox-API-Select-User header.`,
+      fix: 'send "Dropbox-API-Select-User: <team_member_id>" (team/members/list_v2 lists the ids), e.g. dropkey client(name, { selectUser }) or new Dropbox({ auth, selectUser })',
+    });
+    return true;
+  }
+  if (reason === 'malformed_token') {
+    add(ctx, { id: 'token_malformed', severity: 'error', message: 'Dropbox says the token is malformed: it is truncated or has extra characters.', fix: 'copy the token again, alone, or run: dropkey token' });
+    return true;
+  }
+  if (err instanceof DropkeyError && err.code === ErrorCodes.DROPBOX_UNAVAILABLE) {
+    add(ctx, { id: 'dropbox_unreachable', severity: 'error', message: `Dropbox could not be reached: ${err.message}`, fix: 'check the network (and DROPKEY_DROPBOX_URL if set), then run dropkey doctor again' });
+    return true;
+  }
+  return false;
+}
+
+async function probeScopes(ctx: Ctx, token: string, need: string[], team: boolean, selectUser?: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (const scope of need) {
+    const probe = SCOPE_PROBES[scope];
+    if (!probe || probe.team !== team) continue;
+    try {
+      const r = await rpcCall(ctx, token, probe.route, probe.arg, {
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        ...(selectUser ? { headers: { 'dropbox-api-select-user': selectUser } } : {}),
+      });
+      checkSkew(ctx, dateOf(r.response));
+    } catch (err) {
+      if (errorTag(err) === 'missing_scope') missing.push(scope);
+    }
+  }
+  return missing;
+}
+
+function dateOf(response: Response): number | null {
+  const d = response.headers.get('date');
+  const t = d ? Date.parse(d) : NaN;
+  return Number.isNaN(t) ? null : t;
+}
+
+function scopeFindings(ctx: Ctx, granted: string[] | null, need: string[], liveMissing: string[], fixLogin: string): void {
+  const missing = new Set(liveMissing);
+  if (granted !== null && granted.length > 0) for (const s of need) if (!granted.includes(s)) missing.add(s);
+  if (missing.size === 0) return;
+  const list = [...missing];
+  add(ctx, {
+    id: 'missing_scope',
+    severity: 'error',
+    message: `The token lacks the scope${list.length > 1 ? 's' : ''} ${list.join(', ')} that the job needs. Scopes are fixed when the connection is authorized.`,
+    fix: `${consoleFix(list)}, then run: ${fixLogin} ${list.map((s) => `--scope ${s}`).join(' ')}`,
+  });
+}
+
+async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void> {
+  const shape = tokenShapeProblems(raw);
+  for (const p of shape) {
+    const severe = p.id !== 'token_not_short_lived';
+    add(ctx, {
+      id: p.id,
+      severity: severe ? 'error' : 'warning',
+      message: p.message,
+      fix:
+        p.id === 'refresh_token_as_access_token'
+          ? 'import it so dropkey mints access tokens from it: dropkey import --connection NAME --app APP --refresh-token -'
+          : p.id === 'token_truncated' || p.id === 'token_inner_whitespace'
+            ? 'copy the whole token again (App Console: Generate, or run dropkey token)'
+            : 'paste the token alone, without quotes, spaces or "Bearer "',
+    });
+  }
+  const token = raw.trim().replace(/^["']+|["']+$/g, '').replace(/^Bearer\s+/i, '').trim();
+  if (token === '' || shape.some((p) => p.id === 'refresh_token_as_access_token')) return;
+  const fixLogin = 'connect for good with: dropkey login (then use dropkey token), instead of pasting tokens';
+  let id: Identity | undefined;
+  let team = false;
+  try {
+    id = await identify(ctx, token, false, ctx.signal);
+  } catch (err) {
+    const reason = err instanceof DropkeyError ? err.details?.['reason'] : undefined;
+    if (reason === 'team_token_without_select_user') {
+      team = true;
+      add(ctx, {
+        id: 'team_token',
+        severity: 'info',
+        message: 'This is a Business team token: user routes (files, account) need a Dropbox-API-Select-User header naming a team member.',
+        fix: 'send "Dropbox-API-Select-User: <team_member_id>" with user routes (team/members/list_v2 lists the ids)',
+      });
+      try {
+        id = await identify(ctx, token, true, ctx.signal);
+      } catch (err2) {
+        if (!explainLiveError(ctx, err2, fixLogin, 'team/get_info') && errorTag(err2) !== 'missing_scope') throw err2;
+      }
+    } else if (!explainLiveError(ctx, err, fixLogin, 'users/get_current_account') && errorTag(err) !== 'missing_scope') {
+      throw err;
+    }
+  }
+  if (id) checkSkew(ctx, id.serverDate);
+  if (ctx.findings.some((f) => f.id === 'expired' || f.id === 'revoked')) return;
+  if (need.length > 0) {
+    const live = await probeScopes(ctx, token, need, team);
+    scopeFindings(ctx, null, need, live, 'dropkey login');
+    const unknown = need.filter((s) => !SCOPE_PROBES[s] || SCOPE_PROBES[s]!.team !== team);
+    if (unknown.length > 0) {
+      add(ctx, {
+        id: 'scopes_unverified',
+        severity: 'info',
+        message: `Dropbox offers no way to list a pasted token's scopes, and ${unknown.join(', ')} could not be checked with a harmless call.`,
+        fix: 'connect with dropkey login: dropkey then records the granted scopes',
+      });
+    }
+  }
+  if (token.startsWith('sl.')) {
+    add(ctx, {
+      id: 'pasted_short_lived_token',
+      severity: 'warning',
+      message: 'A pasted short-lived token stops working within 4 hours and cannot be renewed.',
+      fix: 'connect once with dropkey login (or dropkey import --refresh-token -) and use dropkey token / dropkey exec',
+    });
+  }
+}
+
+async function doctorConnection(dk: Dropkey, ctx: Ctx, name: string, need: string[]): Promise<void> {
+  const rec = await dk.store.getConnection(name);
+  if (!rec) {
+    add(ctx, { id: 'not_found', severity: 'error', message: `There is no connection named "${name}".`, fix: `see them with: dropkey list; create it with: dropkey login --connection ${name}` });
+    return;
+  }
+  const app = await dk.store.getApp(rec.app);
+  const fixLogin = loginCommand(rec);
+  if (!app) {
+    add(ctx, { id: 'app_missing', severity: 'error', message: `The connection uses app "${rec.app}", which is no longer registered.`, fix: `dropkey app add --name ${rec.app} --key <APP_KEY> [--secret -]` });
+    return;
+  }
+  lastErrorFindings(ctx, rec, fixLogin);
+  if (rec.state !== 'active') {
+    add(ctx, {
+      id: 'needs_reauth',
+      severity: 'error',
+      message: `Connection "${name}" must be authorized again: Dropbox no longer accepts its refresh token.${rec.lastError ? ` ${rec.lastError}` : ''}`,
+      fix: fixLogin,
+    });
+    return;
+  }
+  if (!rec.refreshToken) {
+    add(ctx, {
+      id: 'no_refresh_token',
+      severity: 'warning',
+      message: `Connection "${name}" has no refresh token (it came from a pasted access token, or offline access was not requested), so it stops working when its access token expires.`,
+      fix: `${fixLogin}   (dropkey always asks for offline access)`,
+    });
+  }
+  accessFinding(ctx, app);
+
+  // A real refresh checks the refresh token and the app key and secret (invalid_client) in one go.
+  let token: string | undefined;
+  try {
+    const t = await dk.getToken(name, rec.refreshToken ? { forceRefresh: true, ...(ctx.signal ? { signal: ctx.signal } : {}) } : {});
+    token = t.accessToken;
+  } catch (err) {
+    refreshFinding(ctx, err, rec, fixLogin);
+  }
+  if (!token) return;
+  const fresh = (await dk.store.getConnection(name)) ?? rec;
+  let id: Identity | undefined;
+  try {
+    id = await identify(ctx, token, app.team, ctx.signal);
+  } catch (err) {
+    if (errorTag(err) === 'missing_scope') {
+      add(ctx, {
+        id: 'account_details_unreadable',
+        severity: 'info',
+        message: `The token lacks ${app.team ? 'team_info.read' : 'account_info.read'}, so dropkey cannot show whose ${app.team ? 'team' : 'account'} this is.`,
+        fix: `${consoleFix([app.team ? 'team_info.read' : 'account_info.read'])}, then run: ${fixLogin}`,
+      });
+    } else if (!explainLiveError(ctx, err, fixLogin, app.team ? 'team/get_info' : 'users/get_current_account')) {
+      throw err;
+    }
+  }
+  if (id) checkSkew(ctx, id.serverDate);
+  if (need.length > 0) {
+    const live = await probeScopes(ctx, token, need, app.team);
+    scopeFindings(ctx, fresh.scopes, need, live, fixLogin);
+  }
+}
+
+function accessFinding(ctx: Ctx, app: AppRecord): void {
+  if (app.access === 'app_folder') {
+    add(ctx, {
+      id: 'app_folder_access',
+      severity: 'info',
+      message: `App "${app.name}" has App folder access: it sees only its own folder (/Apps/<app name>), not the rest of the Dropbox. Paths are relative to that folder.`,
+      fix: 'if the job needs other folders, create an app with "Full Dropbox" access in the App Console and connect with it',
+    });
+  }
+}
+
+function lastErrorFindings(ctx: Ctx, rec: ConnectionRecord, fixLogin: string): void {
+  const e = rec.lastError ?? '';
+  if (/redirect_uri/i.test(e)) {
+    add(ctx, {
+      id: 'redirect_uri_mismatch',
+      severity: 'error',
+      message: 'The last login failed because the redirect URI differed from one registered for the app (Dropbox compares them exactly, port and path included).',
+      fix: `register http://127.0.0.1:53682/callback under Redirect URIs on the app's Settings tab in the App Console, then run: ${fixLogin}`,
+    });
+  }
+  if (/entire Dropbox Business team|Select-User/i.test(e)) {
+    add(ctx, {
+      id: 'team_token_without_select_user',
+      severity: 'error',
+      message: 'A user route was called with this team token without selecting a team member.',
+      fix: 'send "Dropbox-API-Select-User: <team_member_id>" (team/members/list_v2 lists the ids)',
+    });
+  }
+}
+
+function refreshFinding(ctx: Ctx, err: unknown, rec: ConnectionRecord, fixLogin: string): void {
+  if (err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED) {
+    add(ctx, { id: 'needs_reauth', severity: 'error', message: err.message, fix: fixLogin });
+  } else if (err instanceof DropkeyError && err.code === ErrorCodes.INVALID_CLIENT) {
+    add(ctx, {
+      id: 'invalid_client',
+      severity: 'error',
+      message: `Dropbox rejected the app key or secret of app "${rec.app}" (invalid_client): the secret was changed or mistyped, or the key belongs to another app.`,
+      fix: `copy the key and secret from the app's Settings tab in the App Console, then: dropkey app remove ${rec.app} && dropkey app add --name ${rec.app} --key <APP_KEY> --secret -   (revoke or keep the connections first)`,
+    });
+  } else if (err instanceof DropkeyError && err.code === ErrorCodes.TOKEN_EXPIRED) {
+    add(ctx, { id: 'expired', severity: 'error', message: err.message, fix: fixLogin });
+  } else if (err instanceof DropboxApiError && /redirect_uri/i.test(err.message)) {
+    add(ctx, { id: 'redirect_uri_mismatch', severity: 'error', message: err.message, fix: fixLogin });
+  } else if (!explainLiveError(ctx, err, fixLogin, 'oauth2/token')) {
+    add(ctx, {
+      id: 'refresh_failed',
+      severity: 'error',
+      message: `Refreshing the access token failed: ${err instanceof Error ? err.message : String(err)}`,
+      fix: 'run dropkey doctor again; if it persists, reconnect: ' + fixLogin,
+    });
+  }
+}
+
+export async function runDoctor(dk: Dropkey, deps: { urls: DropboxUrls; fetch: FetchLike; now: () => number }, input: DoctorInput): Promise<DoctorReport> {
+  const need = [...new Set((input.need ?? []).flatMap((s) => s.split(/[\s,]+/)).filter(Boolean))];
+  const ctx: Ctx = { ...deps, findings: [], signal: input.signal };
+  let subject: string;
+  if (input.token !== undefined) {
+    subject = 'pasted token';
+    await doctorToken(ctx, input.token, need);
+  } else {
+    const name = validateName('connection', input.connection ?? DEFAULT_CONNECTION);
+    subject = name;
+    await doctorConnection(dk, ctx, name, need);
+  }
+  return { healthy: !ctx.findings.some((f) => f.severity === 'error'), subject, findings: ctx.findings };
+}

@@ -1,0 +1,264 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { DropkeyError, ErrorCodes } from '../errors.js';
+import { makeRig, type Rig } from '../../test/connections/setup.js';
+import { validateName } from './names.js';
+
+async function rejectsWith(p: Promise<unknown>, code: string, re?: RegExp): Promise<DropkeyError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof DropkeyError, `expected a DropkeyError, got ${String(err)}`);
+    assert.equal(err.code, code, `${err.code}: ${err.message}`);
+    if (re) assert.match(`${err.message}\n${err.hint ?? ''}`, re);
+    return err;
+  }
+  assert.fail(`expected ${code}, but it resolved`);
+}
+
+describe('names', () => {
+  test('accepts ids and refuses everything else with a hint', () => {
+    for (const ok of ['default', 'dropbox_default', 'a', 'A.b-c_9', 'x'.repeat(64)]) assert.equal(validateName('connection', ok), ok);
+    for (const bad of ['', '-x', '_x', 'a b', 'a/b', 'é', 'x'.repeat(65), 'a\n', '.hidden']) {
+      assert.throws(() => validateName('connection', bad), (e: unknown) => e instanceof DropkeyError && e.code === ErrorCodes.BAD_INPUT && /--connection|letter or digit/.test(`${e.message} ${e.hint}`));
+    }
+  });
+});
+
+describe('apps', () => {
+  let rig: Rig;
+  before(async () => {
+    rig = await makeRig();
+  });
+  after(() => rig.close());
+
+  test('add, list, get, remove; the secret never comes back', async () => {
+    const info = await rig.dk.addApp({ name: 'backup', key: 'abc123key', secret: '  s3cretvalue\n', scopes: ['files.content.read files.metadata.read'] });
+    assert.deepEqual(info.scopes, ['files.content.read', 'files.metadata.read']);
+    assert.equal(info.hasSecret, true);
+    assert.ok(!JSON.stringify(info).includes('s3cretvalue'));
+    assert.deepEqual((await rig.dk.listApps()).map((a) => a.name), ['backup']);
+    assert.equal((await rig.dk.getApp('backup')).key, 'abc123key');
+    const stored = await rig.dk.store.getApp('backup');
+    assert.equal(stored?.secret, 's3cretvalue', 'pasted whitespace is trimmed');
+    await rig.dk.removeApp('backup');
+    await rejectsWith(rig.dk.getApp('backup'), ErrorCodes.NOT_FOUND, /dropkey app add --name backup/);
+  });
+
+  test('bad input is refused with what to do next', async () => {
+    await rejectsWith(rig.dk.addApp({ name: 'bad name', key: 'abc123' }), ErrorCodes.BAD_INPUT);
+    await rejectsWith(rig.dk.addApp({ name: 'ok', key: '' }), ErrorCodes.BAD_INPUT, /App Console/);
+    await rejectsWith(rig.dk.addApp({ name: 'ok', key: 'has space' }), ErrorCodes.BAD_INPUT);
+    await rejectsWith(rig.dk.addApp({ name: 'ok', key: 'abcd1234', secret: 'abcd1234' }), ErrorCodes.BAD_INPUT, /secret/);
+    await rejectsWith(rig.dk.addApp({ name: 'ok', key: 'abcd1234', scopes: ['files content'] , access: 'everything' as never }), ErrorCodes.BAD_INPUT);
+    await rig.dk.addApp({ name: 'dup', key: 'abcd1234' });
+    await rejectsWith(rig.dk.addApp({ name: 'dup', key: 'abcd1234' }), ErrorCodes.ALREADY_EXISTS, /dropkey app remove dup/);
+  });
+});
+
+describe('import and tokens', () => {
+  let rig: Rig;
+  before(async () => {
+    rig = await makeRig();
+  });
+  after(() => rig.close());
+
+  test('a refresh token is checked by one refresh, validated, and then served without calling Dropbox', async () => {
+    const a = await rig.appWithAccount({ name: 'imp' });
+    const g = await a.grant();
+    await rig.emu.control.clearRequests();
+    const r = await rig.dk.import({ connection: 'c1', app: 'imp', refreshToken: `${g.refresh_token}\n` });
+    assert.equal(r.created, true);
+    assert.equal(r.refreshable, true);
+    assert.equal(r.connection.email, a.email);
+    assert.equal(r.connection.accountId, a.accountId);
+    assert.ok(r.connection.scopes.includes('files.content.read'), `scopes ${r.connection.scopes}`);
+    assert.ok(r.connection.expiresAt !== null && r.connection.expiresAt > rig.clock.now + 3600_000);
+    assert.equal(await rig.tokenCalls(), 1);
+    assert.ok(!JSON.stringify(r).includes(g.refresh_token!), 'the result carries no refresh token');
+
+    const t1 = await rig.dk.getToken('c1');
+    const t2 = await rig.dk.getAccessToken('c1');
+    assert.equal(t1.accessToken, t2);
+    assert.equal(t1.accountId, a.accountId);
+    assert.equal(await rig.tokenCalls(), 1, 'a fresh token needs no refresh');
+    assert.ok(!('refreshToken' in t1));
+    const me = await rig.emu.rpc('users/get_current_account', undefined, t2);
+    assert.equal(me.status, 200);
+    assert.equal((await rig.stored('c1'))?.refreshToken, g.refresh_token);
+  });
+
+  test('an expired token: 25 concurrent callers share one refresh; the refresh token is kept', async () => {
+    const before = (await rig.stored('c1'))!;
+    await rig.advance(4 * 3600 + 10);
+    await rig.emu.control.clearRequests();
+    const tokens = await Promise.all(Array.from({ length: 25 }, () => rig.dk.getAccessToken('c1')));
+    assert.equal(new Set(tokens).size, 1);
+    assert.notEqual(tokens[0], before.accessToken);
+    assert.equal(await rig.tokenCalls(), 1);
+    const after = (await rig.stored('c1'))!;
+    assert.equal(after.refreshToken, before.refreshToken);
+    assert.equal((await rig.emu.rpc('users/get_current_account', undefined, tokens[0]!)).status, 200);
+    const info = await rig.dk.get('c1');
+    assert.equal(info.lastRefreshAt, rig.clock.now);
+  });
+
+  test('proactive: refreshes inside the margin and when minValidSeconds asks for more', async () => {
+    const info = await rig.dk.get('c1');
+    await rig.emu.control.clearRequests();
+    const left = (info.expiresAt! - rig.clock.now) / 1000;
+    await rig.dk.getAccessToken('c1', { minValidSeconds: Math.floor(left) - 60 });
+    assert.equal(await rig.tokenCalls(), 0);
+    await rig.dk.getAccessToken('c1', { minValidSeconds: Math.ceil(left) + 60 });
+    assert.equal(await rig.tokenCalls(), 1);
+    await rig.advance(Math.ceil((await rig.dk.get('c1')).expiresAt! - rig.clock.now) / 1000 - 200);
+    await rig.dk.getAccessToken('c1');
+    assert.equal(await rig.tokenCalls(), 2, 'within the 300 s margin');
+    await rejectsWith(rig.dk.getAccessToken('c1', { minValidSeconds: -1 }), ErrorCodes.BAD_INPUT);
+    await rejectsWith(rig.dk.getAccessToken('nope'), ErrorCodes.NOT_FOUND, /dropkey login --connection nope/);
+  });
+
+  test('refresh(force) always refreshes; refresh() does not when fresh', async () => {
+    await rig.emu.control.clearRequests();
+    await rig.dk.refresh('c1');
+    assert.equal(await rig.tokenCalls(), 0);
+    const before = await rig.dk.getAccessToken('c1');
+    await rig.dk.refresh('c1', { force: true });
+    assert.equal(await rig.tokenCalls(), 1);
+    assert.notEqual(await rig.dk.getAccessToken('c1'), before);
+  });
+
+  test('5xx and 429 from the token endpoint are retried (Retry-After honoured)', async () => {
+    await rig.advance(4 * 3600);
+    await rig.emu.control.clearRequests();
+    rig.sleeps.length = 0;
+    await rig.emu.control.fault({ route: 'oauth2/token', status: 503, count: 1 });
+    await rig.emu.control.fault({ route: 'oauth2/token', status: 429, retry_after: 7, count: 1 });
+    const t = await rig.dk.getAccessToken('c1');
+    assert.equal((await rig.emu.rpc('users/get_current_account', undefined, t)).status, 200);
+    assert.equal(await rig.tokenCalls(), 3);
+    assert.ok(rig.sleeps.includes(7000), `sleeps ${rig.sleeps}`);
+  });
+
+  test('invalid_grant marks needs_reauth; later calls fail fast without the network', async () => {
+    const a = await rig.appWithAccount({ name: 'rv' });
+    const g = await a.grant();
+    await rig.dk.import({ connection: 'gone', app: 'rv', refreshToken: g.refresh_token! });
+    const t = await rig.dk.getAccessToken('gone');
+    // Revoking an access token minted from a refresh token disables the refresh token too (§1.5).
+    assert.equal((await rig.emu.rpc('auth/token/revoke', undefined, t)).status, 200);
+    await rig.advance(4 * 3600);
+    const err = await rejectsWith(rig.dk.getAccessToken('gone'), ErrorCodes.REAUTH_REQUIRED);
+    assert.equal(err.hint, 'Run: dropkey login --connection gone --app rv');
+    const info = await rig.dk.get('gone');
+    assert.equal(info.state, 'needs_reauth');
+    assert.match(info.lastError ?? '', /refresh token/);
+    assert.equal((await rig.stored('gone'))?.refreshToken, g.refresh_token, 'the refresh token is never lost');
+    await rig.emu.control.clearRequests();
+    await rejectsWith(rig.dk.getAccessToken('gone'), ErrorCodes.REAUTH_REQUIRED, /dropkey login --connection gone --app rv/);
+    assert.equal((await rig.emu.control.requests()).length, 0, 'no request at all');
+  });
+
+  test('wrong app secret → INVALID_CLIENT with the fix; the refresh token is kept', async () => {
+    const a = await rig.appWithAccount({ name: 'wrongsecret' });
+    const g = await a.grant();
+    await rig.dk.import({ connection: 'ws', app: 'wrongsecret', refreshToken: g.refresh_token! });
+    await rig.dk.store.updateApp('wrongsecret', { secret: 'notthesecret0' });
+    await rig.advance(4 * 3600);
+    await rejectsWith(rig.dk.getAccessToken('ws'), ErrorCodes.INVALID_CLIENT, /dropkey app add --name wrongsecret/);
+    assert.equal((await rig.stored('ws'))?.refreshToken, g.refresh_token);
+    assert.equal((await rig.stored('ws'))?.state, 'active');
+  });
+
+  test('a pasted access token: accepted with a warning, never refreshed, then TOKEN_EXPIRED with the upgrade', async () => {
+    const a = await rig.appWithAccount({ name: 'pasted' });
+    const g = await a.grant(undefined, 'online');
+    const r = await rig.dk.import({ connection: 'p', app: 'pasted', accessToken: ` "${g.access_token}" ` });
+    assert.equal(r.refreshable, false);
+    assert.ok(r.warnings.some((w) => w.includes('dropkey login --connection p --app pasted')), r.warnings.join('\n'));
+    assert.ok(r.warnings.some((w) => /4 hours/.test(w)));
+    assert.equal(r.connection.email, a.email);
+    assert.equal(await rig.dk.getAccessToken('p'), g.access_token);
+    await rig.advance(4 * 3600 + 1);
+    const err = await rejectsWith(rig.dk.getAccessToken('p'), ErrorCodes.TOKEN_EXPIRED);
+    assert.match(err.hint ?? '', /dropkey login --connection p --app pasted/);
+    // It cannot replace a renewable connection: that would lose the refresh token.
+    const g2 = await a.grant(undefined, 'online');
+    await rejectsWith(rig.dk.import({ connection: 'c1', app: 'pasted', accessToken: g2.access_token }), ErrorCodes.ALREADY_EXISTS);
+    assert.ok((await rig.stored('c1'))?.refreshToken);
+  });
+
+  test('bad credentials to import are refused clearly and nothing is stored', async () => {
+    const a = await rig.appWithAccount({ name: 'badimp' });
+    const g = await a.grant();
+    await rejectsWith(rig.dk.import({ connection: 'x1', app: 'badimp', refreshToken: g.access_token }), ErrorCodes.BAD_INPUT, /access token/);
+    await rejectsWith(rig.dk.import({ connection: 'x1', app: 'badimp', refreshToken: 'A'.repeat(64) }), ErrorCodes.BAD_INPUT, /does not accept this refresh token/);
+    await rejectsWith(rig.dk.import({ connection: 'x1', app: 'badimp', accessToken: `sl.${'B'.repeat(140)}` }), ErrorCodes.BAD_INPUT, /doctor/);
+    await rejectsWith(rig.dk.import({ connection: 'x1', app: 'badimp', accessToken: 'two words' }), ErrorCodes.BAD_INPUT);
+    await rejectsWith(rig.dk.import({ connection: 'x1', app: 'badimp' }), ErrorCodes.BAD_INPUT);
+    await rejectsWith(rig.dk.get('x1'), ErrorCodes.NOT_FOUND);
+  });
+
+  test('team app: validated with team/get_info', async () => {
+    const a = await rig.appWithAccount({ name: 'teamapp', team: true });
+    const g = await a.grant();
+    const r = await rig.dk.import({ connection: 'team', app: 'teamapp', refreshToken: g.refresh_token! });
+    assert.ok(r.connection.teamName?.startsWith('Team '), JSON.stringify(r.connection));
+    assert.ok(r.connection.teamId);
+    assert.deepEqual([...r.connection.scopes].sort(), ['members.read', 'sessions.list', 'team_info.read']);
+  });
+
+  test('list() and get() carry no secrets', async () => {
+    const all = await rig.dk.list();
+    assert.ok(all.length >= 3);
+    const text = JSON.stringify(all);
+    for (const name of ['c1', 'team']) {
+      const s = (await rig.stored(name))!;
+      assert.ok(!text.includes(s.refreshToken!));
+      assert.ok(!text.includes(s.accessToken!));
+    }
+  });
+
+  test('revoke: at Dropbox, then locally; an already-dead token is still deleted locally', async () => {
+    const a = await rig.appWithAccount({ name: 'rev' });
+    const g = await a.grant();
+    await rig.dk.import({ connection: 'r1', app: 'rev', refreshToken: g.refresh_token! });
+    const t = await rig.dk.getAccessToken('r1');
+    const res = await rig.dk.revoke('r1');
+    assert.equal(res.revokedAtDropbox, true);
+    await rejectsWith(rig.dk.get('r1'), ErrorCodes.NOT_FOUND);
+    assert.equal((await rig.emu.rpc('users/get_current_account', undefined, t)).status, 401);
+
+    const g2 = await a.grant();
+    await rig.dk.import({ connection: 'r2', app: 'rev', refreshToken: g2.refresh_token! });
+    const t2 = await rig.dk.getAccessToken('r2');
+    await rig.emu.rpc('auth/token/revoke', undefined, t2);
+    const res2 = await rig.dk.revoke('r2');
+    assert.equal(res2.revokedAtDropbox, false);
+    assert.match(res2.message, /already/);
+    await rejectsWith(rig.dk.get('r2'), ErrorCodes.NOT_FOUND);
+  });
+});
+
+describe('client()', () => {
+  let rig: Rig;
+  before(async () => {
+    rig = await makeRig();
+  });
+  after(() => rig.close());
+
+  test('calls Dropbox with a fresh token, and refreshes once on 401 expired_access_token', async () => {
+    const a = await rig.appWithAccount({ name: 'cl' });
+    const g = await a.grant();
+    await rig.dk.import({ connection: 'cl', app: 'cl', refreshToken: g.refresh_token! });
+    const client = rig.dk.client('cl');
+    const me = await client.rpc<{ email: string }>('users/get_current_account');
+    assert.equal(me.email, a.email);
+    // Only Dropbox's clock moves: locally the token still looks fresh, Dropbox says it expired.
+    await rig.emu.control.advanceClock(4 * 3600 + 5);
+    await rig.emu.control.clearRequests();
+    const results = await Promise.all(Array.from({ length: 5 }, () => client.rpc<{ email: string }>('users/get_current_account')));
+    assert.ok(results.every((r) => r.email === a.email));
+    assert.equal(await rig.tokenCalls(), 1, 'concurrent 401s share one refresh');
+  });
+});
