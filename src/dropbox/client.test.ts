@@ -29,11 +29,11 @@ function json(status: number, body: unknown, headers: Record<string, string> = {
 }
 
 function tokens(...list: string[]) {
-  const calls: Array<{ forceRefresh?: boolean }> = [];
+  const calls: Array<{ forceRefresh?: boolean; rejectedToken?: string }> = [];
   let i = 0;
   return {
     calls,
-    get: async (o: { forceRefresh?: boolean }) => {
+    get: async (o: { forceRefresh?: boolean; rejectedToken?: string }) => {
       calls.push(o);
       return list[Math.min(i++, list.length - 1)]!;
     },
@@ -150,7 +150,7 @@ test('401 expired_access_token → one forced refresh and one retry', async () =
   const c = new DropboxClient({ urls: DROPBOX_URLS, fetch: s.f, getAccessToken: t.get });
   assert.deepEqual(await c.rpc('users/get_current_account'), { ok: 1 });
   s.done();
-  assert.deepEqual(t.calls, [{}, { forceRefresh: true }]);
+  assert.deepEqual(t.calls, [{}, { forceRefresh: true, rejectedToken: 'sl.old' }]);
   assert.equal(s.requests[1]!.headers.get('authorization'), 'Bearer sl.new');
 });
 

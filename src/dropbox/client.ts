@@ -26,8 +26,12 @@ export type PathRoot =
 export interface DropboxClientOptions {
   urls: Pick<DropboxUrls, 'api' | 'content' | 'notify'>;
   fetch: FetchLike;
-  /** Returns a valid access token; with forceRefresh, a new one even if the current one looks valid. */
-  getAccessToken: (opts: { forceRefresh?: boolean }) => Promise<string>;
+  /**
+   * Returns a valid access token; with forceRefresh, a new one even if the current one looks valid.
+   * `rejectedToken` is the token Dropbox just called expired: a provider that already replaced it (another call
+   * refreshed meanwhile) can hand out the newer one instead of refreshing again.
+   */
+  getAccessToken: (opts: { forceRefresh?: boolean; rejectedToken?: string }) => Promise<string>;
   /** team_member_id for Dropbox-API-Select-User (team token acting as a member). */
   selectUser?: string;
   /** team_member_id of an admin for Dropbox-API-Select-Admin. */
@@ -214,17 +218,17 @@ export class DropboxClient {
     const { signal } = options;
     const common = this.#commonHeaders(options);
     let refreshed = false;
-    let forceRefresh = false;
+    let rejected: string | undefined;
     let retries = 0;
     for (;;) {
       if (signal?.aborted) throw new DropkeyError(ErrorCodes.CANCELLED, `the call to ${route} was cancelled`, { cause: signal.reason });
       const headers: Record<string, string> = { ...common, ...p.headers };
       let token: string | undefined;
       if (p.auth) {
-        token = await this.#o.getAccessToken(forceRefresh ? { forceRefresh: true } : {});
+        token = await this.#o.getAccessToken(rejected === undefined ? {} : { forceRefresh: true, rejectedToken: rejected });
         headers['authorization'] = `Bearer ${token}`;
       }
-      forceRefresh = false;
+      rejected = undefined;
       const init: RequestInit & { duplex?: 'half' } = { method: 'POST', headers };
       if (p.body !== undefined) init.body = p.body;
       if (p.body instanceof ReadableStream) init.duplex = 'half';
@@ -255,7 +259,7 @@ export class DropboxClient {
         p.replayable
       ) {
         refreshed = true;
-        forceRefresh = true;
+        rejected = token;
         continue;
       }
       if (isRetryable(err) && (await this.#backoff(err, res.status, retries, p.replayable, signal))) {
