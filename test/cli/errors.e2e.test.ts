@@ -1,0 +1,110 @@
+/**
+ * Bad input to the built CLI: each error says what went wrong and what to run next, exits non-zero, and prints
+ * no secret. A corrupt key file is refused, never replaced.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { assertNoSecrets, CliEnv } from './cli-helpers.js';
+
+let t: CliEnv;
+before(async () => {
+  t = await CliEnv.create();
+});
+after(async () => {
+  await t?.close();
+});
+
+test('no command and --help print usage; an unknown command is a usage error', async () => {
+  const none = await t.run([]);
+  assert.equal(none.code, 2);
+  assert.match(none.stdout, /Usage: dropkey <command>/);
+  for (const name of ['token', 'login', 'import', 'exec', 'export', 'doctor', 'list', 'refresh', 'revoke', 'app', 'demo']) assert.match(none.stdout, new RegExp(`\\n  ${name} `));
+  const help = await t.run(['token', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--min-valid SECONDS/);
+  const bad = await t.run(['tokn']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /unknown command "tokn"/);
+});
+
+test('unknown flags and missing values name the flag and point to --help', async () => {
+  for (const [args, re] of [
+    [['token', '--conection', 'x'], /unknown option "--conection"/],
+    [['list', '-z'], /unknown option "-z"/],
+    [['login', '--port'], /"--port" needs a value/],
+    [['login', '--port', 'abc'], /--port must be a whole number/],
+    [['app', 'add', '--name', 'x'], /missing --key KEY/],
+    [['app', 'frobnicate'], /unknown subcommand "frobnicate"/],
+    [['import', '--app', 'x'], /exactly one of --refresh-token/],
+    [['token', '--connection', 'bad name!'], /Invalid connection name/],
+  ] as const) {
+    const r = await t.run([...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re, args.join(' '));
+    assert.match(r.stderr, /--help|Give one|letters, digits/, args.join(' '));
+  }
+});
+
+test('unknown connection and missing app say what to run next', async () => {
+  const tok = await t.run(['token', '--connection', 'ghost']);
+  assert.equal(tok.code, 1);
+  assert.match(tok.stderr, /No connection named "ghost"/);
+  assert.match(tok.stderr, /dropkey login --connection ghost/);
+  const imp = await t.run(['import', '--app', 'ghost-app', '--refresh-token', 'abc']);
+  assert.equal(imp.code, 1);
+  assert.match(imp.stderr, /No app named "ghost-app"/);
+  assert.match(imp.stderr, /dropkey app add/);
+  const login = await t.run(['login', '--no-browser', '--port', '0']);
+  assert.notEqual(login.code, 0);
+  assert.match(login.stderr, /dropkey app add/);
+});
+
+test('error paths never print secrets', async () => {
+  const app = await t.addApp('sec');
+  const g = await t.grant(app.key);
+  // A refresh token from another app: Dropbox refuses it.
+  const other = await t.addApp('other');
+  const r1 = await t.run(['import', '--connection', 'x1', '--app', 'other', '--refresh-token', '-'], { stdin: g.token.refresh_token! });
+  assert.equal(r1.code === 0, false);
+  assert.match(r1.stderr, /refresh token/);
+  // A revoked access token pasted as an import.
+  await t.emu.rpc('auth/token/revoke', undefined, g.token.access_token);
+  const r2 = await t.run(['import', '--connection', 'x2', '--app', 'sec', '--access-token', '-'], { stdin: g.token.access_token });
+  assert.equal(r2.code === 0, false);
+  // An access token given as a refresh token.
+  const r3 = await t.run(['import', '--connection', 'x3', '--app', 'sec', '--refresh-token', g.token.access_token]);
+  assert.equal(r3.code === 0, false);
+  assert.match(r3.stderr, /looks like an access token/);
+  for (const r of [r1, r2, r3]) assertNoSecrets(r.stdout + r.stderr, [g.token.refresh_token, g.token.access_token, app.secret, other.secret], 'error output');
+});
+
+test('a corrupt key file is refused with a clear message and never replaced', async () => {
+  const { token: g } = await t.connect('keep');
+  const files = await readdir(t.home);
+  const keyFile = files.find((f) => /key/i.test(f) && !f.endsWith('.db'));
+  assert.ok(keyFile, `a key file exists in ${files.join(', ')}`);
+  const path = join(t.home, keyFile);
+  const original = await readFile(path);
+  const garbage = 'this is not a key file\n';
+  await writeFile(path, garbage);
+  const r = await t.run(['token', '--connection', 'keep']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /key/i);
+  assert.doesNotMatch(r.stderr, /unexpected error/);
+  assert.equal(await readFile(path, 'utf8'), garbage, 'the corrupt key file was left alone');
+  assertNoSecrets(r.stderr, [g.refresh_token]);
+  // Restoring the key brings everything back: nothing was lost.
+  await writeFile(path, original);
+  const ok = await t.run(['token', '--connection', 'keep']);
+  assert.equal(ok.code, 0, ok.stderr);
+});
+
+test('a wrong DROPKEY_MASTER_KEY does not unlock the data and says so', async () => {
+  await t.connect('mk');
+  const r = await t.run(['token', '--connection', 'mk'], { env: { DROPKEY_MASTER_KEY: Buffer.alloc(32, 7).toString('base64') } });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /key/i);
+  assert.doesNotMatch(r.stderr, /unexpected error/);
+});

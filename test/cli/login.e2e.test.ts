@@ -1,0 +1,161 @@
+/**
+ * `dropkey login` end to end: the built CLI as a child process, the emulator as Dropbox, and the test playing the
+ * user's browser over HTTP (GET the consent page, POST Allow, follow the redirect to the CLI's callback server).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { driveConsent } from '../helpers/consent.js';
+import { assertNoSecrets, authorizeUrlFrom, CliEnv, collect, waitForOutput } from './cli-helpers.js';
+
+let t: CliEnv;
+before(async () => {
+  t = await CliEnv.create();
+});
+after(async () => {
+  await t?.close();
+});
+
+test('login: loopback flow with PKCE and offline access, consent driven over HTTP', async () => {
+  const app = await t.addApp('loop');
+  await t.emu.control.createAccount({ email: 'loop-user@example.com' });
+  const child = t.spawn(['login', '--connection', 'loop', '--app', 'loop', '--port', '0', '--no-browser']);
+  child.stdin.end();
+  const done = collect(child);
+  const [line] = await waitForOutput(child.stderr, /http:\/\/127\.0\.0\.1:\d+\/oauth2\/authorize\?\S+/);
+  const url = new URL(line);
+  assert.equal(url.searchParams.get('client_id'), app.key);
+  assert.equal(url.searchParams.get('response_type'), 'code');
+  assert.equal(url.searchParams.get('token_access_type'), 'offline');
+  assert.equal(url.searchParams.get('code_challenge_method'), 'S256');
+  assert.match(url.searchParams.get('code_challenge') ?? '', /^[A-Za-z0-9_-]{43}$/);
+  assert.ok((url.searchParams.get('state') ?? '').length >= 32);
+  const redirectUri = new URL(url.searchParams.get('redirect_uri')!);
+  assert.equal(redirectUri.hostname, '127.0.0.1');
+  assert.equal(redirectUri.pathname, '/callback');
+
+  const consent = await driveConsent(url.href, { account: 'loop-user@example.com' });
+  assert.ok(consent.location, 'the consent page redirects back to the CLI');
+  assert.ok(consent.location.startsWith(redirectUri.href), consent.location);
+  const page = await fetch(consent.location);
+  const html = await page.text();
+  assert.equal(page.status, 200);
+  assert.match(html, /Dropbox connected/);
+  assert.match(html, /loop-user@example\.com/);
+
+  const r = await done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Connected "loop": loop-user@example\.com/);
+  assertNoSecrets(r.stdout + r.stderr, [app.secret], 'login output');
+
+  const list = await t.run(['list', '--json']);
+  const conns = JSON.parse(list.stdout) as Array<{ name: string; email: string; refreshable: boolean; state: string }>;
+  const c = conns.find((x) => x.name === 'loop');
+  assert.equal(c?.email, 'loop-user@example.com');
+  assert.equal(c?.refreshable, true);
+  assert.equal(c?.state, 'active');
+  const token = await t.run(['token', '--connection', 'loop']);
+  assert.equal(token.code, 0, token.stderr);
+  assert.match(token.stdout, /^sl\.\S+\n$/);
+});
+
+test('login --no-redirect: the user pastes the code Dropbox shows (#auth-code)', async () => {
+  await t.addApp('paste');
+  await t.emu.control.createAccount({ email: 'paste-user@example.com' });
+  const child = t.spawn(['login', '--connection', 'pasted', '--app', 'paste', '--no-redirect']);
+  const done = collect(child);
+  const [line] = await waitForOutput(child.stderr, /http:\/\/127\.0\.0\.1:\d+\/oauth2\/authorize\?\S+/);
+  const url = new URL(line);
+  assert.equal(url.searchParams.get('redirect_uri'), null, 'no redirect_uri in the no-redirect flow');
+  assert.equal(url.searchParams.get('token_access_type'), 'offline');
+  const consent = await driveConsent(url.href, { account: 'paste-user@example.com' });
+  const code = /<code id="auth-code">([^<]+)<\/code>/.exec(consent.finalHtml)?.[1];
+  assert.ok(code, `the emulator shows the code: ${consent.finalHtml.slice(0, 300)}`);
+  child.stdin.end(`  ${code}  \n`); // pasted with stray spaces
+  const r = await done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Connected "pasted": paste-user@example\.com/);
+  assertNoSecrets(r.stderr + r.stdout, [code], 'login output');
+});
+
+test('login: Cancel on the consent page fails clearly and stores nothing', async () => {
+  await t.addApp('deny');
+  const child = t.spawn(['login', '--connection', 'denied', '--app', 'deny', '--port', '0', '--no-browser']);
+  child.stdin.end();
+  const done = collect(child);
+  const [line] = await waitForOutput(child.stderr, /http:\/\/127\.0\.0\.1:\d+\/oauth2\/authorize\?\S+/);
+  const consent = await driveConsent(line, { button: /cancel|deny/i });
+  assert.ok(consent.location);
+  assert.equal(new URL(consent.location).searchParams.get('error'), 'access_denied');
+  const page = await fetch(consent.location);
+  assert.equal(page.status, 400);
+  assert.match(await page.text(), /login failed/i);
+  const r = await done;
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /cancelled \(access_denied\); nothing was saved/);
+  assert.match(r.stderr, /dropkey login/);
+  const list = JSON.parse((await t.run(['list', '--json'])).stdout) as Array<{ name: string }>;
+  assert.ok(!list.some((c) => c.name === 'denied'));
+});
+
+test('login: a redirect with the wrong state is refused', async () => {
+  await t.addApp('csrf');
+  const child = t.spawn(['login', '--connection', 'csrf', '--app', 'csrf', '--port', '0', '--no-browser']);
+  child.stdin.end();
+  const done = collect(child);
+  const [line] = await waitForOutput(child.stderr, /http:\/\/127\.0\.0\.1:\d+\/oauth2\/authorize\?\S+/);
+  const redirect = new URL(new URL(line).searchParams.get('redirect_uri')!);
+  redirect.searchParams.set('code', 'forged-code');
+  redirect.searchParams.set('state', 'not-the-state');
+  const page = await fetch(redirect);
+  assert.equal(page.status, 400);
+  const r = await done;
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /wrong state/);
+});
+
+test('login: Ctrl-C while waiting leaves nothing half-written and exits 130', async () => {
+  await t.addApp('intr');
+  const child = t.spawn(['login', '--connection', 'interrupted', '--app', 'intr', '--port', '0', '--no-browser']);
+  child.stdin.end();
+  const done = collect(child);
+  const [line] = await waitForOutput(child.stderr, /http:\/\/127\.0\.0\.1:\d+\/oauth2\/authorize\?\S+/);
+  child.kill('SIGINT');
+  const r = await done;
+  assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /cancelled; nothing was saved/);
+  // The callback server is gone too.
+  const redirect = new URL(line).searchParams.get('redirect_uri')!;
+  await assert.rejects(fetch(`${redirect}?code=x&state=y`));
+  const list = JSON.parse((await t.run(['list', '--json'])).stdout) as Array<{ name: string }>;
+  assert.ok(!list.some((c) => c.name === 'interrupted'));
+});
+
+test('login: gives up after --timeout with a clear message', async () => {
+  await t.addApp('slow');
+  const r = await t.run(['login', '--connection', 'slow', '--app', 'slow', '--port', '0', '--no-browser', '--timeout', '1']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no answer from the browser within 1 seconds; nothing was saved/);
+  assert.match(r.stderr, /--no-redirect/);
+  authorizeUrlFrom(r.stderr);
+});
+
+test('login: an unknown app and a busy port are explained', async () => {
+  const unknown = await t.run(['login', '--app', 'nope', '--port', '0', '--no-browser']);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /No app named "nope"/);
+  assert.match(unknown.stderr, /dropkey app add/);
+
+  const { createServer } = await import('node:net');
+  const blocker = createServer();
+  await new Promise<void>((res) => blocker.listen(0, '127.0.0.1', res));
+  const port = (blocker.address() as { port: number }).port;
+  try {
+    await t.addApp('busy');
+    const busy = await t.run(['login', '--app', 'busy', '--port', String(port), '--no-browser']);
+    assert.equal(busy.code, 2);
+    assert.match(busy.stderr, new RegExp(`port ${port} .* already in use`));
+    assert.match(busy.stderr, /--port N/);
+  } finally {
+    blocker.close();
+  }
+});
