@@ -208,7 +208,7 @@ test('client: expired token → one refresh and a retry; 503 and 429 retried wit
   await emu.control.fault({ route: 'users/get_current_account', status: 429, retry_after: 2, count: 1 });
   await c.rpc('users/get_current_account');
   assert.equal(waits.at(-1), 2000);
-  await emu.control.fault({ route: 'users/get_current_account', reset_connection: true, count: 1 });
+  await emu.control.call('POST', '/_emulator/faults', { route: 'users/get_current_account', reset_connection: true, count: 1 });
   await c.rpc('users/get_current_account');
   assert.equal(waits.length, 4);
   tokens = current;
