@@ -86,6 +86,14 @@ test("Dropbox's published vector: only the final hash is checkable offline", () 
   assert.equal(contentHash(data), reference(data));
 });
 
+test('copy() forks the state: both halves finish independently', () => {
+  const data = bytes(CONTENT_HASH_BLOCK_SIZE + 100, 5);
+  const h = new ContentHasher().update(data.subarray(0, CONTENT_HASH_BLOCK_SIZE + 10));
+  const fork = h.copy();
+  assert.equal(fork.digest(), reference(data.subarray(0, CONTENT_HASH_BLOCK_SIZE + 10)));
+  assert.equal(h.update(data.subarray(CONTENT_HASH_BLOCK_SIZE + 10)).digest(), reference(data));
+});
+
 test('misuse is refused loudly', () => {
   const h = new ContentHasher();
   h.digest();

@@ -12,7 +12,7 @@ export const CONTENT_HASH_BLOCK_SIZE = 4 * 1024 * 1024;
 
 /** Streaming content hasher: feed chunks of any size in order, then call digest() once. */
 export class ContentHasher {
-  readonly #overall: Hash = createHash('sha256');
+  #overall: Hash = createHash('sha256');
   #block: Hash = createHash('sha256');
   /** Bytes fed into the current (unfinished) block. */
   #blockFill = 0;
@@ -29,6 +29,16 @@ export class ContentHasher {
       if (this.#blockFill === CONTENT_HASH_BLOCK_SIZE) this.#closeBlock();
     }
     return this;
+  }
+
+  /** An independent hasher in the same state (e.g. to take a digest mid-stream, or to roll back a failed chunk). */
+  copy(): ContentHasher {
+    if (this.#finished) throw new Error('ContentHasher.copy() called after digest()');
+    const twin = new ContentHasher();
+    twin.#overall = this.#overall.copy();
+    twin.#block = this.#block.copy();
+    twin.#blockFill = this.#blockFill;
+    return twin;
   }
 
   /** The 64-character lower-case hex content hash. The hasher cannot be used afterwards. */
