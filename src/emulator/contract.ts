@@ -68,6 +68,11 @@ export interface RouteDef {
   /** Spec attribute; routes without it refuse app-folder apps. */
   allowAppFolder?: boolean;
   selectAdminMode?: 'whole_team' | 'team_admin';
+  /**
+   * The argument type is Void (added by the core's author): an rpc call may then have no body at all (the JS SDK
+   * sends none) or `null` (Python). Without it an empty rpc body is "could not decode input as JSON".
+   */
+  voidArg?: boolean;
   handler(ctx: RouteContext): Promise<RouteResult> | RouteResult;
 }
 

@@ -1,0 +1,127 @@
+/**
+ * Dropbox's wire format, in one place: JSON and text responses, error bodies, `error_summary`, header-safe JSON.
+ * Sources: dropbox-api.md §3.1 (Stone JSON), §3.2 (headers), §3.3 (status codes and bodies).
+ */
+
+/** Exactly `application/json`, no charset: the Python SDK asserts it (dropbox-api.md §3.2). */
+export const JSON_TYPE = 'application/json';
+const TEXT_TYPE = 'text/plain; charset=utf-8';
+
+export function jsonResponse(value: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(value), { status, headers: { 'Content-Type': JSON_TYPE, ...headers } });
+}
+
+export function textResponse(text: string, status = 400, headers: Record<string, string> = {}): Response {
+  return new Response(text, { status, headers: { 'Content-Type': TEXT_TYPE, ...headers } });
+}
+
+/** A 400 for bad input to an API route, worded like Dropbox's (dropbox-api.md §3.3). */
+export function badInput(route: string, reason: string): Response {
+  return textResponse(`Error in call to API function "${route}": ${reason}`, 400);
+}
+
+/**
+ * `error_summary`: the chain of union tags joined by "/", then "/" and a few dots so that nobody parses it
+ * (dropbox-api.md §3.3: "path/not_found/..", "missing_scope/"). The dots vary with `salt`.
+ */
+export function errorSummary(error: unknown, salt = 0): string {
+  const tags: string[] = [];
+  let node: unknown = error;
+  while (node && typeof node === 'object' && typeof (node as Record<string, unknown>)['.tag'] === 'string') {
+    const tag = (node as Record<string, unknown>)['.tag'] as string;
+    tags.push(tag);
+    node = (node as Record<string, unknown>)[tag];
+  }
+  return `${tags.join('/')}/${'.'.repeat(Math.abs(salt) % 4)}`;
+}
+
+export function routeErrorBody(error: unknown, salt: number, userMessage?: string): Record<string, unknown> {
+  const body: Record<string, unknown> = { error_summary: errorSummary(error, salt), error };
+  if (userMessage !== undefined) body['user_message'] = { text: userMessage, locale: 'en' };
+  return body;
+}
+
+/** 401 with an AuthError (dropbox-api.md §3.3). */
+export function authError(error: Record<string, unknown>, salt: number): Response {
+  return jsonResponse({ error_summary: errorSummary(error, salt), error }, 401);
+}
+
+/**
+ * JSON made safe for an HTTP header: 0x7F and every non-ASCII code unit escaped as \uXXXX, exactly as the
+ * SDKs do for Dropbox-API-Arg and as Dropbox does for Dropbox-API-Result (dropbox-api.md §3.2).
+ */
+export function headerSafeJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Decodes a header value that arrived as bytes (Node hands them over as latin1) into text. Clients should
+ * escape non-ASCII as \uXXXX, but raw UTF-8 is accepted when it is valid; anything else is `undefined`.
+ */
+export function headerText(value: string): string | undefined {
+  // eslint-disable-next-line no-control-regex
+  if (/^[\x00-\x7f]*$/.test(value)) return value;
+  if (/[^\x00-\xff]/.test(value)) return value; // already decoded text (an in-process Request)
+  try {
+    return utf8.decode(Buffer.from(value, 'latin1'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Parses JSON from UTF-8 bytes; `undefined` when the bytes are not UTF-8 or not JSON. */
+export function parseJsonBytes(bytes: Uint8Array): { value: unknown } | undefined {
+  try {
+    return { value: JSON.parse(utf8.decode(bytes)) };
+  } catch {
+    return undefined;
+  }
+}
+
+export function parseJsonText(text: string): { value: unknown } | undefined {
+  try {
+    return { value: JSON.parse(text) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads a request body up to `limit` bytes; `undefined` when it is larger (the rest is not read). */
+export async function readBody(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array | undefined> {
+  if (!body) return new Uint8Array(0);
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/** Media type without parameters, lower-cased: "application/json; charset=utf-8" → "application/json". */
+export function mediaType(contentType: string | null): string {
+  return (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+export function isoSeconds(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
