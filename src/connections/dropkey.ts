@@ -13,7 +13,7 @@ import { codeChallengeS256, generateCodeVerifier, generateState } from '../oauth
 import { exchangeCode, type FetchLike, revokeToken } from '../oauth/token.js';
 import type { AppAccess, AppRecord, ConnectionPatch, ConnectionRecord, Store } from '../store/types.js';
 import { DropboxClient, type PathRoot } from '../dropbox/client.js';
-import { type DoctorInput, type DoctorReport, runDoctor } from './doctor.js';
+import type { DoctorInput, DoctorReport } from './doctor.js';
 import { DEFAULT_CONNECTION, validateName } from './names.js';
 import { createSdkAuth, type DropkeySdkAuth, type SdkAuthOptions } from './sdk-auth.js';
 import { clientOf, identify, type Identity, makeRefreshGrant } from './protocol.js';
@@ -422,13 +422,24 @@ export class Dropkey {
         });
       }
       const grant = makeRefreshGrant({ urls: this.urls, fetch: this.#fetch, now: this.#now, timeoutMs: this.#retry.attemptTimeoutMs });
-      let res;
-      try {
-        res = await withRetry((signal) => grant({ app, refreshToken, signal }), {
+      const once = (scopes?: readonly string[]) =>
+        withRetry((signal) => grant({ app, refreshToken, signal, ...(scopes ? { scopes } : {}) }), {
           retry: this.#retry,
           sleep: this.#sleep,
           ...(input.signal ? { signal: input.signal } : {}),
         });
+      let res;
+      try {
+        // Dropbox's refresh answer lists no scopes unless a `scope` subset is asked for (§1.2), and there is no
+        // introspection: asking for the app's scopes confirms them. If the grant lacks one, a plain refresh follows.
+        res = app.scopes.length > 0 ? await once(app.scopes).catch((err: unknown) => {
+          if (err instanceof DropboxApiError && err.code === ErrorCodes.OAUTH_FAILED && err.status === 400) return undefined;
+          throw err;
+        }) : undefined;
+        if (!res) {
+          res = await once();
+          warnings.push(`Dropbox does not tell which scopes this refresh token grants, so dropkey could not record them (the app lists ${app.scopes.length > 0 ? app.scopes.join(', ') : 'none'}).`);
+        }
       } catch (err) {
         if (err instanceof DropboxApiError && err.summary === 'invalid_grant') {
           throw new DropkeyError(ErrorCodes.BAD_INPUT, `Dropbox does not accept this refresh token for app "${app.name}": it was revoked, mistyped, or belongs to another app.`, {
@@ -494,7 +505,7 @@ export class Dropkey {
    */
   async #validate(app: AppRecord, accessToken: string, warnings: string[], signal?: AbortSignal): Promise<Identity> {
     try {
-      return await withRetry((s) => identify({ urls: this.urls, fetch: this.#fetch }, accessToken, app.team, s), {
+      return await withRetry((s) => identify({ urls: this.urls, fetch: this.#fetch }, accessToken, app.team, s, this.#retry.attemptTimeoutMs), {
         retry: this.#retry,
         sleep: this.#sleep,
         ...(signal ? { signal } : {}),
@@ -645,7 +656,7 @@ export class Dropkey {
       if (token === null) {
         message = `Dropbox already considered the token of "${name}" invalid; deleted it locally.`;
       } else {
-        const r = await withRetry((signal) => revokeToken({ urls: this.urls, fetch: this.#fetch, accessToken: token, signal, timeoutMs: this.#retry.attemptTimeoutMs }), {
+        const r = await withRetry((signal) => revokeToken({ urls: this.urls, fetch: this.#fetch, accessToken: token, ...(signal ? { signal } : {}), timeoutMs: this.#retry.attemptTimeoutMs }), {
           retry: this.#retry,
           sleep: this.#sleep,
           ...(options.signal ? { signal: options.signal } : {}),
@@ -726,6 +737,8 @@ export class Dropkey {
 
   /** Diagnoses a connection or a pasted token; see doctor.ts. */
   async doctor(input: DoctorInput = {}): Promise<DoctorReport> {
+    // Loaded on demand: `dropkey token` (a start-up-time target) never needs it.
+    const { runDoctor } = await import('./doctor.js');
     return runDoctor(this, { urls: this.urls, fetch: this.#fetch, now: this.#now }, input);
   }
 

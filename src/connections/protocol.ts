@@ -14,7 +14,7 @@ export function clientOf(app: AppRecord): { clientId: string; clientSecret?: str
 }
 
 export function makeRefreshGrant(deps: { urls: DropboxUrls; fetch: FetchLike; now: () => number; timeoutMs: number }): RefreshGrant {
-  return async ({ app, refreshToken, signal }) => {
+  return async ({ app, refreshToken, signal, scopes }) => {
     // Expiry counts from when the request left, so time spent in transit never makes a token look fresher.
     const sentAt = deps.now();
     const set = await refreshAccessToken({
@@ -23,8 +23,9 @@ export function makeRefreshGrant(deps: { urls: DropboxUrls; fetch: FetchLike; no
       now: () => sentAt,
       client: clientOf(app),
       refreshToken,
-      signal,
+      ...(signal ? { signal } : {}),
       timeoutMs: deps.timeoutMs,
+      ...(scopes && scopes.length > 0 ? { scopes } : {}),
     });
     return {
       accessToken: set.accessToken,
@@ -60,6 +61,7 @@ export async function rpcCall(
     headers['content-type'] = 'application/json';
     init.body = JSON.stringify(arg);
   }
+  // Our own timeout, so a slow answer becomes a retryable network error; only the caller's signal cancels.
   const signals = [AbortSignal.timeout(options.timeoutMs ?? 30_000)];
   if (options.signal) signals.push(options.signal);
   init.signal = AbortSignal.any(signals);
@@ -100,9 +102,11 @@ export async function identify(
   accessToken: string,
   team: boolean,
   signal?: AbortSignal,
+  timeoutMs?: number,
 ): Promise<Identity> {
+  const opts = { ...(signal ? { signal } : {}), ...(timeoutMs === undefined ? {} : { timeoutMs }) };
   if (team) {
-    const { result, response } = await rpcCall(deps, accessToken, 'team/get_info', null, signal ? { signal } : {});
+    const { result, response } = await rpcCall(deps, accessToken, 'team/get_info', null, opts);
     const r = (result ?? {}) as Record<string, unknown>;
     return {
       accountId: null,
@@ -113,7 +117,7 @@ export async function identify(
       serverDate: dateOf(response),
     };
   }
-  const { result, response } = await rpcCall(deps, accessToken, 'users/get_current_account', null, signal ? { signal } : {});
+  const { result, response } = await rpcCall(deps, accessToken, 'users/get_current_account', null, opts);
   const r = (result ?? {}) as Record<string, unknown>;
   const name = (r['name'] ?? {}) as Record<string, unknown>;
   const t = (r['team'] ?? null) as Record<string, unknown> | null;

@@ -29,7 +29,10 @@ export interface RefreshResult {
 export type RefreshGrant = (args: {
   app: AppRecord;
   refreshToken: string;
-  signal: AbortSignal;
+  /** The caller's cancellation signal; per-attempt timeouts are the grant's own job. */
+  signal: AbortSignal | undefined;
+  /** Ask for this subset of the granted scopes (Dropbox then lists them in the answer). */
+  scopes?: readonly string[];
 }) => Promise<RefreshResult>;
 
 export interface RefresherDeps {

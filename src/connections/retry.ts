@@ -111,12 +111,13 @@ export function resolveRetry(o: RetryOptions | undefined): ResolvedRetry {
 }
 
 /**
- * Runs `fn` until it succeeds, fails finally, or the retry budget is spent. Each attempt gets its own timeout
- * signal (also aborted by the caller's signal). A Retry-After larger than the remaining wait budget is not
+ * Runs `fn` until it succeeds, fails finally, or the retry budget is spent. `fn` receives the caller's signal
+ * and owns its per-attempt timeout (a timed-out attempt surfaces as a retryable network error, not a
+ * cancellation). A Retry-After larger than the remaining wait budget is not
  * honoured by sleeping less: the operation gives up instead, since calling early would only be refused again.
  */
 export async function withRetry<T>(
-  fn: (signal: AbortSignal, attempt: number) => Promise<T>,
+  fn: (signal: AbortSignal | undefined, attempt: number) => Promise<T>,
   options: {
     retry: ResolvedRetry;
     sleep: Sleep;
@@ -127,11 +128,8 @@ export async function withRetry<T>(
   const { retry, sleep } = options;
   let waited = 0;
   for (let attempt = 1; ; attempt++) {
-    const signals = [AbortSignal.timeout(retry.attemptTimeoutMs)];
-    if (options.signal) signals.push(options.signal);
-    const signal = AbortSignal.any(signals);
     try {
-      return await fn(signal, attempt);
+      return await fn(options.signal, attempt);
     } catch (err) {
       if (options.signal?.aborted) {
         throw new DropkeyError(ErrorCodes.CANCELLED, 'The operation was cancelled.', { cause: err });
