@@ -289,3 +289,20 @@ test('cancellation stops retries', async () => {
     e instanceof DropkeyError && e.code === ErrorCodes.CANCELLED,
   );
 });
+
+test('per-attempt timeout: a hung attempt is retried, then succeeds', async () => {
+  const hang: Step = (req) =>
+    new Promise<Response>((_res, rej) => req.signal.addEventListener('abort', () => rej(req.signal.reason)));
+  const s = script([hang, json(200, { ok: 1 })]);
+  const z = sleeps();
+  const c = new DropboxClient({ urls: DROPBOX_URLS, fetch: s.f, getAccessToken: tokens('t').get, sleep: z.sleep, timeoutMs: 30 });
+  assert.deepEqual(await c.rpc('users/get_current_account'), { ok: 1 });
+  s.done();
+  assert.equal(z.waits.length, 1);
+
+  const s2 = script([hang]);
+  const c2 = new DropboxClient({ urls: DROPBOX_URLS, fetch: s2.f, getAccessToken: tokens('t').get, timeoutMs: 30, maxRetries: 0 });
+  await assert.rejects(c2.rpc('users/get_current_account'), (e: unknown) =>
+    e instanceof DropkeyError && e.code === ErrorCodes.DROPBOX_UNAVAILABLE && /timed out/.test(e.message),
+  );
+});

@@ -46,6 +46,11 @@ export interface DropboxClientOptions {
   baseDelayMs?: number;
   random?: () => number;
   userAgent?: string;
+  /**
+   * Per-attempt deadline (ms) for Dropbox to start answering (status and headers); a timed-out attempt counts as
+   * a network failure and is retried like one. Default: none (uploads of large bodies take as long as they take).
+   */
+  timeoutMs?: number;
 }
 
 export interface CallOptions {
@@ -232,7 +237,8 @@ export class DropboxClient {
       const init: RequestInit & { duplex?: 'half' } = { method: 'POST', headers };
       if (p.body !== undefined) init.body = p.body;
       if (p.body instanceof ReadableStream) init.duplex = 'half';
-      if (signal) init.signal = signal;
+      const attempt = this.#attemptSignal(signal);
+      if (attempt.signal) init.signal = attempt.signal;
 
       let res: Response;
       try {
@@ -241,12 +247,14 @@ export class DropboxClient {
         if (signal?.aborted) {
           throw new DropkeyError(ErrorCodes.CANCELLED, `the call to ${route} was cancelled`, { cause });
         }
-        const err = networkError(cause, `the call to ${route}`);
+        const err = networkError(attempt.timedOut() ? new DOMException('timed out', 'TimeoutError') : cause, `the call to ${route}`);
         if (await this.#backoff(err, undefined, retries, p.replayable, signal)) {
           retries++;
           continue;
         }
         throw this.#final(err, retries);
+      } finally {
+        attempt.done();
       }
       if (res.ok) return res;
 
@@ -268,6 +276,30 @@ export class DropboxClient {
       }
       throw this.#final(err, retries);
     }
+  }
+
+  /**
+   * The signal for one attempt: the caller's, plus the per-attempt deadline when one is set. `done()` stops the
+   * deadline once headers arrived, so reading a long body is never cut.
+   */
+  #attemptSignal(signal: AbortSignal | undefined): { signal: AbortSignal | undefined; timedOut(): boolean; done(): void } {
+    const ms = this.#o.timeoutMs;
+    if (ms === undefined) return { signal, timedOut: () => false, done: () => {} };
+    const ac = new AbortController();
+    let fired = false;
+    const timer = setTimeout(() => {
+      fired = true;
+      ac.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError'));
+    }, ms);
+    const onAbort = () => ac.abort(signal?.reason);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    return {
+      signal: ac.signal,
+      timedOut: () => fired,
+      // The caller's signal stays linked: aborting it must still stop a body being read.
+      done: () => clearTimeout(timer),
+    };
   }
 
   /** Sleeps before a retry and returns true, or returns false when the error must surface. */
