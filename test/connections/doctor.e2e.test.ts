@@ -1,0 +1,154 @@
+/**
+ * The diagnosis engine against a listening emulator (real HTTP, so responses carry a Date header for the
+ * clock-skew check): each problem from issue 3 item 6 gives a finding with its fix; a healthy setup gives none.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { DoctorReport } from '../../src/connections/doctor.js';
+import { makeRig, type Rig } from './setup.js';
+
+let rig: Rig;
+before(async () => {
+  rig = await makeRig({ listen: true, dropkey: { fetch: globalThis.fetch } });
+});
+after(() => rig.close());
+
+function ids(r: DoctorReport): string[] {
+  return r.findings.map((f) => f.id);
+}
+
+function finding(r: DoctorReport, id: string) {
+  const f = r.findings.find((x) => x.id === id);
+  assert.ok(f, `expected finding ${id}, got ${JSON.stringify(r.findings, null, 1)}`);
+  assert.ok(f.message.length > 20 && f.fix.length > 10);
+  return f;
+}
+
+describe('stored connections', () => {
+  test('healthy: no findings, scopes needed are granted', async () => {
+    const a = await rig.appWithAccount({ name: 'ok' });
+    await rig.dk.import({ connection: 'ok', app: 'ok', refreshToken: (await a.grant()).refresh_token! });
+    const r = await rig.dk.doctor({ connection: 'ok', need: ['files.content.read', 'files.metadata.read'] });
+    assert.deepEqual(r.findings, []);
+    assert.equal(r.healthy, true);
+  });
+
+  test('scopes missing for what the job needs, confirmed live', async () => {
+    const a = await rig.appWithAccount({ name: 'narrow' });
+    const g = await a.grant(['account_info.read']);
+    await rig.dk.import({ connection: 'narrow', app: 'narrow', refreshToken: g.refresh_token! });
+    const r = await rig.dk.doctor({ connection: 'narrow', need: ['files.metadata.read'] });
+    assert.equal(r.healthy, false);
+    const f = finding(r, 'missing_scope');
+    assert.match(f.message, /files\.metadata\.read/);
+    assert.match(f.fix, /dropkey login --connection narrow --app narrow --scope files\.metadata\.read/);
+  });
+
+  test('needs_reauth after the refresh token was revoked', async () => {
+    const a = await rig.appWithAccount({ name: 'gone' });
+    await rig.dk.import({ connection: 'gone', app: 'gone', refreshToken: (await a.grant()).refresh_token! });
+    await rig.emu.rpc('auth/token/revoke', undefined, await rig.dk.getAccessToken('gone'));
+    const r = await rig.dk.doctor({ connection: 'gone' });
+    assert.equal(r.healthy, false);
+    assert.match(finding(r, 'needs_reauth').fix, /dropkey login --connection gone --app gone/);
+    // And the state sticks: a second doctor run says the same without calling Dropbox.
+    const r2 = await rig.dk.doctor({ connection: 'gone' });
+    assert.ok(ids(r2).includes('needs_reauth'));
+  });
+
+  test('wrong app key or secret: invalid_client', async () => {
+    const a = await rig.appWithAccount({ name: 'badsecret' });
+    await rig.dk.import({ connection: 'bs', app: 'badsecret', refreshToken: (await a.grant()).refresh_token! });
+    await rig.dk.store.updateApp('badsecret', { secret: 'wrongwrong12' });
+    const r = await rig.dk.doctor({ connection: 'bs' });
+    assert.equal(r.healthy, false);
+    assert.match(finding(r, 'invalid_client').fix, /--secret -/);
+  });
+
+  test('no refresh token, then expired', async () => {
+    const a = await rig.appWithAccount({ name: 'pasted' });
+    await rig.dk.import({ connection: 'pasted', app: 'pasted', accessToken: (await a.grant(undefined, 'online')).access_token });
+    const r = await rig.dk.doctor({ connection: 'pasted' });
+    assert.equal(finding(r, 'no_refresh_token').severity, 'warning');
+    assert.equal(r.healthy, true, 'still works for now');
+    rig.clock.now += 4 * 3600_000 + 1000;
+    try {
+      const r2 = await rig.dk.doctor({ connection: 'pasted' });
+      assert.equal(r2.healthy, false);
+      assert.match(finding(r2, 'expired').fix, /dropkey login --connection pasted --app pasted/);
+    } finally {
+      rig.clock.now -= 4 * 3600_000 + 1000;
+    }
+  });
+
+  test('app folder access is explained; redirect URI mismatch from lastError', async () => {
+    const a = await rig.appWithAccount({ name: 'folder', access: 'app_folder' });
+    await rig.dk.import({ connection: 'folder', app: 'folder', refreshToken: (await a.grant()).refresh_token! });
+    await rig.dk.store.updateConnection('folder', { lastError: 'Dropbox refused the code because the redirect URI differs (redirect_uri mismatch)' });
+    const r = await rig.dk.doctor({ connection: 'folder' });
+    assert.equal(finding(r, 'app_folder_access').severity, 'info');
+    assert.match(finding(r, 'redirect_uri_mismatch').fix, /Redirect URIs/);
+  });
+
+  test('clock skew against the Date header of Dropbox answers', async () => {
+    rig.clock.now += 10 * 60_000;
+    try {
+      const r = await rig.dk.doctor({ connection: 'ok' });
+      assert.match(finding(r, 'clock_skew').message, /ahead/);
+    } finally {
+      rig.clock.now -= 10 * 60_000;
+    }
+  });
+
+  test('an unknown connection', async () => {
+    const r = await rig.dk.doctor({ connection: 'nothere' });
+    assert.equal(r.healthy, false);
+    assert.match(finding(r, 'not_found').fix, /dropkey login --connection nothere/);
+  });
+});
+
+describe('pasted tokens', () => {
+  test('shape problems: whitespace, quotes, Bearer prefix, truncation, a refresh token', async () => {
+    const a = await rig.appWithAccount({ name: 'shape' });
+    const g = await a.grant();
+    const quoted = await rig.dk.doctor({ token: ` "${g.access_token}"\n` });
+    assert.ok(ids(quoted).includes('token_whitespace') && ids(quoted).includes('token_quotes'), ids(quoted).join());
+    const bearer = await rig.dk.doctor({ token: `Bearer ${g.access_token}` });
+    assert.ok(ids(bearer).includes('token_bearer_prefix'));
+    const cut = await rig.dk.doctor({ token: g.access_token.slice(0, 30) });
+    assert.ok(ids(cut).includes('token_truncated'));
+    assert.equal(cut.healthy, false);
+    const rt = await rig.dk.doctor({ token: g.refresh_token! });
+    assert.match(finding(rt, 'refresh_token_as_access_token').fix, /dropkey import .*--refresh-token -/);
+  });
+
+  test('a good pasted token: healthy, with the advice to connect for good', async () => {
+    const a = await rig.appWithAccount({ name: 'good' });
+    const g = await a.grant();
+    const r = await rig.dk.doctor({ token: g.access_token, need: ['files.metadata.read'] });
+    assert.equal(r.healthy, true, JSON.stringify(r.findings));
+    assert.equal(finding(r, 'pasted_short_lived_token').severity, 'warning');
+  });
+
+  test('expired and revoked pasted tokens', async () => {
+    const a = await rig.appWithAccount({ name: 'old' });
+    const g1 = await a.grant();
+    const g2 = await a.grant();
+    await rig.emu.rpc('auth/token/revoke', undefined, g2.access_token);
+    const revoked = await rig.dk.doctor({ token: g2.access_token });
+    assert.ok(ids(revoked).includes('revoked'));
+    // Only Dropbox's clock moves, so the local clock stays in step with the Date header.
+    await rig.emu.control.advanceClock(4 * 3600 + 1);
+    const expired = await rig.dk.doctor({ token: g1.access_token });
+    assert.equal(expired.healthy, false);
+    assert.ok(ids(expired).includes('expired'), ids(expired).join());
+  });
+
+  test('a team token used on a user route without Select-User', async () => {
+    const a = await rig.appWithAccount({ name: 'teamy', team: true });
+    const g = await a.grant();
+    const r = await rig.dk.doctor({ token: g.access_token, need: ['members.read'] });
+    assert.match(finding(r, 'team_token').fix, /Dropbox-API-Select-User/);
+    assert.equal(r.healthy, true, JSON.stringify(r.findings));
+  });
+});
