@@ -221,7 +221,11 @@ export class DiskBlobStore extends RefCounts implements BlobStore {
 
   /** Removes blobs no revision references (after metadata was loaded and ref() called for each revision). */
   sweep(): void {
-    for (const hash of [...this.#present]) if (!this.refs.has(hash)) this.drop(hash);
+    for (const hash of [...this.#present]) {
+      if (this.refs.has(hash)) continue;
+      this.#present.delete(hash);
+      rmSync(this.#file(hash), { force: true });
+    }
   }
 
   async stage(): Promise<Staging> {

@@ -11,6 +11,8 @@ export interface CallOptions {
   body?: Uint8Array | Uint8Array[];
   /** Declared Content-Length; defaults to the body's length. */
   contentLength?: number;
+  /** Send no Content-Length at all (a chunked body). */
+  noLength?: boolean;
   root?: Caller['root'];
   headers?: Record<string, string>;
   signal?: AbortSignal;
@@ -49,7 +51,7 @@ export class Harness {
       route: name,
       arg,
       body: route.style === 'upload' ? (body ?? new ReadableStream({ start: (c) => c.close() })) : null,
-      contentLength: opts.contentLength ?? (route.style === 'upload' ? (length ?? 0) : undefined),
+      contentLength: opts.noLength ? undefined : (opts.contentLength ?? (route.style === 'upload' ? (length ?? 0) : undefined)),
       headers,
       caller: { kind: 'user', accountId: 'dbid:test', scopes: [], root: opts.root ?? this.root },
       now: () => this.clock,

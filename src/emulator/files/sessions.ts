@@ -141,7 +141,9 @@ export class UploadSessions {
   /** upload_session/append_v2 (and v1, with close = false). */
   async append(namespaceId: string, cursor: { sessionId: string; offset: number }, close: boolean, contentHash: string | undefined, ctx: RouteContext): Promise<void> {
     const session = this.get(namespaceId, cursor.sessionId);
-    if (session.closed || session.committed) throw lookupFail('closed');
+    // A closed concurrent session still takes the pieces before its end: appends run in parallel, and the closing
+    // one may arrive before the others.
+    if (session.committed || (session.closed && (!session.concurrent || close))) throw lookupFail('closed');
     if (!session.concurrent) {
       await this.#appendSequential(session, cursor.offset, ctx, contentHash);
       if (close) session.closed = true;
@@ -162,7 +164,7 @@ export class UploadSessions {
     });
     if (!close && n % CONTENT_HASH_BLOCK_SIZE !== 0) throw lookupFail('concurrent_session_invalid_data_size');
     if (request && request.digest() !== contentHash) throw fail('content_hash_mismatch');
-    if (session.closed) throw lookupFail('closed');
+    if (session.closed && cursor.offset + n > session.size) throw lookupFail('closed');
     if (n > 0) session.pieces.set(cursor.offset, n);
     if (close) {
       session.closed = true;
@@ -178,9 +180,13 @@ export class UploadSessions {
     const session = this.get(namespaceId, cursor.sessionId);
     if (session.committed) throw lookupFail('not_found');
     if (!session.concurrent) {
-      if (session.closed && (ctx.contentLength ?? 0) > 0) throw lookupFail('closed');
-      if (session.closed) await this.#refuseData(ctx, 'payload_too_large', contentHash, 'closed');
-      else await this.#appendSequential(session, cursor.offset, ctx, contentHash);
+      if (session.closed) {
+        if ((ctx.contentLength ?? 0) > 0) throw lookupFail('closed');
+        if (cursor.offset !== session.size) throw lookupFail('incorrect_offset', { correct_offset: session.size });
+        await this.#refuseData(ctx, 'closed', contentHash, 'closed');
+      } else {
+        await this.#appendSequential(session, cursor.offset, ctx, contentHash);
+      }
       return { session, size: session.size, hash: session.hasher.copy().digest() };
     }
     if ((ctx.contentLength ?? 0) > 0) throw fail('concurrent_session_data_not_allowed');
