@@ -105,3 +105,11 @@ test('header-safe JSON escapes 0x7F and non-ASCII, astral chars as surrogate pai
   assert.match(s, /^[\x20-\x7e]*$/);
   assert.deepEqual(JSON.parse(s), { path: '/日本/ü\n"q"' });
 });
+
+test('plain-text 401/403 bodies are not mistaken for union tags', () => {
+  const e = decode(401, 'Unauthorized');
+  assert.equal(e.summary, 'http_401');
+  assert.equal(errorTag(e), undefined);
+  assert.match(e.message, /unknown reason/);
+  assert.equal(decode(403, 'Forbidden').summary, 'http_403');
+});

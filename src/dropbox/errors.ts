@@ -75,7 +75,7 @@ function tagOf(v: unknown): string | undefined {
 
 /** The `.tag` of the `error` union of a DropboxApiError (e.g. `expired_access_token` on a 401). */
 export function errorTag(e: unknown): string | undefined {
-  return e instanceof DropboxApiError ? tagOf(e.error) : undefined;
+  return e instanceof DropboxApiError && e.error !== null && typeof e.error === 'object' ? tagOf(e.error) : undefined;
 }
 
 /** A failed connection (DNS, refused, reset, timeout): retryable. */
@@ -242,7 +242,9 @@ export function decodeDropboxError(input: DecodeInput): DropboxApiError {
   const rawSummary = isObj && typeof json.error_summary === 'string' ? json.error_summary : '';
   const requestId = headers.get('x-dropbox-request-id') ?? undefined;
   let ex: Explained;
-  let summary = rawSummary || tagOf(error) || `http_${status}`;
+  // Tags come from JSON bodies only: a plain-text body is not a union tag.
+  const union = isObj ? error : undefined;
+  let summary = rawSummary || (isObj ? tagOf(error) : undefined) || `http_${status}`;
 
   if (status === 429) {
     const retryAfter = parseRetryAfter(headers, json, input.now);
@@ -270,15 +272,15 @@ export function decodeDropboxError(input: DecodeInput): DropboxApiError {
     ex = explain400(route, text);
     summary = `bad_input`;
   } else if (status === 401) {
-    ex = explain401(route, error);
+    ex = explain401(route, union);
   } else if (status === 403) {
-    ex = explain403(route, error);
+    ex = explain403(route, union);
   } else if (status === 409) {
     ex = explain409(route, rawSummary || summary);
     const um = json?.user_message?.text;
     if (typeof um === 'string' && um) ex.message += ` — Dropbox says: ${oneLine(um, 200)}`;
   } else if (status === 422) {
-    const tag = tagOf(error);
+    const tag = tagOf(union);
     ex = {
       message:
         tag === 'invalid_root'
