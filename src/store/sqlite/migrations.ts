@@ -73,6 +73,15 @@ export const migrations: Migration[] = [
  * Returns the versions this call applied.
  */
 export function migrate(db: Database.Database, now: number, list: Migration[] = migrations): number[] {
+  // Fast path for the common case (every open of an up-to-date database): a plain read, no write lock, so a
+  // short-lived CLI never queues behind another process's write just to learn there is nothing to do.
+  const latest = Math.max(0, ...list.map((m) => m.version));
+  const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get() !== undefined;
+  if (hasTable) {
+    const applied = db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[];
+    const versions = new Set(applied.map((r) => r.version));
+    if (list.every((m) => versions.has(m.version)) && Math.max(0, ...versions) <= latest) return [];
+  }
   const run = db.transaction(() => {
     db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version INTEGER PRIMARY KEY,
