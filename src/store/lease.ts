@@ -17,7 +17,10 @@ import { DropkeyError, ErrorCodes } from '../errors.js';
 import type { Clock, LockLease, LockOptions, Sleep } from './types.js';
 
 export interface LeasePrimitives {
-  /** Atomically inserts the lease or takes over an expired one (expires_at <= now). */
+  /**
+   * Atomically inserts the lease or takes over an expired one (expires_at <= now). A transient failure should be
+   * a DropkeyError with details.retryable = true: the caller keeps waiting instead of failing.
+   */
   tryAcquire(key: string, owner: string, now: number, expiresAt: number): Promise<{ acquired: true } | { acquired: false; expiresAt: number | null }>;
   /** Moves expires_at forward if `owner` still holds the lease; false if it was lost. */
   extend(key: string, owner: string, expiresAt: number): Promise<boolean>;
@@ -71,9 +74,16 @@ export async function withLease<T>(
   for (;;) {
     throwIfCancelled(signal, key);
     const now = clock();
-    const r = await p.tryAcquire(key, owner, now, now + ttlMs);
+    let r: Awaited<ReturnType<LeasePrimitives['tryAcquire']>>;
+    try {
+      r = await p.tryAcquire(key, owner, now, now + ttlMs);
+    } catch (err) {
+      // A store busy beyond its own timeout counts as "not yet": keep waiting until our deadline.
+      if (!(err instanceof DropkeyError && err.details?.['retryable'] === true)) throw err;
+      r = { acquired: false, expiresAt: null };
+    }
     if (r.acquired) break;
-    heldUntil = r.expiresAt;
+    heldUntil = r.expiresAt ?? heldUntil;
     const after = clock();
     if (after >= deadline) {
       throw new DropkeyError(ErrorCodes.LOCK_TIMEOUT, `timed out after ${waitMs} ms waiting for the lock "${key}", held by another dropkey process`, {

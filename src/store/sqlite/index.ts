@@ -165,7 +165,7 @@ function errorMapper(path: string): ErrorMapper {
     if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
       return new DropkeyError(ErrorCodes.STORE, `${base}: the database is busy (another dropkey process is writing)`, {
         cause,
-        details,
+        details: { ...details, retryable: true },
         hint: 'try again in a moment; if it keeps happening, look for a stuck dropkey process',
       });
     }

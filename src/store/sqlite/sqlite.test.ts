@@ -204,6 +204,32 @@ describe('sqlite driver', () => {
     }
   });
 
+  it('a database busy beyond busy_timeout is a retryable STORE error; a lock waiter keeps waiting through it', async () => {
+    const dir = tempDir();
+    try {
+      const path = join(dir, 'dropkey.db');
+      const s = await openSqliteStore({ path, keyring: Keyring.generate(), busyTimeoutMs: 20 });
+      await s.createApp(sampleApp());
+      const other = new Database(path); // another process in the middle of a long write
+      other.exec('BEGIN IMMEDIATE');
+      await assert.rejects(s.updateApp('backup', { key: 'k2' }), (e: unknown) => {
+        assert.ok(e instanceof DropkeyError && e.code === ErrorCodes.STORE, String(e));
+        assert.match(e.message, /busy/);
+        assert.equal(e.details?.['retryable'], true);
+        assert.equal(e.details?.['operation'], 'update an app');
+        return true;
+      });
+      await assert.rejects(s.withLock('k', { ttlMs: 1000, waitMs: 0 }, async () => 'no'), (e: unknown) => e instanceof DropkeyError && e.code === ErrorCodes.LOCK_TIMEOUT);
+      const waiting = s.withLock('k', { ttlMs: 1000, waitMs: 10_000 }, async () => 'got it');
+      setTimeout(() => other.exec('COMMIT'), 30);
+      assert.equal(await waiting, 'got it');
+      other.close();
+      await s.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a closed store refuses further calls clearly', async () => {
     const dir = tempDir();
     try {
