@@ -55,7 +55,7 @@ function eligibleAccounts(core: Core, app: AppRecord, role: string | undefined):
   return [...core.state.accounts.values()]
     .filter((a) => (app.team ? a.team_id !== undefined && a.team_admin === true : true))
     .filter((a) => (role === 'work' ? a.team_id !== undefined : role === 'personal' ? a.team_id === undefined : true))
-    .sort((a, b) => a.created - b.created || a.email.localeCompare(b.email));
+    .sort((a, b) => a.created - b.created);
 }
 
 // ---- the authorize page ---------------------------------------------------------------------------------------

@@ -240,7 +240,7 @@ export class State {
   }
 
   teamMembers(teamId: string): AccountRecord[] {
-    return [...this.accounts.values()].filter((a) => a.team_id === teamId).sort((a, b) => a.created - b.created || a.email.localeCompare(b.email));
+    return [...this.accounts.values()].filter((a) => a.team_id === teamId).sort((a, b) => a.created - b.created);
   }
 
   memberById(teamId: string, teamMemberId: string): AccountRecord | undefined {
