@@ -367,7 +367,7 @@ export class Dropkey {
         hint: 'Paste the code Dropbox showed after you clicked Allow.',
       });
     }
-    const tokens = await exchangeCode({
+    const tokens = await this.#recordLoginFailure(pending.connection, () => exchangeCode({
       urls: this.urls,
       fetch: this.#fetch,
       now: this.#now,
@@ -377,7 +377,7 @@ export class Dropkey {
       ...(pending.redirectUri === undefined ? {} : { redirectUri: pending.redirectUri }),
       ...(input.signal ? { signal: input.signal } : {}),
       timeoutMs: this.#retry.attemptTimeoutMs,
-    });
+    }));
     const warnings: string[] = [];
     if (!tokens.refreshToken) {
       warnings.push('Dropbox returned no refresh token, so this connection stops working when its access token expires (within 4 hours).');
@@ -398,6 +398,21 @@ export class Dropkey {
       warnings,
       refreshed: true,
     });
+  }
+
+  /**
+   * A failed code exchange for an existing connection is remembered in its lastError (so `dropkey doctor` can
+   * explain e.g. a redirect URI mismatch later); the connection itself is left as it was.
+   */
+  async #recordLoginFailure<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof DropkeyError && err.code !== ErrorCodes.CANCELLED && (await this.store.getConnection(name))) {
+        await this.store.updateConnection(name, { lastError: `The last login failed: ${redactText(err.message)}` }).catch(() => undefined);
+      }
+      throw err;
+    }
   }
 
   /**
@@ -667,6 +682,17 @@ export class Dropkey {
           : `Revoked "${name}" at Dropbox (its refresh token too) and deleted it locally.`;
       }
     } catch (err) {
+      const teamToken = err instanceof DropkeyError && err.details?.['reason'] === 'team_token_without_select_user';
+      if (!options.force && teamToken) {
+        // auth/token/revoke is a user route (§1.5): a team token reaches it only acting as a member, which needs
+        // the team_data.member scope. Admin connectors rarely hold it, so the app is unlinked by hand instead.
+        throw new DropkeyError(ErrorCodes.BAD_INPUT, `Dropbox does not let this team token revoke itself: "${name}" was kept.`, {
+          cause: err,
+          hint:
+            "Remove the app in the Dropbox Admin console (Settings, then Apps), then delete the connection locally: " +
+            `dropkey revoke --connection ${name} --force`,
+        });
+      }
       if (!options.force) {
         const why = err instanceof Error ? redactText(err.message) : 'unknown error';
         throw new DropkeyError(ErrorCodes.DROPBOX_UNAVAILABLE, `Could not revoke "${name}" at Dropbox, so it was kept: ${why}`, {

@@ -237,7 +237,17 @@ export class Refresher {
     if (result.scopes && result.scopes.length > 0) patch.scopes = result.scopes;
     // Only a non-empty, different refresh token replaces the stored one (Dropbox does not rotate them today).
     if (result.refreshToken && result.refreshToken !== refreshToken) patch.refreshToken = result.refreshToken;
-    const updated = await store.updateConnection(cur.name, patch, { expectedVersion: cur.version });
+    let updated: ConnectionRecord;
+    try {
+      updated = await store.updateConnection(cur.name, patch, { expectedVersion: cur.version });
+    } catch (err) {
+      // The row changed under us: only possible if our lock lease expired (a stalled process) and another
+      // refresher or a new login wrote meanwhile. Theirs is as good as ours; never overwrite it.
+      if (!(err instanceof DropkeyError && err.code === ErrorCodes.STORE && err.details?.['conflict'] === true)) throw err;
+      const again = await store.getConnection(cur.name);
+      if (again && notExpired(again, now())) return again;
+      throw err;
+    }
     logger.info({ connection: cur.name, expiresAt: updated.accessTokenExpiresAt }, 'access token refreshed');
     return updated;
   }

@@ -87,3 +87,18 @@ test('bad login input is refused with the next step', async () => {
   const pending = await rig.dk.startLogin({ app: 'web' });
   await assert.rejects(rig.dk.finishLogin({ pending }), (e: unknown) => e instanceof DropkeyError && e.code === ErrorCodes.BAD_INPUT);
 });
+
+test('a redirect URI mismatch at the code exchange is remembered, and doctor explains it', async () => {
+  const pending = await rig.dk.startLogin({ app: 'web', connection: 'dropbox_default', redirectUri: REDIRECT });
+  const consent = await driveConsent(pending.authorizeUrl, { account: app.email });
+  const before = (await rig.stored('dropbox_default'))!;
+  await assert.rejects(
+    rig.dk.finishLogin({ pending: { ...pending, redirectUri: 'http://127.0.0.1:9999/callback' }, callbackUrl: consent.location! }),
+    (e: unknown) => e instanceof DropkeyError && e.code === ErrorCodes.OAUTH_FAILED && /redirect/i.test(e.message),
+  );
+  const after = (await rig.stored('dropbox_default'))!;
+  assert.equal(after.refreshToken, before.refreshToken, 'the existing connection is untouched');
+  assert.equal(after.state, 'active');
+  const report = await rig.dk.doctor({ connection: 'dropbox_default' });
+  assert.ok(report.findings.some((f) => f.id === 'redirect_uri_mismatch'), JSON.stringify(report.findings));
+});
