@@ -134,6 +134,22 @@ describe('openStore', () => {
     }
   });
 
+  it('warns once about a data directory others can write to', async () => {
+    const h = home();
+    try {
+      const { mkdirSync, chmodSync } = await import('node:fs');
+      mkdirSync(h);
+      chmodSync(h, 0o777);
+      const warnings: string[] = [];
+      const s = await openStore({ home: h, warn: (m) => warnings.push(m) });
+      await s.close();
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      assert.match(warnings[0]!, /writable by other users/);
+    } finally {
+      rmSync(join(h, '..'), { recursive: true, force: true });
+    }
+  });
+
   it('refuses a bad DROPKEY_MASTER_KEY before touching the data directory', async () => {
     const h = home();
     try {

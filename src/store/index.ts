@@ -71,16 +71,22 @@ export async function openStore(options: OpenStoreOptions): Promise<SqliteStore>
   const keyring =
     options.keyring ??
     (options.masterKey !== undefined && options.masterKey.trim() !== '' ? keyringFromMasterKey(options.masterKey) : undefined);
-  const warn = options.warn;
+  // The key file and the database share a directory: say each thing once.
+  const seen = new Set<string>();
+  const emit = options.warn ?? ((m: string) => process.emitWarning(m, 'DropkeyWarning'));
+  const warn = (m: string) => {
+    if (!seen.has(m)) emit(m);
+    seen.add(m);
+  };
   return openSqliteStore({
     path: driver.path,
     keyring:
       keyring ??
       (({ hasEncryptedData }) =>
-        loadOrCreateKeyFile(paths.keyFile, { create: !hasEncryptedData, ...(warn ? { warn } : {}) })),
+        loadOrCreateKeyFile(paths.keyFile, { create: !hasEncryptedData, warn })),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.sleep ? { sleep: options.sleep } : {}),
-    ...(warn ? { warn } : {}),
+    warn,
   });
 }
 
