@@ -247,6 +247,44 @@ test('bad input: malformed JSON, wrong Content-Type, bad Dropbox-API-Arg, unknow
   await stillAnswers();
 });
 
+test('bad input: raw bytes in Dropbox-API-Arg: invalid UTF-8 is a 400; raw UTF-8 is never mis-decoded', async () => {
+  const { request } = await import('node:http');
+  const u = new URL(`${emu.url}/2/files/upload`);
+  // Node writes header strings as latin1, one byte per char, so these strings are the exact bytes on the wire.
+  const send = (argBytes: Buffer) => new Promise<{ status: number; type: string | undefined; body: string }>((resolve, reject) => {
+    const req = request({
+      host: u.hostname, port: u.port, path: u.pathname, method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': argBytes.toString('latin1'), 'Content-Length': '1' },
+    }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body }));
+    });
+    req.on('error', reject);
+    req.end('x');
+  });
+  // 0xE9 alone is not UTF-8 at all: nothing can decode it correctly, so it is bad input (issue #2 §8).
+  const invalid = await send(Buffer.concat([Buffer.from('{"path":"/caf'), Buffer.from([0xe9]), Buffer.from('-latin1.txt"}')]));
+  assert.equal(invalid.status, 400, `invalid UTF-8 in Dropbox-API-Arg: ${invalid.status} ${invalid.body}`);
+  assert.equal(invalid.type, 'text/plain; charset=utf-8');
+  assert.ok(invalid.body.startsWith('Error in call to API function "files/upload": '), invalid.body);
+  // Raw (unescaped) UTF-8 breaks the header-safe rule (§3.2): refuse it, or decode it as UTF-8, never as latin1.
+  const rawUtf8 = await send(Buffer.from('{"path":"/café-raw.txt"}', 'utf8'));
+  if (rawUtf8.status === 200) {
+    assert.equal(JSON.parse(rawUtf8.body).name, 'café-raw.txt', `raw UTF-8 was mis-decoded: ${rawUtf8.body}`);
+  } else {
+    assert.equal(rawUtf8.status, 400, rawUtf8.body);
+  }
+  await stillAnswers();
+});
+
+test('every API response carries X-Dropbox-Request-Id (read by the Python and Java SDKs, §3.2)', async () => {
+  const ok = await emu.rpc('users/get_current_account', undefined, token);
+  const err = await emu.rpc('files/get_metadata', { path: '/nope' }, token);
+  const bad = await emu.rpc('users/get_current_account', undefined, null);
+  for (const r of [ok, err, bad]) assert.match(r.headers.get('x-dropbox-request-id') ?? '', /^[0-9a-zA-Z]{8,}$/);
+  assert.notEqual(ok.headers.get('x-dropbox-request-id'), err.headers.get('x-dropbox-request-id'));
+});
+
 test('authentication: an expired token is 401 expired_access_token (clock moved, no sleep)', async () => {
   const fresh = await emu.control.grant({ app: appKey, account: accountId, token_access_type: 'online' });
   assert.equal(typeof fresh.expires_in, 'number');

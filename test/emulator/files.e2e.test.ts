@@ -286,3 +286,39 @@ test('an app-folder app sees only its folder', async () => {
   assert.ok(paths.includes('/outside.txt'));
   assert.ok(paths.some((p: string) => p.startsWith('/apps/') && p.endsWith('/inside.txt')), `the app folder lives under /Apps: ${paths.join(', ')}`);
 });
+
+test('longpoll (notify host, no auth): waits until a change, then answers changes: true', async () => {
+  assert.equal((await put('/poll/seed.txt', 'seed')).status, 200);
+  const latest = await emu.rpc('files/list_folder/get_latest_cursor', { path: '/poll' }, token);
+  const cursor = latest.json.cursor;
+  // No Authorization header: longpoll is `noauth` (§4); the cursor identifies the folder.
+  const waiting = fetch(`${emu.url}/2/files/list_folder/longpoll`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ cursor, timeout: 30 }) });
+  // The change that wakes it (waiting on the event, not on a timer).
+  assert.equal((await put('/poll/new.txt', 'new')).status, 200);
+  const t0 = performance.now();
+  const woke = await readRaw(await waiting);
+  assert.equal(woke.status, 200, woke.text);
+  assert.equal(woke.headers.get('content-type'), 'application/json');
+  assert.equal(woke.json.changes, true);
+  assert.ok(performance.now() - t0 < 10_000, 'answered on the change, not at the 30 s timeout');
+  const bad = await readRaw(await fetch(`${emu.url}/2/files/list_folder/longpoll`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ cursor: 'nonsense' }) }));
+  assert.equal(bad.status, 409, bad.text);
+  assert.equal(bad.json.error['.tag'], 'reset');
+});
+
+test('Dropbox-API-Path-Root: home and the own root work; a wrong root is 422 invalid_root', async () => {
+  const me = await emu.rpc('users/get_current_account', undefined, token);
+  const rootNs: string = me.json.root_info.root_namespace_id;
+  assert.equal((await put('/rooted.txt', 'r')).status, 200);
+  const home = await emu.rpc('files/get_metadata', { path: '/rooted.txt' }, token, { 'Dropbox-API-Path-Root': JSON.stringify({ '.tag': 'home' }) });
+  assert.equal(home.status, 200, home.text);
+  const own = await emu.rpc('files/get_metadata', { path: '/rooted.txt' }, token, { 'Dropbox-API-Path-Root': JSON.stringify({ '.tag': 'root', root: rootNs }) });
+  assert.equal(own.status, 200, own.text);
+  const wrong = await emu.rpc('files/get_metadata', { path: '/rooted.txt' }, token, { 'Dropbox-API-Path-Root': JSON.stringify({ '.tag': 'root', root: '999999999' }) });
+  assert.equal(wrong.status, 422, wrong.text);
+  assert.equal(wrong.headers.get('content-type'), 'application/json');
+  assert.equal(wrong.json.error['.tag'], 'invalid_root');
+  assert.equal(wrong.json.error.invalid_root.root_namespace_id, rootNs, 'invalid_root carries the current RootInfo');
+  const nsPath = await emu.rpc('files/get_metadata', { path: `ns:${rootNs}/rooted.txt` }, token);
+  assert.equal(nsPath.status, 200, `ns:<id>/path addresses the namespace: ${nsPath.text}`);
+});

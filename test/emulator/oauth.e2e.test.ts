@@ -191,3 +191,35 @@ test('a team app linked through the consent page gets team_id instead of account
   assert.equal(info.status, 200, info.text);
   assert.equal(info.json.name, 'Edge Team');
 });
+
+test('revoke disables the token, its refresh token and every access token minted from it (§1.5)', async () => {
+  const r = await token({ grant_type: 'authorization_code', code: await getCode({ token_access_type: 'offline' }), client_id: app.key, client_secret: app.secret!, redirect_uri: REDIRECT });
+  assert.equal(r.status, 200, r.text);
+  const refresh = () => token({ grant_type: 'refresh_token', refresh_token: r.json.refresh_token, client_id: app.key, client_secret: app.secret! });
+  const a2 = (await refresh()).json.access_token as string;
+  const a3 = (await refresh()).json.access_token as string;
+  const unrelated = await emu.control.grant({ app: app.key, account: account.account_id });
+  for (const t of [r.json.access_token, a2, a3]) assert.equal((await emu.rpc('users/get_current_account', undefined, t)).status, 200);
+
+  const revoke = await emu.rpc('auth/token/revoke', undefined, a2);
+  assert.equal(revoke.status, 200, revoke.text);
+  assert.equal(revoke.headers.get('content-type'), 'application/json');
+  assert.equal(revoke.json, null, 'Void result is JSON null');
+  for (const t of [r.json.access_token, a2, a3]) {
+    const me = await emu.rpc('users/get_current_account', undefined, t);
+    assert.equal(me.status, 401, me.text);
+    assert.equal(me.json.error['.tag'], 'invalid_access_token');
+  }
+  assertTokenError(await refresh(), 'invalid_grant', /refresh token is invalid or revoked/);
+  assert.equal((await emu.rpc('users/get_current_account', undefined, unrelated.access_token)).status, 200, 'other grants are untouched');
+});
+
+test('revoke with a team token needs Dropbox-API-Select-User (auth "user", §1.5)', async () => {
+  const teamApp = await emu.control.createApp({ team: true, scopes: ['team_info.read', 'members.read', 'team_data.member'] });
+  const admin = await emu.control.createAccount({ team: { name: 'Revoke Team' }, team_admin: true });
+  const g = await emu.control.grant({ app: teamApp.key, account: admin.account_id });
+  const r = await emu.rpc('auth/token/revoke', undefined, g.access_token);
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.text, /^Error in call to API function "auth\/token\/revoke": This API function operates on a single Dropbox account/);
+  assert.equal((await emu.rpc('team/get_info', undefined, g.access_token)).status, 200, 'the team token still works');
+});
