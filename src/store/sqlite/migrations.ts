@@ -72,24 +72,27 @@ export const migrations: Migration[] = [
  * database at once, the second waits (busy_timeout), then sees the first one's work and applies nothing.
  * Returns the versions this call applied.
  */
-export function migrate(db: Database.Database, now: number, list: Migration[] = migrations): number[] {
+export function migrate(db: Database.Database, now: number, list: Migration[] = migrations, table = 'schema_migrations'): number[] {
+  // Another component keeping its own tables in the same file (e.g. the server's store) passes its own table name,
+  // so the two version sequences never mix (an unknown higher version here means "written by a newer dropkey").
+  if (!/^[a-z_]+$/.test(table)) throw new Error(`bad migrations table name ${table}`);
   // Fast path for the common case (every open of an up-to-date database): a plain read, no write lock, so a
   // short-lived CLI never queues behind another process's write just to learn there is nothing to do.
   const latest = Math.max(0, ...list.map((m) => m.version));
-  const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get() !== undefined;
+  const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== undefined;
   if (hasTable) {
-    const applied = db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[];
+    const applied = db.prepare(`SELECT version FROM ${table}`).all() as { version: number }[];
     const versions = new Set(applied.map((r) => r.version));
     if (list.every((m) => versions.has(m.version)) && Math.max(0, ...versions) <= latest) return [];
   }
   const run = db.transaction(() => {
-    db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    db.exec(`CREATE TABLE IF NOT EXISTS ${table} (
       version INTEGER PRIMARY KEY,
       name TEXT NOT NULL,
       applied_at INTEGER NOT NULL
     ) STRICT`);
     const applied = new Set(
-      (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
+      (db.prepare(`SELECT version FROM ${table}`).all() as { version: number }[]).map((r) => r.version),
     );
     const latestKnown = Math.max(0, ...list.map((m) => m.version));
     const newest = Math.max(0, ...applied);
@@ -100,7 +103,7 @@ export function migrate(db: Database.Database, now: number, list: Migration[] = 
     for (const m of [...list].sort((a, b) => a.version - b.version)) {
       if (applied.has(m.version)) continue;
       db.exec(m.sql);
-      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, now);
+      db.prepare(`INSERT INTO ${table} (version, name, applied_at) VALUES (?, ?, ?)`).run(m.version, m.name, now);
       done.push(m.version);
     }
     return done;

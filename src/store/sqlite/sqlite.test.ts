@@ -9,7 +9,7 @@ import { sampleApp, sampleConnection, storeContractTests } from '../contract.js'
 import { Keyring } from '../crypto.js';
 import type { Store } from '../types.js';
 import { openSqliteStore } from './index.js';
-import { migrations } from './migrations.js';
+import { migrate, migrations } from './migrations.js';
 
 storeContractTests('sqlite', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'dropkey-sqlite-'));
@@ -62,6 +62,25 @@ describe('sqlite driver', () => {
       assert.deepEqual(rows, migrations.map((m) => ({ version: m.version, applied_at: 1234 })));
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
       db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('another component can keep its own migrations in the same file without confusing the core', async () => {
+    const dir = tempDir();
+    try {
+      const path = join(dir, 'dropkey.db');
+      const keyring = Keyring.generate();
+      await (await openSqliteStore({ path, keyring })).close();
+      const db = new Database(path);
+      const serverMigrations = [{ version: 7, name: 'server tables', sql: 'CREATE TABLE server_things (id TEXT PRIMARY KEY) STRICT;' }];
+      assert.deepEqual(migrate(db, 1, serverMigrations, 'server_schema_migrations'), [7]);
+      assert.deepEqual(migrate(db, 2, serverMigrations, 'server_schema_migrations'), []);
+      db.close();
+      const s = await openSqliteStore({ path, keyring });
+      await s.createApp(sampleApp());
+      await s.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
