@@ -30,7 +30,7 @@ export type KeySource = { kind: 'env' } | { kind: 'file'; path: string } | { kin
  * The AAD context of one secret field. JSON keeps it unambiguous whatever characters names contain, so a
  * ciphertext copied to another row or field fails authentication instead of decrypting.
  */
-export function secretContext(table: 'app' | 'connection', name: string, field: string): string {
+export function secretContext(table: string, name: string, field: string): string {
   return JSON.stringify([table, name, field]);
 }
 
