@@ -6,6 +6,8 @@
  */
 import type { DropboxUrls } from '../dropbox/hosts.js';
 import { errorTag } from '../dropbox/errors.js';
+import { resolveNeeds } from '../dropbox/scopes.js';
+import { diagnoseTokenShape, normalizePastedToken } from '../dropbox/token-shape.js';
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
 import type { FetchLike } from '../oauth/token.js';
 import type { AppRecord, ConnectionRecord } from '../store/types.js';
@@ -57,48 +59,6 @@ const SCOPE_PROBES: Record<string, { route: string; arg: unknown; team: boolean 
   'sessions.list': { route: 'team/devices/list_members_devices', arg: {}, team: true },
   'events.read': { route: 'team_log/get_events', arg: { limit: 1 }, team: true },
 };
-
-export interface ShapeProblem {
-  id: string;
-  message: string;
-}
-
-/**
- * What can be told about a pasted access token without asking Dropbox. The `sl.` prefix is informational only
- * (§1.3): its absence is a hint, not a verdict (legacy long-lived tokens have none).
- */
-export function tokenShapeProblems(raw: string): ShapeProblem[] {
-  const out: ShapeProblem[] = [];
-  if (raw !== raw.trim()) out.push({ id: 'token_whitespace', message: 'The token has spaces or a line break before or after it, pasted along by accident.' });
-  const t = raw.trim();
-  if (/^(["']).*\1$/s.test(t) || /^["']|["']$/.test(t)) {
-    out.push({ id: 'token_quotes', message: 'The token is wrapped in quotes, which are not part of it.' });
-  }
-  const bare = t.replace(/^["']+|["']+$/g, '').replace(/^Bearer\s+/i, '');
-  if (/^Bearer\s+/i.test(t.replace(/^["']+/, ''))) {
-    out.push({ id: 'token_bearer_prefix', message: 'The value starts with "Bearer ": give the token alone; the word Bearer goes only in the HTTP header.' });
-  }
-  if (/\s/.test(bare)) out.push({ id: 'token_inner_whitespace', message: 'The token contains spaces or line breaks inside it: it was split when copied.' });
-  if (bare.length === 0) {
-    out.push({ id: 'token_empty', message: 'The token is empty.' });
-    return out;
-  }
-  if (!bare.startsWith('sl.')) {
-    // Dropbox refresh tokens are 64 characters of [A-Za-z0-9_-] with no prefix (§1.2 example).
-    if (/^[A-Za-z0-9_-]{40,80}$/.test(bare) && !/^[A-Za-z0-9_-]{130,}$/.test(bare)) {
-      out.push({
-        id: 'refresh_token_as_access_token',
-        message: 'This looks like a refresh token (about 64 characters, no "sl." prefix), not an access token: it cannot be sent as "Authorization: Bearer".',
-      });
-    } else {
-      out.push({ id: 'token_not_short_lived', message: 'The token does not start with "sl.", so it is not a current short-lived Dropbox access token (it may be a legacy long-lived one, or something else).' });
-    }
-  } else if (bare.length < 100) {
-    out.push({ id: 'token_truncated', message: `The token is only ${bare.length} characters long; Dropbox access tokens are much longer, so it was probably cut off when copied.` });
-  }
-  if (/[^A-Za-z0-9._~+/=-]/.test(bare)) out.push({ id: 'token_bad_characters', message: 'The token contains characters that never appear in Dropbox tokens.' });
-  return out;
-}
 
 interface Ctx {
   urls: DropboxUrls;
@@ -206,26 +166,31 @@ function scopeFindings(ctx: Ctx, granted: string[] | null, need: string[], liveM
 }
 
 async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void> {
-  const shape = tokenShapeProblems(raw);
-  for (const p of shape) {
-    const severe = p.id !== 'token_not_short_lived';
-    add(ctx, {
-      id: p.id,
-      severity: severe ? 'error' : 'warning',
-      message: p.message,
-      fix:
-        p.id === 'refresh_token_as_access_token'
-          ? 'import it so dropkey mints access tokens from it: dropkey import --connection NAME --app APP --refresh-token -'
-          : p.id === 'token_truncated' || p.id === 'token_inner_whitespace'
-            ? 'copy the whole token again (App Console: Generate, or run dropkey token)'
-            : 'paste the token alone, without quotes, spaces or "Bearer "',
-    });
-  }
-  const token = raw.trim().replace(/^["']+|["']+$/g, '').replace(/^Bearer\s+/i, '').trim();
-  if (token === '' || shape.some((p) => p.id === 'refresh_token_as_access_token')) return;
+  // Shape first (pure, from dropbox/token-shape.ts), then what Dropbox says about the cleaned value.
+  const shape = diagnoseTokenShape(raw, { expect: 'access' });
+  for (const f of shape.findings) if (f.id !== 'token.short_lived') add(ctx, { ...f });
+  const token = normalizePastedToken(raw, 'access').value;
+  if (token === '' || shape.findings.some((f) => f.severity === 'error')) return;
+  const maybeRefresh = shape.kind === 'long_lived_or_refresh';
   const fixLogin = 'connect for good with: dropkey login (then use dropkey token), instead of pasting tokens';
   let id: Identity | undefined;
   let team = false;
+  const live = (err: unknown, route: string): boolean => {
+    if (maybeRefresh && errorTag(err) === 'invalid_access_token') {
+      // Dropbox refuses it as a Bearer token: with this shape, it is most likely a refresh token.
+      const finding: Finding = {
+        id: 'token.refresh_as_access',
+        severity: 'error',
+        message: 'Dropbox does not accept this 64-character value as an access token: it is most likely a refresh token, which cannot be sent as "Authorization: Bearer".',
+        fix: 'import it so dropkey mints access tokens from it: dropkey import --connection NAME --app APP --refresh-token -',
+      };
+      const i = ctx.findings.findIndex((f) => f.id === finding.id);
+      if (i >= 0) ctx.findings[i] = finding;
+      else ctx.findings.push(finding);
+      return true;
+    }
+    return explainLiveError(ctx, err, fixLogin, route);
+  };
   try {
     id = await identify(ctx, token, false, ctx.signal);
   } catch (err) {
@@ -241,17 +206,17 @@ async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void>
       try {
         id = await identify(ctx, token, true, ctx.signal);
       } catch (err2) {
-        if (!explainLiveError(ctx, err2, fixLogin, 'team/get_info') && errorTag(err2) !== 'missing_scope') throw err2;
+        if (!live(err2, 'team/get_info') && errorTag(err2) !== 'missing_scope') throw err2;
       }
-    } else if (!explainLiveError(ctx, err, fixLogin, 'users/get_current_account') && errorTag(err) !== 'missing_scope') {
+    } else if (!live(err, 'users/get_current_account') && errorTag(err) !== 'missing_scope') {
       throw err;
     }
   }
   if (id) checkSkew(ctx, id.serverDate);
-  if (ctx.findings.some((f) => f.id === 'expired' || f.id === 'revoked')) return;
+  if (ctx.findings.some((f) => f.severity === 'error')) return;
   if (need.length > 0) {
-    const live = await probeScopes(ctx, token, need, team);
-    scopeFindings(ctx, null, need, live, 'dropkey login');
+    const missing = await probeScopes(ctx, token, need, team);
+    scopeFindings(ctx, null, need, missing, 'dropkey login');
     const unknown = need.filter((s) => !SCOPE_PROBES[s] || SCOPE_PROBES[s]!.team !== team);
     if (unknown.length > 0) {
       add(ctx, {
@@ -262,7 +227,7 @@ async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void>
       });
     }
   }
-  if (token.startsWith('sl.')) {
+  if (shape.kind === 'short_lived_access') {
     add(ctx, {
       id: 'pasted_short_lived_token',
       severity: 'warning',
@@ -392,8 +357,17 @@ function refreshFinding(ctx: Ctx, err: unknown, rec: ConnectionRecord, fixLogin:
 }
 
 export async function runDoctor(dk: Dropkey, deps: { urls: DropboxUrls; fetch: FetchLike; now: () => number }, input: DoctorInput): Promise<DoctorReport> {
-  const need = [...new Set((input.need ?? []).flatMap((s) => s.split(/[\s,]+/)).filter(Boolean))];
+  // --need takes scope names or route names (files/upload → files.content.write); unknown items are reported.
+  const { scopes: need, unknown } = resolveNeeds((input.need ?? []).flatMap((s) => s.split(/[\s,]+/)).filter(Boolean));
   const ctx: Ctx = { ...deps, findings: [], signal: input.signal };
+  if (unknown.length > 0) {
+    add(ctx, {
+      id: 'unknown_need',
+      severity: 'warning',
+      message: `Not a Dropbox scope or a known route: ${unknown.join(', ')}.`,
+      fix: 'use scope names such as files.content.read, or route names such as files/upload',
+    });
+  }
   let subject: string;
   if (input.token !== undefined) {
     subject = 'pasted token';

@@ -18,7 +18,7 @@ import { DEFAULT_CONNECTION, validateName } from './names.js';
 import { createSdkAuth, type DropkeySdkAuth, type SdkAuthOptions } from './sdk-auth.js';
 import { clientOf, identify, type Identity, makeRefreshGrant } from './protocol.js';
 import { type Logger, redactText, safeLogger } from './redact.js';
-import { loginCommand, notFound, Refresher } from './refresher.js';
+import { LOCK_TTL_MS, loginCommand, notFound, Refresher } from './refresher.js';
 import { defaultSleep, type ResolvedRetry, resolveRetry, withRetry } from './retry.js';
 import type {
   AppInfo,
@@ -162,6 +162,7 @@ export class Dropkey {
   readonly #log: Logger;
   readonly #retry: ResolvedRetry;
   readonly #marginMs: number;
+  readonly #lockWaitMs: number;
   readonly #refresher: Refresher;
 
   private constructor(store: Store, ownsStore: boolean, options: DropkeyOptions) {
@@ -179,6 +180,9 @@ export class Dropkey {
       throw new DropkeyError(ErrorCodes.BAD_INPUT, `refreshMarginSeconds must be a number of seconds >= 0, got ${String(margin)}.`);
     }
     this.#marginMs = margin * 1000;
+    // Waiting for another process's refresh may take as long as that refresh with all its retries.
+    const r = this.#retry;
+    this.#lockWaitMs = options.lockWaitMs ?? r.attempts * r.attemptTimeoutMs + r.maxTotalWaitMs + 10_000;
     this.#refresher = new Refresher({
       store,
       grant: makeRefreshGrant({ urls: this.urls, fetch: this.#fetch, now: this.#now, timeoutMs: this.#retry.attemptTimeoutMs }),
@@ -187,7 +191,7 @@ export class Dropkey {
       logger: this.#log,
       marginMs: this.#marginMs,
       retry: this.#retry,
-      lockWaitMs: options.lockWaitMs ?? 60_000,
+      lockWaitMs: this.#lockWaitMs,
     });
   }
 
@@ -567,8 +571,7 @@ export class Dropkey {
     warnings: string[];
     refreshed: boolean;
   }): Promise<ConnectResult> {
-    const lockTtl = 30_000;
-    return this.store.withLock(`refresh:${p.name}`, { ttlMs: lockTtl, waitMs: 60_000 }, async () => {
+    return this.store.withLock(`refresh:${p.name}`, { ttlMs: LOCK_TTL_MS, waitMs: this.#lockWaitMs }, async () => {
       const now = this.#now();
       const existing = await this.store.getConnection(p.name);
       const fields = {
@@ -702,7 +705,7 @@ export class Dropkey {
       }
       message = `Could not revoke "${name}" at Dropbox; deleted it locally anyway. Unlink the app at https://www.dropbox.com/account/connected_apps to be sure.`;
     }
-    await this.store.withLock(`refresh:${name}`, { ttlMs: 30_000, waitMs: 60_000 }, async () => {
+    await this.store.withLock(`refresh:${name}`, { ttlMs: LOCK_TTL_MS, waitMs: this.#lockWaitMs }, async () => {
       await this.store.deleteConnection(name);
     });
     this.#log.info({ connection: name, revokedAtDropbox }, 'connection revoked');

@@ -53,6 +53,9 @@ export interface FreshOptions {
   signal?: AbortSignal;
 }
 
+/** Lease length of the refresh lock; see #refreshLocked. */
+export const LOCK_TTL_MS = 15_000;
+
 export function loginCommand(rec: Pick<ConnectionRecord, 'name' | 'app'>): string {
   return `dropkey login --connection ${rec.name} --app ${rec.app}`;
 }
@@ -178,9 +181,10 @@ export class Refresher {
     seenToken: string | null,
     options: FreshOptions,
   ): Promise<ConnectionRecord> {
-    const { store, retry, lockWaitMs } = this.#deps;
-    // A holder that died frees the lock after ttl; the ttl covers a whole refresh with all its retries.
-    const ttlMs = retry.attempts * retry.attemptTimeoutMs + retry.maxTotalWaitMs + 10_000;
+    const { store, lockWaitMs } = this.#deps;
+    // The store extends the lease (heartbeat) while we work, so the ttl only bounds how long a holder that died
+    // (kill -9) blocks the others.
+    const ttlMs = LOCK_TTL_MS;
     return store.withLock(
       `refresh:${name}`,
       { ttlMs, waitMs: Math.max(lockWaitMs, 1), ...(options.signal ? { signal: options.signal } : {}) },

@@ -33,7 +33,7 @@ export interface DropkeyOptions {
   /** Refresh this long before expiry (default 300 s, as the official SDKs do, dropbox-api.md §1.3). */
   refreshMarginSeconds?: number;
   retry?: RetryOptions;
-  /** How long to wait for another process's refresh of the same connection (default 60 000 ms). */
+  /** How long to wait for another process's refresh of the same connection (default: a whole refresh with retries). */
   lockWaitMs?: number;
 }
 

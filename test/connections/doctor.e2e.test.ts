@@ -112,21 +112,29 @@ describe('pasted tokens', () => {
     const a = await rig.appWithAccount({ name: 'shape' });
     const g = await a.grant();
     const quoted = await rig.dk.doctor({ token: ` "${g.access_token}"\n` });
-    assert.ok(ids(quoted).includes('token_whitespace') && ids(quoted).includes('token_quotes'), ids(quoted).join());
+    assert.ok(ids(quoted).includes('token.whitespace') && ids(quoted).includes('token.quotes'), ids(quoted).join());
+    // The cleaned value is still checked live: it works, so only the paste problems are reported.
+    assert.equal(quoted.healthy, true, JSON.stringify(quoted.findings));
     const bearer = await rig.dk.doctor({ token: `Bearer ${g.access_token}` });
-    assert.ok(ids(bearer).includes('token_bearer_prefix'));
+    assert.ok(ids(bearer).includes('token.bearer_prefix'));
     const cut = await rig.dk.doctor({ token: g.access_token.slice(0, 30) });
-    assert.ok(ids(cut).includes('token_truncated'));
+    assert.ok(ids(cut).includes('token.truncated'));
     assert.equal(cut.healthy, false);
     const rt = await rig.dk.doctor({ token: g.refresh_token! });
-    assert.match(finding(rt, 'refresh_token_as_access_token').fix, /dropkey import .*--refresh-token -/);
+    const f = finding(rt, 'token.refresh_as_access');
+    assert.equal(f.severity, 'error', 'Dropbox refused it as a Bearer token');
+    assert.match(f.fix, /dropkey import .*--refresh-token -/);
+    assert.equal(rt.healthy, false);
   });
 
   test('a good pasted token: healthy, with the advice to connect for good', async () => {
     const a = await rig.appWithAccount({ name: 'good' });
     const g = await a.grant();
-    const r = await rig.dk.doctor({ token: g.access_token, need: ['files.metadata.read'] });
+    const r = await rig.dk.doctor({ token: g.access_token, need: ['files.metadata.read', 'files/upload'] });
     assert.equal(r.healthy, true, JSON.stringify(r.findings));
+    assert.ok(ids(r).includes('scopes_unverified'), 'files.content.write (from files/upload) has no harmless probe');
+    const bad = await rig.dk.doctor({ token: g.access_token, need: ['no.such.scope'] });
+    assert.ok(ids(bad).includes('unknown_need'));
     assert.equal(finding(r, 'pasted_short_lived_token').severity, 'warning');
   });
 
