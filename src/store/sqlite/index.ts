@@ -548,6 +548,7 @@ class SqliteStoreImpl implements SqliteStore {
   }
 }
 
+// Record validation and error helpers below are exported for the PostgreSQL driver (H9), pending a move to src/store/.
 const CONNECTION_COLUMNS = [
   'name',
   'app',
@@ -568,7 +569,7 @@ const CONNECTION_COLUMNS = [
   'version',
 ] as const;
 
-function emptyToNull(v: string | null): string | null {
+export function emptyToNull(v: string | null): string | null {
   return v === null || v === '' ? null : v;
 }
 
@@ -584,19 +585,19 @@ function parseScopes(text: string): string[] {
   });
 }
 
-function checkScopes(scopes: string[]): string[] {
+export function checkScopes(scopes: string[]): string[] {
   if (!Array.isArray(scopes) || !scopes.every((s) => typeof s === 'string' && s !== '')) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, 'scopes must be a list of non-empty strings', { hint: 'e.g. --scope files.content.read' });
   }
   return scopes;
 }
 
-function checkState(state: string): ConnectionRecord['state'] {
+export function checkState(state: string): ConnectionRecord['state'] {
   if (state === 'active' || state === 'needs_reauth' || state === 'revoked') return state;
   throw new DropkeyError(ErrorCodes.INTERNAL, `unknown connection state "${String(state).slice(0, 40)}"`);
 }
 
-function checkName(kind: 'app' | 'connection', name: string): void {
+export function checkName(kind: 'app' | 'connection', name: string): void {
   if (typeof name !== 'string' || name.trim() === '' || name.length > 200 || /[\u0000-\u001f\u007f]/.test(name)) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, `invalid ${kind} name`, {
       hint: `use a short name of letters, digits, "-" and "_", e.g. ${kind === 'app' ? 'backup' : 'dropbox_default'}`,
@@ -604,14 +605,14 @@ function checkName(kind: 'app' | 'connection', name: string): void {
   }
 }
 
-function alreadyExists(kind: 'app' | 'connection', name: string, hint: string): DropkeyError {
+export function alreadyExists(kind: 'app' | 'connection', name: string, hint: string): DropkeyError {
   return new DropkeyError(ErrorCodes.ALREADY_EXISTS, `${kind === 'app' ? 'an app' : 'a connection'} named "${name}" already exists`, {
     hint,
     details: { [kind]: name },
   });
 }
 
-function notFound(kind: 'app' | 'connection', name: string, listCommand: string): DropkeyError {
+export function notFound(kind: 'app' | 'connection', name: string, listCommand: string): DropkeyError {
   return new DropkeyError(ErrorCodes.NOT_FOUND, `no ${kind} named "${name}"`, {
     hint: `see what exists: ${listCommand}`,
     details: { [kind]: name },
