@@ -275,3 +275,36 @@ export class DiskBlobStore extends RefCounts implements BlobStore {
     await mkdir(this.#stagingDir, { recursive: true });
   }
 }
+
+/** Bytes gathered before one write: network chunks are small (often 16–64 KiB), disk writes should not be. */
+const WRITE_BATCH = 1 << 20;
+
+/** Writes a request's chunks to a staging area from `start` on, in batches of about 1 MiB. */
+export class BatchedWriter {
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #position: number;
+
+  constructor(
+    readonly staging: Staging,
+    start: number,
+  ) {
+    this.#position = start;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    if (this.#pendingBytes >= WRITE_BATCH) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.#pendingBytes === 0) return;
+    const data = this.#pending.length === 1 ? (this.#pending[0] as Uint8Array) : Buffer.concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    const at = this.#position;
+    this.#position += this.#pendingBytes;
+    this.#pendingBytes = 0;
+    await this.staging.write(at, data);
+  }
+}

@@ -6,7 +6,7 @@
 import { ContentHasher } from '../../dropbox/content-hash.js';
 import { BadInputError, RouteError, type RouteContext, type RouteDef, type RouteResult } from '../contract.js';
 import { Args, argPrefix, parseTimestamp } from './args.js';
-import type { BlobStore, Staging } from './blobs.js';
+import { BatchedWriter, type BlobStore, type Staging } from './blobs.js';
 import {
   FileSystem,
   LookupFailure,
@@ -342,12 +342,14 @@ export function filesRoutes({ fs, blobs, sessions }: Deps): RouteDef[] {
         const staging = await blobs.stage();
         const hasher = new ContentHasher();
         let size = 0;
+        const writer = new BatchedWriter(staging, 0);
         try {
           await receive(ctx, async (chunk) => {
-            await staging.write(size, chunk);
+            await writer.write(chunk);
             hasher.update(chunk);
             size += chunk.length;
           });
+          await writer.flush();
         } catch (e) {
           await staging.discard();
           return sessionError(e, false);

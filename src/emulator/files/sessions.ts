@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { ContentHasher, CONTENT_HASH_BLOCK_SIZE } from '../../dropbox/content-hash.js';
 import type { RouteContext } from '../contract.js';
-import type { BlobStore, Staging } from './blobs.js';
+import { BatchedWriter, type BlobStore, type Staging } from './blobs.js';
 import type { Stone } from './fs.js';
 
 /** "A single request should not upload more than 150 MiB" (files.stone upload routes). */
@@ -156,12 +156,14 @@ export class UploadSessions {
     }
     const request = contentHash === undefined ? undefined : new ContentHasher();
     let pos = cursor.offset;
+    const writer = new BatchedWriter(session.staging, pos);
     const n = await receive(ctx, async (chunk) => {
       if (pos + chunk.length > MAX_SESSION_BYTES) throw lookupFail('too_large');
-      await session.staging.write(pos, chunk);
+      await writer.write(chunk);
       request?.update(chunk);
       pos += chunk.length;
     });
+    await writer.flush();
     if (!close && n % CONTENT_HASH_BLOCK_SIZE !== 0) throw lookupFail('concurrent_session_invalid_data_size');
     if (request && request.digest() !== contentHash) throw fail('content_hash_mismatch');
     if (session.closed && cursor.offset + n > session.size) throw lookupFail('closed');
@@ -230,14 +232,16 @@ export class UploadSessions {
     const hasher = session.hasher.copy();
     const request = contentHash === undefined ? undefined : new ContentHasher();
     let pos = session.size;
+    const writer = new BatchedWriter(session.staging, pos);
     try {
       await receive(ctx, async (chunk) => {
         if (pos + chunk.length > MAX_SESSION_BYTES) throw lookupFail('too_large');
-        await session.staging.write(pos, chunk);
+        await writer.write(chunk);
         hasher.update(chunk);
         request?.update(chunk);
         pos += chunk.length;
       });
+      await writer.flush();
       if (request && request.digest() !== contentHash) throw fail('content_hash_mismatch');
     } catch (e) {
       await session.staging.truncate(session.size);
