@@ -122,7 +122,9 @@ function bodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
           controller.error(err);
         };
         req.on('error', fail);
-        req.on('aborted', () => fail(new Error('the client aborted the request')));
+        req.on('close', () => {
+          if (!req.complete) fail(new Error('the client aborted the request'));
+        });
         req.pause();
       },
       pull() {
