@@ -140,6 +140,21 @@ describe('import and tokens', () => {
     assert.ok(rig.sleeps.includes(7000), `sleeps ${rig.sleeps}`);
   });
 
+  test('a caller that gives up (abort) does not cancel the refresh the others wait on', async () => {
+    await rig.advance(4 * 3600);
+    await rig.emu.control.clearRequests();
+    await rig.emu.control.fault({ route: 'oauth2/token', status: 200, delay_ms: 150, count: 1 });
+    const ac = new AbortController();
+    const first = rig.dk.getAccessToken('c1', { signal: ac.signal });
+    const others = Promise.all([rig.dk.getAccessToken('c1'), rig.dk.getAccessToken('c1')]);
+    ac.abort();
+    await rejectsWith(first, ErrorCodes.CANCELLED);
+    const [a, b] = await others;
+    assert.equal(a, b);
+    assert.equal((await rig.emu.rpc('users/get_current_account', undefined, a)).status, 200);
+    assert.equal(await rig.tokenCalls(), 1);
+  });
+
   test('invalid_grant marks needs_reauth; later calls fail fast without the network', async () => {
     const a = await rig.appWithAccount({ name: 'rv' });
     const g = await a.grant();

@@ -94,6 +94,17 @@ function expiredNoRefresh(rec: ConnectionRecord, remainingMs: number | null): Dr
   });
 }
 
+/** Waits for `p` unless `signal` aborts first (p itself carries on for its other waiters). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  const cancelled = () => new DropkeyError(ErrorCodes.CANCELLED, 'Waiting for the token refresh was cancelled.', { cause: signal.reason });
+  if (signal.aborted) return Promise.reject(cancelled());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(cancelled());
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 function remainingMs(rec: ConnectionRecord, now: number): number | null {
   return rec.accessTokenExpiresAt === null ? null : rec.accessTokenExpiresAt - now;
 }
@@ -158,12 +169,15 @@ export class Refresher {
 
     let p = this.#inflight.get(name);
     if (!p) {
-      p = this.#refreshLocked(name, needMs, minValidMs, rec.accessToken, options).finally(() => {
+      // The shared refresh belongs to no single caller: it runs without their signals (its time is bounded by
+      // the retry budget), and each caller stops waiting on its own signal instead of cancelling the others.
+      const { signal: _own, ...shared } = options;
+      p = this.#refreshLocked(name, needMs, minValidMs, rec.accessToken, shared).finally(() => {
         this.#inflight.delete(name);
       });
       this.#inflight.set(name, p);
     }
-    return p;
+    return options.signal ? abortable(p, options.signal) : p;
   }
 
   /** A connection imported from an access token: usable until it expires, never refreshable. */
