@@ -4,8 +4,9 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -17,7 +18,7 @@ const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
 const EMULATOR_CMD = join(ROOT, 'dist', 'cli', 'commands', 'emulator.js');
 const skip = !existsSync(MAIN) || !existsSync(EMULATOR_CMD) ? `${existsSync(MAIN) ? EMULATOR_CMD : MAIN} is missing: run "npm run build" first` : false;
 
-const LISTENING = /^dropkey emulator listening on (http:\/\/127\.0\.0\.1:(\d+))$/;
+const LISTENING = /^dropkey emulator listening on (https?:\/\/127\.0\.0\.1:(\d+))$/;
 const children = new Set<ChildProcess>();
 const tmpDirs: string[] = [];
 
@@ -28,6 +29,8 @@ after(() => {
 
 interface Running {
   child: ChildProcess;
+  /** Resolves with the first stdout line (already printed or not) matching `re`; rejects after 10 s. */
+  waitForLine(re: RegExp): Promise<string>;
   url: string;
   lines: string[];
   stderr: () => string;
@@ -60,7 +63,20 @@ async function startCli(args: string[]): Promise<Running> {
   const m = LISTENING.exec(first);
   assert.ok(m, `first stdout line announces the URL: ${JSON.stringify(first)}`);
   assert.notEqual(m[2], '0', 'the real port is printed, not 0');
-  return { child, url: m[1]!, lines, stderr: () => err, exited };
+  const waitForLine = (re: RegExp) =>
+    new Promise<string>((res, rej) => {
+      const hit = lines.find((l) => re.test(l));
+      if (hit !== undefined) return res(hit);
+      const timer = setTimeout(() => rej(new Error(`no stdout line matching ${re} within 10 s: ${lines.join(' | ')}`)), 10_000);
+      const onLine = (l: string) => {
+        if (!re.test(l)) return;
+        clearTimeout(timer);
+        rl.off('line', onLine);
+        res(l);
+      };
+      rl.on('line', onLine);
+    });
+  return { child, url: m[1]!, lines, waitForLine, stderr: () => err, exited };
 }
 
 /** SIGTERM, then the process must exit 0 within 5 s. */
@@ -151,5 +167,86 @@ test('--auto-approve: authorize redirects at once with a code that exchanges for
   assert.match(tok.json.access_token, /^sl\./);
   assert.equal(typeof tok.json.refresh_token, 'string');
   assert.match(tok.json.account_id, /^dbid:/);
+  await stopCli(r);
+});
+
+/** Authorize with --auto-approve and exchange the code: tokens without the control API. */
+async function autoApprovedToken(url: string, key: string, secret: string, redirect: string) {
+  const q = new URLSearchParams({ client_id: key, response_type: 'code', redirect_uri: redirect, token_access_type: 'offline' });
+  const res = await fetch(`${url}/oauth2/authorize?${q}`, { redirect: 'manual' });
+  const loc = res.headers.get('location');
+  assert.ok(loc, `authorize redirected at once (status ${res.status})`);
+  const code = new URL(loc).searchParams.get('code')!;
+  const tok = await readRaw(await fetch(`${url}/oauth2/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirect, client_id: key, client_secret: secret }).toString(),
+  }));
+  assert.equal(tok.status, 200, tok.text);
+  return tok.json;
+}
+
+test('default seed: the demo app and account are printed and usable on any loopback port; --no-control hides /_emulator/', { skip }, async () => {
+  const r = await startCli(['--no-control', '--auto-approve']);
+  // Lines after the first name the demo app's key and secret (issue #2 §6/§7); read them instead of assuming.
+  const appLine = await r.waitForLine(/key \S+ secret \S+/);
+  const m = /key (\S+) secret (\S+)/.exec(appLine)!;
+  const [, key, secret] = m;
+  await r.waitForLine(/demo@example\.com/);
+  const ctl = await fetch(`${r.url}/_emulator/requests`);
+  assert.equal(ctl.status, 404, '--no-control disables the control API');
+  // Any port and path on 127.0.0.1 is a registered redirect for the demo app.
+  const tok = await autoApprovedToken(r.url, key!, secret!, 'http://127.0.0.1:61234/any/path');
+  assert.equal(tok.expires_in, 14400);
+  const me = await readRaw(await fetch(`${r.url}/2/users/get_current_account`, { method: 'POST', headers: { Authorization: `Bearer ${tok.access_token}` } }));
+  assert.equal(me.status, 200, me.text);
+  assert.equal(me.json.account_id, tok.account_id);
+  await stopCli(r);
+});
+
+test('--seed FILE replaces the demo seed; --token-lifetime sets expires_in', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dropkey-emu-seed-'));
+  tmpDirs.push(dir);
+  const seedFile = join(dir, 'seed.json');
+  writeFileSync(seedFile, JSON.stringify({
+    apps: [{ key: 'ci-app', secret: 'ci-secret', name: 'CI', redirect_uris: ['http://127.0.0.1:7777/cb'], scopes: ['account_info.read'], access: 'full', team: false }],
+    accounts: [{ email: 'ci@example.com', given_name: 'C', surname: 'I' }],
+  }));
+  const r = await startCli(['--seed', seedFile, '--token-lifetime', '120', '--auto-approve']);
+  const tok = await autoApprovedToken(r.url, 'ci-app', 'ci-secret', 'http://127.0.0.1:7777/cb');
+  assert.equal(tok.expires_in, 120);
+  const me = await readRaw(await fetch(`${r.url}/2/users/get_current_account`, { method: 'POST', headers: { Authorization: `Bearer ${tok.access_token}` } }));
+  assert.equal(me.json.email, 'ci@example.com');
+  const demo = await fetch(`${r.url}/oauth2/authorize?${new URLSearchParams({ client_id: 'dropkey-demo-app', response_type: 'code', redirect_uri: 'http://127.0.0.1:7777/cb' })}`, { redirect: 'manual' });
+  assert.equal(demo.status, 400, 'the demo app is not there when a seed replaces it');
+  await stopCli(r);
+
+  const bad = spawnSync(process.execPath, [MAIN, 'emulator', '--port', '0', '--seed', join(dir, 'missing.json')], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 });
+  assert.notEqual(bad.status, 0, 'a missing seed file is an error');
+  assert.match(bad.stderr, /missing\.json/, `the error names the file: ${bad.stderr}`);
+});
+
+const haveOpenssl = spawnSync('openssl', ['version']).status === 0;
+test('--tls-cert/--tls-key serve HTTPS', { skip: skip || (!haveOpenssl && 'openssl is not installed (needed to make a test certificate)') }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dropkey-emu-tls-'));
+  tmpDirs.push(dir);
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+  assert.equal(gen.status, 0, gen.stderr);
+  const r = await startCli(['--tls-cert', cert, '--tls-key', key]);
+  assert.match(r.url, /^https:\/\//, 'the announced URL is https');
+  const ca = readFileSync(cert);
+  const u = new URL(`${r.url}/2/users/get_current_account`);
+  const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = httpsRequest({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', ca }, (s) => {
+      let body = '';
+      s.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: s.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(res.status, 400, 'an API answer over TLS (no Authorization → 400)');
+  assert.match(res.body, /Authorization/);
   await stopCli(r);
 });
