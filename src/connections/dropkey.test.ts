@@ -223,6 +223,24 @@ describe('import and tokens', () => {
     assert.deepEqual([...r.connection.scopes].sort(), ['members.read', 'sessions.list', 'team_info.read']);
   });
 
+  test('team connections: revoked acting as a member when team_data.member allows it, else explained', async () => {
+    const a = await rig.appWithAccount({ name: 'teamrev', team: true, scopes: ['team_info.read', 'members.read', 'team_data.member'] });
+    const g = await a.grant();
+    await rig.dk.import({ connection: 'teamrev', app: 'teamrev', refreshToken: g.refresh_token! });
+    const t = await rig.dk.getAccessToken('teamrev');
+    const res = await rig.dk.revoke('teamrev');
+    assert.equal(res.revokedAtDropbox, true);
+    assert.equal((await rig.emu.rpc('team/get_info', undefined, t)).status, 401);
+
+    const b = await rig.appWithAccount({ name: 'teamnorev', team: true });
+    await rig.dk.import({ connection: 'teamnorev', app: 'teamnorev', refreshToken: (await b.grant()).refresh_token! });
+    await rejectsWith(rig.dk.revoke('teamnorev'), ErrorCodes.BAD_INPUT, /Admin console.*dropkey revoke --connection teamnorev --force/s);
+    assert.equal((await rig.dk.get('teamnorev')).state, 'active', 'kept');
+    const forced = await rig.dk.revoke('teamnorev', { force: true });
+    assert.equal(forced.revokedAtDropbox, false);
+    await rejectsWith(rig.dk.get('teamnorev'), ErrorCodes.NOT_FOUND);
+  });
+
   test('list() and get() carry no secrets', async () => {
     const all = await rig.dk.list();
     assert.ok(all.length >= 3);

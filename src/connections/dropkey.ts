@@ -16,7 +16,7 @@ import { DropboxClient, type PathRoot } from '../dropbox/client.js';
 import type { DoctorInput, DoctorReport } from './doctor.js';
 import { DEFAULT_CONNECTION, validateName } from './names.js';
 import { createSdkAuth, type DropkeySdkAuth, type SdkAuthOptions } from './sdk-auth.js';
-import { clientOf, identify, type Identity, makeRefreshGrant } from './protocol.js';
+import { clientOf, identify, type Identity, makeRefreshGrant, rpcCall } from './protocol.js';
 import { type Logger, redactText, safeLogger } from './redact.js';
 import { LOCK_TTL_MS, loginCommand, notFound, Refresher } from './refresher.js';
 import { defaultSleep, type ResolvedRetry, resolveRetry, withRetry } from './retry.js';
@@ -674,7 +674,7 @@ export class Dropkey {
       if (token === null) {
         message = `Dropbox already considered the token of "${name}" invalid; deleted it locally.`;
       } else {
-        const r = await withRetry((signal) => revokeToken({ urls: this.urls, fetch: this.#fetch, accessToken: token, ...(signal ? { signal } : {}), timeoutMs: this.#retry.attemptTimeoutMs }), {
+        const r = await withRetry((signal) => this.#revokeAtDropbox(rec, token, signal), {
           retry: this.#retry,
           sleep: this.#sleep,
           ...(options.signal ? { signal: options.signal } : {}),
@@ -710,6 +710,31 @@ export class Dropkey {
     });
     this.#log.info({ connection: name, revokedAtDropbox }, 'connection revoked');
     return { connection: name, revokedAtDropbox, message };
+  }
+
+  /**
+   * POST /2/auth/token/revoke (§1.5). It is a user route: a team token reaches it only acting as a member
+   * (Dropbox-API-Select-User), which needs the team_data.member scope; then any member will do, found with
+   * team/members/list_v2 (members.read). Without those scopes the 400 surfaces for revoke() to explain.
+   */
+  async #revokeAtDropbox(rec: ConnectionRecord, token: string, signal: AbortSignal | undefined): Promise<{ alreadyInvalid: boolean }> {
+    const base = { urls: this.urls, fetch: this.#fetch, ...(signal ? { signal } : {}), timeoutMs: this.#retry.attemptTimeoutMs };
+    try {
+      return await revokeToken({ ...base, accessToken: token });
+    } catch (err) {
+      const teamToken = err instanceof DropkeyError && err.details?.['reason'] === 'team_token_without_select_user';
+      if (!teamToken || !rec.scopes.includes('team_data.member') || !rec.scopes.includes('members.read')) throw err;
+      const list = await rpcCall(base, token, 'team/members/list_v2', { limit: 1 }, base);
+      const member = (list.result as { members?: Array<{ profile?: { team_member_id?: unknown } }> }).members?.[0]?.profile?.team_member_id;
+      if (typeof member !== 'string') throw err;
+      try {
+        await rpcCall(base, token, 'auth/token/revoke', null, { ...base, headers: { 'dropbox-api-select-user': member } });
+        return { alreadyInvalid: false };
+      } catch (err2) {
+        if (errorTag(err2) === 'invalid_access_token') return { alreadyInvalid: true };
+        throw err2;
+      }
+    }
   }
 
   /** A token to revoke with, or null when the credential is already dead (refresh token rejected, token expired). */
