@@ -12,11 +12,13 @@ let emu: StartedEmulator;
 let token: string;
 let appKey: string;
 let appSecret: string;
+let accountId: string;
 
 before(async () => {
   emu = await startEmulator();
   const u = await userWithToken(emu);
   token = u.token.access_token;
+  accountId = u.account.account_id;
   appKey = u.app.key;
   appSecret = u.app.secret!;
 });
@@ -321,4 +323,57 @@ test('Dropbox-API-Path-Root: home and the own root work; a wrong root is 422 inv
   assert.equal(wrong.json.error.invalid_root.root_namespace_id, rootNs, 'invalid_root carries the current RootInfo');
   const nsPath = await emu.rpc('files/get_metadata', { path: `ns:${rootNs}/rooted.txt` }, token);
   assert.equal(nsPath.status, 200, `ns:<id>/path addresses the namespace: ${nsPath.text}`);
+});
+
+test('content_hash arguments are verified: upload and append_v2 refuse a mismatch', async () => {
+  const data = Buffer.from('checked bytes');
+  const wrongHash = dropboxContentHash(Buffer.from('other bytes'));
+  const up = await emu.upload('files/upload', { path: '/hashed/a.txt', content_hash: wrongHash }, data, token);
+  assert.equal(up.status, 409, up.text);
+  assert.match(up.json.error_summary, /^content_hash_mismatch\//);
+  assert.deepEqual(up.json.error, { '.tag': 'content_hash_mismatch' });
+  const ok = await emu.upload('files/upload', { path: '/hashed/a.txt', content_hash: dropboxContentHash(data) }, data, token);
+  assert.equal(ok.status, 200, ok.text);
+
+  const start = await emu.upload('files/upload_session/start', {}, Buffer.alloc(0), token);
+  const sid = start.json.session_id;
+  const app = await emu.upload('files/upload_session/append_v2', { cursor: { session_id: sid, offset: 0 }, content_hash: wrongHash }, data, token);
+  assert.equal(app.status, 409, app.text);
+  assert.equal(app.json.error['.tag'], 'content_hash_mismatch');
+});
+
+test('session lookup errors: closed, not_found after finish, expiry after 7 days of emulator time', async () => {
+  const closed = await emu.upload('files/upload_session/start', { close: true }, Buffer.from('abc'), token);
+  assert.equal(closed.status, 200, closed.text);
+  const more = await emu.upload('files/upload_session/append_v2', { cursor: { session_id: closed.json.session_id, offset: 3 } }, Buffer.from('d'), token);
+  assert.equal(more.status, 409, more.text);
+  assert.deepEqual(more.json.error, { '.tag': 'closed' });
+  const fin = await emu.upload('files/upload_session/finish', { cursor: { session_id: closed.json.session_id, offset: 3 }, commit: { path: '/sessions/closed.txt' } }, Buffer.alloc(0), token);
+  assert.equal(fin.status, 200, fin.text);
+  const again = await emu.upload('files/upload_session/finish', { cursor: { session_id: closed.json.session_id, offset: 3 }, commit: { path: '/sessions/closed2.txt' } }, Buffer.alloc(0), token);
+  assert.equal(again.status, 409, 'a finished session is gone');
+  assert.deepEqual(again.json.error, { '.tag': 'lookup_failed', lookup_failed: { '.tag': 'not_found' } });
+
+  // §4: sessions expire after 7 days. Move the clock, then use a fresh token (the old one expired too).
+  const open = await emu.upload('files/upload_session/start', {}, Buffer.from('x'), token);
+  await emu.control.advanceClock(7 * 24 * 3600 + 60);
+  token = (await emu.control.grant({ app: appKey, account: accountId })).access_token;
+  const late = await emu.upload('files/upload_session/append_v2', { cursor: { session_id: open.json.session_id, offset: 1 } }, Buffer.from('y'), token);
+  assert.equal(late.status, 409, late.text);
+  assert.deepEqual(late.json.error, { '.tag': 'not_found' });
+});
+
+
+test('lookup variants: not_folder, not_file, rev: paths, space usage counts bytes', async () => {
+  const up = await put('/variants/file.txt', '12345');
+  assert.equal(up.status, 200, up.text);
+  const lf = await emu.rpc('files/list_folder', { path: '/variants/file.txt' }, token);
+  assert.equal(lf.status, 409);
+  assert.deepEqual(lf.json.error, { '.tag': 'path', path: { '.tag': 'not_folder' } });
+  const byRev = await emu.rpc('files/get_metadata', { path: `rev:${up.json.rev}` }, token);
+  assert.equal(byRev.status, 200, byRev.text);
+  assert.equal(byRev.json.rev, up.json.rev);
+  const usage = await emu.rpc('users/get_space_usage', undefined, token);
+  assert.ok(usage.json.used >= 5, `used counts stored bytes: ${usage.text}`);
+  assert.ok(usage.json.allocation.allocated > usage.json.used);
 });
