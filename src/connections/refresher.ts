@@ -171,7 +171,8 @@ export class Refresher {
     if (!p) {
       // The shared refresh belongs to no single caller: it runs without their signals (its time is bounded by
       // the retry budget), and each caller stops waiting on its own signal instead of cancelling the others.
-      const { signal: _own, ...shared } = options;
+      const shared: FreshOptions = { ...options };
+      delete shared.signal;
       p = this.#refreshLocked(name, needMs, minValidMs, rec.accessToken, shared).finally(() => {
         this.#inflight.delete(name);
       });
