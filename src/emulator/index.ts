@@ -168,8 +168,8 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
   async function route(req: Request, url: URL, name: string | undefined): Promise<Response> {
     const path = url.pathname;
     if (name === 'oauth2/authorize') return authorize.handle(req, url);
-    if (name === 'oauth2/token') return tokenEndpoint(core, req, url);
     if (name !== undefined) {
+      // Browser apps call the API and the token endpoint cross-origin (PKCE without a secret).
       if (req.method === 'OPTIONS') {
         return new Response(null, {
           status: 204,
@@ -181,6 +181,7 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
           },
         });
       }
+      if (name === 'oauth2/token') return tokenEndpoint(core, req, url);
       return api.handle(req, url, name);
     }
     if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -223,7 +224,7 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     // Whatever the handler did not read of the body is discarded (the listener drains it, keeping the socket).
     if (req.body && !req.bodyUsed && !req.body.locked) await req.body.cancel().catch(() => {});
     res.headers.set('X-Dropbox-Request-Id', requestId);
-    if (path.startsWith('/2/')) for (const [k, v] of Object.entries(CORS_HEADERS)) res.headers.set(k, v);
+    if (name !== undefined && name !== 'oauth2/authorize') for (const [k, v] of Object.entries(CORS_HEADERS)) res.headers.set(k, v);
     log.record(
       {
         time: new Date(core.now()).toISOString(),
