@@ -131,6 +131,20 @@ test('team_log/get_events + continue', async () => {
     assert.equal(typeof e.event_category['.tag'], 'string');
     assert.equal(typeof e.details['.tag'], 'string');
   }
+  assert.ok(events.length > 0, 'a team whose members were just added has audit events');
+  // §5: without end_time the cursor can be polled for new events.
+  members.push(await emu.control.createAccount({ email: 'erin@teamco.example', given_name: 'erin', surname: 'Member', team: { name: 'Team Co' } }));
+  const fresh: any[] = [];
+  let cursor = page.cursor;
+  for (let i = 0; i < 50; i++) {
+    const next = await emu.rpc('team_log/get_events/continue', { cursor }, teamToken);
+    assert.equal(next.status, 200, next.text);
+    fresh.push(...next.json.events);
+    cursor = next.json.cursor;
+    if (!next.json.has_more) break;
+  }
+  assert.ok(fresh.length > 0, 'the polled cursor returns the events of the newly added member');
+  assert.ok(fresh.every((e) => !events.some((old) => JSON.stringify(old) === JSON.stringify(e))), 'no event is returned twice');
   const bad = await emu.rpc('team_log/get_events/continue', { cursor: 'garbage' }, teamToken);
   assert.equal(bad.status, 409, bad.text);
   assert.match(bad.json.error_summary, /^bad_cursor\//);
