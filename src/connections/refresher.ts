@@ -53,6 +53,9 @@ export interface FreshOptions {
   signal?: AbortSignal;
 }
 
+/** After a failed proactive refresh, the still-valid token is served without new attempts for this long. */
+const COOLDOWN_MS = 30_000;
+
 /** Lease length of the refresh lock; see #refreshLocked. */
 export const LOCK_TTL_MS = 15_000;
 
@@ -136,6 +139,8 @@ function describeOAuthError(err: DropboxApiError): string {
 export class Refresher {
   readonly #deps: RefresherDeps;
   readonly #inflight = new Map<string, Promise<ConnectionRecord>>();
+  /** Per connection: until when a failed proactive refresh is not retried while the current token works. */
+  readonly #cooldownUntil = new Map<string, number>();
 
   constructor(deps: RefresherDeps) {
     this.#deps = deps;
@@ -166,6 +171,12 @@ export class Refresher {
       return rec;
     }
     if (!rec.refreshToken) return this.#accessOnly(rec, startedAt, minValidMs, options.forceRefresh === true);
+    const cooldown = this.#cooldownUntil.get(name);
+    if (cooldown !== undefined) {
+      const left = remainingMs(rec, startedAt);
+      if (!options.forceRefresh && startedAt < cooldown && rec.accessToken && left !== null && left > Math.max(0, minValidMs ?? 0)) return rec;
+      this.#cooldownUntil.delete(name);
+    }
 
     let p = this.#inflight.get(name);
     if (!p) {
@@ -306,6 +317,9 @@ export class Refresher {
     const left = remainingMs(cur, now());
     if (cur.accessToken && left !== null && left > Math.max(0, minValidMs ?? 0) && !(err instanceof DropkeyError && err.code === ErrorCodes.CANCELLED)) {
       logger.warn({ connection: cur.name, remainingMs: left }, 'refresh failed; using the current token until it expires');
+      // Nango's cooldown: while Dropbox is failing, callers in this process keep the working token instead of
+      // each waiting through a full round of retries.
+      this.#cooldownUntil.set(cur.name, now() + COOLDOWN_MS);
       return cur;
     }
     throw err;

@@ -118,6 +118,10 @@ describe('failed with the right message', () => {
     rig.clock.now = exp - 200_000;
     await rig.emu.control.fault({ route: 'oauth2/token', status: 503, count: 10 });
     assert.equal(await rig.dk.getAccessToken(NAME), good);
+    // A cooldown follows: the next calls use the working token without another round of attempts.
+    const calls = await rig.tokenCalls();
+    assert.equal(await rig.dk.getAccessToken(NAME), good);
+    assert.equal(await rig.tokenCalls(), calls, 'no new attempt during the cooldown');
     // But not when the caller needs more than what is left.
     const err = await failure(rig.dk.getAccessToken(NAME, { minValidSeconds: 600 }));
     assert.equal(err.code, ErrorCodes.DROPBOX_UNAVAILABLE);
