@@ -230,3 +230,24 @@ async function userToken(): Promise<{ token: string; grant: TokenResponse & { ap
   const grant = await emu.control.grant({ app: app.key, account: acct.account_id, token_access_type: 'offline' });
   return { token: grant.access_token, grant: { ...grant, appKey: app.key, accountId: acct.account_id } };
 }
+
+test('library surface: createEmulator({control: false}) serves fetch with no port; control helpers still work', async () => {
+  const lib = await startEmulator({ control: false }, { listen: false });
+  try {
+    const blocked = await lib.fetch(`${lib.url}/_emulator/requests`);
+    assert.equal(blocked.status, 404, 'no HTTP control API when control: false');
+    const c = lib.emulator.control;
+    await c.createApp({ key: 'libapp', secret: 'libsecret', name: 'Lib', redirect_uris: [], scopes: ['account_info.read'], access: 'full', team: false });
+    const acct = await c.createAccount({ email: 'lib@example.com' });
+    const g = await c.grant({ app: 'libapp', account: 'lib@example.com' });
+    assert.equal(g.account_id, acct.account_id);
+    const me = await lib.rpc('users/get_current_account', undefined, g.access_token);
+    assert.equal(me.status, 200, me.text);
+    await c.advanceClock(g.expires_in + 1);
+    assert.equal((await lib.rpc('users/get_current_account', undefined, g.access_token)).status, 401);
+    const log = await c.requests();
+    assert.ok(log.some((e: any) => e.path === '/2/users/get_current_account' && e.status === 401));
+  } finally {
+    await lib.close();
+  }
+});
