@@ -66,6 +66,13 @@ async function serve(handler: Handler, scheme: string, req: IncomingMessage, res
   res.on('close', () => {
     if (!res.writableFinished) controller.abort();
   });
+  // A handler may answer before reading the whole upload: discard the rest so the connection stays usable.
+  res.on('finish', () => {
+    if (!req.complete) {
+      req.removeAllListeners('data');
+      req.resume();
+    }
+  });
   const method = req.method ?? 'GET';
   const hasBody = method !== 'GET' && method !== 'HEAD';
   const init: RequestInit & { duplex?: 'half' } = { method, headers, signal: controller.signal };
