@@ -248,19 +248,42 @@ test('bad input: malformed JSON, wrong Content-Type, bad Dropbox-API-Arg, unknow
 });
 
 test('bad input: raw bytes in Dropbox-API-Arg: invalid UTF-8 is a 400; raw UTF-8 is never mis-decoded', async () => {
-  const { request } = await import('node:http');
-  const u = new URL(`${emu.url}/2/files/upload`);
-  // Node writes header strings as latin1, one byte per char, so these strings are the exact bytes on the wire.
+  const { connect } = await import('node:net');
+  const u = new URL(emu.url);
+  // Raw HTTP/1.1 over a socket so the header bytes on the wire are exactly these (node:http's client may re-encode
+  // a header string as UTF-8 when it writes head and body together).
   const send = (argBytes: Buffer) => new Promise<{ status: number; type: string | undefined; body: string }>((resolve, reject) => {
-    const req = request({
-      host: u.hostname, port: u.port, path: u.pathname, method: 'POST',
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': argBytes.toString('latin1'), 'Content-Length': '1' },
-    }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body }));
+    const sock = connect(Number(u.port), u.hostname);
+    const chunks: Buffer[] = [];
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    sock.on('error', reject);
+    sock.on('end', () => {
+      // Work on bytes: chunk sizes count bytes, not characters.
+      const raw = Buffer.concat(chunks);
+      const sep = raw.indexOf('\r\n\r\n');
+      const head = raw.subarray(0, sep).toString('latin1');
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+      const type = /\r\ncontent-type: *([^\r\n]*)/i.exec(head)?.[1];
+      let rest = raw.subarray(sep + 4);
+      if (/\r\ntransfer-encoding: *chunked/i.test(head)) {
+        const parts: Buffer[] = [];
+        for (let i = 0; ;) {
+          const nl = rest.indexOf('\r\n', i);
+          const len = parseInt(rest.subarray(i, nl).toString('latin1'), 16);
+          if (!len) break;
+          parts.push(rest.subarray(nl + 2, nl + 2 + len));
+          i = nl + 2 + len + 2;
+        }
+        rest = Buffer.concat(parts);
+      }
+      const body = rest.toString('utf8');
+      resolve({ status, type, body });
     });
-    req.on('error', reject);
-    req.end('x');
+    sock.write(Buffer.concat([
+      Buffer.from(`POST /2/files/upload HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1\r\nConnection: close\r\nDropbox-API-Arg: `),
+      argBytes,
+      Buffer.from('\r\n\r\nx'),
+    ]));
   });
   // 0xE9 alone is not UTF-8 at all: nothing can decode it correctly, so it is bad input (issue #2 §8).
   const invalid = await send(Buffer.concat([Buffer.from('{"path":"/caf'), Buffer.from([0xe9]), Buffer.from('-latin1.txt"}')]));
