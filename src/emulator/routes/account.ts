@@ -2,7 +2,7 @@
  * check/user, check/app, users/get_current_account, users/get_space_usage, auth/token/revoke
  * (dropbox-api.md §1.5, §2; check.stone, users.stone, auth.stone).
  */
-import { RouteError, type Caller, type EmulatorModule, type RouteDef } from '../contract.js';
+import { BadInputError, RouteError, type Caller, type EmulatorModule, type RouteDef } from '../contract.js';
 import type { Core } from '../core.js';
 import type { AccountRecord, TeamRecord } from '../state.js';
 import { objectArg, optString } from './args.js';
@@ -65,6 +65,20 @@ export function fullAccount(a: AccountRecord, team: TeamRecord | undefined): Rec
   return out;
 }
 
+function accountIdArg(v: unknown, field: string): string {
+  if (typeof v !== 'string') throw new BadInputError(`request body: ${field}: expected string, got ${v === undefined ? 'nothing' : typeof v}`);
+  if (v.length !== 40) throw new BadInputError(`request body: ${field}: '${v.slice(0, 40)}' must be at least 40 characters, got ${v.length}`);
+  return v;
+}
+
+/** BasicAccount (users.stone): what one account may see of another. */
+function basicAccount(a: AccountRecord, viewer: AccountRecord): Record<string, unknown> {
+  const teammate = a.team_id !== undefined && a.team_id === viewer.team_id;
+  const out: Record<string, unknown> = { account_id: a.account_id, name: nameOf(a), email: a.email, email_verified: true, disabled: false, is_teammate: teammate };
+  if (teammate) out['team_member_id'] = a.team_member_id;
+  return out;
+}
+
 function echo(arg: unknown): { kind: 'json'; value: unknown } {
   const o = objectArg(arg, ['query']);
   const query = optString(o, 'query', 500) ?? '';
@@ -123,6 +137,44 @@ export function accountModule(core: Core): EmulatorModule {
             },
           },
         };
+      },
+    },
+    {
+      name: 'users/get_account',
+      host: 'api',
+      style: 'rpc',
+      auth: 'user',
+      scope: 'sharing.read',
+      allowAppFolder: true,
+      handler: ({ arg, caller }) => {
+        const o = objectArg(arg, ['account_id']);
+        const id = accountIdArg(o['account_id'], 'account_id');
+        const a = core.state.accounts.get(id);
+        if (!a) throw new RouteError({ '.tag': 'no_account' });
+        return { kind: 'json', value: basicAccount(a, acting(caller)) };
+      },
+    },
+    {
+      name: 'users/get_account_batch',
+      host: 'api',
+      style: 'rpc',
+      auth: 'user',
+      scope: 'sharing.read',
+      allowAppFolder: true,
+      handler: ({ arg, caller }) => {
+        const o = objectArg(arg, ['account_ids']);
+        const ids = o['account_ids'];
+        if (!Array.isArray(ids)) throw new BadInputError('request body: account_ids: expected list, got ' + typeof ids);
+        if (ids.length < 1) throw new BadInputError('request body: account_ids: list should have at least 1 items, got 0');
+        if (ids.length > 300) throw new BadInputError(`request body: account_ids: list should have at most 300 items, got ${ids.length}`);
+        const me = acting(caller);
+        const out = ids.map((raw, i) => {
+          const id = accountIdArg(raw, `account_ids[${i}]`);
+          const a = core.state.accounts.get(id);
+          if (!a) throw new RouteError({ '.tag': 'no_account', no_account: id });
+          return basicAccount(a, me);
+        });
+        return { kind: 'json', value: out };
       },
     },
     {

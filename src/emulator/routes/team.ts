@@ -9,7 +9,7 @@ import { webSessionId } from '../events.js';
 import { sha256 } from '../ids.js';
 import type { AccountRecord, EventRecord } from '../state.js';
 import { isoSeconds } from '../wire.js';
-import { nameOf, sharingPolicies } from './account.js';
+import { callerTokens, nameOf, sharingPolicies } from './account.js';
 import { decodeCursor, encodeCursor, objectArg, optBool, optInt, optString, optTag } from './args.js';
 
 const ADMIN_ROLE = { role_id: 'pid_dbtmr:AAAAAIkBkrhb2JUsXQ7gqI2T0_9GkR59cQ9nHJ1vsVc', name: 'Team', description: 'Full admin access' };
@@ -146,6 +146,21 @@ export function teamModule(core: Core): EmulatorModule {
     };
   };
 
+  /** v1 pages carry `role` (AdminTier) instead of `roles`. */
+  const listPageV1 = (c: MembersCursor) => {
+    const all = members(c.t);
+    const page = all.slice(c.o, c.o + c.l);
+    const next = c.o + page.length;
+    return {
+      kind: 'json' as const,
+      value: {
+        members: page.map((a) => ({ profile: memberProfile(a), role: { '.tag': a.team_admin ? 'team_admin' : 'member_only' } })),
+        cursor: encodeCursor('ml0.', { ...c, o: next }),
+        has_more: next < all.length,
+      },
+    };
+  };
+
   const devicesPage = (c: DevicesCursor) => {
     const all = members(c.t);
     const page = all.slice(c.o, c.o + DEVICES_PAGE);
@@ -202,6 +217,49 @@ export function teamModule(core: Core): EmulatorModule {
             },
           },
         };
+      },
+    },
+    {
+      name: 'team/token/get_authenticated_admin',
+      host: 'api',
+      style: 'rpc',
+      auth: 'team',
+      scope: 'team_info.read',
+      voidArg: true,
+      handler: ({ caller }) => {
+        const hash = callerTokens.get(caller);
+        const grantId = hash === undefined ? undefined : core.state.tokens.get(hash)?.grant_id;
+        const grant = grantId === undefined ? undefined : core.state.grants.get(grantId);
+        if (!grant) throw new RouteError({ '.tag': 'mapping_not_found' });
+        const admin = core.state.accounts.get(grant.account_id);
+        if (!admin || admin.team_id !== teamOf(caller) || !admin.team_admin) throw new RouteError({ '.tag': 'admin_not_active' });
+        return { kind: 'json', value: { admin_profile: memberProfile(admin) } };
+      },
+    },
+    {
+      name: 'team/members/list',
+      host: 'api',
+      style: 'rpc',
+      auth: 'team',
+      scope: 'members.read',
+      handler: ({ arg, caller }) => {
+        const o = objectArg(arg, ['limit', 'include_removed']);
+        const limit = optInt(o, 'limit', 1000, 1, 1000);
+        optBool(o, 'include_removed', false);
+        return listPageV1({ t: teamOf(caller), o: 0, l: limit });
+      },
+    },
+    {
+      name: 'team/members/list/continue',
+      host: 'api',
+      style: 'rpc',
+      auth: 'team',
+      scope: 'members.read',
+      handler: ({ arg, caller }) => {
+        const o = objectArg(arg, ['cursor']);
+        const c = decodeCursor<MembersCursor>('ml0.', optString(o, 'cursor'));
+        if (!c || c.t !== teamOf(caller) || !Number.isInteger(c.o) || !Number.isInteger(c.l)) throw new RouteError({ '.tag': 'invalid_cursor' });
+        return listPageV1(c);
       },
     },
     {
