@@ -143,6 +143,10 @@ test('content routes: Dropbox-API-Arg with \\u escapes or ?arg=, result header, 
   assert.equal(ranged.status, 206);
   assert.equal(ranged.headers.get('content-range'), 'bytes 6-10/11');
   assert.equal(await ranged.text(), 'world');
+  const head = await call(`/2/files/download?arg=${encodeURIComponent(JSON.stringify({ path: name }))}`, { method: 'HEAD', headers: auth });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get('content-length'), '11');
+  assert.equal(await head.text(), '');
   const beyond = await call('/2/files/download', { method: 'POST', headers: { ...auth, 'Dropbox-API-Arg': headerSafeJson({ path: name }), Range: 'bytes=50-60' } });
   assert.equal(beyond.status, 416);
   const badArg = await call('/2/files/download', { method: 'POST', headers: { ...auth, 'Dropbox-API-Arg': '{path' } });

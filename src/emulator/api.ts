@@ -48,9 +48,9 @@ export class Api {
   async handle(req: Request, url: URL, name: string): Promise<Response> {
     const route = this.routes.get(name);
     if (!route) return badInput(name, `Unknown API function: ${url.pathname}`);
-    const isGetDownload = req.method === 'GET' && route.style === 'download';
+    const isGetDownload = (req.method === 'GET' || req.method === 'HEAD') && route.style === 'download';
     if (req.method !== 'POST' && !isGetDownload) {
-      return badInput(name, `HTTP method "${req.method}" is not allowed. Use POST${route.style === 'download' ? ' or GET' : ''}.`);
+      return badInput(name, `HTTP method "${req.method}" is not allowed. Use POST${route.style === 'download' ? ', GET or HEAD' : ''}.`);
     }
 
     const auth = this.authenticate(req, url, route);
