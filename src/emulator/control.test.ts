@@ -117,6 +117,7 @@ test('clock: advance moves token expiry; bad input refused', async () => {
   assert.deepEqual(await r.json(), { now: '2026-05-05T04:00:00.000Z', offset_seconds: 14400 });
   const me = await call('/2/users/get_current_account', { method: 'POST', headers: { Authorization: `Bearer ${g.access_token}` } });
   assert.equal((await me.json()).error['.tag'], 'expired_access_token');
+  assert.equal(me.headers.get('date'), 'Tue, 05 May 2026 04:00:00 GMT', 'Date follows the emulator clock');
   assert.equal((await post('/_emulator/clock', { advance_seconds: -1 })).status, 400);
   assert.equal((await post('/_emulator/clock', { advance_seconds: 'soon' })).status, 400);
 });

@@ -201,8 +201,9 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     }
     const path = url.pathname;
     if (path === '/_emulator' || path.startsWith('/_emulator/')) {
-      if (options.control === false) return textResponse(`Not found: ${path} (the control API is disabled)`, 404);
-      return handleControl(controlDeps, req, url);
+      const res = options.control === false ? textResponse(`Not found: ${path} (the control API is disabled)`, 404) : await handleControl(controlDeps, req, url);
+      res.headers.set('Date', new Date(core.now()).toUTCString());
+      return res;
     }
     const name = OAUTH_ROUTES[path] ?? (path.startsWith('/2/') ? path.slice(3) : undefined);
     const requestId = randomBytes(16).toString('hex');
@@ -224,6 +225,8 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     // Whatever the handler did not read of the body is discarded (the listener drains it, keeping the socket).
     if (req.body && !req.bodyUsed && !req.body.locked) await req.body.cancel().catch(() => {});
     res.headers.set('X-Dropbox-Request-Id', requestId);
+    // The emulator clock, so clients that compare clocks see the time POST /_emulator/clock set.
+    res.headers.set('Date', new Date(core.now()).toUTCString());
     if (name !== undefined && name !== 'oauth2/authorize') for (const [k, v] of Object.entries(CORS_HEADERS)) res.headers.set(k, v);
     log.record(
       {
