@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import { Keyring, keyringFromMasterKey, loadOrCreateKeyFile } from './crypto.js';
 import { openSqliteStore, type SqliteStore } from './sqlite/index.js';
+import type { PostgresStore } from './postgres/index.js';
 import type { Clock, Sleep } from './types.js';
 
 export type * from './types.js';
@@ -35,8 +36,9 @@ export interface OpenStoreOptions {
   /** The value of DROPKEY_MASTER_KEY, if set. Otherwise the key file home/master.key is used (created on first use). */
   masterKey?: string | undefined;
   /**
-   * The value of DROPKEY_DATABASE_URL, if set. Today only `file:` URLs (a SQLite file elsewhere than home/dropkey.db);
-   * this is where a PostgreSQL driver plugs in later (issue 5).
+   * The value of DROPKEY_DATABASE_URL, if set: a `file:` URL (a SQLite file elsewhere than home/dropkey.db), or a
+   * `postgres://` / `postgresql://` URL (the PostgreSQL store, issue 5; `?schema=NAME` picks the schema, default
+   * `dropkey`).
    */
   databaseUrl?: string | undefined;
   /** An explicit keyring (tests, key rotation); wins over masterKey and the key file. */
@@ -65,7 +67,7 @@ export function storePaths(home: string): StorePaths {
  * if it went missing from a store that does, opening fails instead of starting a new key (which would orphan every
  * stored secret).
  */
-export async function openStore(options: OpenStoreOptions): Promise<SqliteStore> {
+export async function openStore(options: OpenStoreOptions): Promise<SqliteStore | PostgresStore> {
   const paths = storePaths(options.home);
   const driver = selectDriver(options.databaseUrl, paths);
   const keyring =
@@ -78,6 +80,18 @@ export async function openStore(options: OpenStoreOptions): Promise<SqliteStore>
     if (!seen.has(m)) emit(m);
     seen.add(m);
   };
+  if (driver.kind === 'postgres') {
+    // Imported lazily so SQLite users (every CLI call) never load pg.
+    const { openPostgresStore } = await import('./postgres/index.js');
+    return openPostgresStore({
+      connectionString: driver.connectionString,
+      ...(driver.schema === undefined ? {} : { schema: driver.schema }),
+      keyring: keyring ?? (({ hasEncryptedData }) => loadOrCreateKeyFile(paths.keyFile, { create: !hasEncryptedData, warn })),
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.sleep ? { sleep: options.sleep } : {}),
+      warn,
+    });
+  }
   return openSqliteStore({
     path: driver.path,
     keyring:
@@ -94,7 +108,10 @@ export async function openStore(options: OpenStoreOptions): Promise<SqliteStore>
  * The seam for more drivers: a database URL names the driver. Unset → SQLite at home/dropkey.db.
  * Schemes not listed here are refused with the list of supported ones.
  */
-export function selectDriver(databaseUrl: string | undefined, paths: StorePaths): { kind: 'sqlite'; path: string } {
+export function selectDriver(
+  databaseUrl: string | undefined,
+  paths: StorePaths,
+): { kind: 'sqlite'; path: string } | { kind: 'postgres'; connectionString: string; schema?: string } {
   if (databaseUrl === undefined || databaseUrl.trim() === '') return { kind: 'sqlite', path: paths.database };
   let url: URL;
   try {
@@ -105,8 +122,14 @@ export function selectDriver(databaseUrl: string | undefined, paths: StorePaths)
     });
   }
   if (url.protocol === 'file:') return { kind: 'sqlite', path: fileURLToPath(url) };
+  if (url.protocol === 'postgres:' || url.protocol === 'postgresql:') {
+    // `schema` is ours, not libpq's: take it out so the driver never sees an unknown parameter.
+    const schema = url.searchParams.get('schema') ?? undefined;
+    url.searchParams.delete('schema');
+    return { kind: 'postgres', connectionString: url.toString(), ...(schema === undefined ? {} : { schema }) };
+  }
   throw new DropkeyError(ErrorCodes.BAD_INPUT, `DROPKEY_DATABASE_URL uses "${url.protocol}", which this dropkey does not support`, {
-    hint: 'supported: file:///absolute/path/dropkey.db (SQLite); or unset it to use the data directory',
+    hint: 'supported: file:///absolute/path/dropkey.db (SQLite), postgres://user:password@host:5432/database[?schema=NAME] (PostgreSQL); or unset it to use the data directory',
   });
 }
 
@@ -140,3 +163,4 @@ export function isVersionConflict(err: unknown): boolean {
 }
 
 export type { SqliteStore } from './sqlite/index.js';
+export type { PostgresStore } from './postgres/index.js';

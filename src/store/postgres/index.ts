@@ -62,8 +62,6 @@ const KEY_CHECK_CONTEXT = JSON.stringify(['meta', KEY_CHECK, 'value']);
 const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 /** Clock difference to the server above which lock leases (compared across instances' clocks) become unreliable. */
 const SKEW_WARN_MS = 2_000;
-/** An operation that failed on an already-open connection before COMMIT is tried this many times in all. */
-const ATTEMPTS = 4;
 
 interface AppRow {
   name: string;
@@ -279,6 +277,12 @@ class PostgresStoreImpl implements PostgresStore {
   readonly #liveness: Liveness;
   #keyring: Keyring | undefined;
   #closed = false;
+  /**
+   * An operation that failed on an already-open connection before COMMIT is tried again on another one. After a
+   * restart every idle pooled connection is dead, and each failed try discards one: pool size + 1 tries always
+   * reach a fresh connection.
+   */
+  readonly #attempts: number;
   #pending = 0;
   #idleWaiters: (() => void)[] = [];
 
@@ -292,6 +296,7 @@ class PostgresStoreImpl implements PostgresStore {
     this.#sleep = sleep;
     this.#fail = fail;
     this.#liveness = new Liveness(config);
+    this.#attempts = (config.max ?? 10) + 1;
   }
 
   get pendingOperations(): number {
@@ -332,7 +337,7 @@ class PostgresStoreImpl implements PostgresStore {
         try {
           return await this.#pool.query<R>(sql, params);
         } catch (cause) {
-          if (attempt < ATTEMPTS && isConnectionError(cause) && !isConnectFailure(cause)) continue;
+          if (attempt < this.#attempts && isConnectionError(cause) && !isConnectFailure(cause)) continue;
           throw this.#fail(operation, cause);
         }
       }
@@ -354,13 +359,21 @@ class PostgresStoreImpl implements PostgresStore {
         } catch (cause) {
           throw this.#fail(operation, cause);
         }
+        // A session error between two of our statements is emitted on the client, not returned by a query; without
+        // a listener it would crash the process. The next statement then fails and is handled below.
+        const ignore = () => {};
+        client.on('error', ignore);
+        const release = (err?: Error | boolean) => {
+          client.removeListener('error', ignore);
+          client.release(err);
+        };
         let committing = false;
         try {
           await client.query('BEGIN');
           const result = await work(client);
           committing = true;
           await client.query('COMMIT');
-          client.release();
+          release();
           return result;
         } catch (cause) {
           const broken = isConnectionError(cause);
@@ -368,12 +381,12 @@ class PostgresStoreImpl implements PostgresStore {
             try {
               await client.query('ROLLBACK');
             } catch {
-              client.release(true);
+              release(true);
               throw this.#fail(operation, cause);
             }
           }
-          client.release(broken ? (cause as Error) : undefined);
-          if (broken && !committing && attempt < ATTEMPTS) continue;
+          release(broken ? (cause as Error) : undefined);
+          if (broken && !committing && attempt < this.#attempts) continue;
           throw this.#fail(operation, cause);
         }
       }

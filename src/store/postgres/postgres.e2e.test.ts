@@ -4,10 +4,14 @@
  * server drops our sessions, error mapping, and no secret in plain text in any column.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it, test } from 'node:test';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { sampleApp, sampleConnection, storeContractTests } from '../contract.js';
 import { Keyring } from '../crypto.js';
+import { openStore, selectDriver, storePaths } from '../index.js';
 import { openPostgresStore, type PostgresStore } from './index.js';
 import { migrations } from './migrations.js';
 import { dropSchema, freshSchemaName, postgresHarness, SKIP_REASON, TEST_DATABASE_URL, withAdmin } from './test-helpers.js';
@@ -38,6 +42,31 @@ function driverTests(url: string): void {
   };
 
   describe('postgres driver', () => {
+    it('openStore picks PostgreSQL for DROPKEY_DATABASE_URL=postgres://...?schema=NAME', () =>
+      withSchema(async (schema) => {
+        const home = mkdtempSync(join(tmpdir(), 'dropkey-pg-home-'));
+        try {
+          const databaseUrl = `${url}${url.includes('?') ? '&' : '?'}schema=${schema}`;
+          assert.deepEqual(selectDriver(databaseUrl, storePaths(home)), { kind: 'postgres', connectionString: url, schema });
+          const key = 'a'.repeat(64);
+          const s = await openStore({ home, databaseUrl, masterKey: key, warn: () => {} });
+          await s.createApp(sampleApp());
+          await s.close();
+          const n = await withAdmin((c) => c.query(`SELECT count(*)::int AS n FROM "${schema}".apps`));
+          assert.equal(n.rows[0].n, 1, 'the app went to the schema named in the URL');
+          // The same key through the environment reads it back; another key is refused at open.
+          const again = await openStore({ home, databaseUrl, masterKey: key, warn: () => {} });
+          assert.equal((await again.getApp('backup'))!.secret, sampleApp().secret);
+          await again.close();
+          await assert.rejects(openStore({ home, databaseUrl, masterKey: 'b'.repeat(64), warn: () => {} }), (e: unknown) => {
+            assert.ok(e instanceof DropkeyError && e.code === ErrorCodes.KEY_ERROR);
+            return true;
+          });
+        } finally {
+          rmSync(home, { recursive: true, force: true });
+        }
+      }));
+
     it('8 instances starting at once on an empty schema all succeed; migrations are applied once', () =>
       withSchema(async (schema, keyring) => {
         const stores = await Promise.all(
@@ -141,13 +170,16 @@ function driverTests(url: string): void {
           const inflight = Array.from({ length: 20 }, (_, i) =>
             i % 2 ? s.getConnection('default') : s.updateConnection('default', { lastError: `e${i}` }),
           );
+          const settled = Promise.allSettled(inflight); // observed now: some may fail before terminate() returns
           await terminate();
-          for (const r of await Promise.allSettled(inflight)) {
+          const outcomes = await settled;
+          for (const r of outcomes) {
             if (r.status === 'rejected') {
               assert.ok(r.reason instanceof DropkeyError && r.reason.code === ErrorCodes.STORE, String(r.reason));
               assert.equal(r.reason.details?.['retryable'], true);
             }
           }
+          process.stdout.write(`terminated mid-run: ${outcomes.filter((r) => r.status === 'fulfilled').length}/20 in-flight operations succeeded\n`);
           const after = await s.getConnection('default');
           assert.equal(after!.accessToken, 'sl.after-terminate');
           assert.equal(after!.refreshToken, sampleConnection().refreshToken, 'the refresh token survives');
