@@ -152,6 +152,15 @@ describe('metadata and writes', () => {
     assert.equal((await h.download('/other.txt')).bytes.toString(), 'new bytes');
   });
 
+  test('a malformed upload path fails after the body arrived, keeping it in a session', async () => {
+    const h = new Harness();
+    const err = await h.fail('files/upload', { path: '/bad//name.txt' }, { body: Buffer.from('kept') });
+    assert.equal(err['.tag'], 'path');
+    assert.deepEqual(err.reason, { '.tag': 'malformed_path' });
+    const m = await h.call('files/upload_session/finish', { cursor: { session_id: err.upload_session_id, offset: 4 }, commit: { path: '/good.txt' } });
+    assert.equal(m.size, 4);
+  });
+
   test('content_hash argument is verified', async () => {
     const h = new Harness();
     assert.deepEqual(await h.fail('files/upload', { path: '/h.txt', content_hash: '0'.repeat(64) }, { body: Buffer.from('abc') }), { '.tag': 'content_hash_mismatch' });
@@ -265,6 +274,13 @@ describe('listing and cursors', () => {
     assert.ok(withDeleted.entries.some((e: any) => e['.tag'] === 'deleted' && e.path_lower === '/w/old.txt'));
   });
 
+  test('a cursor older than the retained change log resets', async () => {
+    const h = new Harness();
+    const { cursor } = await h.call('files/list_folder/get_latest_cursor', { path: '' });
+    for (let i = 0; i < 10_001; i++) await h.call('files/create_folder_v2', { path: `/f${i}` });
+    assert.deepEqual(await h.fail('files/list_folder/continue', { cursor }), { '.tag': 'reset' });
+  });
+
   test('bad or stale cursors reset', async () => {
     const h = new Harness();
     assert.deepEqual(await h.fail('files/list_folder/continue', { cursor: 'garbage' }), { '.tag': 'reset' });
@@ -287,6 +303,14 @@ describe('listing and cursors', () => {
     abort.abort();
     assert.deepEqual(await pending, { changes: false });
     assert.deepEqual(await h.fail('files/list_folder/longpoll', { cursor: 'bad' }), { '.tag': 'reset' });
+    // A reset answers pending longpolls with changes (the cursor is now invalid); close answers them without.
+    const beforeReset = h.call('files/list_folder/longpoll', { cursor: fresh });
+    await h.module.reset();
+    assert.deepEqual(await beforeReset, { changes: true });
+    const { cursor: after } = await h.call('files/list_folder/get_latest_cursor', { path: '' });
+    const beforeClose = h.call('files/list_folder/longpoll', { cursor: after });
+    await h.module.close?.();
+    assert.deepEqual(await beforeClose, { changes: false });
     await assert.rejects(h.call('files/list_folder/longpoll', { cursor: fresh, timeout: 5 }), badInput('request body: timeout: 5 is not within range [30, 480]'));
   });
 });

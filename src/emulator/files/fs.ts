@@ -63,6 +63,8 @@ type Decision = { kind: 'write'; target: Target; existing?: FileNode } | { kind:
 export class FileSystem {
   readonly #namespaces = new Map<string, Namespace>();
   readonly #metaDir: string | undefined;
+  /** Pending longpolls, answered early on reset (changes: true, so the client finds its cursor reset) and close. */
+  readonly waiters = new Set<(changed: boolean) => void>();
 
   constructor(
     readonly blobs: BlobStore,
@@ -117,7 +119,13 @@ export class FileSystem {
     renameSync(`${file}.tmp`, file);
   }
 
+  /** Answers every pending longpoll now. */
+  wake(changed: boolean): void {
+    for (const waiter of [...this.waiters]) waiter(changed);
+  }
+
   async reset(): Promise<void> {
+    this.wake(true);
     this.#namespaces.clear();
     await this.blobs.clear();
     if (this.#metaDir) {

@@ -45,6 +45,7 @@ export function createFilesModule(options: FilesModuleOptions): FilesModule {
       await fs.reset();
     },
     async close() {
+      fs.wake(false);
       await sessions.clear();
     },
   };

@@ -178,6 +178,7 @@ export async function longpoll(fs: FileSystem, cursor: string, timeoutSeconds: n
     const done = (value: boolean) => {
       clearTimeout(timer);
       ns.listeners.delete(onChange);
+      fs.waiters.delete(done);
       signal.removeEventListener('abort', onAbort);
       resolve(value);
     };
@@ -187,6 +188,7 @@ export async function longpoll(fs: FileSystem, cursor: string, timeoutSeconds: n
     const onAbort = () => done(false);
     const timer = setTimeout(() => done(false), timeoutSeconds * 1000);
     ns.listeners.add(onChange);
+    fs.waiters.add(done);
     signal.addEventListener('abort', onAbort);
     if (signal.aborted) onAbort();
   });

@@ -66,7 +66,9 @@ export interface NamespaceState {
 /** Revisions kept per file: enough for `rev:` reads and `update` conflicts, bounded so storage stays bounded. */
 export const MAX_REVISIONS_PER_FILE = 10;
 /** Changes kept for cursors; an older cursor is answered with `reset`, as Dropbox does for stale cursors. */
-export const MAX_CHANGES = 100_000;
+export const MAX_CHANGES = 10_000;
+/** Deleted paths remembered for include_deleted; the oldest are forgotten first. */
+export const MAX_TOMBSTONES = 10_000;
 
 export class Namespace {
   readonly nodes = new Map<string, Node>();
@@ -234,7 +236,9 @@ export class Namespace {
       this.byId.delete(node.id);
       this.children.delete(p);
       this.children.get(parentOf(p))?.delete(p);
+      this.tombstones.delete(p);
       this.tombstones.set(p, { display: node.display, tag: node.tag });
+      if (this.tombstones.size > MAX_TOMBSTONES) this.tombstones.delete(this.tombstones.keys().next().value as string);
       this.log(p, node.display);
     }
     return removed;

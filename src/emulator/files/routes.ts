@@ -34,7 +34,9 @@ interface Deps {
 }
 
 interface ParsedCommit {
-  path: PathRef;
+  /** `null`: the path passed the pattern but is malformed; the commit fails with WriteError.malformed_path
+   * only after the body was received, so the bytes stay in a session like any other failed commit. */
+  path: PathRef | null;
   opts: CommitOptions;
 }
 
@@ -81,8 +83,14 @@ export function filesRoutes({ fs, blobs, sessions }: Deps): RouteDef[] {
     return v;
   };
 
-  const commitArg = (args: Args, onMalformed: (e: Stone) => Stone): ParsedCommit => {
-    const path = pathArg(args, 'path', 'WritePathOrId', onMalformed);
+  const commitArg = (args: Args): ParsedCommit => {
+    let path: PathRef | null;
+    try {
+      path = parsePathArg(args.string('path'), 'WritePathOrId', args.path('path'), args.prefix);
+    } catch (e) {
+      if (!(e instanceof MalformedPathError)) throw e;
+      path = null;
+    }
     const mode = args.union('mode', { add: 'void', overwrite: 'void', update: 'string' }, 'add') as { tag: string; value?: string };
     if (mode.tag === 'update' && (!/^[0-9a-f]+$/.test(mode.value ?? '') || (mode.value ?? '').length < 9)) {
       throw args.fail(`'${mode.value ?? ''}' did not match pattern '${REV_PATTERN}'`, args.path('mode.update'));
@@ -106,7 +114,8 @@ export function filesRoutes({ fs, blobs, sessions }: Deps): RouteDef[] {
   });
 
   /** Write target for a commit; an unknown `id:` is reported as malformed_path (WriteError has no not_found). */
-  const writeTarget = (v: View, ref: PathRef): Target => {
+  const writeTarget = (v: View, ref: PathRef | null): Target => {
+    if (ref === null) throw new WriteFailure(malformed());
     try {
       return fs.target(v, ref);
     } catch (e) {
@@ -183,7 +192,7 @@ export function filesRoutes({ fs, blobs, sessions }: Deps): RouteDef[] {
 
   const finishOne = async (v: View, args: Args, ctx: RouteContext, batch: boolean): Promise<Stone> => {
     const cursor = cursorArg(args.struct('cursor'));
-    const commit = commitArg(args.struct('commit'), asPath);
+    const commit = commitArg(args.struct('commit'));
     const contentHash = contentHashArg(args);
     let data: Awaited<ReturnType<UploadSessions['finishData']>>;
     try {
@@ -335,8 +344,7 @@ export function filesRoutes({ fs, blobs, sessions }: Deps): RouteDef[] {
       ...UPLOAD,
       async handler(ctx) {
         const args = new Args(ctx.arg, argPrefix(ctx, 'upload'));
-        const uploadFailed = (e: Stone): Stone => ({ '.tag': 'path', reason: e, upload_session_id: '' });
-        const commit = commitArg(args, uploadFailed);
+        const commit = commitArg(args);
         const contentHash = contentHashArg(args);
         const v = view(ctx);
         const staging = await blobs.stage();
