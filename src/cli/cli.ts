@@ -16,5 +16,7 @@ export const commands: Record<string, { summary: string; load: () => Promise<{ d
   refresh: { summary: "Refresh a connection's access token now", load: () => import('./commands/refresh.js') },
   revoke: { summary: 'Revoke a connection at Dropbox, then delete it locally', load: () => import('./commands/revoke.js') },
   doctor: { summary: 'Explain what is wrong with a connection or a pasted token, and how to fix it', load: () => import('./commands/doctor.js') },
+  serve: { summary: 'Run the dropkey service (token API, connect links, metrics)', load: () => import('./commands/serve.js') },
+  apikey: { summary: 'Create, list or revoke API keys for dropkey serve', load: () => import('./commands/apikey.js') },
   emulator: { summary: 'Run a local Dropbox emulator (OAuth, files, team routes)', load: () => import('./commands/emulator.js') },
 };

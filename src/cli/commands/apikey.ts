@@ -1,0 +1,103 @@
+/**
+ * `dropkey apikey create|list|revoke`: API keys for `dropkey serve`'s JSON API, managed straight in the store
+ * (a running server sees a new key at once and a revoked one within its key cache time, 5 s).
+ */
+import type { Command } from '../context.js';
+import { parseOptions, usageError } from '../config.js';
+import { writeJson } from '../output.js';
+
+const usage = `Usage:
+  dropkey apikey create --name NAME --permission PERM... (--connection NAME... | --all-connections) [--json]
+  dropkey apikey list [--json]
+  dropkey apikey revoke NAME
+
+Permissions: token:read (GET /api/v1/connections/{name}/token), proxy (/proxy/{name}/...),
+admin (refresh, revoke, connect links; with --all-connections also API keys and the audit log).
+Repeat --permission and --connection for several. The key is printed ONCE: store it in your secret manager.
+`;
+
+const command: Command = {
+  summary: 'Create, list or revoke API keys for dropkey serve',
+  usage,
+  async run(ctx) {
+    const [sub, ...rest] = ctx.argv;
+    if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw usageError('apikey', sub === undefined ? 'say create, list or revoke' : `unknown subcommand "${sub}"`);
+    const { openServerStores } = await import('../../server/main.js');
+    const { validateName } = await import('../../connections/names.js');
+    const { validateKeyName, validatePermissions } = await import('../../server/services.js');
+    const { generateApiKey } = await import('../../server/security/secrets.js');
+
+    if (sub === 'create') {
+      const { values } = parseOptions('apikey', rest, {
+        name: { type: 'string' },
+        permission: { type: 'string', multiple: true },
+        connection: { type: 'string', multiple: true },
+        'all-connections': { type: 'boolean' },
+        json: { type: 'boolean' },
+      });
+      if (values.name === undefined) throw usageError('apikey', 'create needs --name NAME');
+      const name = validateKeyName(values.name);
+      const permissions = validatePermissions(values.permission ?? []);
+      const listed = values.connection ?? [];
+      if (values['all-connections'] && listed.length > 0) throw usageError('apikey', 'give --connection or --all-connections, not both');
+      if (!values['all-connections'] && listed.length === 0) throw usageError('apikey', 'create needs --connection NAME (repeatable) or --all-connections');
+      const connections = values['all-connections'] || listed.includes('*') ? ('*' as const) : [...new Set(listed.flatMap((c) => c.split(',')).filter(Boolean).map((c) => validateName('connection', c)))];
+      const stores = await openServerStores(ctx.env);
+      try {
+        const { key, prefix, hash } = generateApiKey();
+        const now = Date.now();
+        const rec = await stores.serverStore.createApiKey({ name, prefix, hash, permissions, connections, createdBy: 'cli' }, now);
+        await stores.serverStore.appendAudit([{ at: now, actor: 'cli', action: 'apikey.created', target: name, details: { permissions, connections, prefix } }]);
+        const missing = connections === '*' ? [] : (await Promise.all(connections.map(async (c) => ((await stores.store.getConnection(c)) ? null : c)))).filter((c): c is string => c !== null);
+        if (values.json) {
+          writeJson(ctx, { key, name: rec.name, prefix: rec.prefix, permissions: rec.permissions, connections: rec.connections });
+        } else {
+          ctx.stdout.write(`${key}\n`);
+          ctx.stderr.write(`Created API key "${name}" (${permissions.join(', ')}; connections: ${connections === '*' ? 'all' : connections.join(', ')}).\nThis is the only time the key is shown: store it now.\n`);
+        }
+        if (missing.length > 0) ctx.stderr.write(`Note: no connection named ${missing.map((m) => `"${m}"`).join(', ')} exists yet; the key will work once it does.\n`);
+      } finally {
+        await stores.close();
+      }
+      return;
+    }
+
+    if (sub === 'list') {
+      const { values } = parseOptions('apikey', rest, { json: { type: 'boolean' } });
+      const stores = await openServerStores(ctx.env);
+      try {
+        const keys = await stores.serverStore.listApiKeys();
+        const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+        if (values.json) {
+          writeJson(ctx, keys.map((k) => ({ name: k.name, prefix: k.prefix, permissions: k.permissions, connections: k.connections, created_at: iso(k.createdAt), last_used_at: iso(k.lastUsedAt), revoked_at: iso(k.revokedAt), token_handouts: k.tokenHandouts })));
+          return;
+        }
+        if (keys.length === 0) {
+          ctx.stdout.write('No API keys. Create one with: dropkey apikey create --name NAME --permission token:read --connection NAME\n');
+          return;
+        }
+        for (const k of keys) {
+          const state = k.revokedAt !== null ? `revoked ${iso(k.revokedAt)}` : `last used ${iso(k.lastUsedAt) ?? 'never'}`;
+          ctx.stdout.write(`${k.name}  ${k.prefix}…  ${k.permissions.join(',')}  connections: ${k.connections === '*' ? 'all' : k.connections.join(',')}  tokens: ${k.tokenHandouts}  ${state}\n`);
+        }
+      } finally {
+        await stores.close();
+      }
+      return;
+    }
+
+    const { positionals } = parseOptions('apikey', rest, {}, { positionals: 1 });
+    if (positionals[0] === undefined) throw usageError('apikey', 'revoke needs the key name');
+    const name = validateKeyName(positionals[0]);
+    const stores = await openServerStores(ctx.env);
+    try {
+      const now = Date.now();
+      await stores.serverStore.revokeApiKey(name, now);
+      await stores.serverStore.appendAudit([{ at: now, actor: 'cli', action: 'apikey.revoked', target: name, details: {} }]);
+      ctx.stdout.write(`Revoked API key "${name}". A running server refuses it within 5 seconds.\n`);
+    } finally {
+      await stores.close();
+    }
+  },
+};
+export default command;

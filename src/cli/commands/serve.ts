@@ -1,0 +1,49 @@
+/**
+ * `dropkey serve`: the self-hosted connection service (issue 4). The server itself lives in src/server/; this
+ * command only parses options and hands the environment to server/main.ts, the server's one env reader.
+ */
+import type { Command } from '../context.js';
+import { intOption, parseOptions } from '../config.js';
+
+const usage = `Usage: dropkey serve [--port N] [--host 127.0.0.1] [--public-url URL]
+
+Runs the dropkey service: JSON API with API keys (/api/v1, described at /api/openapi.json), connect links,
+/healthz, /readyz and /metrics, on the same store as the CLI. Prints "dropkey serve listening on http://HOST:PORT"
+first; JSON logs go to stderr. Stops gracefully on Ctrl-C or SIGTERM (in-flight requests finish).
+
+On first run (no admin yet) it prints a one-time setup URL (/setup?token=...), valid for 24 hours.
+
+Options:
+  --port N           Port to listen on (default 8080; 0 picks a free one).
+  --host ADDR        Address to bind (default 127.0.0.1, loopback only). Use 0.0.0.0 behind a reverse proxy.
+  --public-url URL   The URL users and Dropbox reach the server at (default http://HOST:PORT; also
+                     $DROPKEY_PUBLIC_URL). The OAuth redirect URI is URL/oauth/callback: register it in the
+                     App Console. Dropbox accepts http only for localhost/127.0.0.1.
+
+Environment: DROPKEY_HOME, DROPKEY_MASTER_KEY, DROPKEY_DROPBOX_URL, DROPKEY_PUBLIC_URL, DROPKEY_LOG_LEVEL.
+`;
+
+const command: Command = {
+  summary: 'Run the dropkey service (token API, connect links, metrics)',
+  usage,
+  async run(ctx) {
+    const { values } = parseOptions('serve', ctx.argv, {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'public-url': { type: 'string' },
+    });
+    const port = intOption('serve', 'port', values.port, { max: 65535 });
+    const { startServer } = await import('../../server/main.js');
+    const server = await startServer({
+      env: ctx.env,
+      ...(port === undefined ? {} : { port }),
+      ...(values.host === undefined ? {} : { host: values.host }),
+      ...(values['public-url'] === undefined ? {} : { publicUrl: values['public-url'] }),
+      stdout: ctx.stdout,
+      logStream: ctx.stderr,
+      signal: ctx.signal,
+    });
+    await server.done;
+  },
+};
+export default command;

@@ -1,0 +1,228 @@
+/**
+ * The JSON API under /api/v1 (issue 4 §3). Every route authenticates an API key (except POST /setup, which takes
+ * the one-time setup token), checks its permission and connection scope, and throws on failure: the error
+ * boundary in app.ts writes every error as {"error": {"code", "message"}}.
+ *
+ * Permissions: token:read → the token endpoint; admin → refresh, delete, connect links, API keys, audit;
+ * any permission → listing and reading connections (metadata only, filtered to the key's scope).
+ * Managing API keys and reading the audit log needs an admin key for ALL connections ('*'), so a scoped admin key
+ * cannot mint itself a wider one.
+ */
+import { Hono } from 'hono';
+import type { ConnectionInfo } from '../../connections/types.js';
+import { validateName } from '../../connections/names.js';
+import { DropkeyError, ErrorCodes } from '../../errors.js';
+import type { ApiKeyRecord } from '../../store/server-types.js';
+import { type AppContext, type AppEnv, clientIp, readJsonObject, type ServerModule } from '../context.js';
+import { HttpError, ServerErrorCodes } from '../errors.js';
+import { createConnectLink } from '../oauth/flow.js';
+import { authorize, type ServerServices } from '../services.js';
+import { createFirstAdmin } from '../setup.js';
+
+export function connectionView(c: ConnectionInfo) {
+  const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+  return {
+    name: c.name,
+    app: c.app,
+    account_id: c.accountId,
+    email: c.email,
+    display_name: c.displayName,
+    team_id: c.teamId,
+    team_name: c.teamName,
+    scopes: c.scopes,
+    expires_at: iso(c.expiresAt),
+    state: c.state,
+    refreshable: c.refreshable,
+    last_error: c.lastError,
+    last_refresh_at: iso(c.lastRefreshAt),
+    created_at: iso(c.createdAt),
+    updated_at: iso(c.updatedAt),
+  };
+}
+
+export function apiKeyView(k: ApiKeyRecord) {
+  const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+  return {
+    name: k.name,
+    prefix: k.prefix,
+    permissions: k.permissions,
+    connections: k.connections,
+    created_at: iso(k.createdAt),
+    created_by: k.createdBy,
+    last_used_at: iso(k.lastUsedAt),
+    revoked_at: iso(k.revokedAt),
+    token_handouts: k.tokenHandouts,
+  };
+}
+
+const actorOf = (key: ApiKeyRecord) => `apikey:${key.name}`;
+
+function connectionParam(c: AppContext): string {
+  return validateName('connection', c.req.param('name') ?? '');
+}
+
+function requireGlobalAdmin(key: ApiKeyRecord): void {
+  authorize(key, 'admin');
+  if (key.connections !== '*') {
+    throw new HttpError(ServerErrorCodes.FORBIDDEN, 'Only an admin key for all connections may do this.', {
+      hint: 'Create one with: dropkey apikey create --name NAME --permission admin --connection "*"',
+    });
+  }
+}
+
+export function apiRoutes(s: ServerServices): Hono<AppEnv> {
+  const api = new Hono<AppEnv>();
+
+  // First-run setup: no API key exists yet, so this route takes the setup token printed by `dropkey serve`.
+  api.post('/setup', async (c) => {
+    s.limits.check('setup', clientIp(c, s.config.trustProxy));
+    const body = await readJsonObject(c);
+    const admin = await createFirstAdmin(s, body);
+    return c.json({ admin: { id: admin.id, email: admin.email } }, 201);
+  });
+
+  api.use('*', async (c, next) => {
+    if (c.req.path.endsWith('/setup')) return next();
+    const key = await s.apiKeys.authenticate(c.req.header('authorization'));
+    c.set('apiKey', key);
+    await next();
+    c.header('Cache-Control', 'no-store');
+  });
+
+  // The hot path (bench/serve-token.mjs): a memory lookup for the key, one for the token, a counter increment.
+  api.get('/connections/:name/token', async (c) => {
+    const key = c.get('apiKey');
+    const name = c.req.param('name');
+    authorize(key, 'token:read', name);
+    const t = await s.tokens.get(validateName('connection', name));
+    s.usage.handout(key, name);
+    return c.body(t.body, 200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', Pragma: 'no-cache' });
+  });
+
+  api.get('/connections', async (c) => {
+    const key = c.get('apiKey');
+    authorize(key, ['token:read', 'proxy', 'admin']);
+    s.usage.used(key);
+    const all = await s.dropkey.list();
+    const visible = key.connections === '*' ? all : all.filter((x) => (key.connections as string[]).includes(x.name));
+    return c.json({ connections: visible.map(connectionView) });
+  });
+
+  api.get('/connections/:name', async (c) => {
+    const key = c.get('apiKey');
+    const name = connectionParam(c);
+    authorize(key, ['token:read', 'proxy', 'admin'], name);
+    s.usage.used(key);
+    return c.json({ connection: connectionView(await s.dropkey.get(name)) });
+  });
+
+  api.post('/connections/:name/refresh', async (c) => {
+    const key = c.get('apiKey');
+    const name = connectionParam(c);
+    authorize(key, 'admin', name);
+    s.usage.used(key);
+    s.tokens.invalidate(name);
+    let info: ConnectionInfo;
+    try {
+      info = await s.dropkey.refresh(name, { force: true, signal: c.req.raw.signal });
+    } catch (err) {
+      await s.audit.write(actorOf(key), 'connection.refresh_failed', name, { code: err instanceof DropkeyError ? err.code : 'unknown' });
+      throw err;
+    } finally {
+      s.tokens.invalidate(name);
+    }
+    await s.audit.write(actorOf(key), 'connection.refreshed', name);
+    return c.json({ connection: connectionView(info) });
+  });
+
+  api.delete('/connections/:name', async (c) => {
+    const key = c.get('apiKey');
+    const name = connectionParam(c);
+    authorize(key, 'admin', name);
+    s.usage.used(key);
+    const before = await s.dropkey.get(name);
+    const result = await s.dropkey.revoke(name);
+    s.tokens.invalidate(name);
+    await s.audit.write(actorOf(key), 'connection.revoked', name, { revoked_at_dropbox: result.revokedAtDropbox });
+    s.events.emit({
+      type: 'connection.revoked',
+      at: s.clock(),
+      connection: name,
+      data: { app: before.app, account_id: before.accountId, email: before.email, revoked_at_dropbox: result.revokedAtDropbox },
+    });
+    return c.json({ connection: name, revoked_at_dropbox: result.revokedAtDropbox, message: result.message });
+  });
+
+  api.post('/connect-links', async (c) => {
+    const key = c.get('apiKey');
+    const body = await readJsonObject(c);
+    const connection = validateName('connection', typeof body['connection'] === 'string' ? body['connection'] : '');
+    authorize(key, 'admin', connection);
+    s.usage.used(key);
+    const link = await createConnectLink(s, {
+      connection,
+      app: body['app'],
+      expiresIn: body['expires_in'],
+      actor: actorOf(key),
+    });
+    return c.json({ url: link.url, expires_at: new Date(link.expiresAt).toISOString(), connection: link.connection, app: link.app }, 201);
+  });
+
+  api.get('/api-keys', async (c) => {
+    const key = c.get('apiKey');
+    requireGlobalAdmin(key);
+    s.usage.used(key);
+    return c.json({ api_keys: (await s.apiKeys.list()).map(apiKeyView) });
+  });
+
+  api.post('/api-keys', async (c) => {
+    const key = c.get('apiKey');
+    requireGlobalAdmin(key);
+    s.usage.used(key);
+    const body = await readJsonObject(c);
+    const conns = body['connections'];
+    const created = await s.apiKeys.create({
+      name: typeof body['name'] === 'string' ? body['name'] : '',
+      permissions: Array.isArray(body['permissions']) ? body['permissions'].map(String) : [],
+      connections: conns === '*' ? '*' : Array.isArray(conns) ? conns.map(String) : [],
+      actor: actorOf(key),
+    });
+    return c.json({ key: created.key, api_key: apiKeyView(created.record) }, 201);
+  });
+
+  api.delete('/api-keys/:name', async (c) => {
+    const key = c.get('apiKey');
+    requireGlobalAdmin(key);
+    s.usage.used(key);
+    const rec = await s.apiKeys.revoke(c.req.param('name'), actorOf(key));
+    return c.json({ api_key: apiKeyView(rec) });
+  });
+
+  api.get('/audit', async (c) => {
+    const key = c.get('apiKey');
+    requireGlobalAdmin(key);
+    s.usage.used(key);
+    const limitText = c.req.query('limit');
+    const beforeText = c.req.query('before');
+    const limit = limitText === undefined ? 100 : Number(limitText);
+    const before = beforeText === undefined ? undefined : Number(beforeText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new DropkeyError(ErrorCodes.BAD_INPUT, 'limit must be a whole number from 1 to 1000.');
+    if (before !== undefined && (!Number.isInteger(before) || before < 1)) throw new DropkeyError(ErrorCodes.BAD_INPUT, 'before must be an audit entry id.');
+    await s.usage.flush();
+    const action = c.req.query('action');
+    const target = c.req.query('target');
+    const entries = await s.serverStore.listAudit({
+      limit,
+      ...(before === undefined ? {} : { beforeId: before }),
+      ...(action ? { action } : {}),
+      ...(target ? { target } : {}),
+    });
+    return c.json({
+      entries: entries.map((e) => ({ id: e.id, at: new Date(e.at).toISOString(), actor: e.actor, action: e.action, target: e.target, details: e.details })),
+    });
+  });
+
+  return api;
+}
+
+export const apiModule: ServerModule = { name: 'api', mount: '/api/v1', routes: apiRoutes };

@@ -1,0 +1,281 @@
+/**
+ * The OpenAPI 3.1 description of /api/v1, served at /api/openapi.json. Written as a typed object so a route
+ * without a description, or a typo in a method, fails the build or the completeness test
+ * (test/server/openapi.test.ts compares it with the routes hono registered).
+ */
+
+type Method = 'get' | 'post' | 'delete';
+type Schema = Record<string, unknown>;
+
+interface Operation {
+  operationId: string;
+  summary: string;
+  description?: string;
+  tags: string[];
+  security?: Record<string, string[]>[];
+  parameters?: { name: string; in: 'path' | 'query'; required: boolean; schema: Schema; description?: string }[];
+  requestBody?: { required: boolean; content: { 'application/json': { schema: Schema } } };
+  responses: Record<string, { description: string; content?: { 'application/json': { schema: Schema } }; headers?: Record<string, { schema: Schema; description: string }> }>;
+}
+
+export interface OpenApiDocument {
+  openapi: '3.1.0';
+  info: { title: string; version: string; description: string };
+  servers: { url: string }[];
+  paths: Record<string, Partial<Record<Method, Operation>>>;
+  components: { securitySchemes: Record<string, Schema>; schemas: Record<string, Schema> };
+}
+
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: Schema) => ({ 'application/json': { schema } });
+const err = (description: string) => ({ description, content: json(ref('Error')) });
+const nameParam = { name: 'name', in: 'path' as const, required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }, description: 'Connection name.' };
+const keyAuth = [{ apiKey: [] }];
+const common = {
+  '401': err('No API key, or an unknown or revoked one (DROPKEY_UNAUTHORIZED).'),
+  '403': err('The key lacks the permission or is not scoped to the connection (DROPKEY_FORBIDDEN).'),
+};
+const isoOrNull = { type: ['string', 'null'], format: 'date-time' };
+
+export function openApiDocument(publicUrl: string): OpenApiDocument {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'dropkey API',
+      version: '1',
+      description:
+        'Valid Dropbox access tokens and connection management for services. Authenticate with an API key ' +
+        '(`Authorization: Bearer dk_...`, created with `dropkey apikey create`). Every error is ' +
+        '`{"error": {"code", "message"}}` with a stable DROPKEY_* code. The refresh token and the app secret are never returned.',
+    },
+    servers: [{ url: `${publicUrl}/api/v1` }],
+    paths: {
+      '/connections': {
+        get: {
+          operationId: 'listConnections',
+          summary: 'List the connections the key may see',
+          tags: ['connections'],
+          security: keyAuth,
+          responses: { '200': { description: 'Connections (metadata, never tokens).', content: json({ type: 'object', required: ['connections'], properties: { connections: { type: 'array', items: ref('Connection') } } }) }, ...common },
+        },
+      },
+      '/connections/{name}': {
+        get: {
+          operationId: 'getConnection',
+          summary: 'One connection',
+          tags: ['connections'],
+          security: keyAuth,
+          parameters: [nameParam],
+          responses: { '200': { description: 'The connection.', content: json({ type: 'object', properties: { connection: ref('Connection') } }) }, ...common, '404': err('No such connection (DROPKEY_NOT_FOUND).') },
+        },
+        delete: {
+          operationId: 'revokeConnection',
+          summary: 'Revoke the connection at Dropbox, then delete it',
+          description: 'Needs the admin permission. If Dropbox cannot be reached nothing is deleted (503).',
+          tags: ['connections'],
+          security: keyAuth,
+          parameters: [nameParam],
+          responses: {
+            '200': { description: 'Revoked.', content: json({ type: 'object', required: ['connection', 'revoked_at_dropbox', 'message'], properties: { connection: { type: 'string' }, revoked_at_dropbox: { type: 'boolean' }, message: { type: 'string' } } }) },
+            ...common,
+            '404': err('No such connection.'),
+            '503': err('Dropbox unreachable; the connection was kept (DROPKEY_DROPBOX_UNAVAILABLE).'),
+          },
+        },
+      },
+      '/connections/{name}/token': {
+        get: {
+          operationId: 'getToken',
+          summary: 'A valid access token for the connection',
+          description: 'Needs token:read. Refreshed first when it expires within 5 minutes. Never returns the refresh token or the app secret.',
+          tags: ['tokens'],
+          security: keyAuth,
+          parameters: [nameParam],
+          responses: {
+            '200': { description: 'The token.', content: json(ref('Token')) },
+            ...common,
+            '404': err('No such connection.'),
+            '409': err('DROPKEY_REAUTH_REQUIRED: Dropbox no longer accepts the refresh token; `error.details.reconnect_url` is the page where an admin reconnects it. DROPKEY_TOKEN_EXPIRED: an imported access token expired.'),
+            '503': err('Dropbox unreachable and the token expired (DROPKEY_DROPBOX_UNAVAILABLE).'),
+          },
+        },
+      },
+      '/connections/{name}/refresh': {
+        post: {
+          operationId: 'refreshConnection',
+          summary: 'Refresh the access token now',
+          tags: ['connections'],
+          security: keyAuth,
+          parameters: [nameParam],
+          responses: { '200': { description: 'Refreshed.', content: json({ type: 'object', properties: { connection: ref('Connection') } }) }, ...common, '404': err('No such connection.'), '409': err('DROPKEY_REAUTH_REQUIRED.') },
+        },
+      },
+      '/connect-links': {
+        post: {
+          operationId: 'createConnectLink',
+          summary: 'A single-use link that lets an account owner connect their Dropbox',
+          description: 'Needs admin (scoped to the connection). The owner opens the URL, clicks Connect, approves at Dropbox; the connection is created or reconnected.',
+          tags: ['connections'],
+          security: keyAuth,
+          requestBody: {
+            required: true,
+            content: json({
+              type: 'object',
+              required: ['connection'],
+              properties: {
+                connection: { type: 'string' },
+                app: { type: 'string', description: 'App name; optional when the connection exists or exactly one app is registered.' },
+                expires_in: { type: 'integer', minimum: 60, maximum: 604800, default: 1800, description: 'Seconds.' },
+              },
+            }),
+          },
+          responses: {
+            '201': { description: 'The link.', content: json({ type: 'object', required: ['url', 'expires_at'], properties: { url: { type: 'string', format: 'uri' }, expires_at: { type: 'string', format: 'date-time' }, connection: { type: 'string' }, app: { type: 'string' } } }) },
+            '400': err('Bad input (DROPKEY_BAD_INPUT).'),
+            ...common,
+            '404': err('No such app.'),
+          },
+        },
+      },
+      '/api-keys': {
+        get: {
+          operationId: 'listApiKeys',
+          summary: 'List API keys (never the keys themselves)',
+          tags: ['api-keys'],
+          security: keyAuth,
+          responses: { '200': { description: 'Keys.', content: json({ type: 'object', properties: { api_keys: { type: 'array', items: ref('ApiKey') } } }) }, ...common },
+        },
+        post: {
+          operationId: 'createApiKey',
+          summary: 'Create an API key; the answer is the only time it is shown',
+          description: 'Needs an admin key for all connections.',
+          tags: ['api-keys'],
+          security: keyAuth,
+          requestBody: {
+            required: true,
+            content: json({
+              type: 'object',
+              required: ['name', 'permissions', 'connections'],
+              properties: {
+                name: { type: 'string' },
+                permissions: { type: 'array', items: { type: 'string', enum: ['token:read', 'proxy', 'admin'] } },
+                connections: { oneOf: [{ type: 'array', items: { type: 'string' } }, { const: '*' }] },
+              },
+            }),
+          },
+          responses: { '201': { description: 'Created.', content: json({ type: 'object', properties: { key: { type: 'string', description: 'dk_...' }, api_key: ref('ApiKey') } }) }, '400': err('Bad input.'), ...common, '409': err('Name taken.') },
+        },
+      },
+      '/api-keys/{name}': {
+        delete: {
+          operationId: 'revokeApiKey',
+          summary: 'Revoke an API key',
+          tags: ['api-keys'],
+          security: keyAuth,
+          parameters: [{ ...nameParam, description: 'API key name.' }],
+          responses: { '200': { description: 'Revoked.', content: json({ type: 'object', properties: { api_key: ref('ApiKey') } }) }, ...common, '404': err('No live key with that name.') },
+        },
+      },
+      '/audit': {
+        get: {
+          operationId: 'listAudit',
+          summary: 'The audit log, newest first',
+          tags: ['audit'],
+          security: keyAuth,
+          parameters: [
+            { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+            { name: 'before', in: 'query', required: false, schema: { type: 'integer' }, description: 'Entries with an id below this (paging).' },
+            { name: 'action', in: 'query', required: false, schema: { type: 'string' } },
+            { name: 'target', in: 'query', required: false, schema: { type: 'string' } },
+          ],
+          responses: { '200': { description: 'Entries.', content: json({ type: 'object', properties: { entries: { type: 'array', items: ref('AuditEntry') } } }) }, ...common },
+        },
+      },
+      '/setup': {
+        post: {
+          operationId: 'createFirstAdmin',
+          summary: 'Create the first admin with the one-time setup token that `dropkey serve` printed',
+          tags: ['setup'],
+          security: [],
+          requestBody: {
+            required: true,
+            content: json({ type: 'object', required: ['token', 'email', 'password'], properties: { token: { type: 'string' }, email: { type: 'string', format: 'email' }, password: { type: 'string', minLength: 12 } } }),
+          },
+          responses: {
+            '201': { description: 'Created.', content: json({ type: 'object', properties: { admin: { type: 'object', properties: { id: { type: 'string' }, email: { type: 'string' } } } } }) },
+            '400': err('Bad email or password.'),
+            '401': err('Wrong or expired setup token.'),
+            '409': err('An admin already exists.'),
+            '429': err('Too many attempts (DROPKEY_RATE_LIMITED).'),
+          },
+        },
+      },
+    },
+    components: {
+      securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'A dropkey API key, dk_...' } },
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['error'],
+          properties: {
+            error: {
+              type: 'object',
+              required: ['code', 'message'],
+              properties: { code: { type: 'string', pattern: '^DROPKEY_[A-Z_]+$' }, message: { type: 'string' }, hint: { type: 'string' }, details: { type: 'object' } },
+            },
+          },
+        },
+        Token: {
+          type: 'object',
+          required: ['access_token', 'token_type', 'expires_at', 'scope', 'account_id'],
+          properties: {
+            access_token: { type: 'string' },
+            token_type: { const: 'bearer' },
+            expires_at: { ...isoOrNull, description: 'null for long-lived tokens.' },
+            scope: { type: 'string', description: 'Granted scopes, space-separated.' },
+            account_id: { type: ['string', 'null'] },
+            team_id: { type: ['string', 'null'] },
+          },
+        },
+        Connection: {
+          type: 'object',
+          properties: {
+            name: { type: 'string' },
+            app: { type: 'string' },
+            account_id: { type: ['string', 'null'] },
+            email: { type: ['string', 'null'] },
+            display_name: { type: ['string', 'null'] },
+            team_id: { type: ['string', 'null'] },
+            team_name: { type: ['string', 'null'] },
+            scopes: { type: 'array', items: { type: 'string' } },
+            expires_at: isoOrNull,
+            state: { enum: ['active', 'needs_reauth', 'revoked'] },
+            refreshable: { type: 'boolean' },
+            last_error: { type: ['string', 'null'] },
+            last_refresh_at: isoOrNull,
+            created_at: isoOrNull,
+            updated_at: isoOrNull,
+          },
+        },
+        ApiKey: {
+          type: 'object',
+          properties: {
+            name: { type: 'string' },
+            prefix: { type: 'string' },
+            permissions: { type: 'array', items: { type: 'string' } },
+            connections: { oneOf: [{ type: 'array', items: { type: 'string' } }, { const: '*' }] },
+            created_at: isoOrNull,
+            created_by: { type: 'string' },
+            last_used_at: isoOrNull,
+            revoked_at: isoOrNull,
+            token_handouts: { type: 'integer' },
+          },
+        },
+        AuditEntry: {
+          type: 'object',
+          properties: { id: { type: 'integer' }, at: { type: 'string', format: 'date-time' }, actor: { type: 'string' }, action: { type: 'string' }, target: { type: ['string', 'null'] }, details: { type: 'object' } },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,139 @@
+/**
+ * `dropkey serve`'s application: createApp(deps) builds a plain Request → Response app (hono); node.ts is the
+ * thin listener. Tests call `app.request()` / `app.fetch()` without a socket.
+ *
+ * MOUNT POINTS (the MODULES list below; mount order = list order):
+ *   ops      '/'        /healthz, /readyz, /metrics                                   (ops.ts)
+ *   api      '/api/v1'  JSON API with API keys; its OpenAPI document at /api/openapi.json (api/, api/openapi.ts)
+ *   oauth    '/'        /connect/{token}, /oauth/callback, /oauth/popup.js            (oauth/routes.ts)
+ *   proxy    '/proxy'   the Dropbox proxy: add `proxyModule` from proxy/index.ts      (not yet built)
+ *   webhooks '/'        webhook admin routes + background delivery: `webhooksModule`  (not yet built)
+ *   ui       '/'        web UI, LAST (it may own a catch-all): `uiModule` from ui/     (not yet built)
+ * A module is { name, mount, routes(services), start?(services) } (context.ts). Background work (refresher,
+ * health checks, webhook delivery) goes in `start`, which node.ts calls after listening and stops on shutdown.
+ * Every module receives the same ServerServices (services.ts): deps + paths, audit, usage counters, API keys,
+ * token cache, rate limits. New API routes must also be described in api/openapi.ts (a test checks).
+ *
+ * ERRORS: routes throw (DropkeyError, HttpError); the onError below is the ONE place errors become responses:
+ * JSON {"error": {...}} under /api and /proxy, an HTML page elsewhere, the popup result in popup mode.
+ *
+ * UI CONTRACT (pages other modules link to): GET /setup?token=... (first admin, posts to POST /api/v1/setup),
+ * GET /connections/{name}/reconnect (the reconnect URL in 409 DROPKEY_REAUTH_REQUIRED answers),
+ * GET /connections/{name} (where redirect-mode logins land by default).
+ */
+import { Hono } from 'hono';
+import { apiModule } from './api/index.js';
+import { openApiDocument } from './api/openapi.js';
+import type { AppEnv, ServerModule } from './context.js';
+import type { ServerDeps } from './deps.js';
+import { errorPage, HttpError, htmlPage, escapeHtml, mapError, ServerErrorCodes } from './errors.js';
+import { maskText } from './logger.js';
+import { oauthModule, POPUP_SCRIPT_PATH } from './oauth/routes.js';
+import { opsModule } from './ops.js';
+import { securityHeaders } from './security/headers.js';
+import { createServices, type ServerServices } from './services.js';
+
+/** The modules mounted by default. Helpers adding ui/proxy/webhooks: import the module and add it here. */
+export const MODULES: ServerModule[] = [opsModule, apiModule, oauthModule];
+
+export interface ServerApp {
+  /** The Request → Response handler. */
+  fetch(request: Request, env?: AppEnv['Bindings']): Response | Promise<Response>;
+  /** hono's test helper: app.request('/api/v1/connections', { headers }). */
+  request: Hono<AppEnv>['request'];
+  hono: Hono<AppEnv>;
+  services: ServerServices;
+  modules: readonly ServerModule[];
+  /** Starts periodic work (usage flush, purge, modules' start()). Called by the listener, not by tests that need no timers. */
+  start(): void;
+  /** Stops periodic work and writes pending counters. Does not close the stores (the owner of deps does). */
+  stop(): Promise<void>;
+}
+
+/** Path shown in logs: no query (codes, states) and no connect-link token. */
+export function logPath(path: string): string {
+  return path.replace(/^\/connect\/[^/]+/, '/connect/[redacted]').replace(/^\/setup\b.*/, '/setup');
+}
+
+function wantsJson(path: string): boolean {
+  return path.startsWith('/api/') || path === '/api' || path.startsWith('/proxy/');
+}
+
+export function createApp(deps: ServerDeps, options: { modules?: ServerModule[] } = {}): ServerApp {
+  const services = createServices(deps);
+  const modules = options.modules ?? MODULES;
+  const app = new Hono<AppEnv>();
+  const headers = securityHeaders({ authorizeUrl: deps.dropkey.urls.authorize, https: deps.config.publicUrl.startsWith('https:') });
+  const { logger, metrics } = deps;
+
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    const res = c.res;
+    for (const [k, v] of headers) res.headers.set(k, v);
+    const status = res.status;
+    metrics.httpRequests.inc({ status: `${Math.floor(status / 100)}xx` });
+    // Hot GETs log at debug (issue 4's benchmark); changes, client errors and failures at info and above.
+    const method = c.req.method;
+    const level = status >= 500 ? 'warn' : method === 'GET' || method === 'HEAD' ? (status >= 400 ? 'info' : 'debug') : 'info';
+    if (logger.isLevelEnabled(level)) {
+      logger[level]({ method, path: logPath(c.req.path), status, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request');
+    }
+  });
+
+  app.get('/api/openapi.json', (c) => c.json(openApiDocument(services.paths.publicUrl)));
+
+  for (const m of modules) app.route(m.mount, m.routes(services));
+
+  app.notFound((c) => {
+    throw new HttpError(ServerErrorCodes.ROUTE_NOT_FOUND, `Nothing here: ${c.req.method} ${logPath(c.req.path)}.`, {
+      hint: wantsJson(c.req.path) ? 'See the API description at /api/openapi.json.' : 'Check the address.',
+    });
+  });
+
+  // THE error boundary.
+  app.onError((err, c) => {
+    const mapped = mapError(err);
+    if (mapped.unexpected) {
+      logger.error({ err, stack: err instanceof Error && err.stack ? maskText(err.stack) : undefined, path: logPath(c.req.path) }, 'request failed');
+    }
+    const h: Record<string, string> = { ...mapped.headers, 'Cache-Control': 'no-store' };
+    if (wantsJson(c.req.path)) return c.json({ error: mapped.body }, mapped.status as 400, h);
+    if (c.get('popupResult')) {
+      const data = escapeHtml(JSON.stringify({ ok: false, error: { code: mapped.body.code, message: mapped.body.message } }));
+      return c.html(
+        htmlPage('dropkey: not connected', `<h1>${escapeHtml(mapped.body.message)}</h1>`, { script: POPUP_SCRIPT_PATH, bodyAttrs: `data-result="${data}"` }),
+        mapped.status as 400,
+        h,
+      );
+    }
+    return c.html(errorPage(mapped.status, mapped.body), mapped.status as 400, h);
+  });
+
+  const stoppers: { stop(): Promise<void> }[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let ticks = 0;
+  return {
+    fetch: (req, env) => app.fetch(req, env),
+    request: app.request.bind(app) as Hono<AppEnv>['request'],
+    hono: app,
+    services,
+    modules,
+    start() {
+      if (timer) return;
+      timer = setInterval(() => {
+        void services.usage.flush();
+        // Purge about once a minute with the default 5 s interval.
+        if (++ticks % 12 === 0) services.serverStore.purgeExpired(deps.clock()).catch((err) => logger.warn({ err }, 'purge failed'));
+      }, deps.config.flushIntervalMs);
+      timer.unref();
+      for (const m of modules) if (m.start) stoppers.push(m.start(services));
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      for (const s of stoppers.splice(0)) await s.stop().catch((err) => logger.warn({ err }, 'a module failed to stop'));
+      await services.usage.flush();
+    },
+  };
+}

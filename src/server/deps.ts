@@ -1,0 +1,66 @@
+/**
+ * What the server is built from. createApp(deps) takes everything from here and reads nothing else (no env, no
+ * globals), so tests build a server on an emulator, a temp store and a fake clock without a socket.
+ */
+import type { Logger as PinoLogger } from 'pino';
+import type { Dropkey } from '../connections/dropkey.js';
+import type { ServerStore } from '../store/server-types.js';
+import type { ServerEvents } from './events.js';
+import type { ServerMetrics } from './metrics.js';
+import type { RandomBytes } from './security/secrets.js';
+
+export interface ServerConfig {
+  /**
+   * The externally visible base URL, no trailing slash (e.g. https://dropkey.example.com). Redirect URIs
+   * (`${publicUrl}/oauth/callback`), connect links and reconnect URLs are built from it.
+   */
+  publicUrl: string;
+  /** Connect link lifetime when the request gives none (default 30 min, issue 4). */
+  connectLinkTtlMs: number;
+  /** Pending OAuth logins expire after this (default 10 min). */
+  pendingLoginTtlMs: number;
+  /** Admin sessions (default 12 h). */
+  sessionTtlMs: number;
+  /** How long an API key lookup is cached in memory; bounds how long a key revoked elsewhere keeps working (default 5 s). */
+  apiKeyCacheMs: number;
+  /**
+   * How long a handed-out token is served from memory before the store is read again (default 5 s). Bounds how
+   * long a connection revoked by another process or instance keeps getting tokens from this one.
+   */
+  tokenCacheMs: number;
+  /** Usage counters and buffered audit entries are written this often (default 5 s). */
+  flushIntervalMs: number;
+  /** Use X-Forwarded-For for client IPs (rate limits) only when a trusted proxy sets it (default false). */
+  trustProxy: boolean;
+}
+
+export type Logger = PinoLogger;
+
+export interface ServerDeps {
+  dropkey: Dropkey;
+  serverStore: ServerStore;
+  /** Epoch ms. */
+  clock: () => number;
+  logger: Logger;
+  config: ServerConfig;
+  /** Upstream fetch (already instrumented: see upstream.ts). The proxy uses it; the facade was built with it. */
+  fetch: typeof fetch;
+  metrics: ServerMetrics;
+  events: ServerEvents;
+  /** Randomness for tokens and keys (default crypto.randomBytes). */
+  randomBytes?: RandomBytes;
+}
+
+export function defaultConfig(publicUrl: string, overrides: Partial<ServerConfig> = {}): ServerConfig {
+  return {
+    publicUrl: publicUrl.replace(/\/+$/, ''),
+    connectLinkTtlMs: 30 * 60_000,
+    pendingLoginTtlMs: 10 * 60_000,
+    sessionTtlMs: 12 * 3600_000,
+    apiKeyCacheMs: 5_000,
+    tokenCacheMs: 5_000,
+    flushIntervalMs: 5_000,
+    trustProxy: false,
+    ...overrides,
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * In-process events about connections, emitted by the server's routes and background work, consumed by
+ * webhooks (issue 4 §6) and anything else that subscribes. Listeners run after the emitting request's work is
+ * done; a throwing or slow listener never fails the request (errors go to onError).
+ */
+export type ServerEventType =
+  | 'connection.created'
+  | 'connection.reconnected'
+  | 'connection.refresh_failed'
+  | 'connection.needs_reauth'
+  | 'connection.revoked';
+
+export interface ServerEvent {
+  type: ServerEventType;
+  /** Epoch ms. */
+  at: number;
+  connection: string;
+  /** Facts safe to send to a webhook (never tokens): app, account_id, email, reason... */
+  data: Record<string, unknown>;
+}
+
+export type EventListener = (event: ServerEvent) => void | Promise<void>;
+
+export class ServerEvents {
+  readonly #listeners = new Set<EventListener>();
+  readonly #onError: (err: unknown, event: ServerEvent) => void;
+
+  constructor(onError: (err: unknown, event: ServerEvent) => void = () => {}) {
+    this.#onError = onError;
+  }
+
+  /** Returns an unsubscribe function. */
+  on(listener: EventListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  emit(event: ServerEvent): void {
+    for (const l of this.#listeners) {
+      try {
+        const r = l(event);
+        if (r && typeof (r as Promise<void>).catch === 'function') (r as Promise<void>).catch((err) => this.#onError(err, event));
+      } catch (err) {
+        this.#onError(err, event);
+      }
+    }
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * A small Prometheus metrics registry (text exposition format 0.0.4): counters, gauges and histograms with
+ * labels. Written here rather than adding prom-client: ~100 lines cover what dropkey exports, and the hot path
+ * (a token hand-out) costs one Map lookup and an addition.
+ *
+ * Other modules increment the shared metrics in `createServerMetrics()`; add new ones there so /metrics lists
+ * every series with its HELP and TYPE even before the first increment.
+ */
+
+type Labels = Record<string, string>;
+
+function labelKey(names: readonly string[], labels: Labels): string {
+  return names.map((n) => labels[n] ?? '').join('\u0000');
+}
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function renderLabels(names: readonly string[], values: readonly string[], extra?: [string, string]): string {
+  const parts = names.map((n, i) => `${n}="${escapeLabel(values[i] ?? '')}"`);
+  if (extra) parts.push(`${extra[0]}="${escapeLabel(extra[1])}"`);
+  return parts.length ? `{${parts.join(',')}}` : '';
+}
+
+function formatNumber(n: number): string {
+  if (n === Infinity) return '+Inf';
+  if (n === -Infinity) return '-Inf';
+  return Number.isNaN(n) ? 'NaN' : String(n);
+}
+
+interface Metric {
+  readonly name: string;
+  render(): string;
+}
+
+abstract class Series implements Metric {
+  protected readonly values = new Map<string, { labels: string[]; value: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+    readonly type: 'counter' | 'gauge',
+  ) {}
+
+  protected add(labels: Labels, delta: number, set = false): void {
+    const key = labelKey(this.labelNames, labels);
+    const cur = this.values.get(key);
+    if (cur) cur.value = set ? delta : cur.value + delta;
+    else this.values.set(key, { labels: this.labelNames.map((n) => labels[n] ?? ''), value: delta });
+  }
+
+  get(labels: Labels = {}): number {
+    return this.values.get(labelKey(this.labelNames, labels))?.value ?? 0;
+  }
+
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`];
+    for (const { labels, value } of this.values.values()) lines.push(`${this.name}${renderLabels(this.labelNames, labels)} ${formatNumber(value)}`);
+    return lines.join('\n');
+  }
+}
+
+export class Counter extends Series {
+  constructor(name: string, help: string, labelNames: readonly string[] = []) {
+    super(name, help, labelNames, 'counter');
+  }
+  inc(labels: Labels = {}, by = 1): void {
+    if (by < 0) throw new RangeError('a counter only goes up');
+    this.add(labels, by);
+  }
+}
+
+export class Gauge extends Series {
+  constructor(name: string, help: string, labelNames: readonly string[] = []) {
+    super(name, help, labelNames, 'gauge');
+  }
+  set(labels: Labels, value: number): void {
+    this.add(labels, value, true);
+  }
+  inc(labels: Labels = {}, by = 1): void {
+    this.add(labels, by);
+  }
+}
+
+export class Histogram implements Metric {
+  readonly #series = new Map<string, { labels: string[]; counts: number[]; sum: number; count: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[] = [],
+    readonly buckets: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  ) {}
+
+  observe(labels: Labels, value: number): void {
+    const key = labelKey(this.labelNames, labels);
+    let s = this.#series.get(key);
+    if (!s) {
+      s = { labels: this.labelNames.map((n) => labels[n] ?? ''), counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+      this.#series.set(key, s);
+    }
+    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) s.counts[i]!++;
+    s.sum += value;
+    s.count++;
+  }
+
+  count(labels: Labels = {}): number {
+    return this.#series.get(labelKey(this.labelNames, labels))?.count ?? 0;
+  }
+
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    for (const s of this.#series.values()) {
+      this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket${renderLabels(this.labelNames, s.labels, ['le', formatNumber(b)])} ${s.counts[i]}`));
+      lines.push(`${this.name}_bucket${renderLabels(this.labelNames, s.labels, ['le', '+Inf'])} ${s.count}`);
+      lines.push(`${this.name}_sum${renderLabels(this.labelNames, s.labels)} ${formatNumber(s.sum)}`);
+      lines.push(`${this.name}_count${renderLabels(this.labelNames, s.labels)} ${s.count}`);
+    }
+    return lines.join('\n');
+  }
+}
+
+export class Registry {
+  readonly #metrics = new Map<string, Metric>();
+
+  register<M extends Metric>(m: M): M {
+    if (this.#metrics.has(m.name)) throw new Error(`metric ${m.name} is already registered`);
+    this.#metrics.set(m.name, m);
+    return m;
+  }
+
+  /** The exposition text; serve it as `text/plain; version=0.0.4`. */
+  render(): string {
+    return [...this.#metrics.values()].map((m) => m.render()).join('\n') + '\n';
+  }
+}
+
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** The server's metrics. Increment them from any module through deps.metrics. */
+export function createServerMetrics(registry = new Registry()) {
+  return {
+    registry,
+    tokenHandouts: registry.register(new Counter('dropkey_token_handouts_total', 'Access tokens handed out by the token API, by connection.', ['connection'])),
+    refreshes: registry.register(new Counter('dropkey_refreshes_total', 'Refresh-token grants sent to Dropbox, by outcome (ok, invalid_grant, error, network).', ['outcome'])),
+    upstreamLatency: registry.register(
+      new Histogram('dropkey_upstream_request_duration_seconds', 'Duration of requests to Dropbox, by host kind (api, content, token, notify, other).', ['host']),
+    ),
+    upstream429: registry.register(new Counter('dropkey_upstream_429_total', 'Dropbox answers with status 429 (rate limited), by host kind.', ['host'])),
+    proxyBytes: registry.register(new Counter('dropkey_proxy_bytes_total', 'Body bytes streamed through the proxy, by direction (upload, download).', ['direction'])),
+    httpRequests: registry.register(new Counter('dropkey_http_requests_total', 'HTTP requests served, by status class (2xx, 4xx, ...).', ['status'])),
+  };
+}
+
+export type ServerMetrics = ReturnType<typeof createServerMetrics>;

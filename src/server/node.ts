@@ -1,0 +1,72 @@
+/**
+ * The Node listener: a thin adapter from node:http to the app's fetch (@hono/node-server's request listener),
+ * with graceful shutdown: stop accepting, let in-flight requests finish (bounded), then drop what is left.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import type { ServerApp } from './app.js';
+
+export interface Listener {
+  server: Server;
+  host: string;
+  port: number;
+  /** Closes gracefully: no new connections; waits up to graceMs for in-flight requests. */
+  close(graceMs?: number): Promise<void>;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * Binds first and attaches the app later (setApp), because the public URL, which the app needs, may depend on
+ * the port the OS chose (--port 0). Until then, requests get 503.
+ */
+export async function bind(port: number, host: string): Promise<Listener & { setApp(app: ServerApp): void }> {
+  let handler: Handler = (_req, res) => {
+    res.writeHead(503, { 'Content-Type': 'application/json', 'Retry-After': '1' });
+    res.end(JSON.stringify({ error: { code: 'DROPKEY_STORE', message: 'The server is starting.' } }));
+  };
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  const server = createServer((req, res) => {
+    inFlight++;
+    res.once('close', () => {
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    });
+    handler(req, res);
+  });
+  // Keep-alive longer than typical load balancers' idle timeouts (60 s) avoids races on reused sockets.
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    host,
+    port: addr.port,
+    setApp(app: ServerApp) {
+      handler = getRequestListener(app.fetch as (req: Request, env: unknown) => Response | Promise<Response>) as unknown as Handler;
+    },
+    close(graceMs = 10_000) {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Idle keep-alive sockets would hold close() open; busy ones finish their response first.
+        server.closeIdleConnections();
+        const waitDrain = inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => (drained = r));
+        const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+        timer.unref();
+        void waitDrain.then(() => {
+          server.closeIdleConnections();
+        });
+      });
+      return closing;
+    },
+  };
+}

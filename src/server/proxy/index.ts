@@ -1,0 +1,253 @@
+/**
+ * The Dropbox proxy (issue 4 §4): `/proxy/{connection}/2/<route>` forwards to the Dropbox host the route lives on,
+ * with the connection's access token, so a service calls Dropbox without ever holding a token.
+ *
+ * - Caller authentication: an API key with the `proxy` permission, scoped to the connection (401 / 403 otherwise).
+ * - Upstream URL: the configured api / content / notify base + `/2/` + a validated route name (routes.ts). Nothing
+ *   from the request (Host, X-Forwarded-Host, an absolute request target, dots or escapes in the path) reaches
+ *   the URL, and redirects are never followed.
+ * - Headers: an allow-list each way (forward.ts); the caller's Authorization, cookies and hop-by-hop headers stop here.
+ * - Bodies stream both ways without buffering, except small request bodies (RPC arguments, empty upload-session
+ *   calls), which are kept so the request can be sent again.
+ * - 401 expired_access_token: one forced refresh shared by concurrent callers (facade: forceRefresh +
+ *   rejectedToken), then one retry, when the body can be sent again. A streamed upload cannot: it goes out with a
+ *   token that has at least the facade's refresh margin left (default 5 minutes), and a 401 is passed back as is.
+ * - 429 too_many_requests: the connection is blocked until Retry-After for every caller (backoff.ts); requests wait
+ *   out blocks up to maxWaitMs and replayable requests are retried after them; longer waits get a 429 at once.
+ * Sources: dropbox-api.md §0 (hosts), §3.2 (headers), §3.3 (401/429 bodies), §3.4 (rate limits), §7.4.
+ */
+import { Hono } from 'hono';
+import { validateName } from '../../connections/names.js';
+import { defaultSleep, type Sleep } from '../../dropbox/retry.js';
+import { parseRetryAfter } from '../../dropbox/errors.js';
+import { DropkeyError, ErrorCodes } from '../../errors.js';
+import type { AppContext, AppEnv, ServerModule } from '../context.js';
+import { HttpError, ServerErrorCodes } from '../errors.js';
+import { authorize, type ServerServices } from '../services.js';
+import { backoffKey, MemoryBackoffStore, type BackoffStore, type RateLimitReason } from './backoff.js';
+import { countBytes, readBounded, requestHeaders, responseHeaders, upstreamQuery } from './forward.js';
+import { isRouteName, routeInfo, type RouteInfo } from './routes.js';
+
+export interface ProxyOptions {
+  /** Where 429 blocks are kept (default: in memory, one per app). */
+  backoff?: BackoffStore;
+  /** The longest Retry-After a request waits out before going upstream (default 30 s); longer → 429 now. */
+  maxWaitMs?: number;
+  /** Request bodies up to this size are kept so the request can be retried (default 1 MiB). */
+  replayLimitBytes?: number;
+  sleep?: Sleep;
+}
+
+const DEFAULT_MAX_WAIT_MS = 30_000;
+const DEFAULT_REPLAY_LIMIT = 1024 * 1024;
+/** Status for "the connection is blocked by a Dropbox rate limit", Dropbox's own (§3.3). */
+const TOO_MANY_REQUESTS = 429;
+const MAX_429_RETRIES = 3;
+
+interface Attempt {
+  token: string;
+  res: Response;
+}
+
+export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono<AppEnv> {
+  const backoff = options.backoff ?? new MemoryBackoffStore();
+  const maxWaitMs = options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
+  const replayLimit = options.replayLimitBytes ?? DEFAULT_REPLAY_LIMIT;
+  const sleep = options.sleep ?? defaultSleep;
+  const { urls } = s.dropkey;
+  const bases: Record<RouteInfo['host'], string> = { api: urls.api, content: urls.content, notify: urls.notify };
+
+  const r = new Hono<AppEnv>();
+
+  r.all('/:name/*', async (c) => {
+    const key = await s.apiKeys.authenticate(c.req.header('authorization'));
+    const rawName = c.req.param('name');
+    authorize(key, 'proxy', rawName);
+    const name = validateName('connection', rawName);
+    s.usage.used(key);
+
+    const route = routeOf(c, rawName);
+    const info = routeInfo(route);
+    const method = c.req.method;
+    const allowed = info.style === 'download' ? ['POST', 'GET', 'HEAD'] : ['POST'];
+    if (!allowed.includes(method)) {
+      throw new HttpError(ServerErrorCodes.METHOD_NOT_ALLOWED, `Dropbox route ${route} takes ${allowed.join(' or ')}, not ${method}.`, {
+        headers: { Allow: allowed.join(', ') },
+      });
+    }
+
+    const incoming = c.req.raw;
+    const headers = requestHeaders(incoming.headers);
+    const query = upstreamQuery(new URL(incoming.url).searchParams);
+    const url = `${bases[info.host]}/2/${route}${query}`;
+    const selectUser = incoming.headers.get('dropbox-api-select-user') ?? new URL(incoming.url).searchParams.get('select_user') ?? undefined;
+    const limitKey = backoffKey(name, selectUser);
+
+    // Keep the body when it is small enough to send twice; stream it otherwise.
+    let body: Uint8Array | ReadableStream<Uint8Array> | null = null;
+    if (method === 'POST' && incoming.body) {
+      const declared = incoming.headers.get('content-length');
+      const length = declared === null ? undefined : Number(declared);
+      if (info.style === 'rpc' || (length !== undefined && length <= replayLimit)) {
+        const buffered = await readBounded(incoming.body, replayLimit);
+        if (buffered === null) {
+          throw new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `The body of ${route} is larger than ${replayLimit} bytes.`, {
+            hint: 'RPC arguments are small JSON documents; send file contents to an upload route (files/upload, files/upload_session/*).',
+          });
+        }
+        body = buffered;
+        headers.set('content-length', String(buffered.byteLength));
+      } else {
+        body = countBytes(incoming.body, (n) => s.metrics.proxyBytes.inc({ direction: 'upload' }, n));
+      }
+    }
+    const replayable = !(body instanceof ReadableStream);
+    if (body instanceof Uint8Array) s.metrics.proxyBytes.inc({ direction: 'upload' }, body.byteLength);
+
+    const signal = incoming.signal;
+    let waited = 0;
+    /** Waits out the connection's block; false when it is longer than what is left of maxWaitMs. */
+    const waitForBlock = async (): Promise<{ until: number; reason: RateLimitReason } | undefined> => {
+      for (;;) {
+        const block = await backoff.get(limitKey, s.clock());
+        if (!block) return undefined;
+        const remaining = block.until - s.clock();
+        if (waited + remaining > maxWaitMs) return block;
+        await sleep(remaining, signal);
+        waited += remaining;
+      }
+    };
+
+    const send = async (token: string): Promise<Response> => {
+      headers.set('authorization', `Bearer ${token}`);
+      try {
+        return await s.fetch(url, {
+          method,
+          headers,
+          body,
+          redirect: 'manual',
+          signal,
+          ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
+        } as RequestInit);
+      } catch (err) {
+        if (signal.aborted) throw new DropkeyError(ErrorCodes.CANCELLED, 'The caller went away before Dropbox answered.', { cause: err });
+        throw new DropkeyError(ErrorCodes.DROPBOX_UNAVAILABLE, `Could not reach Dropbox for ${route}.`, {
+          cause: err,
+          hint: 'Check the server\'s network access to the Dropbox hosts, then try again.',
+        });
+      }
+    };
+
+    let refreshed = false;
+    let limited = 0;
+    let attempt: Attempt;
+    for (;;) {
+      const block = await waitForBlock();
+      if (block) return rateLimited(block, s.clock());
+      const token = (await s.tokens.get(name)).info.accessToken;
+      attempt = { token, res: await send(token) };
+      const { res } = attempt;
+
+      if (res.status === 401 && replayable && !refreshed) {
+        const text = await res.text();
+        if (authErrorTag(text) === 'expired_access_token') {
+          refreshed = true;
+          s.tokens.invalidate(name);
+          // Concurrent callers that met the same expired token share one refresh (the facade's rejectedToken).
+          await s.dropkey.getToken(name, { forceRefresh: true, rejectedToken: token });
+          s.tokens.invalidate(name);
+          continue;
+        }
+        attempt.res = new Response(text, { status: res.status, statusText: res.statusText, headers: res.headers });
+        break;
+      }
+
+      if (res.status === TOO_MANY_REQUESTS) {
+        const text = await res.text();
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined; // plain-text 429 ⇒ too_many_requests (§3.3)
+        }
+        const seconds = parseRetryAfter(res.headers, json, s.clock) ?? 1;
+        const reason: RateLimitReason =
+          (json as { error?: { reason?: { '.tag'?: string } } } | undefined)?.error?.reason?.['.tag'] === 'too_many_write_operations'
+            ? 'too_many_write_operations'
+            : 'too_many_requests';
+        const until = s.clock() + seconds * 1000;
+        if (reason === 'too_many_requests') await backoff.block(limitKey, { until, reason });
+        // Bounded twice: by the total wait, and by a count in case Dropbox keeps answering Retry-After: 0.
+        if (replayable && ++limited <= MAX_429_RETRIES && waited + seconds * 1000 <= maxWaitMs) {
+          if (reason === 'too_many_write_operations') {
+            await sleep(seconds * 1000, signal);
+            waited += seconds * 1000;
+          }
+          continue;
+        }
+        attempt.res = new Response(text, { status: res.status, statusText: res.statusText, headers: res.headers });
+        break;
+      }
+      break;
+    }
+
+    const { res } = attempt;
+    if (res.status === 401) s.tokens.invalidate(name);
+    const out = responseHeaders(res.headers);
+    const resBody = res.body && method !== 'HEAD' ? countBytes(res.body, (n) => s.metrics.proxyBytes.inc({ direction: 'download' }, n)) : null;
+    return new Response(resBody, { status: res.status, headers: out });
+  });
+
+  return r;
+}
+
+/** The route after `/proxy/{name}/2/`, from the raw (still percent-encoded) path, or a 404 saying what is served. */
+function routeOf(c: AppContext, rawName: string): string {
+  const path = new URL(c.req.url).pathname;
+  const prefix = `/proxy/${encodeURIComponent(rawName)}/2/`;
+  const route = path.startsWith(prefix) ? path.slice(prefix.length) : '';
+  if (!isRouteName(route)) {
+    throw new HttpError(ServerErrorCodes.ROUTE_NOT_FOUND, 'The proxy serves Dropbox API routes only: /proxy/{connection}/2/{route}, e.g. /proxy/default/2/files/list_folder.', {
+      hint: 'Route names are lowercase words joined by "/" (dropbox-api.md §0); other paths and hosts are refused.',
+    });
+  }
+  return route;
+}
+
+/** The AuthError tag of a 401 body (§3.3), or undefined. */
+function authErrorTag(text: string): string | undefined {
+  try {
+    const tag = (JSON.parse(text) as { error?: { '.tag'?: unknown } }).error?.['.tag'];
+    return typeof tag === 'string' ? tag : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The 429 the proxy answers itself while a connection is blocked for longer than it waits. The body satisfies
+ * both readers: dropkey's `{"error": {"code", "message"}}` and Dropbox's RateLimitError (`error.reason`,
+ * `error.retry_after`, §3.3), which the SDKs decode; the Retry-After header is an integer as Java requires.
+ */
+function rateLimited(block: { until: number; reason: RateLimitReason }, now: number): Response {
+  const seconds = Math.max(1, Math.ceil((block.until - now) / 1000));
+  const body = {
+    error_summary: `${block.reason}/`,
+    error: {
+      code: ServerErrorCodes.RATE_LIMITED,
+      message: `Dropbox rate-limited this connection; try again in ${seconds} s.`,
+      reason: { '.tag': block.reason },
+      retry_after: seconds,
+    },
+  };
+  return new Response(JSON.stringify(body), {
+    status: TOO_MANY_REQUESTS,
+    headers: { 'Content-Type': 'application/json', 'Retry-After': String(seconds), 'Cache-Control': 'no-store' },
+  });
+}
+
+export function createProxyModule(options: ProxyOptions = {}): ServerModule {
+  return { name: 'proxy', mount: '/proxy', routes: (s) => proxyRoutes(s, options) };
+}
+
+export const proxyModule: ServerModule = createProxyModule();

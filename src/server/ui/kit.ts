@@ -1,0 +1,94 @@
+/**
+ * Request plumbing shared by the UI pages: the signed-in guard (explicit per route, never a '*' middleware,
+ * because this sub-app is mounted at '/' and a wildcard would also catch other modules' unknown paths), form
+ * reading with a size cap, and the CSRF check on every state-changing request.
+ */
+import { DropkeyError, ErrorCodes } from '../../errors.js';
+import type { AppContext } from '../context.js';
+import { HttpError, ServerErrorCodes } from '../errors.js';
+import type { ServerServices } from '../services.js';
+import { checkCsrf, readSession, type UiSession } from './session.js';
+
+const MAX_FORM_BYTES = 64 * 1024;
+
+export type Form = FormData;
+
+/** A same-origin path to return to after sign-in, or undefined. */
+export function safeNext(v: unknown): string | undefined {
+  return typeof v === 'string' && /^\/(?![/\\])[^\s]{0,500}$/.test(v) ? v : undefined;
+}
+
+export async function readForm(c: AppContext): Promise<Form> {
+  const type = c.req.header('content-type') ?? '';
+  if (!/^(application\/x-www-form-urlencoded|multipart\/form-data)\b/i.test(type)) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Send this form from the page (the request body is not a form).');
+  }
+  const len = Number(c.req.header('content-length') ?? '0');
+  if (len > MAX_FORM_BYTES) throw new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `The form is larger than ${MAX_FORM_BYTES} bytes.`);
+  const body = await c.req.raw.arrayBuffer();
+  if (body.byteLength > MAX_FORM_BYTES) throw new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `The form is larger than ${MAX_FORM_BYTES} bytes.`);
+  try {
+    return await new Response(body, { headers: { 'content-type': type } }).formData();
+  } catch {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The form could not be read.');
+  }
+}
+
+export function field(form: Form, name: string): string {
+  const v = form.get(name);
+  return typeof v === 'string' ? v.trim() : '';
+}
+
+export function fields(form: Form, name: string): string[] {
+  return form.getAll(name).filter((v): v is string => typeof v === 'string').map((v) => v.trim()).filter(Boolean);
+}
+
+/** The page script asks for JSON (Accept: application/json); forms without script get HTML and redirects. */
+export function wantsJson(c: AppContext): boolean {
+  return /\bapplication\/json\b/i.test(c.req.header('accept') ?? '');
+}
+
+/** Errors a person can fix by changing the form: shown on the form instead of an error page. */
+export function isUserError(err: unknown): err is DropkeyError {
+  return (
+    err instanceof DropkeyError &&
+    (err.code === ErrorCodes.BAD_INPUT || err.code === ErrorCodes.ALREADY_EXISTS || err.code === ErrorCodes.NOT_FOUND)
+  );
+}
+
+export function errorText(err: DropkeyError): string {
+  return err.hint ? `${err.message} ${err.hint}` : err.message;
+}
+
+export const actorOf = (ui: UiSession) => `admin:${ui.admin.email}`;
+
+type Page = (c: AppContext, ui: UiSession) => Promise<Response> | Response;
+type Action = (c: AppContext, ui: UiSession, form: Form) => Promise<Response> | Response;
+
+/** GET pages: signed-in admins only; others are sent to sign in and brought back. */
+export function guard(s: ServerServices, fn: Page) {
+  return async (c: AppContext): Promise<Response> => {
+    const ui = await readSession(c, s);
+    if (!ui) {
+      const url = new URL(c.req.url);
+      const next = `${url.pathname}${url.search}`;
+      return c.redirect(`/signin?next=${encodeURIComponent(next)}`, 303);
+    }
+    c.header('Cache-Control', 'no-store');
+    return fn(c, ui);
+  };
+}
+
+/** State-changing requests: a live session AND a valid CSRF token (and a same-origin Origin). */
+export function guardPost(s: ServerServices, fn: Action) {
+  return async (c: AppContext): Promise<Response> => {
+    const ui = await readSession(c, s);
+    if (!ui) {
+      throw new HttpError(ServerErrorCodes.UNAUTHORIZED, 'You are signed out.', { hint: 'Sign in again at /signin and repeat the action.' });
+    }
+    const form = await readForm(c);
+    checkCsrf(c, s, ui, form);
+    c.header('Cache-Control', 'no-store');
+    return fn(c, ui, form);
+  };
+}

@@ -1,0 +1,667 @@
+/**
+ * The SQLite ServerStore: the same database file as the core store (one file to back up), its own tables and its
+ * own migrations table (`server_migrations`), so the core schema and this one evolve independently.
+ *
+ * Same discipline as ./index.ts: WAL, busy_timeout, IMMEDIATE transactions for read-then-write, driver errors
+ * mapped to DROPKEY_STORE naming the operation (never parameter values). Credentials arrive already hashed; the
+ * pending-login code verifier is encrypted with the Keyring, bound to its row (AAD).
+ */
+import Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DropkeyError, ErrorCodes } from '../../errors.js';
+import type { Keyring } from '../crypto.js';
+import {
+  API_PERMISSIONS,
+  type AdminCredentials,
+  type AdminUser,
+  type ApiKeyRecord,
+  type ApiPermission,
+  type AuditEntry,
+  type ConnectLinkRecord,
+  type NewApiKey,
+  type NewAuditEntry,
+  type NewPendingOAuth,
+  type PendingOAuthRecord,
+  type ReturnMode,
+  type ServerStore,
+  type SessionRecord,
+} from '../server-types.js';
+
+interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Append only; never edit a released migration. */
+export const serverMigrations: Migration[] = [
+  {
+    version: 1,
+    name: 'server tables',
+    sql: `
+      CREATE TABLE server_admins (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        email_key TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL CHECK (password_hash LIKE 'scrypt$%'),
+        created_at INTEGER NOT NULL,
+        last_login_at INTEGER
+      ) STRICT;
+
+      CREATE TABLE server_setup_tokens (
+        token_hash TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE server_sessions (
+        id_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES server_admins(id) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX server_sessions_user ON server_sessions(user_id);
+
+      CREATE TABLE server_api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        permissions TEXT NOT NULL,
+        connections TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER,
+        token_handouts INTEGER NOT NULL DEFAULT 0
+      ) STRICT;
+      -- One live key per name; revoked keys keep their rows (audit) and free the name.
+      CREATE UNIQUE INDEX server_api_keys_live_name ON server_api_keys(name) WHERE revoked_at IS NULL;
+
+      CREATE TABLE server_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        details TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX server_audit_action ON server_audit(action, id);
+      CREATE INDEX server_audit_target ON server_audit(target, id);
+
+      CREATE TABLE server_connect_links (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        connection TEXT NOT NULL,
+        app TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER
+      ) STRICT;
+
+      CREATE TABLE server_pending_oauth (
+        id TEXT PRIMARY KEY,
+        state_hash TEXT NOT NULL UNIQUE,
+        binding_hash TEXT NOT NULL,
+        session_id_hash TEXT,
+        link_id TEXT,
+        connection TEXT NOT NULL,
+        app TEXT NOT NULL,
+        code_verifier_enc TEXT NOT NULL CHECK (code_verifier_enc LIKE 'dk1.%'),
+        redirect_uri TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        return_mode TEXT NOT NULL CHECK (return_mode IN ('popup', 'redirect', 'link')),
+        return_to TEXT,
+        actor TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
+];
+
+export interface SqliteServerStoreOptions {
+  /** The core store's database file (SqliteStore.path). */
+  path: string;
+  /** The same keyring the core store uses (encrypts pending-login code verifiers). */
+  keyring: Keyring;
+  busyTimeoutMs?: number;
+}
+
+interface AdminRow {
+  id: string;
+  email: string;
+  email_key: string;
+  password_hash: string;
+  created_at: number;
+  last_login_at: number | null;
+}
+
+interface ApiKeyRow {
+  id: string;
+  name: string;
+  prefix: string;
+  hash: string;
+  permissions: string;
+  connections: string;
+  created_at: number;
+  created_by: string;
+  last_used_at: number | null;
+  revoked_at: number | null;
+  token_handouts: number;
+}
+
+interface LinkRow {
+  id: string;
+  token_hash: string;
+  connection: string;
+  app: string;
+  created_at: number;
+  created_by: string;
+  expires_at: number;
+  used_at: number | null;
+}
+
+interface PendingRow {
+  id: string;
+  state_hash: string;
+  binding_hash: string;
+  session_id_hash: string | null;
+  link_id: string | null;
+  connection: string;
+  app: string;
+  code_verifier_enc: string;
+  redirect_uri: string;
+  scopes: string;
+  return_mode: string;
+  return_to: string | null;
+  actor: string;
+  created_at: number;
+  expires_at: number;
+}
+
+function migrate(db: Database.Database, now: number): void {
+  const run = db.transaction(() => {
+    db.exec(`CREATE TABLE IF NOT EXISTS server_migrations (
+      version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
+    const applied = new Set((db.prepare('SELECT version FROM server_migrations').all() as { version: number }[]).map((r) => r.version));
+    const known = Math.max(0, ...serverMigrations.map((m) => m.version));
+    if (Math.max(0, ...applied) > known) {
+      throw new DropkeyError(ErrorCodes.STORE, 'the server tables were written by a newer dropkey', {
+        hint: 'upgrade dropkey; an older version cannot safely use this database',
+      });
+    }
+    for (const m of serverMigrations) {
+      if (applied.has(m.version)) continue;
+      db.exec(m.sql);
+      db.prepare('INSERT INTO server_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, now);
+    }
+  });
+  // IMMEDIATE: two instances starting at once serialize here; the second sees the first one's work.
+  run.immediate();
+}
+
+export async function openSqliteServerStore(options: SqliteServerStoreOptions, now: number = Date.now()): Promise<ServerStore> {
+  let db: Database.Database;
+  try {
+    mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
+    if (!existsSync(options.path)) closeSync(openSync(options.path, 'a', 0o600));
+    db = new Database(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
+  } catch (cause) {
+    throw storeError('open the database', cause);
+  }
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    migrate(db, now);
+  } catch (cause) {
+    db.close();
+    throw storeError('prepare the server tables (migrations)', cause);
+  }
+  return new SqliteServerStore(db, options.keyring);
+}
+
+function storeError(operation: string, cause: unknown): DropkeyError {
+  if (cause instanceof DropkeyError) return cause;
+  const code = String((cause as { code?: unknown })?.code ?? '');
+  const busy = code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
+  return new DropkeyError(ErrorCodes.STORE, `store: cannot ${operation}${busy ? ': the database is busy' : code ? ` (${code})` : ''}`, {
+    cause,
+    details: { operation, ...(code ? { sqliteCode: code } : {}) },
+    ...(busy ? { hint: 'try again in a moment' } : {}),
+  });
+}
+
+function verifierContext(id: string): string {
+  return JSON.stringify(['server_pending_oauth', id, 'code_verifier']);
+}
+
+function parseJsonArray(text: string): string[] {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+function toAdmin(r: AdminRow): AdminUser {
+  return { id: r.id, email: r.email, createdAt: r.created_at, lastLoginAt: r.last_login_at };
+}
+
+function toApiKey(r: ApiKeyRow): ApiKeyRecord {
+  const perms = parseJsonArray(r.permissions).filter((p): p is ApiPermission => (API_PERMISSIONS as readonly string[]).includes(p));
+  return {
+    id: r.id,
+    name: r.name,
+    prefix: r.prefix,
+    hash: r.hash,
+    permissions: perms,
+    connections: r.connections === '*' ? '*' : parseJsonArray(r.connections),
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    lastUsedAt: r.last_used_at,
+    revokedAt: r.revoked_at,
+    tokenHandouts: r.token_handouts,
+  };
+}
+
+function toLink(r: LinkRow): ConnectLinkRecord {
+  return {
+    id: r.id,
+    tokenHash: r.token_hash,
+    connection: r.connection,
+    app: r.app,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    expiresAt: r.expires_at,
+    usedAt: r.used_at,
+  };
+}
+
+class SqliteServerStore implements ServerStore {
+  readonly #db: Database.Database;
+  readonly #keyring: Keyring;
+  #closed = false;
+
+  constructor(db: Database.Database, keyring: Keyring) {
+    this.#db = db;
+    this.#keyring = keyring;
+  }
+
+  #run<T>(operation: string, work: () => T, immediate = false): T {
+    if (this.#closed) throw new DropkeyError(ErrorCodes.INTERNAL, `store: cannot ${operation}: the store is closed`);
+    try {
+      return immediate ? this.#db.transaction(work).immediate() : work();
+    } catch (cause) {
+      throw storeError(operation, cause);
+    }
+  }
+
+  // ---- admins
+
+  async countAdmins(): Promise<number> {
+    return this.#run('count admins', () => (this.#db.prepare('SELECT COUNT(*) AS n FROM server_admins').get() as { n: number }).n);
+  }
+
+  #insertAdmin(input: { email: string; passwordHash: string }, now: number): AdminUser {
+    const email = input.email.trim();
+    const key = email.toLowerCase();
+    if (this.#db.prepare('SELECT 1 FROM server_admins WHERE email_key = ?').get(key)) {
+      throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An admin with the email ${email} already exists.`);
+    }
+    const row: AdminRow = { id: randomUUID(), email, email_key: key, password_hash: input.passwordHash, created_at: now, last_login_at: null };
+    this.#db
+      .prepare('INSERT INTO server_admins (id, email, email_key, password_hash, created_at, last_login_at) VALUES (@id, @email, @email_key, @password_hash, @created_at, @last_login_at)')
+      .run(row);
+    return toAdmin(row);
+  }
+
+  async createAdmin(input: { email: string; passwordHash: string }, now: number): Promise<AdminUser> {
+    return this.#run('create an admin', () => this.#insertAdmin(input, now), true);
+  }
+
+  async createFirstAdmin(input: { email: string; passwordHash: string; setupTokenHash: string }, now: number): Promise<AdminUser | undefined> {
+    return this.#run(
+      'create the first admin',
+      () => {
+        const n = (this.#db.prepare('SELECT COUNT(*) AS n FROM server_admins').get() as { n: number }).n;
+        if (n > 0) return undefined;
+        const used = this.#db.prepare('DELETE FROM server_setup_tokens WHERE token_hash = ? AND expires_at > ?').run(input.setupTokenHash, now);
+        if (used.changes !== 1) return undefined;
+        this.#db.prepare('DELETE FROM server_setup_tokens').run();
+        return this.#insertAdmin(input, now);
+      },
+      true,
+    );
+  }
+
+  async getAdminByEmail(email: string): Promise<AdminCredentials | undefined> {
+    const r = this.#run('read an admin', () => this.#db.prepare('SELECT * FROM server_admins WHERE email_key = ?').get(email.trim().toLowerCase()) as AdminRow | undefined);
+    return r && { ...toAdmin(r), passwordHash: r.password_hash };
+  }
+
+  async getAdmin(id: string): Promise<AdminUser | undefined> {
+    const r = this.#run('read an admin', () => this.#db.prepare('SELECT * FROM server_admins WHERE id = ?').get(id) as AdminRow | undefined);
+    return r && toAdmin(r);
+  }
+
+  async listAdmins(): Promise<AdminUser[]> {
+    return this.#run('list admins', () => (this.#db.prepare('SELECT * FROM server_admins ORDER BY created_at').all() as AdminRow[]).map(toAdmin));
+  }
+
+  async setAdminPassword(id: string, passwordHash: string): Promise<void> {
+    this.#run('change a password', () => {
+      const r = this.#db.prepare('UPDATE server_admins SET password_hash = ? WHERE id = ?').run(passwordHash, id);
+      if (r.changes !== 1) throw new DropkeyError(ErrorCodes.NOT_FOUND, 'No such admin.');
+    });
+  }
+
+  async recordAdminLogin(id: string, now: number): Promise<void> {
+    this.#run('record a sign-in', () => this.#db.prepare('UPDATE server_admins SET last_login_at = ? WHERE id = ?').run(now, id));
+  }
+
+  // ---- setup token
+
+  async putSetupToken(tokenHash: string, expiresAt: number): Promise<void> {
+    this.#run(
+      'store the setup token',
+      () => {
+        this.#db.prepare('DELETE FROM server_setup_tokens').run();
+        this.#db.prepare('INSERT INTO server_setup_tokens (token_hash, expires_at) VALUES (?, ?)').run(tokenHash, expiresAt);
+      },
+      true,
+    );
+  }
+
+  async checkSetupToken(tokenHash: string, now: number): Promise<boolean> {
+    return this.#run('check the setup token', () => this.#db.prepare('SELECT 1 FROM server_setup_tokens WHERE token_hash = ? AND expires_at > ?').get(tokenHash, now) !== undefined);
+  }
+
+  // ---- sessions
+
+  async createSession(s: SessionRecord): Promise<void> {
+    this.#run('create a session', () =>
+      this.#db
+        .prepare('INSERT INTO server_sessions (id_hash, user_id, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)')
+        .run(s.idHash, s.userId, s.csrfToken, s.createdAt, s.expiresAt),
+    );
+  }
+
+  async getSession(idHash: string, now: number): Promise<SessionRecord | undefined> {
+    const r = this.#run(
+      'read a session',
+      () =>
+        this.#db.prepare('SELECT * FROM server_sessions WHERE id_hash = ? AND expires_at > ?').get(idHash, now) as
+          | { id_hash: string; user_id: string; csrf_token: string; created_at: number; expires_at: number }
+          | undefined,
+    );
+    return r && { idHash: r.id_hash, userId: r.user_id, csrfToken: r.csrf_token, createdAt: r.created_at, expiresAt: r.expires_at };
+  }
+
+  async deleteSession(idHash: string): Promise<void> {
+    this.#run('delete a session', () => this.#db.prepare('DELETE FROM server_sessions WHERE id_hash = ?').run(idHash));
+  }
+
+  async deleteSessionsOf(userId: string): Promise<void> {
+    this.#run('delete sessions', () => this.#db.prepare('DELETE FROM server_sessions WHERE user_id = ?').run(userId));
+  }
+
+  // ---- API keys
+
+  async createApiKey(k: NewApiKey, now: number): Promise<ApiKeyRecord> {
+    return this.#run(
+      'create an API key',
+      () => {
+        if (this.#db.prepare('SELECT 1 FROM server_api_keys WHERE name = ? AND revoked_at IS NULL').get(k.name)) {
+          throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An API key named "${k.name}" already exists.`, {
+            hint: `Pick another name, or revoke it first: dropkey apikey revoke ${k.name}`,
+          });
+        }
+        const row: ApiKeyRow = {
+          id: randomUUID(),
+          name: k.name,
+          prefix: k.prefix,
+          hash: k.hash,
+          permissions: JSON.stringify(k.permissions),
+          connections: k.connections === '*' ? '*' : JSON.stringify(k.connections),
+          created_at: now,
+          created_by: k.createdBy,
+          last_used_at: null,
+          revoked_at: null,
+          token_handouts: 0,
+        };
+        this.#db
+          .prepare(
+            `INSERT INTO server_api_keys (id, name, prefix, hash, permissions, connections, created_at, created_by, last_used_at, revoked_at, token_handouts)
+             VALUES (@id, @name, @prefix, @hash, @permissions, @connections, @created_at, @created_by, @last_used_at, @revoked_at, @token_handouts)`,
+          )
+          .run(row);
+        return toApiKey(row);
+      },
+      true,
+    );
+  }
+
+  async getApiKeyByHash(hash: string): Promise<ApiKeyRecord | undefined> {
+    const r = this.#run('read an API key', () => this.#db.prepare('SELECT * FROM server_api_keys WHERE hash = ?').get(hash) as ApiKeyRow | undefined);
+    return r && toApiKey(r);
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    return this.#run('list API keys', () =>
+      (this.#db.prepare('SELECT * FROM server_api_keys ORDER BY revoked_at IS NOT NULL, name, created_at').all() as ApiKeyRow[]).map(toApiKey),
+    );
+  }
+
+  async revokeApiKey(name: string, now: number): Promise<ApiKeyRecord> {
+    return this.#run(
+      'revoke an API key',
+      () => {
+        const r = this.#db.prepare('SELECT * FROM server_api_keys WHERE name = ? AND revoked_at IS NULL').get(name) as ApiKeyRow | undefined;
+        if (!r) {
+          throw new DropkeyError(ErrorCodes.NOT_FOUND, `No live API key named "${name}".`, { hint: 'See the keys with: dropkey apikey list' });
+        }
+        this.#db.prepare('UPDATE server_api_keys SET revoked_at = ? WHERE id = ?').run(now, r.id);
+        return toApiKey({ ...r, revoked_at: now });
+      },
+      true,
+    );
+  }
+
+  async recordApiKeyUsage(usage: { id: string; lastUsedAt: number; tokenHandouts: number }[]): Promise<void> {
+    if (usage.length === 0) return;
+    this.#run(
+      'record API key usage',
+      () => {
+        const st = this.#db.prepare(
+          'UPDATE server_api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?), token_handouts = token_handouts + ? WHERE id = ?',
+        );
+        for (const u of usage) st.run(u.lastUsedAt, u.tokenHandouts, u.id);
+      },
+      true,
+    );
+  }
+
+  // ---- audit
+
+  async appendAudit(entries: NewAuditEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    this.#run(
+      'write the audit log',
+      () => {
+        const st = this.#db.prepare('INSERT INTO server_audit (at, actor, action, target, details) VALUES (?, ?, ?, ?, ?)');
+        for (const e of entries) st.run(e.at, e.actor, e.action, e.target, JSON.stringify(e.details ?? {}));
+      },
+      true,
+    );
+  }
+
+  async listAudit(query: { limit?: number; beforeId?: number; action?: string; target?: string } = {}): Promise<AuditEntry[]> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (query.beforeId !== undefined) {
+      where.push('id < ?');
+      params.push(query.beforeId);
+    }
+    if (query.action !== undefined) {
+      where.push('action = ?');
+      params.push(query.action);
+    }
+    if (query.target !== undefined) {
+      where.push('target = ?');
+      params.push(query.target);
+    }
+    const limit = Math.min(Math.max(1, Math.floor(query.limit ?? 100)), 1000);
+    const sql = `SELECT * FROM server_audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ${limit}`;
+    const rows = this.#run('read the audit log', () => this.#db.prepare(sql).all(...params) as { id: number; at: number; actor: string; action: string; target: string | null; details: string }[]);
+    return rows.map((r) => {
+      let details: Record<string, unknown> = {};
+      try {
+        const v = JSON.parse(r.details) as unknown;
+        if (v && typeof v === 'object' && !Array.isArray(v)) details = v as Record<string, unknown>;
+      } catch {
+        // A damaged details column must not hide the entry itself.
+      }
+      return { id: r.id, at: r.at, actor: r.actor, action: r.action, target: r.target, details };
+    });
+  }
+
+  // ---- connect links
+
+  async createConnectLink(l: Omit<ConnectLinkRecord, 'id' | 'usedAt' | 'createdAt'>, now: number): Promise<ConnectLinkRecord> {
+    const row: LinkRow = {
+      id: randomUUID(),
+      token_hash: l.tokenHash,
+      connection: l.connection,
+      app: l.app,
+      created_at: now,
+      created_by: l.createdBy,
+      expires_at: l.expiresAt,
+      used_at: null,
+    };
+    this.#run('create a connect link', () =>
+      this.#db
+        .prepare(
+          `INSERT INTO server_connect_links (id, token_hash, connection, app, created_at, created_by, expires_at, used_at)
+           VALUES (@id, @token_hash, @connection, @app, @created_at, @created_by, @expires_at, @used_at)`,
+        )
+        .run(row),
+    );
+    return toLink(row);
+  }
+
+  async getConnectLinkByHash(tokenHash: string): Promise<ConnectLinkRecord | undefined> {
+    const r = this.#run('read a connect link', () => this.#db.prepare('SELECT * FROM server_connect_links WHERE token_hash = ?').get(tokenHash) as LinkRow | undefined);
+    return r && toLink(r);
+  }
+
+  async getConnectLink(id: string): Promise<ConnectLinkRecord | undefined> {
+    const r = this.#run('read a connect link', () => this.#db.prepare('SELECT * FROM server_connect_links WHERE id = ?').get(id) as LinkRow | undefined);
+    return r && toLink(r);
+  }
+
+  async claimConnectLink(id: string, now: number): Promise<boolean> {
+    return this.#run('use a connect link', () => {
+      const r = this.#db.prepare('UPDATE server_connect_links SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?').run(now, id, now);
+      return r.changes === 1;
+    });
+  }
+
+  async releaseConnectLink(id: string): Promise<void> {
+    this.#run('release a connect link', () => this.#db.prepare('UPDATE server_connect_links SET used_at = NULL WHERE id = ?').run(id));
+  }
+
+  async listConnectLinks(now: number): Promise<ConnectLinkRecord[]> {
+    return this.#run('list connect links', () =>
+      (this.#db.prepare('SELECT * FROM server_connect_links WHERE used_at IS NULL AND expires_at > ? ORDER BY created_at DESC').all(now) as LinkRow[]).map(toLink),
+    );
+  }
+
+  // ---- pending OAuth logins
+
+  async createPendingOAuth(p: NewPendingOAuth, now: number): Promise<PendingOAuthRecord> {
+    const id = randomUUID();
+    const row: PendingRow = {
+      id,
+      state_hash: p.stateHash,
+      binding_hash: p.bindingHash,
+      session_id_hash: p.sessionIdHash,
+      link_id: p.linkId,
+      connection: p.connection,
+      app: p.app,
+      code_verifier_enc: this.#keyring.encrypt(p.codeVerifier, verifierContext(id)),
+      redirect_uri: p.redirectUri,
+      scopes: JSON.stringify(p.scopes),
+      return_mode: p.returnMode,
+      return_to: p.returnTo,
+      actor: p.actor,
+      created_at: now,
+      expires_at: p.expiresAt,
+    };
+    this.#run('store a pending login', () =>
+      this.#db
+        .prepare(
+          `INSERT INTO server_pending_oauth (id, state_hash, binding_hash, session_id_hash, link_id, connection, app, code_verifier_enc,
+             redirect_uri, scopes, return_mode, return_to, actor, created_at, expires_at)
+           VALUES (@id, @state_hash, @binding_hash, @session_id_hash, @link_id, @connection, @app, @code_verifier_enc,
+             @redirect_uri, @scopes, @return_mode, @return_to, @actor, @created_at, @expires_at)`,
+        )
+        .run(row),
+    );
+    return { ...p, id, createdAt: now };
+  }
+
+  async takePendingOAuth(stateHash: string, now: number): Promise<PendingOAuthRecord | undefined> {
+    // DELETE ... RETURNING in one statement: two callbacks racing with the same state cannot both get it.
+    const r = this.#run('use a pending login', () => this.#db.prepare('DELETE FROM server_pending_oauth WHERE state_hash = ? RETURNING *').get(stateHash) as PendingRow | undefined);
+    if (!r || r.expires_at <= now) return undefined;
+    return {
+      id: r.id,
+      stateHash: r.state_hash,
+      bindingHash: r.binding_hash,
+      sessionIdHash: r.session_id_hash,
+      linkId: r.link_id,
+      connection: r.connection,
+      app: r.app,
+      codeVerifier: this.#keyring.decrypt(r.code_verifier_enc, verifierContext(r.id)),
+      redirectUri: r.redirect_uri,
+      scopes: parseJsonArray(r.scopes),
+      returnMode: r.return_mode as ReturnMode,
+      returnTo: r.return_to,
+      actor: r.actor,
+      createdAt: r.created_at,
+      expiresAt: r.expires_at,
+    };
+  }
+
+  // ---- operations
+
+  async ping(): Promise<void> {
+    this.#run('reach the database', () => this.#db.prepare('SELECT 1').get());
+  }
+
+  async purgeExpired(now: number): Promise<void> {
+    this.#run(
+      'purge expired records',
+      () => {
+        this.#db.prepare('DELETE FROM server_sessions WHERE expires_at <= ?').run(now);
+        this.#db.prepare('DELETE FROM server_pending_oauth WHERE expires_at <= ?').run(now);
+        this.#db.prepare('DELETE FROM server_setup_tokens WHERE expires_at <= ?').run(now);
+        // Used or expired links stay a week for the UI's history, then go.
+        this.#db.prepare('DELETE FROM server_connect_links WHERE expires_at <= ?').run(now - 7 * 24 * 3600 * 1000);
+      },
+      true,
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+}
