@@ -5,7 +5,7 @@
  * holds a whole file in memory: writes go straight to disk and reads are file streams.
  */
 import { createReadStream, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { mkdir, open, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -22,7 +22,10 @@ export interface Staging {
 
 export interface BlobStore {
   stage(): Promise<Staging>;
-  /** Turns staged bytes [0, size) into the blob `hash`; the staging area is consumed either way. */
+  /**
+   * Makes staged bytes [0, size) available as the blob `hash` (unless it exists already). The staging area stays
+   * intact, so a commit that then fails can keep its bytes; callers discard it once the file is written.
+   */
   commit(staging: Staging, hash: string, size: number): Promise<void>;
   has(hash: string): boolean;
   /** Bytes [start, end] inclusive of blob `hash`. */
@@ -118,12 +121,10 @@ export class MemoryBlobStore extends RefCounts implements BlobStore {
   }
 
   async commit(staging: Staging, hash: string, size: number): Promise<void> {
-    if (!this.#blobs.has(hash)) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of staging.read(size)) chunks.push(Buffer.from(chunk));
-      this.#blobs.set(hash, chunks);
-    }
-    await staging.discard();
+    if (this.#blobs.has(hash)) return;
+    const chunks: Buffer[] = [];
+    for await (const chunk of staging.read(size)) chunks.push(Buffer.from(chunk));
+    this.#blobs.set(hash, chunks);
   }
 
   has(hash: string): boolean {
@@ -155,10 +156,15 @@ export class MemoryBlobStore extends RefCounts implements BlobStore {
 
 class DiskStaging implements Staging {
   #handle: FileHandle | undefined;
+  #created = false;
   constructor(readonly file: string) {}
 
   async #open(): Promise<FileHandle> {
-    this.#handle ??= await open(this.file, 'w+');
+    if (!this.#handle) {
+      // Create once; reopening (after a commit closed it) must not truncate what is there.
+      this.#handle = await open(this.file, this.#created ? 'r+' : 'w+');
+      this.#created = true;
+    }
     return this.#handle;
   }
 
@@ -181,7 +187,7 @@ class DiskStaging implements Staging {
     yield* createReadStream(this.file, { start: 0, end: size - 1, highWaterMark: 1 << 20 });
   }
 
-  /** Closes the file and hands back its path, truncated to `size`. */
+  /** Truncates the file to `size`, closes it and hands back its path. */
   async finish(size: number): Promise<string> {
     const handle = await this.#open();
     await handle.truncate(size);
@@ -234,12 +240,12 @@ export class DiskBlobStore extends RefCounts implements BlobStore {
 
   async commit(staging: Staging, hash: string, size: number): Promise<void> {
     if (!(staging instanceof DiskStaging)) throw new Error('foreign staging area');
-    if (this.#present.has(hash)) {
-      await staging.discard();
-      return;
-    }
+    if (this.#present.has(hash)) return;
     const file = await staging.finish(size);
-    await rename(file, this.#file(hash));
+    // A hard link: instant, no copy, and the staging name stays valid until discarded.
+    await link(file, this.#file(hash)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+    });
     this.#present.add(hash);
   }
 

@@ -125,9 +125,9 @@ export function filesRoutes({ fs, blobs, sessions }: Deps): RouteDef[] {
   };
 
   /**
-   * Commits staged bytes as a file. WriteMode is decided before the bytes move (so a conflict leaves an upload
-   * session intact for a retry, as UploadSessionFinishError.path promises) and again after, in case another
-   * request changed the target meanwhile. `consumed` is called once the staging area is gone.
+   * Commits staged bytes as a file following WriteMode. The staging area is discarded only once the file is
+   * written: a failed commit leaves the bytes for a retry (UploadSessionFinishError.path: "Data has already been
+   * appended to the upload session") or for UploadWriteFailed's session. `consumed` runs after a success.
    */
   const commitStaged = async (
     v: View,
@@ -136,23 +136,25 @@ export function filesRoutes({ fs, blobs, sessions }: Deps): RouteDef[] {
     content: { size: number; contentHash: string },
     consumed: () => void,
   ): Promise<FileRevision> => {
-    const target = writeTarget(v, commit.path);
-    let decision = fs.decideFileCommit(v, target, content.contentHash, commit.opts);
+    let decision = fs.decideFileCommit(v, writeTarget(v, commit.path), content.contentHash, commit.opts);
+    let revision: FileRevision;
     if (decision.kind === 'noop') {
-      await staging.discard();
-      consumed();
-      return fs.applyFileCommit(v, decision, content, commit.opts);
+      revision = fs.applyFileCommit(v, decision, content, commit.opts);
+    } else {
+      await blobs.commit(staging, content.contentHash, content.size);
+      // Hold a reference while deciding again (another request may have changed the target meanwhile), so the
+      // blob goes away if nothing ends up using it; the staged bytes are still there for a retry.
+      blobs.ref(content.contentHash);
+      try {
+        decision = fs.decideFileCommit(v, writeTarget(v, commit.path), content.contentHash, commit.opts);
+        revision = fs.applyFileCommit(v, decision, content, commit.opts);
+      } finally {
+        blobs.unref(content.contentHash);
+      }
     }
-    await blobs.commit(staging, content.contentHash, content.size);
+    await staging.discard();
     consumed();
-    // Hold a reference while deciding again, so the blob goes away if nothing ends up using it.
-    blobs.ref(content.contentHash);
-    try {
-      decision = fs.decideFileCommit(v, writeTarget(v, commit.path), content.contentHash, commit.opts);
-      return fs.applyFileCommit(v, decision, content, commit.opts);
-    } finally {
-      blobs.unref(content.contentHash);
-    }
+    return revision;
   };
 
   const sessionError = (e: unknown, wrapLookup: boolean): never => {

@@ -150,6 +150,34 @@ for (const storage of ['memory', 'disk'] as const) {
       );
     });
 
+    test('racing commits to one path: one wins, the loser keeps its bytes in a session', async () => {
+      const h = make();
+      const settled = await Promise.allSettled([h.upload('/race.txt', 'first'), h.upload('/race.txt', 'second')]);
+      const won = settled.filter((r) => r.status === 'fulfilled');
+      const lost = settled.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      assert.equal(won.length, 1);
+      assert.equal(lost.length, 1);
+      const err = (lost[0] as PromiseRejectedResult).reason.error;
+      assert.deepEqual(err.reason, { '.tag': 'conflict', conflict: { '.tag': 'file' } });
+      const loserBytes = (won[0] as PromiseFulfilledResult<any>).value.size === 5 ? 'second' : 'first';
+      await h.call('files/upload_session/finish', { cursor: { session_id: err.upload_session_id, offset: loserBytes.length }, commit: { path: '/loser.txt' } });
+      assert.equal((await h.download('/loser.txt')).bytes.toString(), loserBytes);
+    });
+
+    test('a concurrent session whose finish conflicts can be finished again', async () => {
+      const h = make();
+      await h.call('files/create_folder_v2', { path: '/occupied' });
+      const { session_id } = await h.call('files/upload_session/start', { session_type: 'concurrent' });
+      const data = bytes(BLOCK + 5, 3);
+      await h.call('files/upload_session/append_v2', { cursor: { session_id, offset: 0 } }, { body: data.subarray(0, BLOCK) });
+      await h.call('files/upload_session/append_v2', { cursor: { session_id, offset: BLOCK }, close: true }, { body: data.subarray(BLOCK) });
+      const arg = { cursor: { session_id, offset: data.length }, commit: { path: '/occupied' } };
+      assert.deepEqual(await h.fail('files/upload_session/finish', arg), { '.tag': 'path', path: { '.tag': 'conflict', conflict: { '.tag': 'folder' } } });
+      const m = await h.call('files/upload_session/finish', { ...arg, commit: { path: '/occupied', autorename: true } });
+      assert.equal(m.name, 'occupied (2)');
+      assert.ok((await h.download('/occupied (2)')).bytes.equals(data));
+    });
+
     test('start_batch and finish_batch_v2: per-entry success and failure', async () => {
       const h = make();
       const { session_ids } = await h.call('files/upload_session/start_batch', { num_sessions: 3 });
