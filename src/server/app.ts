@@ -24,7 +24,7 @@
 import { Hono } from 'hono';
 import { apiModule } from './api/index.js';
 import { openApiDocument } from './api/openapi.js';
-import type { AppEnv, ServerModule } from './context.js';
+import type { AppContext, AppEnv, ServerModule } from './context.js';
 import type { ServerDeps } from './deps.js';
 import { errorPage, HttpError, htmlPage, escapeHtml, mapError, ServerErrorCodes } from './errors.js';
 import { maskText } from './logger.js';
@@ -86,14 +86,8 @@ export function createApp(deps: ServerDeps, options: { modules?: ServerModule[] 
 
   for (const m of modules) app.route(m.mount, m.routes(services));
 
-  app.notFound((c) => {
-    throw new HttpError(ServerErrorCodes.ROUTE_NOT_FOUND, `Nothing here: ${c.req.method} ${logPath(c.req.path)}.`, {
-      hint: wantsJson(c.req.path) ? 'See the API description at /api/openapi.json.' : 'Check the address.',
-    });
-  });
-
-  // THE error boundary.
-  app.onError((err, c) => {
+  // THE error boundary (notFound answers through it too: a throw from notFound would skip the middleware above).
+  const boundary = (err: unknown, c: AppContext): Response => {
     const mapped = mapError(err);
     if (mapped.unexpected) {
       logger.error({ err, stack: err instanceof Error && err.stack ? maskText(err.stack) : undefined, path: logPath(c.req.path) }, 'request failed');
@@ -109,7 +103,16 @@ export function createApp(deps: ServerDeps, options: { modules?: ServerModule[] 
       );
     }
     return c.html(errorPage(mapped.status, mapped.body), mapped.status as 400, h);
-  });
+  };
+  app.onError(boundary);
+  app.notFound((c) =>
+    boundary(
+      new HttpError(ServerErrorCodes.ROUTE_NOT_FOUND, `Nothing here: ${c.req.method} ${logPath(c.req.path)}.`, {
+        hint: wantsJson(c.req.path) ? 'See the API description at /api/openapi.json.' : 'Check the address.',
+      }),
+      c,
+    ),
+  );
 
   const stoppers: { stop(): Promise<void> }[] = [];
   let timer: NodeJS.Timeout | undefined;
