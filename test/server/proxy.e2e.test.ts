@@ -1,0 +1,391 @@
+/**
+ * The Dropbox proxy (issue 4 §4) over real sockets: the server app on a 127.0.0.1:0 listener in this process, the
+ * emulator on another. Covers RPC, upload/download, header pass-through (Select-User, Path-Root, Range → 206),
+ * refresh-and-retry on expired_access_token, the shared 429 back-off, API key permission and scope errors, and
+ * attempts to reach another host or a path outside /2/.
+ * The 300 MiB transfer with the RSS bound is in proxy-large.e2e.test.ts (a child-process server).
+ */
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { after, before, test } from 'node:test';
+import { createApp, type ServerApp } from '../../src/server/app.js';
+import { bind, type Listener } from '../../src/server/node.js';
+import { createProxyModule } from '../../src/server/proxy/index.js';
+import { defaultSleep, type Sleep } from '../../src/dropbox/retry.js';
+import { dropboxContentHash, patternBytes } from '../helpers/content-hash.js';
+import { headerSafeJson } from '../helpers/emulator.js';
+import { makeServerRig, type ServerRig } from './rig.js';
+
+let rig: ServerRig;
+let listener: Listener & { setApp(app: ServerApp): void };
+let base: string;
+let key: string;
+let account: { accountId: string; email: string };
+
+before(async () => {
+  rig = await makeServerRig();
+  account = await rig.connection('c1');
+  await rig.connection('c2');
+  key = await rig.key(['proxy'], ['c1'], 'proxy-c1');
+  listener = await bind(0, '127.0.0.1');
+  listener.setApp(rig.app);
+  base = `http://127.0.0.1:${listener.port}`;
+});
+
+after(async () => {
+  await listener?.close(0);
+  await rig?.close();
+});
+
+function proxy(path: string, init: RequestInit & { key?: string | null } = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  const k = init.key === undefined ? key : init.key;
+  if (k !== null) headers.set('Authorization', `Bearer ${k}`);
+  return fetch(`${base}/proxy${path}`, { method: 'POST', ...init, headers });
+}
+
+function rpc(conn: string, route: string, arg?: unknown, headers: Record<string, string> = {}, k?: string): Promise<Response> {
+  return proxy(`/${conn}/2/${route}`, {
+    headers: arg === undefined ? headers : { 'Content-Type': 'application/json', ...headers },
+    ...(arg === undefined ? {} : { body: JSON.stringify(arg) }),
+    ...(k === undefined ? {} : { key: k }),
+  });
+}
+
+async function upload(conn: string, path: string, bytes: Uint8Array): Promise<Response> {
+  return proxy(`/${conn}/2/files/upload`, {
+    headers: { 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': headerSafeJson({ path, mode: 'overwrite' }) },
+    body: bytes,
+  });
+}
+
+/** The emulator's log entries for one route since the log was last cleared. */
+async function logged(route: string) {
+  return (await rig.emu.control.requests()).filter((r) => r.path === `/2/${route}`);
+}
+
+test('RPC: users/get_current_account through the proxy answers for the connection with the connection token', async () => {
+  await rig.emu.control.clearRequests();
+  const res = await rpc('c1', 'users/get_current_account');
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'application/json');
+  assert.ok(res.headers.get('x-dropbox-request-id'));
+  const body = await res.json();
+  assert.equal(body.account_id, account.accountId);
+  assert.equal(body.email, account.email);
+  const [entry] = await logged('users/get_current_account');
+  // The emulator logs a fingerprint of the bearer token: it was the connection's token, not the API key.
+  assert.match(String(entry?.authorization), /^Bearer sha256:/);
+  const current = await rig.dk.getToken('c1');
+  const direct = await rig.emu.rpc('users/get_current_account', undefined, current.accessToken);
+  assert.equal(direct.status, 200);
+  const entries = await logged('users/get_current_account');
+  assert.equal(entries[0]?.authorization, entries[1]?.authorization);
+});
+
+test('RPC with a JSON argument, and Dropbox errors pass through unchanged (409 with the route error)', async () => {
+  const folder = await rpc('c1', 'files/create_folder_v2', { path: '/proxied' });
+  assert.equal(folder.status, 200);
+  assert.equal((await folder.json()).metadata.path_display, '/proxied');
+  const missing = await rpc('c1', 'files/get_metadata', { path: '/does-not-exist' });
+  assert.equal(missing.status, 409);
+  const err = await missing.json();
+  assert.equal(err.error['.tag'], 'path');
+  assert.match(err.error_summary, /^path\/not_found\//);
+  const bad = await rpc('c1', 'files/get_metadata', { path: 'no-slash' });
+  assert.equal(bad.status, 400);
+  assert.match(await bad.text(), /^Error in call to API function "files\/get_metadata"/);
+});
+
+test('upload and download round trip on the content host, with Range → 206, ETag and If-None-Match → 304', async () => {
+  const data = patternBytes(3 * 1024 * 1024 + 17, 7);
+  const up = await upload('c1', '/round/trip.bin', data);
+  assert.equal(up.status, 200);
+  const meta = await up.json();
+  assert.equal(meta.size, data.length);
+  assert.equal(meta.content_hash, dropboxContentHash(data));
+
+  const down = await proxy('/c1/2/files/download', { headers: { 'Dropbox-API-Arg': headerSafeJson({ path: '/round/trip.bin' }) } });
+  assert.equal(down.status, 200);
+  assert.equal(down.headers.get('content-length'), String(data.length));
+  assert.equal(JSON.parse(down.headers.get('dropbox-api-result')!).content_hash, meta.content_hash);
+  assert.ok(Buffer.from(await down.arrayBuffer()).equals(data));
+
+  const range = await proxy('/c1/2/files/download', { headers: { 'Dropbox-API-Arg': headerSafeJson({ path: '/round/trip.bin' }), Range: 'bytes=100-199' } });
+  assert.equal(range.status, 206);
+  assert.equal(range.headers.get('content-range'), `bytes 100-199/${data.length}`);
+  assert.ok(Buffer.from(await range.arrayBuffer()).equals(data.subarray(100, 200)));
+
+  const etag = down.headers.get('etag');
+  assert.ok(etag);
+  const cached = await proxy('/c1/2/files/download', { headers: { 'Dropbox-API-Arg': headerSafeJson({ path: '/round/trip.bin' }), 'If-None-Match': etag } });
+  assert.equal(cached.status, 304);
+
+  // Download routes also take GET with the argument in the URL (§0, §3.2).
+  const viaGet = await proxy(`/c1/2/files/download?arg=${encodeURIComponent(JSON.stringify({ path: '/round/trip.bin' }))}`, { method: 'GET' });
+  assert.equal(viaGet.status, 200);
+  assert.equal(Number(viaGet.headers.get('content-length')), data.length);
+  await viaGet.body?.cancel();
+});
+
+test('upload sessions: an empty-bodied start, streamed appends and finish go to the content host', async () => {
+  const start = await proxy('/c1/2/files/upload_session/start', { headers: { 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': '{}' }, body: new Uint8Array(0) });
+  assert.equal(start.status, 200);
+  const { session_id } = await start.json();
+  const part = patternBytes(2 * 1024 * 1024, 3);
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(part.subarray(0, 1024 * 1024));
+      c.enqueue(part.subarray(1024 * 1024));
+      c.close();
+    },
+  });
+  const append = await proxy('/c1/2/files/upload_session/append_v2', {
+    headers: { 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': headerSafeJson({ cursor: { session_id, offset: 0 } }) },
+    body: stream,
+    duplex: 'half',
+  } as RequestInit);
+  assert.equal(append.status, 200);
+  const finish = await proxy('/c1/2/files/upload_session/finish', {
+    headers: { 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': headerSafeJson({ cursor: { session_id, offset: part.length }, commit: { path: '/session.bin' } }) },
+    body: new Uint8Array(0),
+  });
+  assert.equal(finish.status, 200);
+  assert.equal((await finish.json()).content_hash, dropboxContentHash(part));
+});
+
+test('Dropbox-API-Path-Root passes through: home works, another namespace is Dropbox\'s 422', async () => {
+  const home = await rpc('c1', 'users/get_current_account', undefined, { 'Dropbox-API-Path-Root': '{".tag":"home"}' });
+  assert.equal(home.status, 200);
+  const other = await rpc('c1', 'users/get_current_account', undefined, { 'Dropbox-API-Path-Root': '{".tag":"root","root":"1"}' });
+  assert.equal(other.status, 422);
+  assert.equal((await other.json()).error['.tag'], 'invalid_root');
+});
+
+test('Dropbox-API-Select-User passes through for a team connection', async () => {
+  const team = await rig.emu.control.createApp({
+    team: true,
+    scopes: ['team_info.read', 'members.read', 'team_data.member', 'account_info.read', 'files.metadata.read'],
+    redirect_uris: ['http://127.0.0.1/*'],
+  });
+  const admin = await rig.emu.control.createAccount({ team: { name: 'Proxy Team' }, team_admin: true });
+  const member = await rig.emu.control.createAccount({ team: { name: 'Proxy Team' } });
+  assert.equal(member.team_id, admin.team_id);
+  await rig.dk.addApp({ name: 'teamapp', key: team.key, secret: team.secret!, scopes: team.scopes, team: true, access: 'full' });
+  const grant = await rig.emu.control.grant({ app: team.key, account: admin.account_id, token_access_type: 'offline' });
+  await rig.dk.import({ connection: 'team1', app: 'teamapp', refreshToken: grant.refresh_token! });
+  const teamKey = await rig.key(['proxy'], ['team1'], 'proxy-team');
+
+  const info = await rpc('team1', 'team/get_info', undefined, {}, teamKey);
+  assert.equal(info.status, 200);
+  const without = await rpc('team1', 'users/get_current_account', undefined, {}, teamKey);
+  assert.equal(without.status, 400);
+  assert.match(await without.text(), /Dropbox-API-Select-User/);
+  const asMember = await rpc('team1', 'users/get_current_account', undefined, { 'Dropbox-API-Select-User': String(member.team_member_id) }, teamKey);
+  assert.equal(asMember.status, 200);
+  assert.equal((await asMember.json()).account_id, member.account_id);
+});
+
+test('an expired token: one shared refresh for concurrent callers, then each request is retried once', async () => {
+  await rig.emu.control.clearRequests();
+  const before = (await rig.dk.getToken('c1')).accessToken;
+  // Only Dropbox's clock moves: dropkey still believes the token is valid, so Dropbox answers 401 expired_access_token.
+  await rig.emu.control.advanceClock(5 * 3600);
+  const results = await Promise.all([1, 2, 3, 4].map(() => rpc('c1', 'users/get_current_account')));
+  assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200]);
+  for (const r of results) assert.equal((await r.json()).account_id, account.accountId);
+  const log = await rig.emu.control.requests();
+  const refreshes = log.filter((r) => r.path === '/oauth2/token');
+  assert.equal(refreshes.length, 1, 'one refresh for all four callers');
+  const calls = log.filter((r) => r.path === '/2/users/get_current_account');
+  assert.equal(calls.filter((r) => r.status === 401).length, 4);
+  assert.equal(calls.filter((r) => r.status === 200).length, 4);
+  assert.notEqual((await rig.dk.getToken('c1')).accessToken, before);
+});
+
+test('an expired token on a streamed upload: the 401 is passed back, not retried (the body cannot be sent twice)', async () => {
+  await rig.emu.control.clearRequests();
+  await rig.emu.control.advanceClock(5 * 3600);
+  const big = patternBytes(2 * 1024 * 1024, 11);
+  const res = await upload('c1', '/expired.bin', big);
+  assert.equal(res.status, 401);
+  assert.equal((await res.json()).error['.tag'], 'expired_access_token');
+  assert.equal((await logged('files/upload')).length, 1);
+  // A small (replayable) upload is refreshed and retried.
+  const small = await upload('c1', '/small.bin', Buffer.from('small'));
+  assert.equal(small.status, 200);
+  assert.equal((await logged('files/upload')).length, 3);
+});
+
+/** A proxy app on the same services whose waits are observable: each sleep is reported before it starts. */
+async function observedProxy(o: { maxWaitMs?: number } = {}) {
+  const sleeps: number[] = [];
+  const waiters: Array<{ n: number; resolve: () => void }> = [];
+  const sleep: Sleep = async (ms, signal) => {
+    sleeps.push(ms);
+    for (const w of waiters.splice(0)) if (sleeps.length >= w.n) w.resolve();
+    else waiters.push(w);
+    await defaultSleep(ms, signal);
+  };
+  // Real time for the back-off (the rig's clock is frozen).
+  const app = createApp({ ...rig.app.services, clock: Date.now }, { modules: [createProxyModule({ sleep, ...o })] });
+  const l = await bind(0, '127.0.0.1');
+  l.setApp(app);
+  const url = `http://127.0.0.1:${l.port}`;
+  return {
+    sleeps,
+    /** Resolves once n sleeps have started. */
+    sleeping(n: number): Promise<void> {
+      return new Promise((resolve) => (sleeps.length >= n ? resolve() : waiters.push({ n, resolve })));
+    },
+    call(route: string): Promise<Response> {
+      return fetch(`${url}/proxy/c1/2/${route}`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
+    },
+    close: () => l.close(0),
+  };
+}
+
+test('429: the first caller meets Retry-After; concurrent callers wait out the same block; all succeed', async () => {
+  const p = await observedProxy();
+  try {
+    await rig.emu.control.clearRequests();
+    await rig.emu.control.fault({ route: 'users/get_current_account', status: 429, retry_after: 1, count: 1 });
+    const first = p.call('users/get_current_account');
+    await p.sleeping(1); // the first caller got the 429 and is waiting
+    const others = [p.call('users/get_current_account'), p.call('users/get_current_account')];
+    await p.sleeping(3); // the others are waiting on the shared block before going upstream
+    const all = await Promise.all([first, ...others]);
+    assert.deepEqual(all.map((r) => r.status), [200, 200, 200]);
+    const calls = await logged('users/get_current_account');
+    assert.deepEqual(calls.map((r) => r.status), [429, 200, 200, 200], 'only the first call reached Dropbox during the block');
+    const limitedAt = Date.parse(String(calls[0]!.time));
+    for (const c of calls.slice(1)) assert.ok(Date.parse(String(c.time)) - limitedAt >= 900, 'retried after Retry-After');
+    assert.ok(p.sleeps.every((ms) => ms > 0 && ms <= 1000));
+    assert.ok(rig.app.services.metrics.upstream429.get({ host: 'api' }) >= 1);
+  } finally {
+    await p.close();
+  }
+});
+
+test('429 with a Retry-After beyond the bound: passed back, and later callers get a 429 at once without reaching Dropbox', async () => {
+  const p = await observedProxy({ maxWaitMs: 2_000 });
+  try {
+    await rig.emu.control.clearRequests();
+    await rig.emu.control.fault({ route: 'users/get_current_account', status: 429, retry_after: 120, count: 1 });
+    const first = await p.call('users/get_current_account');
+    assert.equal(first.status, 429);
+    assert.equal(first.headers.get('retry-after'), '120');
+    const second = await p.call('users/get_current_account');
+    assert.equal(second.status, 429);
+    const after = Number(second.headers.get('retry-after'));
+    assert.ok(after > 100 && after <= 120);
+    const body = await second.json();
+    // Readable both as dropkey's error and as Dropbox's RateLimitError (§3.3).
+    assert.equal(body.error.code, 'DROPKEY_RATE_LIMITED');
+    assert.equal(body.error.reason['.tag'], 'too_many_requests');
+    assert.equal(body.error.retry_after, after);
+    assert.equal((await logged('users/get_current_account')).length, 1);
+    assert.deepEqual(p.sleeps, []);
+  } finally {
+    await p.close();
+  }
+});
+
+test('API keys: none or unknown → 401, no proxy permission or another connection → 403, unknown connection → 404', async () => {
+  const none = await rpc('c1', 'users/get_current_account', undefined, {}, undefined);
+  assert.equal(none.status, 200); // sanity: the default key works
+  const missing = await proxy('/c1/2/users/get_current_account', { key: null });
+  assert.equal(missing.status, 401);
+  assert.equal((await missing.json()).error.code, 'DROPKEY_UNAUTHORIZED');
+  const unknown = await proxy('/c1/2/users/get_current_account', { key: 'dk_' + 'x'.repeat(40) });
+  assert.equal(unknown.status, 401);
+  const tokenOnly = await rig.key(['token:read'], ['c1']);
+  const noPerm = await proxy('/c1/2/users/get_current_account', { key: tokenOnly });
+  assert.equal(noPerm.status, 403);
+  assert.match((await noPerm.json()).error.message, /"proxy" permission/);
+  const otherConn = await proxy('/c2/2/users/get_current_account');
+  assert.equal(otherConn.status, 403);
+  assert.equal((await otherConn.json()).error.code, 'DROPKEY_FORBIDDEN');
+  const all = await rig.key(['proxy'], '*');
+  const nothing = await proxy('/nope/2/users/get_current_account', { key: all });
+  assert.equal(nothing.status, 404);
+  assert.equal((await nothing.json()).error.code, 'DROPKEY_NOT_FOUND');
+  // The caller's key never reaches Dropbox.
+  await rig.emu.control.clearRequests();
+  await rpc('c1', 'users/get_current_account');
+  const [entry] = await logged('users/get_current_account');
+  assert.ok(!JSON.stringify(entry).includes(key));
+});
+
+test('only /2/<route> on the configured hosts: path tricks are refused, Host and X-Forwarded-Host are ignored', async () => {
+  await rig.emu.control.clearRequests();
+  const tricks = [
+    '/c1/2/../../api/v1/connections',
+    '/c1/2/%2e%2e/%2e%2e/oauth2/token',
+    '/c1/2/files%2Fdownload',
+    '/c1/2/files/..%2F..%2F_emulator/requests',
+    '/c1/2//evil.example.com/x',
+    '/c1/2/_emulator/../oauth2/token', // normalized to /2/oauth2/token: still a /2/ route, Dropbox's 400
+    '/c1/2/x/../../../oauth2/token',
+    '/c1/2/Users/get_current_account',
+    '/c1/3/users/get_current_account',
+    '/c1/2/',
+  ];
+  for (const t of tricks) {
+    const res = await proxy(t);
+    assert.ok(res.status >= 400, `${t} → ${res.status}`);
+    await res.body?.cancel();
+  }
+  const reached = (await rig.emu.control.requests()).map((r) => r.path);
+  assert.ok(reached.every((p) => /^\/2\/[a-z0-9_]+(\/[a-z0-9_]+)*$/.test(p)), reached.join(' '));
+  // Host / X-Forwarded-Host / an absolute request target: the request goes to the configured emulator anyway.
+  const raw = await rawRequest(
+    `POST http://evil.example.com/proxy/c1/2/users/get_current_account HTTP/1.1\r\nHost: evil.example.com\r\nX-Forwarded-Host: evil.example.com\r\n` +
+      `Authorization: Bearer ${key}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+  );
+  assert.match(raw, /^HTTP\/1\.1 200 /);
+  const log = await rig.emu.control.requests();
+  assert.ok(log.every((r) => r.path.startsWith('/2/')));
+  assert.equal(log.filter((r) => r.path === '/2/users/get_current_account').length, 1);
+  const fwd = log.find((r) => r.path === '/2/users/get_current_account')!;
+  assert.ok(!JSON.stringify(fwd.headers).includes('evil'), 'Host and X-Forwarded-Host are not forwarded');
+  // Wrong methods: RPC routes take POST only.
+  const get = await proxy('/c1/2/users/get_current_account', { method: 'GET' });
+  assert.equal(get.status, 405);
+});
+
+test('the caller\'s query authorization, cookies and hop-by-hop headers do not reach Dropbox', async () => {
+  await rig.emu.control.clearRequests();
+  const res = await proxy('/c1/2/users/get_current_account?authorization=Bearer%20stolen', {
+    headers: { Cookie: 'dropkey_session=abc', 'Proxy-Authorization': 'Basic xyz', 'X-Forwarded-For': '10.0.0.1' },
+  });
+  assert.equal(res.status, 200);
+  const [entry] = await logged('users/get_current_account');
+  const seen = JSON.stringify(entry);
+  for (const s of ['stolen', 'dropkey_session', 'xyz', '10.0.0.1']) assert.ok(!seen.includes(s), s);
+});
+
+test('metrics: proxy bytes by direction', async () => {
+  const m = rig.app.services.metrics;
+  const up0 = m.proxyBytes.get({ direction: 'upload' });
+  const down0 = m.proxyBytes.get({ direction: 'download' });
+  const data = patternBytes(1500, 5);
+  assert.equal((await upload('c1', '/m.bin', data)).status, 200);
+  const down = await proxy('/c1/2/files/download', { headers: { 'Dropbox-API-Arg': headerSafeJson({ path: '/m.bin' }) } });
+  await down.arrayBuffer();
+  assert.equal(m.proxyBytes.get({ direction: 'upload' }) - up0, 1500);
+  assert.ok(m.proxyBytes.get({ direction: 'download' }) - down0 >= 1500);
+  const text = await (await fetch(`${base}/metrics`)).text();
+  assert.match(text, /dropkey_proxy_bytes_total\{direction="download"\} \d+/);
+});
+
+function rawRequest(head: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(listener.port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('end', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    sock.on('error', reject);
+    sock.write(head);
+  });
+}
