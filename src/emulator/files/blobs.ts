@@ -5,7 +5,7 @@
  * holds a whole file in memory: writes go straight to disk and reads are file streams.
  */
 import { createReadStream, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { link, mkdir, open, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -227,11 +227,7 @@ export class DiskBlobStore extends RefCounts implements BlobStore {
 
   /** Removes blobs no revision references (after metadata was loaded and ref() called for each revision). */
   sweep(): void {
-    for (const hash of [...this.#present]) {
-      if (this.refs.has(hash)) continue;
-      this.#present.delete(hash);
-      rmSync(this.#file(hash), { force: true });
-    }
+    for (const hash of [...this.#present]) if (!this.refs.has(hash)) this.drop(hash);
   }
 
   async stage(): Promise<Staging> {
@@ -270,7 +266,8 @@ export class DiskBlobStore extends RefCounts implements BlobStore {
 
   protected drop(hash: string): void {
     this.#present.delete(hash);
-    unlink(this.#file(hash)).catch(() => {});
+    // Synchronous, so a commit of the same content right after cannot race with a pending unlink.
+    rmSync(this.#file(hash), { force: true });
   }
 
   async clear(): Promise<void> {

@@ -77,3 +77,17 @@ test('unreferenced blobs and leftover staging are cleaned at startup; reset empt
   const third = new Harness(dir);
   assert.deepEqual(await third.fail('files/get_metadata', { path: '/keep.txt' }), { '.tag': 'path', path: { '.tag': 'not_found' } });
 });
+
+test('storage stays bounded: old revisions beyond the last 10 and their blobs go away; copies share a blob', async () => {
+  const dir = tempDir();
+  const h = new Harness(dir);
+  const first = await h.upload('/v.txt', 'version 0');
+  for (let i = 1; i < 12; i++) await h.upload('/v.txt', `version ${i}`, { mode: 'overwrite' });
+  assert.equal(readdirSync(join(dir, 'blobs')).length, 10);
+  assert.deepEqual(await h.fail('files/download', { path: `rev:${first.rev}` }), { '.tag': 'path', path: { '.tag': 'not_found' } });
+  await h.call('files/copy_v2', { from_path: '/v.txt', to_path: '/w.txt' });
+  assert.equal(readdirSync(join(dir, 'blobs')).length, 10);
+  // Re-uploading content whose blob was just dropped works (no stale unlink).
+  await h.upload('/again.txt', 'version 0');
+  assert.equal((await h.download('/again.txt')).bytes.toString(), 'version 0');
+});
