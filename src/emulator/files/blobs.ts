@@ -5,7 +5,7 @@
  * holds a whole file in memory: writes go straight to disk and reads are file streams.
  */
 import { createReadStream, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { link, mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -253,11 +253,6 @@ export class DiskBlobStore extends RefCounts implements BlobStore {
     if (end < start) return EMPTY();
     const stream = createReadStream(this.#file(hash), { start, end, highWaterMark: 1 << 20 });
     return Readable.toWeb(stream) as ReadableStream<Uint8Array>;
-  }
-
-  /** Size on disk, for consistency checks at load. */
-  async size(hash: string): Promise<number | undefined> {
-    return stat(this.#file(hash)).then((s) => s.size, () => undefined);
   }
 
   #file(hash: string): string {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { formatTimestamp } from './args.js';
 import type { BlobStore } from './blobs.js';
 import { Namespace, type FileNode, type FileRevision, type Node, type NamespaceState } from './namespace.js';
-import { isDisallowedName, isWithin, lower, parentOf, type PathRef } from './paths.js';
+import { isDisallowedName, isWithin, lower, type PathRef } from './paths.js';
 
 export type Stone = Record<string, unknown>;
 
@@ -363,4 +363,3 @@ export class RelocationFailure extends Error {
   }
 }
 
-export { parentOf };

@@ -7,7 +7,7 @@
  * so concurrent requests never see half a change.
  */
 import { randomBytes } from 'node:crypto';
-import { baseName, isWithin, lower, parentOf } from './paths.js';
+import { baseName, lower, parentOf } from './paths.js';
 
 export interface FileRevision {
   rev: string;
@@ -309,4 +309,3 @@ export class Namespace {
   }
 }
 
-export { isWithin };
