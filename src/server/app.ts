@@ -31,11 +31,12 @@ import { maskText } from './logger.js';
 import { oauthModule, POPUP_SCRIPT_PATH } from './oauth/routes.js';
 import { opsModule } from './ops.js';
 import { proxyModule } from './proxy/index.js';
+import { uiModule } from './ui/index.js';
 import { securityHeaders } from './security/headers.js';
 import { createServices, type ServerServices } from './services.js';
 
 /** The modules mounted by default. Helpers adding ui/proxy/webhooks: import the module and add it here. */
-export const MODULES: ServerModule[] = [opsModule, apiModule, oauthModule, proxyModule];
+export const MODULES: ServerModule[] = [opsModule, apiModule, oauthModule, proxyModule, uiModule];
 
 export interface ServerApp {
   /** The Request → Response handler. */

@@ -37,6 +37,8 @@ export interface PageOptions {
   /** Which NAV entry is current. */
   current?: string;
   notices?: Notice[];
+  /** Server time (epoch ms): the script corrects countdowns for the browser's clock skew. */
+  now?: number;
 }
 
 export function noticeHtml(n: Notice): Html {
@@ -54,6 +56,7 @@ export function page(o: PageOptions): string {
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="same-origin">
 ${o.session ? html`<meta name="csrf-token" content="${o.session.csrf}">` : ''}
+${o.now !== undefined ? html`<meta name="server-time" content="${new Date(o.now).toISOString()}">` : ''}
 <title>${o.title} · dropkey</title>
 <link rel="stylesheet" href="${ASSET_CSS}">
 <script src="${ASSET_JS}" defer></script>
