@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
-import { CONTENT_HASH_BLOCK_SIZE, ContentHasher, contentHash, isContentHash } from './content-hash.js';
+import { CONTENT_HASH_BLOCK_SIZE, ContentHasher, combineBlockDigests, contentHash, isContentHash } from './content-hash.js';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest();
 
@@ -76,13 +76,21 @@ test('chunking across block boundaries gives the one-shot hash', () => {
   assert.equal(h.digest(), expected);
 });
 
-test("Dropbox's published vector: only the final hash is checkable offline", () => {
-  // dropbox-api.md §4.1 quotes the block hashes of the 9,711,423-byte image only truncated
-  // (2a846fa6…992a, c6846902…9cf9, 7376192d…818b), so the image's hash cannot be recomputed here. What can be
-  // checked is the vector's shape: 9,711,423 bytes is exactly three blocks, which our splitter agrees with.
+test("Dropbox's published vector: the image's block hashes compose to its content_hash", () => {
+  // Dropbox's content-hash reference (www.dropbox.com/developers/reference/content-hash) publishes, for
+  // milky-way-nasa.jpg (9,711,423 bytes), the three block hashes and the file's hash. The image itself cannot be
+  // fetched here; its published block hashes can be, and they must compose to the published file hash.
+  const blocks = [
+    '2a846fa617c3361fc117e1c5c1e1838c336b6a5cef982c1a2d9bdf68f2f1992a', // 4,194,304 bytes
+    'c68469027410ea393eba6551b9fa1e26db775f00eae70a0c3c129a0011a39cf9', // 4,194,304 bytes
+    '7376192de020925ce6c5ef5a8a0405e931b0a9a8c75517aacd9ca24a8a56818b', // 1,322,815 bytes
+  ].map((h) => Buffer.from(h, 'hex'));
   assert.equal(Math.ceil(9_711_423 / CONTENT_HASH_BLOCK_SIZE), 3);
-  assert.ok(isContentHash('485291fa0ee50c016982abbfa943957bcd231aae0492ccbaa22c58e3997b35e0'));
+  assert.equal(combineBlockDigests(blocks), '485291fa0ee50c016982abbfa943957bcd231aae0492ccbaa22c58e3997b35e0');
+  // ...and the streaming hasher composes its own blocks the same way on data of the same shape.
   const data = bytes(9_711_423, 11);
+  const own = [0, 1, 2].map((i) => sha256(data.subarray(i * CONTENT_HASH_BLOCK_SIZE, (i + 1) * CONTENT_HASH_BLOCK_SIZE)));
+  assert.equal(contentHash(data), combineBlockDigests(own));
   assert.equal(contentHash(data), reference(data));
 });
 

@@ -51,10 +51,21 @@ export class ContentHasher {
   }
 
   #closeBlock(): void {
+    // Same composition as combineBlockDigests(), done incrementally so memory stays constant for any size.
     this.#overall.update(this.#block.digest());
     this.#block = createHash('sha256');
     this.#blockFill = 0;
   }
+}
+
+/**
+ * The final step on its own: SHA-256 over the concatenated raw block digests, lower-case hex. ContentHasher does
+ * exactly this incrementally; exported so the composition can be checked against Dropbox's published block hashes.
+ */
+export function combineBlockDigests(digests: readonly Uint8Array[]): string {
+  const overall = createHash('sha256');
+  for (const d of digests) overall.update(d);
+  return overall.digest('hex');
 }
 
 /** content_hash of bytes already in memory. */
