@@ -32,7 +32,6 @@ import { oauthModule, POPUP_SCRIPT_PATH } from './oauth/routes.js';
 import { opsModule } from './ops.js';
 import { proxyModule } from './proxy/index.js';
 import { uiModule } from './ui/index.js';
-import { securityHeaders } from './security/headers.js';
 import { createServices, type ServerServices } from './services.js';
 
 /** The modules mounted by default. Helpers adding ui/proxy/webhooks: import the module and add it here. */
@@ -65,16 +64,18 @@ export function createApp(deps: ServerDeps, options: { modules?: ServerModule[] 
   const services = createServices(deps);
   const modules = options.modules ?? MODULES;
   const app = new Hono<AppEnv>();
-  const headers = securityHeaders({ authorizeUrl: deps.dropkey.urls.authorize, https: deps.config.publicUrl.startsWith('https:') });
+  const headers = Object.entries(services.securityHeaders);
   const { logger, metrics } = deps;
+  const statusClass = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'].map((status) => ({ status }));
 
   app.use('*', async (c, next) => {
     const started = performance.now();
     await next();
     const res = c.res;
-    for (const [k, v] of headers) res.headers.set(k, v);
+    // Never c.header() after next(): on a finished response it makes @hono/node-server drop its fast path.
+    if (!services.preSecured.has(res)) for (const [k, v] of headers) res.headers.set(k, v);
     const status = res.status;
-    metrics.httpRequests.inc({ status: `${Math.floor(status / 100)}xx` });
+    metrics.httpRequests.inc(statusClass[Math.floor(status / 100)] ?? { status: 'other' });
     // Hot GETs log at debug (issue 4's benchmark); changes, client errors and failures at info and above.
     const method = c.req.method;
     const level = status >= 500 ? 'warn' : method === 'GET' || method === 'HEAD' ? (status >= 400 ? 'info' : 'debug') : 'info';

@@ -10,6 +10,7 @@ import { DropkeyError, ErrorCodes } from '../errors.js';
 import { API_PERMISSIONS, type ApiKeyRecord, type ApiPermission, type NewAuditEntry } from '../store/server-types.js';
 import type { ServerDeps } from './deps.js';
 import { HttpError, ServerErrorCodes } from './errors.js';
+import { securityHeaders } from './security/headers.js';
 import { RateLimiter } from './security/rate-limit.js';
 import { generateApiKey, hexEqual, looksLikeApiKey, sha256Hex } from './security/secrets.js';
 
@@ -326,6 +327,13 @@ export class TokenService {
 
 export interface ServerServices extends ServerDeps {
   paths: ServerPaths;
+  /** The security headers as a record (security/headers.ts), for responses built by hand on hot paths. */
+  securityHeaders: Readonly<Record<string, string>>;
+  /**
+   * Responses that already carry the security headers (built with securityHeaders): app.ts's middleware skips
+   * them, so @hono/node-server can write their plain header object without converting it to Headers.
+   */
+  preSecured: WeakSet<Response>;
   audit: AuditLog;
   usage: UsageRecorder;
   apiKeys: ApiKeyService;
@@ -337,8 +345,11 @@ export interface ServerServices extends ServerDeps {
 export function createServices(deps: ServerDeps): ServerServices {
   const paths = new ServerPaths(deps.config.publicUrl);
   const audit = new AuditLog(deps);
+  const headers = securityHeaders({ authorizeUrl: deps.dropkey.urls.authorize, https: deps.config.publicUrl.startsWith('https:') });
   return {
     ...deps,
+    securityHeaders: Object.freeze(Object.fromEntries(headers)),
+    preSecured: new WeakSet(),
     randomBytes: deps.randomBytes ?? randomBytes,
     paths,
     audit,
