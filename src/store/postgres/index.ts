@@ -21,28 +21,17 @@ import { Keyring, secretContext } from '../crypto.js';
 import { realSleep, withLease, type LeasePrimitives } from '../lease.js';
 import { alreadyExists, checkName, checkScopes, checkState, emptyToNull, notFound, type KeyringProvider } from '../sqlite/index.js';
 import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, Sleep, Store } from '../types.js';
-import { describeServer, errorMapper, isConnectionError, type ErrorMapper } from './errors.js';
+import { checkout, codeOf, createPool, PgDatabase, poolConfig, type PgPoolOptions, type Queryable } from './db.js';
+import { describeServer, errorMapper } from './errors.js';
 import { LIVENESS_LOCK_NS, migrate, NewerSchemaError, quoteIdent } from './migrations.js';
 
-export interface PostgresStoreOptions {
-  /** postgres://user:password@host:port/database (DROPKEY_DATABASE_URL). */
-  connectionString: string;
+export interface PostgresStoreOptions extends PgPoolOptions {
   keyring: Keyring | KeyringProvider;
   clock?: Clock;
   /** Used only to wait for locks (and their heartbeat). */
   sleep?: Sleep;
   /** Schema holding dropkey's tables (default `dropkey`); lower-case letters, digits and `_`. */
   schema?: string;
-  /** Most connections this store opens at once, besides its one liveness connection (default 10). */
-  maxConnections?: number;
-  /** Give up connecting after this long (default 10 000 ms); 0 waits forever (not recommended). */
-  connectTimeoutMs?: number;
-  /** Idle pooled connections are closed after this long (default 30 000 ms). */
-  idleTimeoutMs?: number;
-  /** Server-side statement_timeout (default 30 000 ms): no statement of ours runs longer. */
-  statementTimeoutMs?: number;
-  /** application_name shown in pg_stat_activity (default `dropkey`). */
-  applicationName?: string;
   /** Receives warnings (clock skew against the server). Default: process.emitWarning. */
   warn?: (message: string) => void;
 }
@@ -114,16 +103,6 @@ const CONNECTION_COLUMNS = [
   'version',
 ] as const satisfies readonly (keyof ConnectionRow)[];
 
-/**
- * int8 (epoch milliseconds) as a JS number: node-postgres returns strings by default because int8 can exceed 2^53;
- * our values are times and counters far below that. Set per pool, so other users of `pg` are not affected.
- */
-const INT8_OID = 20;
-const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === INT8_OID && format !== 'binary' ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
-
 export function checkSchemaName(schema: string): string {
   if (!SCHEMA_RE.test(schema)) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, `invalid PostgreSQL schema name "${String(schema).slice(0, 80)}"`, {
@@ -140,31 +119,17 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   const warn = options.warn ?? ((m: string) => process.emitWarning(m, 'DropkeyWarning'));
   const server = describeServer(options.connectionString);
   const fail = errorMapper(server);
-  const statementTimeout = options.statementTimeoutMs ?? 30_000;
-  const config: pg.PoolConfig = {
-    connectionString: options.connectionString,
-    max: options.maxConnections ?? 10,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
-    idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
-    statement_timeout: statementTimeout,
-    // A process that hangs inside a transaction must not hold row locks forever.
-    idle_in_transaction_session_timeout: Math.max(statementTimeout * 2, 10_000),
-    application_name: options.applicationName ?? 'dropkey',
-    keepAlive: true,
-    types,
-  };
-  const pool = new pg.Pool(config);
-  // An idle pooled connection that the server closes emits 'error' on the pool; without a listener that would crash
-  // the process. The pool has already dropped the connection; the next operation opens a new one.
-  pool.on('error', () => {});
+  // Besides the pool, each store has one liveness connection (see Liveness).
+  const config = poolConfig(options);
+  const pool = createPool(config);
 
   try {
-    const client = await pool.connect();
+    const { client, release } = await checkout(pool);
     try {
       await migrate(client, schema, clock());
       if (options.clock === undefined) await checkSkew(client, clock, warn, server);
     } finally {
-      client.release();
+      release();
     }
   } catch (cause) {
     await pool.end().catch(() => {});
@@ -177,7 +142,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     throw fail('prepare the database (connect and migrate)', cause);
   }
 
-  const store = new PostgresStoreImpl(pool, config, schema, `${server}#${schema}`, clock, sleep, fail);
+  const store = new PostgresStoreImpl(new PgDatabase(pool, config, fail), config, schema, `${server}#${schema}`, clock, sleep);
   try {
     await store.checkKeyring(options.keyring);
   } catch (cause) {
@@ -264,60 +229,34 @@ class Liveness {
   }
 }
 
-type Queryable = Pick<pg.PoolClient, 'query'>;
-
 class PostgresStoreImpl implements PostgresStore {
   readonly location: string;
   readonly schema: string;
-  readonly #pool: pg.Pool;
+  readonly #db: PgDatabase;
   readonly #t: { meta: string; apps: string; connections: string; locks: string };
   readonly #clock: Clock;
   readonly #sleep: Sleep;
-  readonly #fail: ErrorMapper;
   readonly #liveness: Liveness;
   #keyring: Keyring | undefined;
   #closed = false;
-  /**
-   * An operation that failed on an already-open connection before COMMIT is tried again on another one. After a
-   * restart every idle pooled connection is dead, and each failed try discards one: pool size + 1 tries always
-   * reach a fresh connection.
-   */
-  readonly #attempts: number;
-  #pending = 0;
-  #idleWaiters: (() => void)[] = [];
 
-  constructor(pool: pg.Pool, config: pg.PoolConfig, schema: string, location: string, clock: Clock, sleep: Sleep, fail: ErrorMapper) {
-    this.#pool = pool;
+  constructor(db: PgDatabase, config: pg.PoolConfig, schema: string, location: string, clock: Clock, sleep: Sleep) {
+    this.#db = db;
     this.schema = schema;
     this.location = location;
     const s = quoteIdent(schema);
     this.#t = { meta: `${s}.meta`, apps: `${s}.apps`, connections: `${s}.connections`, locks: `${s}.locks` };
     this.#clock = clock;
     this.#sleep = sleep;
-    this.#fail = fail;
     this.#liveness = new Liveness(config);
-    this.#attempts = (config.max ?? 10) + 1;
   }
 
   get pendingOperations(): number {
-    return this.#pending;
+    return this.#db.pending;
   }
 
   idle(): Promise<void> {
-    return this.#pending === 0 ? Promise.resolve() : new Promise((r) => this.#idleWaiters.push(r));
-  }
-
-  async #track<T>(work: () => Promise<T>): Promise<T> {
-    this.#pending++;
-    try {
-      return await work();
-    } finally {
-      if (--this.#pending === 0) {
-        const w = this.#idleWaiters;
-        this.#idleWaiters = [];
-        for (const r of w) r();
-      }
-    }
+    return this.#db.idle();
   }
 
   get #ring(): Keyring {
@@ -325,73 +264,14 @@ class PostgresStoreImpl implements PostgresStore {
     return this.#keyring;
   }
 
-  #checkOpen(operation: string): void {
-    if (this.#closed) throw new DropkeyError(ErrorCodes.INTERNAL, `store: cannot ${operation}: the store is closed`);
-  }
-
-  /** One statement outside a transaction (reads, and writes that are safe to repeat), retried on a lost session. */
   #query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
-    this.#checkOpen(operation);
-    return this.#track(async () => {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await this.#pool.query<R>(sql, params);
-        } catch (cause) {
-          if (attempt < this.#attempts && isConnectionError(cause) && !isConnectFailure(cause)) continue;
-          throw this.#fail(operation, cause);
-        }
-      }
-    });
+    return this.#db.query<R>(operation, sql, params);
   }
 
-  /**
-   * A transaction. If the session is lost before COMMIT is sent, nothing was written and the whole transaction is
-   * retried on another connection; a loss during COMMIT is reported (the outcome is unknown, so repeating could
-   * apply the change twice).
-   */
   #tx<T>(operation: string, work: (q: Queryable) => Promise<T>): Promise<T> {
-    this.#checkOpen(operation);
-    return this.#track(async () => {
-      for (let attempt = 1; ; attempt++) {
-        let client: pg.PoolClient;
-        try {
-          client = await this.#pool.connect();
-        } catch (cause) {
-          throw this.#fail(operation, cause);
-        }
-        // A session error between two of our statements is emitted on the client, not returned by a query; without
-        // a listener it would crash the process. The next statement then fails and is handled below.
-        const ignore = () => {};
-        client.on('error', ignore);
-        const release = (err?: Error | boolean) => {
-          client.removeListener('error', ignore);
-          client.release(err);
-        };
-        let committing = false;
-        try {
-          await client.query('BEGIN');
-          const result = await work(client);
-          committing = true;
-          await client.query('COMMIT');
-          release();
-          return result;
-        } catch (cause) {
-          const broken = isConnectionError(cause);
-          if (!broken && !committing) {
-            try {
-              await client.query('ROLLBACK');
-            } catch {
-              release(true);
-              throw this.#fail(operation, cause);
-            }
-          }
-          release(broken ? (cause as Error) : undefined);
-          if (broken && !committing && attempt < this.#attempts) continue;
-          throw this.#fail(operation, cause);
-        }
-      }
-    });
+    return this.#db.tx(operation, work);
   }
+
 
   /** Picks the keyring, then verifies it opens the key check (or writes the key check on first use). */
   async checkKeyring(given: Keyring | KeyringProvider): Promise<void> {
@@ -647,7 +527,7 @@ class PostgresStoreImpl implements PostgresStore {
     const locks = this.#t.locks;
     const primitives: LeasePrimitives = {
       tryAcquire: async (name, owner, now, expiresAt) => {
-        const session = await this.#track(() => this.#liveness.key());
+        const session = await this.#db.track(() => this.#liveness.key());
         // Take the row when it is free, expired, already ours (a retry after a lost reply), or when its holder's
         // liveness session is gone (we can take that session's advisory lock: the holder died).
         const r = await this.#query<{ acquired: boolean; expires_at: number }>(
@@ -670,7 +550,7 @@ class PostgresStoreImpl implements PostgresStore {
         return { acquired: false, expiresAt: row?.expires_at ?? null };
       },
       extend: async (name, owner, expiresAt) => {
-        const session = await this.#track(() => this.#liveness.key());
+        const session = await this.#db.track(() => this.#liveness.key());
         const r = await this.#query('extend a lock', `UPDATE ${locks} SET expires_at = $3, holder_session = $4 WHERE name = $1 AND owner = $2`, [name, owner, expiresAt, session]);
         return r.rowCount === 1;
       },
@@ -734,16 +614,6 @@ class PostgresStoreImpl implements PostgresStore {
     if (this.#closed) return;
     this.#closed = true;
     await this.#liveness.close();
-    await this.#pool.end().catch(() => {});
+    await this.#db.close();
   }
-}
-
-function codeOf(err: unknown): string {
-  return String((err as { code?: unknown } | null)?.code ?? '');
-}
-
-/** Failing to open a new connection (server down, refused login): the pool already tried; retrying at once won't help. */
-function isConnectFailure(err: unknown): boolean {
-  const code = codeOf(err);
-  return code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === '57P03' || /timeout exceeded when trying to connect/i.test((err as Error)?.message ?? '');
 }

@@ -1,0 +1,203 @@
+/**
+ * The connection pool and statement runner shared by the PostgreSQL Store and ServerStore: session settings, int8
+ * parsing, error mapping, retry after a lost session, and the in-flight counter tests use with virtual time.
+ */
+import pg from 'pg';
+import { DropkeyError, ErrorCodes } from '../../errors.js';
+import { isConnectionError, type ErrorMapper } from './errors.js';
+
+export interface PgPoolOptions {
+  /** postgres://user:password@host:port/database (DROPKEY_DATABASE_URL). */
+  connectionString: string;
+  /** Most connections opened at once (default 10). */
+  maxConnections?: number;
+  /** Give up connecting after this long (default 10 000 ms); 0 waits forever (not recommended). */
+  connectTimeoutMs?: number;
+  /** Idle pooled connections are closed after this long (default 30 000 ms). */
+  idleTimeoutMs?: number;
+  /** Server-side statement_timeout (default 30 000 ms): no statement of ours runs longer. */
+  statementTimeoutMs?: number;
+  /** application_name shown in pg_stat_activity (default `dropkey`). */
+  applicationName?: string;
+}
+
+export type Queryable = Pick<pg.PoolClient, 'query'>;
+
+/**
+ * int8 (epoch milliseconds, counters) as a JS number: node-postgres returns strings by default because int8 can
+ * exceed 2^53; our values are far below that. Set per pool, so other users of `pg` in the process are not affected.
+ */
+const INT8_OID = 20;
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID && format !== 'binary' ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+export function poolConfig(options: PgPoolOptions): pg.PoolConfig {
+  const statementTimeout = options.statementTimeoutMs ?? 30_000;
+  return {
+    connectionString: options.connectionString,
+    max: options.maxConnections ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+    idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
+    statement_timeout: statementTimeout,
+    // A process that hangs inside a transaction must not hold row locks forever.
+    idle_in_transaction_session_timeout: Math.max(statementTimeout * 2, 10_000),
+    application_name: options.applicationName ?? 'dropkey',
+    keepAlive: true,
+    types,
+  };
+}
+
+export function createPool(config: pg.PoolConfig): pg.Pool {
+  const pool = new pg.Pool(config);
+  // An idle pooled connection that the server closes emits 'error' on the pool; without a listener that would crash
+  // the process. The pool has already dropped the connection; the next operation opens a new one.
+  pool.on('error', () => {});
+  return pool;
+}
+
+export class PgDatabase {
+  readonly pool: pg.Pool;
+  readonly #fail: ErrorMapper;
+  /**
+   * An operation that failed on an already-open connection before COMMIT is tried again on another one. After a
+   * restart every idle pooled connection is dead, and each failed try discards one: pool size + 1 tries always
+   * reach a fresh connection.
+   */
+  readonly #attempts: number;
+  #pending = 0;
+  #idleWaiters: (() => void)[] = [];
+  #closed = false;
+
+  constructor(pool: pg.Pool, config: pg.PoolConfig, fail: ErrorMapper) {
+    this.pool = pool;
+    this.#fail = fail;
+    this.#attempts = (config.max ?? 10) + 1;
+  }
+
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** Resolves when no operation is in flight. */
+  idle(): Promise<void> {
+    return this.#pending === 0 ? Promise.resolve() : new Promise((r) => this.#idleWaiters.push(r));
+  }
+
+  /** Counts `work` as in flight (for idle()). */
+  async track<T>(work: () => Promise<T>): Promise<T> {
+    this.#pending++;
+    try {
+      return await work();
+    } finally {
+      if (--this.#pending === 0) {
+        const w = this.#idleWaiters;
+        this.#idleWaiters = [];
+        for (const r of w) r();
+      }
+    }
+  }
+
+  #checkOpen(operation: string): void {
+    if (this.#closed) throw new DropkeyError(ErrorCodes.INTERNAL, `store: cannot ${operation}: the store is closed`);
+  }
+
+  /** One statement outside a transaction (reads, and writes that are safe to repeat), retried on a lost session. */
+  query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    this.#checkOpen(operation);
+    return this.track(async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.pool.query<R>(sql, params);
+        } catch (cause) {
+          if (attempt < this.#attempts && isConnectionError(cause) && !isConnectFailure(cause)) continue;
+          throw this.#fail(operation, cause);
+        }
+      }
+    });
+  }
+
+  /**
+   * A transaction. If the session is lost before COMMIT is sent, nothing was written and the whole transaction is
+   * retried on another connection; a loss during COMMIT is reported (the outcome is unknown, so repeating could
+   * apply the change twice).
+   */
+  tx<T>(operation: string, work: (q: Queryable) => Promise<T>): Promise<T> {
+    this.#checkOpen(operation);
+    return this.track(async () => {
+      for (let attempt = 1; ; attempt++) {
+        let client: pg.PoolClient;
+        let release: (err?: Error | boolean) => void;
+        try {
+          ({ client, release } = await checkout(this.pool));
+        } catch (cause) {
+          throw this.#fail(operation, cause);
+        }
+        let committing = false;
+        try {
+          await client.query('BEGIN');
+          const result = await work(client);
+          committing = true;
+          await client.query('COMMIT');
+          release();
+          return result;
+        } catch (cause) {
+          const broken = isConnectionError(cause);
+          if (!broken && !committing) {
+            try {
+              await client.query('ROLLBACK');
+            } catch {
+              release(true);
+              throw this.#fail(operation, cause);
+            }
+          }
+          release(broken ? (cause as Error) : undefined);
+          if (broken && !committing && attempt < this.#attempts) continue;
+          throw this.#fail(operation, cause);
+        }
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.pool.end().catch(() => {});
+  }
+}
+
+/**
+ * Checks a client out of the pool with an error listener attached at once. A session error between two of our
+ * statements is emitted on the client, not returned by a query, and without a listener it crashes the process. The
+ * listener must be attached in the checkout callback itself: with `await pool.connect()` it would come a microtask
+ * later, after the rest of the socket chunk that freed the client (e.g. a FATAL from pg_terminate_backend right
+ * behind the previous query's ReadyForQuery) has already been parsed and emitted. The next statement then fails
+ * ("not queryable") and callers handle that.
+ */
+export function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; release: (err?: Error | boolean) => void }> {
+  return new Promise((resolve, reject) => {
+    pool.connect((err, client) => {
+      if (err || !client) return reject(err ?? new Error('no client'));
+      const ignore = () => {};
+      client.on('error', ignore);
+      resolve({
+        client,
+        release: (e) => {
+          client.removeListener('error', ignore);
+          client.release(e);
+        },
+      });
+    });
+  });
+}
+
+export function codeOf(err: unknown): string {
+  return String((err as { code?: unknown } | null)?.code ?? '');
+}
+
+/** Failing to open a new connection (server down, refused login): the pool already tried; retrying at once won't help. */
+function isConnectFailure(err: unknown): boolean {
+  const code = codeOf(err);
+  return code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === '57P03' || /timeout exceeded when trying to connect/i.test((err as Error)?.message ?? '');
+}
