@@ -5,7 +5,7 @@
  * team-token 400 text), §6 (scopes per route).
  */
 import type { DropboxUrls } from '../dropbox/hosts.js';
-import { errorTag } from '../dropbox/errors.js';
+import { errorTag, readDropboxError } from '../dropbox/errors.js';
 import { resolveNeeds } from '../dropbox/scopes.js';
 import { diagnoseTokenShape, normalizePastedToken } from '../dropbox/token-shape.js';
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
@@ -48,17 +48,44 @@ export interface DoctorReport {
 const MAX_SKEW_MS = 60_000;
 
 /**
- * Harmless calls that need one scope each (§6), to confirm a scope live: Dropbox answers 401 missing_scope
- * when the token lacks it. Scopes not listed are judged from the granted list only.
+ * Harmless calls that need one scope each (§6), to confirm a scope live: Dropbox checks the token's scopes before
+ * anything else and answers 401 missing_scope when one is lacking. The content probes change nothing: a download of
+ * a path that does not exist (409 when allowed), and an upload session that is opened and left to expire.
+ * Scopes not listed are judged from the granted list only.
  */
-const SCOPE_PROBES: Record<string, { route: string; arg: unknown; team: boolean }> = {
-  'account_info.read': { route: 'users/get_current_account', arg: null, team: false },
-  'files.metadata.read': { route: 'files/list_folder', arg: { path: '', limit: 1 }, team: false },
-  'team_info.read': { route: 'team/get_info', arg: null, team: true },
-  'members.read': { route: 'team/members/list_v2', arg: { limit: 1 }, team: true },
-  'sessions.list': { route: 'team/devices/list_members_devices', arg: {}, team: true },
-  'events.read': { route: 'team_log/get_events', arg: { limit: 1 }, team: true },
+interface Probe {
+  route: string;
+  arg: unknown;
+  team: boolean;
+  style: 'rpc' | 'upload' | 'download';
+}
+const SCOPE_PROBES: Record<string, Probe> = {
+  'account_info.read': { route: 'users/get_current_account', arg: null, team: false, style: 'rpc' },
+  'files.metadata.read': { route: 'files/list_folder', arg: { path: '', limit: 1 }, team: false, style: 'rpc' },
+  'files.content.read': { route: 'files/download', arg: { path: '/dropkey-doctor-probe-does-not-exist' }, team: false, style: 'download' },
+  'files.content.write': { route: 'files/upload_session/start', arg: { close: false }, team: false, style: 'upload' },
+  'team_info.read': { route: 'team/get_info', arg: null, team: true, style: 'rpc' },
+  'members.read': { route: 'team/members/list_v2', arg: { limit: 1 }, team: true, style: 'rpc' },
+  'sessions.list': { route: 'team/devices/list_members_devices', arg: {}, team: true, style: 'rpc' },
+  'events.read': { route: 'team_log/get_events', arg: { limit: 1 }, team: true, style: 'rpc' },
 };
+
+/** One content-host call for a probe; resolves to the response, whatever its status. */
+async function contentProbe(ctx: Ctx, token: string, probe: Probe): Promise<Response> {
+  const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'dropbox-api-arg': JSON.stringify(probe.arg) };
+  if (probe.style === 'upload') headers['content-type'] = 'application/octet-stream';
+  const signals = [AbortSignal.timeout(30_000)];
+  if (ctx.signal) signals.push(ctx.signal);
+  const res = await ctx.fetch(`${ctx.urls.content}/2/${probe.route}`, {
+    method: 'POST',
+    headers,
+    ...(probe.style === 'upload' ? { body: new Uint8Array(0) } : {}),
+    signal: AbortSignal.any(signals),
+  });
+  return res;
+}
+
+const PASTE_PROBLEMS = new Set(['token.whitespace', 'token.quotes', 'token.bearer_prefix', 'token.assignment', 'token.inner_whitespace']);
 
 interface Ctx {
   urls: DropboxUrls;
@@ -128,17 +155,25 @@ function explainLiveError(ctx: Ctx, err: unknown, fixLogin: string, route: strin
   return false;
 }
 
-async function probeScopes(ctx: Ctx, token: string, need: string[], team: boolean, selectUser?: string): Promise<string[]> {
+async function probeScopes(ctx: Ctx, token: string, need: string[], team: boolean): Promise<string[]> {
   const missing: string[] = [];
   for (const scope of need) {
     const probe = SCOPE_PROBES[scope];
     if (!probe || probe.team !== team) continue;
     try {
-      const r = await rpcCall(ctx, token, probe.route, probe.arg, {
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
-        ...(selectUser ? { headers: { 'dropbox-api-select-user': selectUser } } : {}),
-      });
-      checkSkew(ctx, dateOf(r.response));
+      if (probe.style === 'rpc') {
+        const r = await rpcCall(ctx, token, probe.route, probe.arg, ctx.signal ? { signal: ctx.signal } : {});
+        checkSkew(ctx, dateOf(r.response));
+      } else {
+        const res = await contentProbe(ctx, token, probe);
+        checkSkew(ctx, dateOf(res));
+        if (res.status === 401) {
+          const err = await readDropboxError(res, probe.route, { secrets: [token] });
+          if (errorTag(err) === 'missing_scope') missing.push(scope);
+        } else {
+          await res.body?.cancel();
+        }
+      }
     } catch (err) {
       if (errorTag(err) === 'missing_scope') missing.push(scope);
     }
@@ -168,7 +203,11 @@ function scopeFindings(ctx: Ctx, granted: string[] | null, need: string[], liveM
 async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void> {
   // Shape first (pure, from dropbox/token-shape.ts), then what Dropbox says about the cleaned value.
   const shape = diagnoseTokenShape(raw, { expect: 'access' });
-  for (const f of shape.findings) if (f.id !== 'token.short_lived') add(ctx, { ...f });
+  // What was pasted along (quotes, whitespace, "Bearer ") breaks the job that uses the value as given: a problem.
+  for (const f of shape.findings) {
+    if (f.id === 'token.short_lived') continue;
+    add(ctx, { ...f, severity: PASTE_PROBLEMS.has(f.id) ? 'error' : f.severity });
+  }
   const token = normalizePastedToken(raw, 'access').value;
   if (token === '' || shape.findings.some((f) => f.severity === 'error')) return;
   const maybeRefresh = shape.kind === 'long_lived_or_refresh';
@@ -213,7 +252,7 @@ async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void>
     }
   }
   if (id) checkSkew(ctx, id.serverDate);
-  if (ctx.findings.some((f) => f.severity === 'error')) return;
+  if (ctx.findings.some((f) => f.severity === 'error' && !PASTE_PROBLEMS.has(f.id))) return;
   if (need.length > 0) {
     const missing = await probeScopes(ctx, token, need, team);
     scopeFindings(ctx, null, need, missing, 'dropkey login');

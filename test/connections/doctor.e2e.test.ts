@@ -44,6 +44,20 @@ describe('stored connections', () => {
     assert.match(f.fix, /dropkey login --connection narrow --app narrow --scope files\.metadata\.read/);
   });
 
+  test('unknown granted scopes (app registered without scopes): confirmed live, files.content.* included', async () => {
+    const a = await rig.appWithAccount({ name: 'ro', scopes: ['account_info.read', 'files.metadata.read'] });
+    await rig.dk.store.updateApp('ro', { scopes: [] });
+    await rig.dk.import({ connection: 'ro', app: 'ro', refreshToken: (await a.grant()).refresh_token! });
+    assert.deepEqual((await rig.dk.get('ro')).scopes, [], 'Dropbox did not say');
+    const r = await rig.dk.doctor({ connection: 'ro', need: ['files.content.write', 'files.content.read', 'files.metadata.read'] });
+    assert.equal(r.healthy, false);
+    const f = finding(r, 'missing_scope');
+    assert.match(f.message, /files\.content\.write, files\.content\.read/);
+    assert.doesNotMatch(f.message, /metadata/);
+    const ok = await rig.dk.doctor({ connection: 'ok', need: ['files.content.write', 'files.content.read'] });
+    assert.equal(ok.healthy, true, JSON.stringify(ok.findings));
+  });
+
   test('needs_reauth after the refresh token was revoked', async () => {
     const a = await rig.appWithAccount({ name: 'gone' });
     await rig.dk.import({ connection: 'gone', app: 'gone', refreshToken: (await a.grant()).refresh_token! });
@@ -113,8 +127,10 @@ describe('pasted tokens', () => {
     const g = await a.grant();
     const quoted = await rig.dk.doctor({ token: ` "${g.access_token}"\n` });
     assert.ok(ids(quoted).includes('token.whitespace') && ids(quoted).includes('token.quotes'), ids(quoted).join());
-    // The cleaned value is still checked live: it works, so only the paste problems are reported.
-    assert.equal(quoted.healthy, true, JSON.stringify(quoted.findings));
+    // Pasted along, they break the job that uses the value as given; the cleaned value is still checked live
+    // (it works), so the paste problems are all that is reported.
+    assert.equal(quoted.healthy, false);
+    assert.deepEqual(quoted.findings.filter((f) => f.severity === 'error').map((f) => f.id).sort(), ['token.quotes', 'token.whitespace']);
     const bearer = await rig.dk.doctor({ token: `Bearer ${g.access_token}` });
     assert.ok(ids(bearer).includes('token.bearer_prefix'));
     const cut = await rig.dk.doctor({ token: g.access_token.slice(0, 30) });
@@ -130,9 +146,9 @@ describe('pasted tokens', () => {
   test('a good pasted token: healthy, with the advice to connect for good', async () => {
     const a = await rig.appWithAccount({ name: 'good' });
     const g = await a.grant();
-    const r = await rig.dk.doctor({ token: g.access_token, need: ['files.metadata.read', 'files/upload'] });
+    const r = await rig.dk.doctor({ token: g.access_token, need: ['files.metadata.read', 'files/upload', 'sharing.read'] });
     assert.equal(r.healthy, true, JSON.stringify(r.findings));
-    assert.ok(ids(r).includes('scopes_unverified'), 'files.content.write (from files/upload) has no harmless probe');
+    assert.match(finding(r, 'scopes_unverified').message, /, and sharing\.read could not be checked/, 'files/upload → files.content.write is probed live; sharing.read is not');
     const bad = await rig.dk.doctor({ token: g.access_token, need: ['no.such.scope'] });
     assert.ok(ids(bad).includes('unknown_need'));
     assert.equal(finding(r, 'pasted_short_lived_token').severity, 'warning');
