@@ -47,6 +47,8 @@ export async function readJsonObject(c: AppContext, maxBytes = 64 * 1024): Promi
   if (!/^application\/json\b/i.test(type)) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The request body must be JSON.', { hint: 'Send "Content-Type: application/json".' });
   }
+  const declared = Number(c.req.header('content-length') ?? '0');
+  if (declared > maxBytes) throw new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `The request body is larger than ${maxBytes} bytes.`);
   const text = await c.req.text();
   if (Buffer.byteLength(text) > maxBytes) throw new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `The request body is larger than ${maxBytes} bytes.`);
   let value: unknown;
