@@ -49,6 +49,7 @@ describe('apps', () => {
     await rejectsWith(rig.dk.addApp({ name: 'bad name', key: 'abc123' }), ErrorCodes.BAD_INPUT);
     await rejectsWith(rig.dk.addApp({ name: 'ok', key: '' }), ErrorCodes.BAD_INPUT, /App Console/);
     await rejectsWith(rig.dk.addApp({ name: 'ok', key: 'has space' }), ErrorCodes.BAD_INPUT);
+    assert.equal((await rig.dk.addApp({ name: 'dashed', key: 'dropkey-demo-app' })).key, 'dropkey-demo-app', 'servers other than Dropbox may use dashes');
     await rejectsWith(rig.dk.addApp({ name: 'ok', key: 'abcd1234', secret: 'abcd1234' }), ErrorCodes.BAD_INPUT, /secret/);
     await rejectsWith(rig.dk.addApp({ name: 'ok', key: 'abcd1234', scopes: ['files content'] , access: 'everything' as never }), ErrorCodes.BAD_INPUT);
     await rig.dk.addApp({ name: 'dup', key: 'abcd1234' });

@@ -240,8 +240,9 @@ export class Dropkey {
   async addApp(input: AddAppInput): Promise<AppInfo> {
     const name = validateName('app', input.name);
     const key = typeof input.key === 'string' ? input.key.trim() : '';
-    if (!/^[A-Za-z0-9]{4,64}$/.test(key)) {
-      throw new DropkeyError(ErrorCodes.BAD_INPUT, key === '' ? 'The app key is missing.' : 'The app key does not look like a Dropbox app key (letters and digits only).', {
+    // Dropbox's keys are 15 lowercase letters and digits; other servers (the emulator, a proxy) may use "-" or ".".
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(key)) {
+      throw new DropkeyError(ErrorCodes.BAD_INPUT, key === '' ? 'The app key is missing.' : 'The app key does not look like an app key (letters and digits, no spaces).', {
         hint: 'Copy the "App key" from the Settings tab of your app in the Dropbox App Console: dropkey app add --name NAME --key KEY',
       });
     }
