@@ -102,31 +102,39 @@ export class NewerSchemaError extends Error {
  * Applies pending migrations in `schema`; returns the versions this call applied.
  * The schema is created when missing (an operator may pre-create it and grant only USAGE/CREATE on it).
  */
-export async function migrate(client: PoolClient, schema: string, now: number, list: PgMigration[] = migrations): Promise<number[]> {
+export async function migrate(
+  client: PoolClient,
+  schema: string,
+  now: number,
+  list: PgMigration[] = migrations,
+  table = 'schema_migrations',
+): Promise<number[]> {
   const s = quoteIdent(schema);
+  const t = `${s}.${quoteIdent(table)}`;
   const latest = Math.max(0, ...list.map((m) => m.version));
   // Fast path (every start of an up-to-date instance): a plain read, no lock, no transaction.
-  if (await appliedAll(client, schema, list, latest)) return [];
+  if (await appliedAll(client, t, list, latest)) return [];
 
   await client.query('BEGIN');
   try {
-    // Keyed by the schema, so instances of unrelated dropkey deployments (other schemas) do not queue on each other.
+    // Keyed by the schema, so instances of unrelated dropkey deployments (other schemas) do not queue on each other;
+    // the core and server migrations of one schema share it (they run once per start, one after the other).
     await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_NS, schema]);
     const exists = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
     if (exists.rowCount === 0) await client.query(`CREATE SCHEMA ${s}`);
-    await client.query(`CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
+    await client.query(`CREATE TABLE IF NOT EXISTS ${t} (
       version integer PRIMARY KEY,
       name text NOT NULL,
       applied_at bigint NOT NULL
     )`);
-    const applied = new Set((await client.query<{ version: number }>(`SELECT version FROM ${s}.schema_migrations`)).rows.map((r) => r.version));
+    const applied = new Set((await client.query<{ version: number }>(`SELECT version FROM ${t}`)).rows.map((r) => r.version));
     const newest = Math.max(0, ...applied);
     if (newest > latest) throw new NewerSchemaError(newest, latest);
     const done: number[] = [];
     for (const m of [...list].sort((a, b) => a.version - b.version)) {
       if (applied.has(m.version)) continue;
       await client.query(m.sql(s));
-      await client.query(`INSERT INTO ${s}.schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`, [m.version, m.name, now]);
+      await client.query(`INSERT INTO ${t} (version, name, applied_at) VALUES ($1, $2, $3)`, [m.version, m.name, now]);
       done.push(m.version);
     }
     await client.query('COMMIT');
@@ -137,10 +145,10 @@ export async function migrate(client: PoolClient, schema: string, now: number, l
   }
 }
 
-async function appliedAll(client: PoolClient, schema: string, list: PgMigration[], latest: number): Promise<boolean> {
-  const t = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [`${quoteIdent(schema)}.schema_migrations`]);
+async function appliedAll(client: PoolClient, table: string, list: PgMigration[], latest: number): Promise<boolean> {
+  const t = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [table]);
   if (t.rows[0]?.t == null) return false;
-  const applied = (await client.query<{ version: number }>(`SELECT version FROM ${quoteIdent(schema)}.schema_migrations`)).rows.map((r) => r.version);
+  const applied = (await client.query<{ version: number }>(`SELECT version FROM ${table}`)).rows.map((r) => r.version);
   const versions = new Set(applied);
   if (Math.max(0, ...versions) > latest) throw new NewerSchemaError(Math.max(...versions), latest);
   return list.every((m) => versions.has(m.version));

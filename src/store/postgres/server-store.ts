@@ -1,0 +1,607 @@
+/**
+ * The PostgreSQL ServerStore (`dropkey serve` on several instances, issue 5): the same schema as the core store,
+ * its own tables (`server_*`) and its own migrations table (`server_migrations`), mirroring the SQLite one
+ * (../sqlite/server-store.ts) record for record, message for message.
+ *
+ * Concurrency across instances: single-use things (connect links, pending logins, the setup token) are consumed by
+ * one conditional statement (UPDATE ... WHERE used_at IS NULL, DELETE ... RETURNING), so two instances racing for
+ * the same one get one winner; uniqueness (admin email, live API key name) is enforced by indexes, and violations
+ * (23505) become DROPKEY_ALREADY_EXISTS.
+ */
+import { randomUUID } from 'node:crypto';
+import { DropkeyError, ErrorCodes } from '../../errors.js';
+import type { Keyring } from '../crypto.js';
+import {
+  API_PERMISSIONS,
+  type AdminCredentials,
+  type AdminUser,
+  type ApiKeyRecord,
+  type ApiPermission,
+  type AuditEntry,
+  type ConnectLinkRecord,
+  type NewApiKey,
+  type NewAuditEntry,
+  type NewPendingOAuth,
+  type PendingOAuthRecord,
+  type ReturnMode,
+  type ServerStore,
+  type SessionRecord,
+} from '../server-types.js';
+import { checkout, codeOf, createPool, PgDatabase, poolConfig, type PgPoolOptions, type Queryable } from './db.js';
+import { describeServer, errorMapper } from './errors.js';
+import { checkSchemaName } from './index.js';
+import { migrate, NewerSchemaError, quoteIdent, type PgMigration } from './migrations.js';
+
+/** Append only; never edit a released migration. */
+export const serverMigrations: PgMigration[] = [
+  {
+    version: 1,
+    name: 'server tables',
+    sql: (s) => `
+      CREATE TABLE ${s}.server_admins (
+        id text PRIMARY KEY,
+        email text NOT NULL,
+        email_key text NOT NULL UNIQUE,
+        password_hash text NOT NULL CHECK (password_hash LIKE 'scrypt$%'),
+        created_at bigint NOT NULL,
+        last_login_at bigint
+      );
+
+      CREATE TABLE ${s}.server_setup_tokens (
+        token_hash text PRIMARY KEY,
+        expires_at bigint NOT NULL
+      );
+
+      CREATE TABLE ${s}.server_sessions (
+        id_hash text PRIMARY KEY,
+        user_id text NOT NULL REFERENCES ${s}.server_admins(id) ON DELETE CASCADE,
+        csrf_token text NOT NULL,
+        created_at bigint NOT NULL,
+        expires_at bigint NOT NULL
+      );
+      CREATE INDEX server_sessions_user ON ${s}.server_sessions(user_id);
+
+      CREATE TABLE ${s}.server_api_keys (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        prefix text NOT NULL,
+        hash text NOT NULL UNIQUE,
+        permissions text[] NOT NULL,
+        -- NULL means every connection ('*').
+        connections text[],
+        created_at bigint NOT NULL,
+        created_by text NOT NULL,
+        last_used_at bigint,
+        revoked_at bigint,
+        token_handouts bigint NOT NULL DEFAULT 0
+      );
+      -- One live key per name; revoked keys keep their rows (audit) and free the name.
+      CREATE UNIQUE INDEX server_api_keys_live_name ON ${s}.server_api_keys(name) WHERE revoked_at IS NULL;
+
+      CREATE TABLE ${s}.server_audit (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at bigint NOT NULL,
+        actor text NOT NULL,
+        action text NOT NULL,
+        target text,
+        details jsonb NOT NULL
+      );
+      CREATE INDEX server_audit_action ON ${s}.server_audit(action, id);
+      CREATE INDEX server_audit_target ON ${s}.server_audit(target, id);
+
+      CREATE TABLE ${s}.server_connect_links (
+        id text PRIMARY KEY,
+        token_hash text NOT NULL UNIQUE,
+        connection text NOT NULL,
+        app text NOT NULL,
+        created_at bigint NOT NULL,
+        created_by text NOT NULL,
+        expires_at bigint NOT NULL,
+        used_at bigint
+      );
+
+      CREATE TABLE ${s}.server_pending_oauth (
+        id text PRIMARY KEY,
+        state_hash text NOT NULL UNIQUE,
+        binding_hash text NOT NULL,
+        session_id_hash text,
+        link_id text,
+        connection text NOT NULL,
+        app text NOT NULL,
+        code_verifier_enc text NOT NULL CHECK (code_verifier_enc LIKE 'dk1.%'),
+        redirect_uri text NOT NULL,
+        scopes text[] NOT NULL,
+        return_mode text NOT NULL CHECK (return_mode IN ('popup', 'redirect', 'link')),
+        return_to text,
+        actor text NOT NULL,
+        created_at bigint NOT NULL,
+        expires_at bigint NOT NULL
+      );
+    `,
+  },
+];
+
+export interface PostgresServerStoreOptions extends PgPoolOptions {
+  /** The same keyring the core store uses (encrypts pending-login code verifiers). */
+  keyring: Keyring;
+  /** The core store's schema (default `dropkey`). */
+  schema?: string;
+}
+
+export type PostgresServerStore = ServerStore & { readonly schema: string };
+
+interface AdminRow {
+  id: string;
+  email: string;
+  email_key: string;
+  password_hash: string;
+  created_at: number;
+  last_login_at: number | null;
+}
+
+interface ApiKeyRow {
+  id: string;
+  name: string;
+  prefix: string;
+  hash: string;
+  permissions: string[];
+  connections: string[] | null;
+  created_at: number;
+  created_by: string;
+  last_used_at: number | null;
+  revoked_at: number | null;
+  token_handouts: number;
+}
+
+interface LinkRow {
+  id: string;
+  token_hash: string;
+  connection: string;
+  app: string;
+  created_at: number;
+  created_by: string;
+  expires_at: number;
+  used_at: number | null;
+}
+
+interface PendingRow {
+  id: string;
+  state_hash: string;
+  binding_hash: string;
+  session_id_hash: string | null;
+  link_id: string | null;
+  connection: string;
+  app: string;
+  code_verifier_enc: string;
+  redirect_uri: string;
+  scopes: string[];
+  return_mode: string;
+  return_to: string | null;
+  actor: string;
+  created_at: number;
+  expires_at: number;
+}
+
+export async function openPostgresServerStore(options: PostgresServerStoreOptions, now: number = Date.now()): Promise<PostgresServerStore> {
+  const schema = checkSchemaName(options.schema ?? 'dropkey');
+  const server = describeServer(options.connectionString);
+  const fail = errorMapper(server);
+  // The server tables see little traffic next to the core store (sign-ins, key lookups cached in memory, audit).
+  const config = poolConfig({ maxConnections: 5, ...options, applicationName: options.applicationName ?? 'dropkey server' });
+  const pool = createPool(config);
+  try {
+    const { client, release } = await checkout(pool);
+    try {
+      await migrate(client, schema, now, serverMigrations, 'server_migrations');
+    } finally {
+      release();
+    }
+  } catch (cause) {
+    await pool.end().catch(() => {});
+    if (cause instanceof NewerSchemaError) {
+      throw new DropkeyError(ErrorCodes.STORE, 'the server tables were written by a newer dropkey', {
+        cause,
+        hint: 'upgrade dropkey; an older version cannot safely use this database',
+      });
+    }
+    throw fail('prepare the server tables (migrations)', cause);
+  }
+  return new PgServerStore(new PgDatabase(pool, config, fail), schema, options.keyring);
+}
+
+function verifierContext(id: string): string {
+  return JSON.stringify(['server_pending_oauth', id, 'code_verifier']);
+}
+
+function toAdmin(r: AdminRow): AdminUser {
+  return { id: r.id, email: r.email, createdAt: r.created_at, lastLoginAt: r.last_login_at };
+}
+
+function toApiKey(r: ApiKeyRow): ApiKeyRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    prefix: r.prefix,
+    hash: r.hash,
+    permissions: r.permissions.filter((p): p is ApiPermission => (API_PERMISSIONS as readonly string[]).includes(p)),
+    connections: r.connections === null ? '*' : [...r.connections],
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    lastUsedAt: r.last_used_at,
+    revokedAt: r.revoked_at,
+    tokenHandouts: r.token_handouts,
+  };
+}
+
+function toLink(r: LinkRow): ConnectLinkRecord {
+  return {
+    id: r.id,
+    tokenHash: r.token_hash,
+    connection: r.connection,
+    app: r.app,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    expiresAt: r.expires_at,
+    usedAt: r.used_at,
+  };
+}
+
+class PgServerStore implements PostgresServerStore {
+  readonly schema: string;
+  readonly #db: PgDatabase;
+  readonly #keyring: Keyring;
+  readonly #t: Record<'admins' | 'setup' | 'sessions' | 'keys' | 'audit' | 'links' | 'pending', string>;
+
+  constructor(db: PgDatabase, schema: string, keyring: Keyring) {
+    this.#db = db;
+    this.schema = schema;
+    this.#keyring = keyring;
+    const s = quoteIdent(schema);
+    this.#t = {
+      admins: `${s}.server_admins`,
+      setup: `${s}.server_setup_tokens`,
+      sessions: `${s}.server_sessions`,
+      keys: `${s}.server_api_keys`,
+      audit: `${s}.server_audit`,
+      links: `${s}.server_connect_links`,
+      pending: `${s}.server_pending_oauth`,
+    };
+  }
+
+  async #rows<R extends object>(operation: string, sql: string, params: unknown[] = []): Promise<R[]> {
+    return (await this.#db.query<R & Record<string, unknown>>(operation, sql, params)).rows;
+  }
+
+  // ---- admins
+
+  async countAdmins(): Promise<number> {
+    const r = await this.#rows<{ n: number }>('count admins', `SELECT count(*)::int8 AS n FROM ${this.#t.admins}`);
+    return r[0]?.n ?? 0;
+  }
+
+  async #insertAdmin(q: Queryable, input: { email: string; passwordHash: string }, now: number): Promise<AdminUser> {
+    const email = input.email.trim();
+    const row: AdminRow = { id: randomUUID(), email, email_key: email.toLowerCase(), password_hash: input.passwordHash, created_at: now, last_login_at: null };
+    try {
+      await q.query(
+        `INSERT INTO ${this.#t.admins} (id, email, email_key, password_hash, created_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+        [row.id, row.email, row.email_key, row.password_hash, row.created_at, row.last_login_at],
+      );
+    } catch (err) {
+      if (codeOf(err) === '23505') throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An admin with the email ${email} already exists.`);
+      throw err;
+    }
+    return toAdmin(row);
+  }
+
+  async createAdmin(input: { email: string; passwordHash: string }, now: number): Promise<AdminUser> {
+    return this.#db.tx('create an admin', (q) => this.#insertAdmin(q, input, now));
+  }
+
+  async createFirstAdmin(input: { email: string; passwordHash: string; setupTokenHash: string }, now: number): Promise<AdminUser | undefined> {
+    return this.#db.tx('create the first admin', async (q) => {
+      // The token row is the point of serialization: two instances racing here both wait on its row lock, and only
+      // the one whose DELETE still finds it goes on.
+      const n = await q.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM ${this.#t.admins}`);
+      if ((n.rows[0]?.n ?? 0) > 0) return undefined;
+      const used = await q.query(`DELETE FROM ${this.#t.setup} WHERE token_hash = $1 AND expires_at > $2`, [input.setupTokenHash, now]);
+      if (used.rowCount !== 1) return undefined;
+      const again = await q.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM ${this.#t.admins}`);
+      if ((again.rows[0]?.n ?? 0) > 0) return undefined;
+      await q.query(`DELETE FROM ${this.#t.setup}`);
+      return this.#insertAdmin(q, input, now);
+    });
+  }
+
+  async getAdminByEmail(email: string): Promise<AdminCredentials | undefined> {
+    const [r] = await this.#rows<AdminRow>('read an admin', `SELECT * FROM ${this.#t.admins} WHERE email_key = $1`, [email.trim().toLowerCase()]);
+    return r && { ...toAdmin(r), passwordHash: r.password_hash };
+  }
+
+  async getAdmin(id: string): Promise<AdminUser | undefined> {
+    const [r] = await this.#rows<AdminRow>('read an admin', `SELECT * FROM ${this.#t.admins} WHERE id = $1`, [id]);
+    return r && toAdmin(r);
+  }
+
+  async listAdmins(): Promise<AdminUser[]> {
+    return (await this.#rows<AdminRow>('list admins', `SELECT * FROM ${this.#t.admins} ORDER BY created_at, id`)).map(toAdmin);
+  }
+
+  async setAdminPassword(id: string, passwordHash: string): Promise<void> {
+    const r = await this.#db.query('change a password', `UPDATE ${this.#t.admins} SET password_hash = $2 WHERE id = $1`, [id, passwordHash]);
+    if (r.rowCount !== 1) throw new DropkeyError(ErrorCodes.NOT_FOUND, 'No such admin.');
+  }
+
+  async recordAdminLogin(id: string, now: number): Promise<void> {
+    await this.#db.query('record a sign-in', `UPDATE ${this.#t.admins} SET last_login_at = $2 WHERE id = $1`, [id, now]);
+  }
+
+  // ---- setup token
+
+  async putSetupToken(tokenHash: string, expiresAt: number): Promise<void> {
+    await this.#db.tx('store the setup token', async (q) => {
+      // Self-conflicting table lock: two instances replacing the token at once must leave exactly one.
+      await q.query(`LOCK TABLE ${this.#t.setup} IN SHARE ROW EXCLUSIVE MODE`);
+      await q.query(`DELETE FROM ${this.#t.setup}`);
+      await q.query(`INSERT INTO ${this.#t.setup} (token_hash, expires_at) VALUES ($1, $2)`, [tokenHash, expiresAt]);
+    });
+  }
+
+  async checkSetupToken(tokenHash: string, now: number): Promise<boolean> {
+    const r = await this.#rows('check the setup token', `SELECT 1 FROM ${this.#t.setup} WHERE token_hash = $1 AND expires_at > $2`, [tokenHash, now]);
+    return r.length === 1;
+  }
+
+  // ---- sessions
+
+  async createSession(s: SessionRecord): Promise<void> {
+    await this.#db.query(
+      'create a session',
+      `INSERT INTO ${this.#t.sessions} (id_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+      [s.idHash, s.userId, s.csrfToken, s.createdAt, s.expiresAt],
+    );
+  }
+
+  async getSession(idHash: string, now: number): Promise<SessionRecord | undefined> {
+    const [r] = await this.#rows<{ id_hash: string; user_id: string; csrf_token: string; created_at: number; expires_at: number }>(
+      'read a session',
+      `SELECT * FROM ${this.#t.sessions} WHERE id_hash = $1 AND expires_at > $2`,
+      [idHash, now],
+    );
+    return r && { idHash: r.id_hash, userId: r.user_id, csrfToken: r.csrf_token, createdAt: r.created_at, expiresAt: r.expires_at };
+  }
+
+  async deleteSession(idHash: string): Promise<void> {
+    await this.#db.query('delete a session', `DELETE FROM ${this.#t.sessions} WHERE id_hash = $1`, [idHash]);
+  }
+
+  async deleteSessionsOf(userId: string): Promise<void> {
+    await this.#db.query('delete sessions', `DELETE FROM ${this.#t.sessions} WHERE user_id = $1`, [userId]);
+  }
+
+  // ---- API keys
+
+  async createApiKey(k: NewApiKey, now: number): Promise<ApiKeyRecord> {
+    const row: ApiKeyRow = {
+      id: randomUUID(),
+      name: k.name,
+      prefix: k.prefix,
+      hash: k.hash,
+      permissions: [...k.permissions],
+      connections: k.connections === '*' ? null : [...k.connections],
+      created_at: now,
+      created_by: k.createdBy,
+      last_used_at: null,
+      revoked_at: null,
+      token_handouts: 0,
+    };
+    await this.#db.tx('create an API key', async (q) => {
+      try {
+        await q.query(
+          `INSERT INTO ${this.#t.keys} (id, name, prefix, hash, permissions, connections, created_at, created_by, last_used_at, revoked_at, token_handouts)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+          [row.id, row.name, row.prefix, row.hash, row.permissions, row.connections, row.created_at, row.created_by, row.last_used_at, row.revoked_at, row.token_handouts],
+        );
+      } catch (err) {
+        if (codeOf(err) === '23505' && (err as { constraint?: string }).constraint === 'server_api_keys_live_name') {
+          throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An API key named "${k.name}" already exists.`, {
+            hint: `Pick another name, or revoke it first: dropkey apikey revoke ${k.name}`,
+          });
+        }
+        throw err;
+      }
+    });
+    return toApiKey(row);
+  }
+
+  async getApiKeyByHash(hash: string): Promise<ApiKeyRecord | undefined> {
+    const [r] = await this.#rows<ApiKeyRow>('read an API key', `SELECT * FROM ${this.#t.keys} WHERE hash = $1`, [hash]);
+    return r && toApiKey(r);
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    const rows = await this.#rows<ApiKeyRow>('list API keys', `SELECT * FROM ${this.#t.keys} ORDER BY revoked_at IS NOT NULL, name COLLATE "C", created_at`);
+    return rows.map(toApiKey);
+  }
+
+  async revokeApiKey(name: string, now: number): Promise<ApiKeyRecord> {
+    const [r] = await this.#rows<ApiKeyRow>('revoke an API key', `UPDATE ${this.#t.keys} SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL RETURNING *`, [name, now]);
+    if (!r) throw new DropkeyError(ErrorCodes.NOT_FOUND, `No live API key named "${name}".`, { hint: 'See the keys with: dropkey apikey list' });
+    return toApiKey(r);
+  }
+
+  async recordApiKeyUsage(usage: { id: string; lastUsedAt: number; tokenHandouts: number }[]): Promise<void> {
+    if (usage.length === 0) return;
+    // One statement for the whole batch; entries for the same key are merged first (UPDATE ... FROM applies one
+    // matching row per target row).
+    const merged = new Map<string, { lastUsedAt: number; tokenHandouts: number }>();
+    for (const u of usage) {
+      const m = merged.get(u.id);
+      merged.set(u.id, m ? { lastUsedAt: Math.max(m.lastUsedAt, u.lastUsedAt), tokenHandouts: m.tokenHandouts + u.tokenHandouts } : { lastUsedAt: u.lastUsedAt, tokenHandouts: u.tokenHandouts });
+    }
+    const ids = [...merged.keys()];
+    await this.#db.tx('record API key usage', (q) =>
+      q.query(
+        `UPDATE ${this.#t.keys} AS k
+           SET last_used_at = GREATEST(COALESCE(k.last_used_at, 0), u.at), token_handouts = k.token_handouts + u.n
+         FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(id, at, n)
+         WHERE k.id = u.id`,
+        [ids, ids.map((id) => merged.get(id)!.lastUsedAt), ids.map((id) => merged.get(id)!.tokenHandouts)],
+      ),
+    );
+  }
+
+  // ---- audit
+
+  async appendAudit(entries: NewAuditEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.#db.tx('write the audit log', (q) =>
+      q.query(
+        `INSERT INTO ${this.#t.audit} (at, actor, action, target, details)
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::jsonb[])`,
+        [
+          entries.map((e) => e.at),
+          entries.map((e) => e.actor),
+          entries.map((e) => e.action),
+          entries.map((e) => e.target),
+          entries.map((e) => JSON.stringify(e.details ?? {})),
+        ],
+      ),
+    );
+  }
+
+  async listAudit(query: { limit?: number; beforeId?: number; action?: string; target?: string } = {}): Promise<AuditEntry[]> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    const add = (cond: (n: string) => string, v: string | number) => {
+      params.push(v);
+      where.push(cond(`$${params.length}`));
+    };
+    if (query.beforeId !== undefined) add((p) => `id < ${p}`, query.beforeId);
+    if (query.action !== undefined) add((p) => `action = ${p}`, query.action);
+    if (query.target !== undefined) add((p) => `target = ${p}`, query.target);
+    const limit = Math.min(Math.max(1, Math.floor(query.limit ?? 100)), 1000);
+    const rows = await this.#rows<{ id: number; at: number; actor: string; action: string; target: string | null; details: unknown }>(
+      'read the audit log',
+      `SELECT * FROM ${this.#t.audit} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ${limit}`,
+      params,
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      at: r.at,
+      actor: r.actor,
+      action: r.action,
+      target: r.target,
+      details: r.details && typeof r.details === 'object' && !Array.isArray(r.details) ? (r.details as Record<string, unknown>) : {},
+    }));
+  }
+
+  // ---- connect links
+
+  async createConnectLink(l: Omit<ConnectLinkRecord, 'id' | 'usedAt' | 'createdAt'>, now: number): Promise<ConnectLinkRecord> {
+    const row: LinkRow = {
+      id: randomUUID(),
+      token_hash: l.tokenHash,
+      connection: l.connection,
+      app: l.app,
+      created_at: now,
+      created_by: l.createdBy,
+      expires_at: l.expiresAt,
+      used_at: null,
+    };
+    await this.#db.tx('create a connect link', (q) =>
+      q.query(
+        `INSERT INTO ${this.#t.links} (id, token_hash, connection, app, created_at, created_by, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [row.id, row.token_hash, row.connection, row.app, row.created_at, row.created_by, row.expires_at, row.used_at],
+      ),
+    );
+    return toLink(row);
+  }
+
+  async getConnectLinkByHash(tokenHash: string): Promise<ConnectLinkRecord | undefined> {
+    const [r] = await this.#rows<LinkRow>('read a connect link', `SELECT * FROM ${this.#t.links} WHERE token_hash = $1`, [tokenHash]);
+    return r && toLink(r);
+  }
+
+  async getConnectLink(id: string): Promise<ConnectLinkRecord | undefined> {
+    const [r] = await this.#rows<LinkRow>('read a connect link', `SELECT * FROM ${this.#t.links} WHERE id = $1`, [id]);
+    return r && toLink(r);
+  }
+
+  async claimConnectLink(id: string, now: number): Promise<boolean> {
+    // In a transaction so that a lost session is retried only when the UPDATE surely did not run.
+    const r = await this.#db.tx('use a connect link', (q) =>
+      q.query(`UPDATE ${this.#t.links} SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND expires_at > $2`, [id, now]),
+    );
+    return r.rowCount === 1;
+  }
+
+  async releaseConnectLink(id: string): Promise<void> {
+    await this.#db.query('release a connect link', `UPDATE ${this.#t.links} SET used_at = NULL WHERE id = $1`, [id]);
+  }
+
+  async listConnectLinks(now: number): Promise<ConnectLinkRecord[]> {
+    const rows = await this.#rows<LinkRow>('list connect links', `SELECT * FROM ${this.#t.links} WHERE used_at IS NULL AND expires_at > $1 ORDER BY created_at DESC, id`, [now]);
+    return rows.map(toLink);
+  }
+
+  // ---- pending OAuth logins
+
+  async createPendingOAuth(p: NewPendingOAuth, now: number): Promise<PendingOAuthRecord> {
+    const id = randomUUID();
+    const enc = this.#keyring.encrypt(p.codeVerifier, verifierContext(id));
+    await this.#db.tx('store a pending login', (q) =>
+      q.query(
+        `INSERT INTO ${this.#t.pending} (id, state_hash, binding_hash, session_id_hash, link_id, connection, app, code_verifier_enc,
+           redirect_uri, scopes, return_mode, return_to, actor, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+        [id, p.stateHash, p.bindingHash, p.sessionIdHash, p.linkId, p.connection, p.app, enc, p.redirectUri, [...p.scopes], p.returnMode, p.returnTo, p.actor, now, p.expiresAt],
+      ),
+    );
+    return { ...p, id, createdAt: now };
+  }
+
+  async takePendingOAuth(stateHash: string, now: number): Promise<PendingOAuthRecord | undefined> {
+    // DELETE ... RETURNING in one statement: two callbacks racing with the same state (on any instances) cannot both
+    // get it. In a transaction so a lost session is retried only when the DELETE surely did not run.
+    const r = await this.#db.tx('use a pending login', async (q) => (await q.query<PendingRow>(`DELETE FROM ${this.#t.pending} WHERE state_hash = $1 RETURNING *`, [stateHash])).rows[0]);
+    if (!r || r.expires_at <= now) return undefined;
+    return {
+      id: r.id,
+      stateHash: r.state_hash,
+      bindingHash: r.binding_hash,
+      sessionIdHash: r.session_id_hash,
+      linkId: r.link_id,
+      connection: r.connection,
+      app: r.app,
+      codeVerifier: this.#keyring.decrypt(r.code_verifier_enc, verifierContext(r.id)),
+      redirectUri: r.redirect_uri,
+      scopes: [...r.scopes],
+      returnMode: r.return_mode as ReturnMode,
+      returnTo: r.return_to,
+      actor: r.actor,
+      createdAt: r.created_at,
+      expiresAt: r.expires_at,
+    };
+  }
+
+  // ---- operations
+
+  async ping(): Promise<void> {
+    await this.#db.query('reach the database', 'SELECT 1');
+  }
+
+  async purgeExpired(now: number): Promise<void> {
+    await this.#db.tx('purge expired records', async (q) => {
+      await q.query(`DELETE FROM ${this.#t.sessions} WHERE expires_at <= $1`, [now]);
+      await q.query(`DELETE FROM ${this.#t.pending} WHERE expires_at <= $1`, [now]);
+      await q.query(`DELETE FROM ${this.#t.setup} WHERE expires_at <= $1`, [now]);
+      // Used or expired links stay a week for the UI's history, then go.
+      await q.query(`DELETE FROM ${this.#t.links} WHERE expires_at <= $1`, [now - 7 * 24 * 3600 * 1000]);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#db.close();
+  }
+}
