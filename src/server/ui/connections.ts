@@ -88,7 +88,7 @@ function linkForm(ui: UiSession, apps: AppInfo[], name?: string): Html {
 <input type="hidden" name="_csrf" value="${ui.csrf}">
 ${name === undefined ? html`<label>Connection name <input name="connection" required maxlength="64" placeholder="e.g. finance_dropbox"></label>` : html`<input type="hidden" name="connection" value="${name}">`}
 ${apps.length > 1 && name === undefined ? html`<label>App <select name="app">${apps.map((a) => html`<option value="${a.name}">${a.name}</option>`)}</select></label>` : ''}
-<label>Valid for <input name="minutes" type="number" min="1" max="10080" value="30" class="short"> minutes</label>
+<label>Valid for (minutes) <input name="minutes" type="number" min="1" max="10080" value="30" class="short"></label>
 <button type="submit">Create connect link</button>
 </form>`;
 }
@@ -145,7 +145,7 @@ async function detailPage(s: ServerServices, ui: UiSession, name: string, notice
 <dt>Access token expires</dt><dd>${expiry(c, now)}${c.expiresAt !== null ? html` <small>(${when(c.expiresAt)})</small>` : ''}</dd>
 <dt>Renewable</dt><dd>${c.refreshable ? 'yes (dropkey holds a refresh token)' : 'no'}</dd>
 <dt>Last refresh</dt><dd>${when(c.lastRefreshAt)}</dd>
-<dt>Last error</dt><dd class="last-error">${c.lastError ?? 'none'}</dd>
+<dt>Last error</dt>${c.lastError ? html`<dd class="last-error">${c.lastError}</dd>` : html`<dd>none</dd>`}
 <dt>Connected</dt><dd>${when(c.createdAt)}</dd>
 </dl>
 ${extra ?? ''}

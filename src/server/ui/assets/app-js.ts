@@ -76,7 +76,10 @@ export const APP_JS = String.raw`(function () {
     watcher = setInterval(function () {
       if (!popup || popup.closed) {
         clearInterval(watcher);
-        if (!finished) notice('info', 'The Dropbox window was closed before the connection was made.');
+        // The popup posts its result and closes at once; the message may still be queued: give it a moment.
+        setTimeout(function () {
+          if (!finished) notice('info', 'The Dropbox window was closed before the connection was made.');
+        }, 1500);
       }
     }, 500);
   }
@@ -106,7 +109,12 @@ export const APP_JS = String.raw`(function () {
       headers: { Accept: 'application/json', 'X-CSRF-Token': csrf },
       body: body
     })
-      .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, j: j }; }); })
+      .then(function (r) {
+        // Errors from the server's boundary (CSRF, signed out) come as HTML: say what happened in words.
+        return r.json().then(function (j) { return { ok: r.ok, j: j }; }, function () {
+          return { ok: false, j: { error: { message: 'Could not start connecting (HTTP ' + r.status + '). Reload the page and try again.' } } };
+        });
+      })
       .then(function (res) {
         if (!res.ok || !res.j || !res.j.authorize_url) {
           popup.close();
