@@ -9,7 +9,7 @@ import { Dropkey } from '../connections/dropkey.js';
 import { dropboxUrlsFromEnv, type DropboxUrls } from '../dropbox/hosts.js';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import { keyringFromMasterKey, loadOrCreateKeyFile, type Keyring } from '../store/crypto.js';
-import { openStore, resolveHome, storePaths } from '../store/index.js';
+import { openStore, resolveHome, selectDriver, storePaths } from '../store/index.js';
 import type { Store } from '../store/types.js';
 import type { ServerStore } from '../store/server-types.js';
 import { openSqliteServerStore } from '../store/sqlite/server-store.js';
@@ -46,13 +46,16 @@ export async function openServerStores(env: Env): Promise<OpenedStores> {
   try {
     // openStore created the key file on first use when no master key is set, so it exists now.
     const keyring = masterKey ? keyringFromMasterKey(masterKey) : loadOrCreateKeyFile(storePaths(home).keyFile, { create: false });
-    if (!('path' in store)) {
-      // Issue 5 adds a PostgreSQL ServerStore; pick it here once it exists.
-      throw new DropkeyError(ErrorCodes.BAD_INPUT, 'dropkey serve does not support this DROPKEY_DATABASE_URL yet (its server tables exist for SQLite only).', {
-        hint: 'Unset DROPKEY_DATABASE_URL, or use a file: URL.',
-      });
+    let serverStore: ServerStore;
+    if ('path' in store) {
+      serverStore = await openSqliteServerStore({ path: store.path, keyring });
+    } else {
+      // PostgreSQL (issue 5): the server tables live in the core store's schema (H9).
+      const driver = selectDriver(nonEmpty(env['DROPKEY_DATABASE_URL']), storePaths(home));
+      if (driver.kind !== 'postgres') throw new DropkeyError(ErrorCodes.INTERNAL, 'the store and DROPKEY_DATABASE_URL disagree');
+      const { openPostgresServerStore } = await import('../store/postgres/server-store.js');
+      serverStore = await openPostgresServerStore({ connectionString: driver.connectionString, keyring, schema: store.schema });
     }
-    const serverStore = await openSqliteServerStore({ path: store.path, keyring });
     return {
       store,
       serverStore,
