@@ -22,7 +22,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
   options: {
     'duration-s': { type: 'string', default: '5' },
-    'warmup-s': { type: 'string', default: '1' },
+    'warmup-s': { type: 'string', default: '2' },
     connections: { type: 'string', default: '64' },
     runs: { type: 'string', default: '3' },
     // The build to run, relative to the repository (default dist/, what `npm run build` makes).

@@ -215,7 +215,11 @@ export async function openSqliteServerStore(options: SqliteServerStoreOptions, n
   }
   try {
     db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
+    // NORMAL, not FULL like the core store: in WAL mode a commit then survives a process crash but not a power
+    // cut, and needs no fsync. The periodic usage flush would otherwise stall the event loop (better-sqlite3 is
+    // synchronous) on every write; nothing here is as precious as a refresh token (those stay FULL in the core
+    // store's own connection).
+    db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     migrate(db, now);
   } catch (cause) {
