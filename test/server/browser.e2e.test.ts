@@ -11,6 +11,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { DEMO_APP_KEY, DEMO_APP_SECRET } from '../../src/emulator/seed.js';
 import { bind, type Listener } from '../../src/server/node.js';
 import { ensureSetupToken } from '../../src/server/setup.js';
 import { makeServerRig, type ServerRig } from './rig.js';
@@ -69,10 +70,9 @@ describe('web UI in chromium', { skip }, () => {
     base = `http://127.0.0.1:${listener.port}`;
     rig = await makeServerRig({ config: { publicUrl: base } });
     listener.setApp(rig.app);
-    // An app whose redirect URIs allow http://127.0.0.1 on any port and path (docs/emulator.md "Redirect URIs"),
-    // so the server's <public-url>/oauth/callback fits. Its key is alphanumeric like a real Dropbox app key.
-    const spec = await rig.emu.control.createApp({ name: 'Browser Test App', redirect_uris: ['http://127.0.0.1/*'] });
-    emuApp = { key: spec.key, secret: spec.secret! };
+    // The emulator's demo app: its redirect URIs allow http://127.0.0.1 on any port and path (docs/emulator.md
+    // "Redirect URIs"), so the server's <public-url>/oauth/callback fits.
+    emuApp = { key: DEMO_APP_KEY, secret: DEMO_APP_SECRET };
     const probe = await fetch(`${rig.emu.url}/oauth2/authorize?client_id=${emuApp.key}&response_type=code&redirect_uri=${encodeURIComponent(`${base}/oauth/callback`)}`);
     emulatorBlocksRedirects = /form-action 'self'\s*(;|$)/.test(probe.headers.get('content-security-policy') ?? '');
     await probe.arrayBuffer();
