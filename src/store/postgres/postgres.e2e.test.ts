@@ -4,6 +4,8 @@
  * server drops our sessions, error mapping, and no secret in plain text in any column.
  */
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +16,7 @@ import { Keyring } from '../crypto.js';
 import { openStore, selectDriver, storePaths } from '../index.js';
 import { openPostgresStore, type PostgresStore } from './index.js';
 import { migrations } from './migrations.js';
-import { dropSchema, freshSchemaName, postgresHarness, SKIP_REASON, TEST_DATABASE_URL, withAdmin } from './test-helpers.js';
+import { dropSchema, freshSchemaName, OutageProxy, postgresHarness, SKIP_REASON, TEST_DATABASE_URL, withAdmin } from './test-helpers.js';
 
 if (!TEST_DATABASE_URL) {
   test('PostgreSQL store', { skip: SKIP_REASON }, () => {});
@@ -185,6 +187,74 @@ function driverTests(url: string): void {
           assert.equal(after!.refreshToken, sampleConnection().refreshToken, 'the refresh token survives');
         } finally {
           await s.close();
+        }
+      }));
+
+    it('PostgreSQL down under load: fast retryable STORE errors, lock waiters keep waiting, full recovery without a restart', { timeout: 60_000 }, () =>
+      withSchema(async (schema, keyring) => {
+        const proxy = await OutageProxy.start(url);
+        const s = await openPostgresStore({ connectionString: proxy.url(url), keyring, schema, maxConnections: 4, connectTimeoutMs: 2_000 });
+        try {
+          await s.createApp(sampleApp());
+          await s.createConnection(sampleConnection('default', 'backup'));
+          const events = new EventEmitter();
+          let ok = 0;
+          let updatesOk = 0;
+          const failures: unknown[] = [];
+          let stop = false;
+          const until = (cond: () => boolean) =>
+            new Promise<void>((resolve) => {
+              const check = () => {
+                if (!cond()) return;
+                events.off('step', check);
+                resolve();
+              };
+              events.on('step', check);
+              check();
+            });
+          const workers = Array.from({ length: 6 }, async (_, w) => {
+            for (let i = 0; !stop; i++) {
+              try {
+                if (w % 2) await s.getConnection('default');
+                else {
+                  await s.updateConnection('default', { lastError: `w${w}-${i}` });
+                  updatesOk++;
+                }
+                ok++;
+              } catch (err) {
+                failures.push(err);
+                await delay(5); // back-off of the load generator itself, not a wait for a condition
+              }
+              events.emit('step');
+            }
+          });
+          await until(() => ok >= 30);
+          proxy.down();
+          await until(() => failures.length >= 10);
+          // A lock asked for during the outage waits it out (a store error counts as "not yet").
+          const waiter = s.withLock('refresh:default', { ttlMs: 5_000, waitMs: 30_000 }, async () => 'locked');
+          const t0 = Date.now();
+          const err = await s.getApp('backup').then(() => assert.fail('expected a failure while down'), (e: unknown) => e);
+          assert.ok(err instanceof DropkeyError && err.code === ErrorCodes.STORE, String(err));
+          assert.match(err.message, /cannot read an app: PostgreSQL at 127\.0\.0\.1:\d+\/\w+ is unreachable/);
+          assert.equal(err.details?.['retryable'], true);
+          assert.ok(Date.now() - t0 < 2_500, `failed after ${Date.now() - t0} ms, not fast`);
+          const okBefore = ok;
+          proxy.up();
+          await until(() => ok >= okBefore + 30);
+          assert.equal(await waiter, 'locked');
+          stop = true;
+          await Promise.all(workers);
+          for (const f of failures) {
+            assert.ok(f instanceof DropkeyError && f.code === ErrorCodes.STORE && f.details?.['retryable'] === true, String(f));
+          }
+          const after = await s.getConnection('default');
+          assert.equal(after!.refreshToken, sampleConnection().refreshToken, 'nothing lost');
+          assert.ok(after!.version - 1 >= updatesOk, `version ${after!.version} after ${updatesOk} acknowledged updates`);
+          process.stdout.write(`outage: ${ok} operations ok, ${failures.length} failed fast while down, recovered after ${proxy.accepted} connections\n`);
+        } finally {
+          await s.close();
+          await proxy.close();
         }
       }));
 

@@ -4,6 +4,7 @@
  * parallel on one database.
  */
 import { randomBytes } from 'node:crypto';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import pg from 'pg';
 import type { StoreHarness } from '../contract.js';
 import type { Keyring } from '../crypto.js';
@@ -64,4 +65,75 @@ export async function postgresHarness(keyring: Keyring, schema = freshSchemaName
     },
     settle: settleStores(stores),
   };
+}
+
+/**
+ * A TCP relay in front of the test server that can "take PostgreSQL down" without touching the real server (which
+ * other test files share): down() cuts every relayed connection and refuses new ones, as a server restart does to
+ * its clients; up() serves again.
+ */
+export class OutageProxy {
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  readonly #target: { host: string; port: number };
+  #up = true;
+  /** Connections accepted (while up). */
+  accepted = 0;
+
+  private constructor(server: Server, target: { host: string; port: number }) {
+    this.#server = server;
+    this.#target = target;
+    server.on('connection', (client) => this.#relay(client));
+  }
+
+  static async start(databaseUrl: string): Promise<OutageProxy> {
+    const u = new URL(databaseUrl);
+    const server = createServer();
+    const proxy = new OutageProxy(server, { host: u.hostname || '127.0.0.1', port: Number(u.port || 5432) });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return proxy;
+  }
+
+  /** The database URL with the proxy's address instead of the server's. */
+  url(databaseUrl: string): string {
+    const u = new URL(databaseUrl);
+    u.hostname = '127.0.0.1';
+    u.port = String((this.#server.address() as AddressInfo).port);
+    return u.toString();
+  }
+
+  #relay(client: Socket): void {
+    if (!this.#up) {
+      client.destroy();
+      return;
+    }
+    this.accepted++;
+    const upstream = connect(this.#target.port, this.#target.host);
+    for (const [a, b] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      this.#sockets.add(a);
+      a.on('error', () => b.destroy());
+      a.on('close', () => {
+        this.#sockets.delete(a);
+        b.destroy();
+      });
+      a.pipe(b);
+    }
+  }
+
+  down(): void {
+    this.#up = false;
+    for (const s of this.#sockets) s.destroy();
+  }
+
+  up(): void {
+    this.#up = true;
+  }
+
+  async close(): Promise<void> {
+    this.down();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
 }
