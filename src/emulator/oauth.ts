@@ -319,7 +319,9 @@ button[value=allow]{background:#0061fe;color:#fff}code#auth-code{display:block;f
       'Content-Type': 'text/html; charset=utf-8',
       'Cache-Control': 'no-store',
       'X-Frame-Options': 'DENY',
-      'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+      // No form-action: browsers apply it to the redirect that follows the Allow/Cancel POST, and that redirect
+      // goes to the app's registered redirect_uri on another origin, as on Dropbox.
+      'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
     },
   });
 }

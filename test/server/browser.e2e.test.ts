@@ -39,26 +39,6 @@ function watchErrors(page: Page, into: string[]): void {
   page.on('pageerror', (e) => into.push(`${page.url()}: ${e.message}`));
 }
 
-/**
- * Workaround for an emulator bug filed in /work/coord/BUGS.md: its consent page sends `form-action 'self'`, and
- * Chrome applies form-action to the redirect that follows the Allow POST, so the way back to the app's
- * redirect_uri is blocked (real Dropbox redirects). Only that directive is removed, only on the emulator's
- * authorize page; once the emulator is fixed this changes nothing.
- */
-let emulatorBlocksRedirects = false;
-
-async function allowConsentRedirects(context: BrowserContext): Promise<void> {
-  if (!emulatorBlocksRedirects) return;
-  await context.route(`${rig.emu.url}/oauth2/authorize**`, async (route) => {
-    if (route.request().method() !== 'GET') return route.continue();
-    const res = await route.fetch({ maxRedirects: 0 });
-    const headers = { ...res.headers() };
-    const csp = headers['content-security-policy'];
-    if (csp) headers['content-security-policy'] = csp.replace(/;\s*form-action 'self'\s*$/, '').replace(/form-action 'self'\s*;?/, '');
-    await route.fulfill({ response: res, headers });
-  });
-}
-
 async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
@@ -73,9 +53,6 @@ describe('web UI in chromium', { skip }, () => {
     // The emulator's demo app: its redirect URIs allow http://127.0.0.1 on any port and path (docs/emulator.md
     // "Redirect URIs"), so the server's <public-url>/oauth/callback fits.
     emuApp = { key: DEMO_APP_KEY, secret: DEMO_APP_SECRET };
-    const probe = await fetch(`${rig.emu.url}/oauth2/authorize?client_id=${emuApp.key}&response_type=code&redirect_uri=${encodeURIComponent(`${base}/oauth/callback`)}`);
-    emulatorBlocksRedirects = /form-action 'self'\s*(;|$)/.test(probe.headers.get('content-security-policy') ?? '');
-    await probe.arrayBuffer();
     await rig.emu.control.createAccount({ email: OWNER, given_name: 'Bea', surname: 'Owner' });
     await rig.emu.control.createAccount({ email: OWNER2, given_name: 'Red', surname: 'Irect' });
     browser = await chromium.launch({
@@ -95,7 +72,6 @@ describe('web UI in chromium', { skip }, () => {
     const errors: string[] = [];
     const context: BrowserContext = await browser.newContext({ viewport: { width: 1200, height: 800 } });
     context.setDefaultTimeout(15_000);
-    await allowConsentRedirects(context);
     const page = await context.newPage();
     watchErrors(page, errors);
 
@@ -194,7 +170,6 @@ describe('web UI in chromium', { skip }, () => {
     const errors: string[] = [];
     const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
     context.setDefaultTimeout(15_000);
-    await allowConsentRedirects(context);
     // What a popup blocker does: window.open returns null.
     await context.addInitScript(() => {
       window.open = () => null;
@@ -209,8 +184,6 @@ describe('web UI in chromium', { skip }, () => {
     await page.locator('form[data-popup-connect]').getByLabel('Connection name').fill('redirected');
     await page.getByRole('button', { name: 'Connect Dropbox' }).click();
     await page.waitForURL(/\/oauth2\/authorize\?/);
-    // Playwright does not route a navigation reached by redirect: load the page again so the workaround applies.
-    if (emulatorBlocksRedirects) await page.reload();
     await page.getByLabel(new RegExp(OWNER2.replace(/\./g, '\\.'))).check();
     await page.getByRole('button', { name: 'Allow' }).click();
     await page.waitForURL(`${base}/connections/redirected?connected=redirected`);

@@ -16,11 +16,12 @@ import type { AppEnv, ServerModule } from '../context.js';
 import type { ServerServices } from '../services.js';
 import { appRoutes } from './apps.js';
 import { APP_CSS } from './assets/app-css.js';
+import { APP_ICON } from './assets/icon-svg.js';
 import { APP_JS } from './assets/app-js.js';
 import { authRoutes } from './auth.js';
 import { connectionRoutes } from './connections.js';
 import { keyRoutes } from './keys.js';
-import { ASSET_CSS, ASSET_JS } from './layout.js';
+import { ASSET_CSS, ASSET_ICON, ASSET_JS } from './layout.js';
 
 export { NAV, page, type NavItem, type PageOptions } from './layout.js';
 export { guard, guardPost } from './kit.js';
@@ -36,6 +37,8 @@ export function uiRoutes(s: ServerServices): Hono<AppEnv> {
   const assets = new Map([
     [ASSET_JS, asset(APP_JS, 'text/javascript; charset=utf-8')],
     [ASSET_CSS, asset(APP_CSS, 'text/css; charset=utf-8')],
+    // An explicit icon, so browsers do not probe /favicon.ico and log a 404 on every page.
+    [ASSET_ICON, asset(APP_ICON, 'image/svg+xml')],
   ]);
   for (const [path, a] of assets) {
     r.get(path, (c) => {

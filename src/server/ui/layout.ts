@@ -7,6 +7,7 @@ import type { UiSession } from './session.js';
 
 export const ASSET_CSS = '/ui/assets/app.css';
 export const ASSET_JS = '/ui/assets/app.js';
+export const ASSET_ICON = '/ui/assets/icon.svg';
 
 export interface NavItem {
   href: string;
@@ -58,6 +59,7 @@ export function page(o: PageOptions): string {
 ${o.session ? html`<meta name="csrf-token" content="${o.session.csrf}">` : ''}
 ${o.now !== undefined ? html`<meta name="server-time" content="${new Date(o.now).toISOString()}">` : ''}
 <title>${o.title} · dropkey</title>
+<link rel="icon" href="${ASSET_ICON}" type="image/svg+xml">
 <link rel="stylesheet" href="${ASSET_CSS}">
 <script src="${ASSET_JS}" defer></script>
 </head><body>
