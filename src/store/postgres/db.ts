@@ -136,7 +136,8 @@ export class PgDatabase {
         }
         let committing = false;
         try {
-          await client.query('BEGIN');
+          // Explicit: the row-lock-then-check logic assumes READ COMMITTED, whatever the server's default is.
+          await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
           const result = await work(client);
           committing = true;
           await client.query('COMMIT');
