@@ -15,14 +15,14 @@ import { dropboxUrlsFromBase } from '../../src/dropbox/hosts.js';
 import { createApp, MODULES, type ServerApp } from '../../src/server/app.js';
 import { defaultConfig } from '../../src/server/deps.js';
 import { ServerEvents, type ServerEvent } from '../../src/server/events.js';
-import { createJobsModule, type JobsOptions } from '../../src/server/jobs/index.js';
+import { createJobsModule, schedulerOf, type JobsOptions } from '../../src/server/jobs/index.js';
 import type { RunResult } from '../../src/server/jobs/scheduler.js';
 import { ManualTimers } from '../../src/server/jobs/timers.js';
 import { createLogger } from '../../src/server/logger.js';
 import { createServerMetrics } from '../../src/server/metrics.js';
 import { instrumentFetch } from '../../src/server/upstream.js';
 import { createWebhooksModule } from '../../src/server/webhooks/index.js';
-import type { WebhookOptions } from '../../src/server/webhooks/service.js';
+import { webhookService, type WebhookOptions } from '../../src/server/webhooks/service.js';
 import { keyringFromMasterKey } from '../../src/store/crypto.js';
 import { openStore } from '../../src/store/index.js';
 import type { ApiPermission, ServerStore } from '../../src/store/server-types.js';
@@ -44,6 +44,8 @@ export interface Instance {
   attempts: { delivery: DeliveryRecord; outcome: AttemptOutcome }[];
   jobResults: { job: string; result: RunResult }[];
   logs: string[];
+  /** Waits until this instance's delivery worker and scheduler are idle (timers armed, nothing in flight). */
+  settle(): Promise<void>;
   /** Resolves on the next n-th delivery attempt recorded by this instance (counting from now). */
   nextAttempts(n?: number): Promise<AttemptOutcome[]>;
   key(permissions: ApiPermission[], connections: string[] | '*'): Promise<string>;
@@ -127,6 +129,13 @@ export async function makeRig(): Promise<Rig> {
         attempts,
         jobResults,
         logs,
+        async settle() {
+          for (let k = 0; k < 3; k++) {
+            await new Promise((r) => setImmediate(r));
+            await webhookService(app.services).worker.idle();
+            await schedulerOf(app.services)?.idle();
+          }
+        },
         nextAttempts(n = 1) {
           return new Promise((resolve) => waiters.push({ n, got: [], resolve }));
         },

@@ -132,14 +132,17 @@ export class DeliveryWorker {
       this.#again = false;
       try {
         await this.#onePass();
+        // Deliveries that fell due while this pass ran (or a kick that arrived meanwhile): go again now.
+        if (!this.#again && !this.#stopped.signal.aborted) {
+          const wait = await this.#nextWait();
+          if (wait === 0) this.#again = true;
+          else this.#arm(wait);
+        }
       } catch (err) {
         this.#o.logger.error({ err }, 'webhook delivery pass failed');
+        this.#arm(this.#o.pollMs);
       }
     } while (this.#again && !this.#stopped.signal.aborted);
-    await this.#armNext().catch((err) => {
-      this.#o.logger.error({ err }, 'could not schedule the next webhook delivery');
-      this.#arm(this.#o.pollMs);
-    });
   }
 
   async #onePass(): Promise<void> {
@@ -153,12 +156,11 @@ export class DeliveryWorker {
     }
   }
 
-  async #armNext(): Promise<void> {
-    if (this.#stopped.signal.aborted) return;
+  /** Until the earliest pending delivery is due (0: now), at most the poll interval. */
+  async #nextWait(): Promise<number> {
     const next = await this.#o.store.nextDueAt();
-    const now = this.#o.timers.now();
-    const wait = next === null ? this.#o.pollMs : Math.min(Math.max(next - now, 0), this.#o.pollMs);
-    this.#arm(wait);
+    if (next === null) return this.#o.pollMs;
+    return Math.min(Math.max(next - this.#o.timers.now(), 0), this.#o.pollMs);
   }
 
   #arm(waitMs: number): void {
