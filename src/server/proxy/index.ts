@@ -16,16 +16,18 @@
  *   out blocks up to maxWaitMs and replayable requests are retried after them; longer waits get a 429 at once.
  * Sources: dropbox-api.md §0 (hosts), §3.2 (headers), §3.3 (401/429 bodies), §3.4 (rate limits), §7.4.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Hono } from 'hono';
 import { validateName } from '../../connections/names.js';
 import { defaultSleep, type Sleep } from '../../dropbox/retry.js';
 import { parseRetryAfter } from '../../dropbox/errors.js';
-import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppContext, AppEnv, ServerModule } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
+import { securityHeaders } from '../security/headers.js';
 import { authorize, type ServerServices } from '../services.js';
-import { backoffKey, MemoryBackoffStore, type BackoffStore, type RateLimitReason } from './backoff.js';
-import { countBytes, readBounded, requestHeaders, responseHeaders, upstreamQuery } from './forward.js';
+import { backoffKey, MemoryBackoffStore, type BackoffState, type BackoffStore, type RateLimitReason } from './backoff.js';
+import { requestHeaders, responseHeaders, upstreamQuery } from './forward.js';
+import { NodeTransport, UpstreamAgents, WebTransport, type ByteCounters, type Transport, type UpstreamAnswer } from './transport.js';
 import { isRouteName, routeInfo, type RouteInfo } from './routes.js';
 
 export interface ProxyOptions {
@@ -44,10 +46,8 @@ const DEFAULT_REPLAY_LIMIT = 1024 * 1024;
 const TOO_MANY_REQUESTS = 429;
 const MAX_429_RETRIES = 3;
 
-interface Attempt {
-  token: string;
-  res: Response;
-}
+/** Upstream connection pools per app, closed when the app stops. */
+const agentsOf = new WeakMap<ServerServices, UpstreamAgents>();
 
 export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono<AppEnv> {
   const backoff = options.backoff ?? new MemoryBackoffStore();
@@ -56,6 +56,21 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
   const sleep = options.sleep ?? defaultSleep;
   const { urls } = s.dropkey;
   const bases: Record<RouteInfo['host'], string> = { api: urls.api, content: urls.content, notify: urls.notify };
+
+  const counters: ByteCounters = {
+    upload: (n) => s.metrics.proxyBytes.inc({ direction: 'upload' }, n),
+    download: (n) => s.metrics.proxyBytes.inc({ direction: 'download' }, n),
+  };
+  const extraHeaders = securityHeaders({ authorizeUrl: urls.authorize, https: s.config.publicUrl.startsWith('https:') });
+  const agents = new UpstreamAgents();
+  agentsOf.set(s, agents);
+  /** Node pipes under the Node listener; fetch and web streams when the app is called without a socket. */
+  const transportFor = (c: AppContext): Transport => {
+    const { incoming, outgoing } = (c.env ?? {}) as { incoming?: IncomingMessage; outgoing?: ServerResponse };
+    return incoming && outgoing
+      ? new NodeTransport(incoming, outgoing, agents, counters, extraHeaders)
+      : new WebTransport(c.req.raw, s.fetch, counters);
+  };
 
   const r = new Hono<AppEnv>();
 
@@ -78,36 +93,37 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
 
     const incoming = c.req.raw;
     const headers = requestHeaders(incoming.headers);
-    const query = upstreamQuery(new URL(incoming.url).searchParams);
-    const url = `${bases[info.host]}/2/${route}${query}`;
-    const selectUser = incoming.headers.get('dropbox-api-select-user') ?? new URL(incoming.url).searchParams.get('select_user') ?? undefined;
-    const limitKey = backoffKey(name, selectUser);
+    const params = new URL(incoming.url).searchParams;
+    const url = `${bases[info.host]}/2/${route}${upstreamQuery(params)}`;
+    const limitKey = backoffKey(name, incoming.headers.get('dropbox-api-select-user') ?? params.get('select_user') ?? undefined);
+    const transport = transportFor(c);
 
     // Keep the body when it is small enough to send twice; stream it otherwise.
-    let body: Uint8Array | ReadableStream<Uint8Array> | null = null;
-    if (method === 'POST' && incoming.body) {
-      const declared = incoming.headers.get('content-length');
+    let body: Uint8Array | 'stream' | null = null;
+    // HTTP/1.1: a request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 §6.3).
+    const declared = incoming.headers.get('content-length');
+    if (method === 'POST' && (declared !== null || incoming.headers.has('transfer-encoding'))) {
       const length = declared === null ? undefined : Number(declared);
       if (info.style === 'rpc' || (length !== undefined && length <= replayLimit)) {
-        const buffered = await readBounded(incoming.body, replayLimit);
+        const buffered = await transport.readBody(replayLimit);
         if (buffered === null) {
           throw new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `The body of ${route} is larger than ${replayLimit} bytes.`, {
             hint: 'RPC arguments are small JSON documents; send file contents to an upload route (files/upload, files/upload_session/*).',
           });
         }
         body = buffered;
-        headers.set('content-length', String(buffered.byteLength));
+        if (buffered.byteLength > 0 || declared !== null) headers.set('content-length', String(buffered.byteLength));
+        counters.upload(buffered.byteLength);
       } else {
-        body = countBytes(incoming.body, (n) => s.metrics.proxyBytes.inc({ direction: 'upload' }, n));
+        body = 'stream';
       }
     }
-    const replayable = !(body instanceof ReadableStream);
-    if (body instanceof Uint8Array) s.metrics.proxyBytes.inc({ direction: 'upload' }, body.byteLength);
+    const replayable = body !== 'stream';
+    const signal = transport.signal;
 
-    const signal = incoming.signal;
     let waited = 0;
-    /** Waits out the connection's block; false when it is longer than what is left of maxWaitMs. */
-    const waitForBlock = async (): Promise<{ until: number; reason: RateLimitReason } | undefined> => {
+    /** Waits out the connection's block; returns it when it lasts longer than what is left of maxWaitMs. */
+    const waitForBlock = async (): Promise<BackoffState | undefined> => {
       for (;;) {
         const block = await backoff.get(limitKey, s.clock());
         if (!block) return undefined;
@@ -118,48 +134,34 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
       }
     };
 
-    const send = async (token: string): Promise<Response> => {
+    const send = async (token: string): Promise<UpstreamAnswer> => {
       headers.set('authorization', `Bearer ${token}`);
-      try {
-        return await s.fetch(url, {
-          method,
-          headers,
-          body,
-          redirect: 'manual',
-          signal,
-          ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
-        } as RequestInit);
-      } catch (err) {
-        if (signal.aborted) throw new DropkeyError(ErrorCodes.CANCELLED, 'The caller went away before Dropbox answered.', { cause: err });
-        throw new DropkeyError(ErrorCodes.DROPBOX_UNAVAILABLE, `Could not reach Dropbox for ${route}.`, {
-          cause: err,
-          hint: 'Check the server\'s network access to the Dropbox hosts, then try again.',
-        });
-      }
+      const started = performance.now();
+      const answer = await transport.send(url, method, headers, body);
+      s.metrics.upstreamLatency.observe({ host: info.host }, (performance.now() - started) / 1000);
+      if (answer.status === TOO_MANY_REQUESTS) s.metrics.upstream429.inc({ host: info.host });
+      return answer;
     };
 
     let refreshed = false;
     let limited = 0;
-    let attempt: Attempt;
     for (;;) {
       const block = await waitForBlock();
       if (block) return rateLimited(block, s.clock());
       const token = (await s.tokens.get(name)).info.accessToken;
-      attempt = { token, res: await send(token) };
-      const { res } = attempt;
+      const res = await send(token);
+      const out = responseHeaders(res.headers);
 
-      if (res.status === 401 && replayable && !refreshed) {
+      if (res.status === 401) {
+        s.tokens.invalidate(name);
+        if (!replayable || refreshed) return res.deliver(out);
         const text = await res.text();
-        if (authErrorTag(text) === 'expired_access_token') {
-          refreshed = true;
-          s.tokens.invalidate(name);
-          // Concurrent callers that met the same expired token share one refresh (the facade's rejectedToken).
-          await s.dropkey.getToken(name, { forceRefresh: true, rejectedToken: token });
-          s.tokens.invalidate(name);
-          continue;
-        }
-        attempt.res = new Response(text, { status: res.status, statusText: res.statusText, headers: res.headers });
-        break;
+        if (authErrorTag(text) !== 'expired_access_token') return res.deliver(out, text);
+        refreshed = true;
+        // Concurrent callers that met the same expired token share one refresh (the facade's rejectedToken).
+        await s.dropkey.getToken(name, { forceRefresh: true, rejectedToken: token });
+        s.tokens.invalidate(name);
+        continue;
       }
 
       if (res.status === TOO_MANY_REQUESTS) {
@@ -171,12 +173,9 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
           json = undefined; // plain-text 429 ⇒ too_many_requests (§3.3)
         }
         const seconds = parseRetryAfter(res.headers, json, s.clock) ?? 1;
-        const reason: RateLimitReason =
-          (json as { error?: { reason?: { '.tag'?: string } } } | undefined)?.error?.reason?.['.tag'] === 'too_many_write_operations'
-            ? 'too_many_write_operations'
-            : 'too_many_requests';
-        const until = s.clock() + seconds * 1000;
-        if (reason === 'too_many_requests') await backoff.block(limitKey, { until, reason });
+        const tag = (json as { error?: { reason?: { '.tag'?: unknown } } } | undefined)?.error?.reason?.['.tag'];
+        const reason: RateLimitReason = tag === 'too_many_write_operations' ? tag : 'too_many_requests';
+        if (reason === 'too_many_requests') await backoff.block(limitKey, { until: s.clock() + seconds * 1000, reason });
         // Bounded twice: by the total wait, and by a count in case Dropbox keeps answering Retry-After: 0.
         if (replayable && ++limited <= MAX_429_RETRIES && waited + seconds * 1000 <= maxWaitMs) {
           if (reason === 'too_many_write_operations') {
@@ -185,17 +184,11 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
           }
           continue;
         }
-        attempt.res = new Response(text, { status: res.status, statusText: res.statusText, headers: res.headers });
-        break;
+        return res.deliver(out, text);
       }
-      break;
-    }
 
-    const { res } = attempt;
-    if (res.status === 401) s.tokens.invalidate(name);
-    const out = responseHeaders(res.headers);
-    const resBody = res.body && method !== 'HEAD' ? countBytes(res.body, (n) => s.metrics.proxyBytes.inc({ direction: 'download' }, n)) : null;
-    return new Response(resBody, { status: res.status, headers: out });
+      return res.deliver(out);
+    }
   });
 
   return r;
@@ -247,7 +240,16 @@ function rateLimited(block: { until: number; reason: RateLimitReason }, now: num
 }
 
 export function createProxyModule(options: ProxyOptions = {}): ServerModule {
-  return { name: 'proxy', mount: '/proxy', routes: (s) => proxyRoutes(s, options) };
+  return {
+    name: 'proxy',
+    mount: '/proxy',
+    routes: (s) => proxyRoutes(s, options),
+    start: (s) => ({
+      async stop() {
+        agentsOf.get(s)?.destroy();
+      },
+    }),
+  };
 }
 
 export const proxyModule: ServerModule = createProxyModule();
