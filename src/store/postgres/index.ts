@@ -529,15 +529,20 @@ class PostgresStoreImpl implements PostgresStore {
       tryAcquire: async (name, owner, now, expiresAt) => {
         const session = await this.#db.track(() => this.#liveness.key());
         // Take the row when it is free, expired, already ours (a retry after a lost reply), or when its holder's
-        // liveness session is gone (we can take that session's advisory lock: the holder died).
+        // liveness session is gone (we can take that session's advisory lock: the holder died). A session lost to a
+        // server restart after it was recorded proves nothing (every session ended), so then only the ttl applies
+        // until the holder's heartbeat records its new session.
         const r = await this.#query<{ acquired: boolean; expires_at: number }>(
           'take a lock',
           `WITH attempt AS (
-             INSERT INTO ${locks} AS l (name, owner, expires_at, acquired_at, holder_session) VALUES ($1, $2, $3, $4, $5)
+             INSERT INTO ${locks} AS l (name, owner, expires_at, acquired_at, holder_session, session_stamped_at)
+             VALUES ($1, $2, $3, $4, $5, now())
              ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
-               acquired_at = excluded.acquired_at, holder_session = excluded.holder_session
+               acquired_at = excluded.acquired_at, holder_session = excluded.holder_session,
+               session_stamped_at = excluded.session_stamped_at
              WHERE l.expires_at <= $4 OR l.owner = $2
-               OR (l.holder_session IS NOT NULL AND pg_try_advisory_xact_lock(${LIVENESS_LOCK_NS}, l.holder_session))
+               OR (l.holder_session IS NOT NULL AND l.session_stamped_at > pg_postmaster_start_time()
+                   AND pg_try_advisory_xact_lock(${LIVENESS_LOCK_NS}, l.holder_session))
              RETURNING expires_at
            )
            SELECT true AS acquired, expires_at FROM attempt
@@ -551,7 +556,7 @@ class PostgresStoreImpl implements PostgresStore {
       },
       extend: async (name, owner, expiresAt) => {
         const session = await this.#db.track(() => this.#liveness.key());
-        const r = await this.#query('extend a lock', `UPDATE ${locks} SET expires_at = $3, holder_session = $4 WHERE name = $1 AND owner = $2`, [name, owner, expiresAt, session]);
+        const r = await this.#query('extend a lock', `UPDATE ${locks} SET expires_at = $3, holder_session = $4, session_stamped_at = now() WHERE name = $1 AND owner = $2`, [name, owner, expiresAt, session]);
         return r.rowCount === 1;
       },
       release: async (name, owner) => {

@@ -210,6 +210,27 @@ function tests(url: string): void {
         }
       }));
 
+    it('a lease whose session was recorded before a server restart is not taken through that session: the ttl applies', () =>
+      withSchema(async (schema, key) => {
+        const s = await open(schema, key);
+        try {
+          const ttlMs = 1_500;
+          const holder = start(key.toString('hex'), 'hold', schema, String(ttlMs));
+          const acquiredAt = Number((await holder.waitFor('acquired')).split(' ')[1]);
+          holder.proc.kill('SIGSTOP'); // no heartbeat may re-record the session from here on
+          // As if PostgreSQL restarted after the holder recorded its session (every session ended, the holder's
+          // process may well be alive and about to reconnect).
+          await withAdmin((c) => c.query(`UPDATE "${schema}".locks SET session_stamped_at = pg_postmaster_start_time() - interval '1 second'`));
+          holder.proc.kill('SIGKILL');
+          await holder.exit;
+          await assert.rejects(s.withLock('k', { ttlMs, waitMs: 0 }, async () => {}), (e: unknown) => e instanceof DropkeyError && e.code === ErrorCodes.LOCK_TIMEOUT);
+          const gotAt = await s.withLock('k', { ttlMs, waitMs: 10_000 }, async () => Date.now());
+          assert.ok(gotAt - acquiredAt >= ttlMs - 5, `taken ${gotAt - acquiredAt} ms after acquisition, before the ttl`);
+        } finally {
+          await s.close();
+        }
+      }));
+
     it('a frozen holder that stays connected (SIGSTOP) is taken over after its ttl, and learns it when it resumes', () =>
       withSchema(async (schema, key) => {
         const s = await open(schema, key);

@@ -74,6 +74,13 @@ export const migrations: PgMigration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'lock liveness stamp',
+    // When holder_session was last recorded, in server time: a session that ended because the whole server
+    // restarted afterwards says nothing about whether its holder process is still alive.
+    sql: (s) => `ALTER TABLE ${s}.locks ADD COLUMN session_stamped_at timestamptz;`,
+  },
 ];
 
 /**
