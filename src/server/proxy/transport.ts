@@ -145,7 +145,7 @@ export class NodeTransport implements Transport {
         if (!this.outgoing.writableFinished) req.destroy(new Error('the caller went away'));
       };
       this.outgoing.once('close', onCallerGone);
-      req.once('error', (err) => {
+      req.on('error', (err) => {
         this.outgoing.off('close', onCallerGone);
         if (this.outgoing.destroyed) reject(new DropkeyError(ErrorCodes.CANCELLED, 'The caller went away before Dropbox answered.', { cause: err }));
         else reject(unreachable(err, u.pathname));
@@ -157,7 +157,7 @@ export class NodeTransport implements Transport {
         this.#consumed = true;
         this.incoming.pipe(req);
         this.incoming.on('data', (chunk: Buffer) => this.counters.upload(chunk.length));
-        this.incoming.once('error', (err) => req.destroy(err));
+        this.incoming.on('error', (err) => req.destroy(err));
       } else {
         req.end(body ?? undefined);
       }
@@ -190,7 +190,7 @@ export class NodeTransport implements Transport {
         res.on('data', (chunk: Buffer) => counters.download(chunk.length));
         // Dropbox dropping the connection mid-body: cut the caller's connection too, so it sees a truncated answer.
         res.once('aborted', () => outgoing.destroy());
-        res.once('error', () => outgoing.destroy());
+        res.on('error', () => outgoing.destroy());
         outgoing.once('close', () => {
           if (!res.complete) res.destroy();
         });
