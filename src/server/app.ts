@@ -30,12 +30,14 @@ import { errorPage, HttpError, htmlPage, escapeHtml, mapError, ServerErrorCodes 
 import { maskText } from './logger.js';
 import { oauthModule, POPUP_SCRIPT_PATH } from './oauth/routes.js';
 import { opsModule } from './ops.js';
+import { jobsModule } from './jobs/index.js';
+import { webhooksModule } from './webhooks/index.js';
 import { proxyModule } from './proxy/index.js';
 import { uiModule } from './ui/index.js';
 import { createServices, type ServerServices } from './services.js';
 
 /** The modules mounted by default. Helpers adding ui/proxy/webhooks: import the module and add it here. */
-export const MODULES: ServerModule[] = [opsModule, apiModule, oauthModule, proxyModule, uiModule];
+export const MODULES: ServerModule[] = [opsModule, apiModule, oauthModule, proxyModule, webhooksModule, jobsModule, uiModule];
 
 export interface ServerApp {
   /** The Request → Response handler. */

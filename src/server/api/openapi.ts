@@ -4,6 +4,8 @@
  * (test/server/openapi.test.ts compares it with the routes hono registered).
  */
 
+import { webhookOpenApiPaths, webhookOpenApiSchemas } from '../webhooks/openapi.js';
+
 type Method = 'get' | 'post' | 'delete';
 type Schema = Record<string, unknown>;
 
@@ -50,6 +52,7 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
     },
     servers: [{ url: `${publicUrl}/api/v1` }],
     paths: {
+      ...webhookOpenApiPaths, // /webhooks*, /jobs: src/server/webhooks/openapi.ts (H12)
       '/connections': {
         get: {
           operationId: 'listConnections',
@@ -214,6 +217,7 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
     components: {
       securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'A dropkey API key, dk_...' } },
       schemas: {
+        ...webhookOpenApiSchemas,
         Error: {
           type: 'object',
           required: ['error'],
