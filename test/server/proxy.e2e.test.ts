@@ -259,8 +259,8 @@ test('429: the first caller meets Retry-After; concurrent callers wait out the s
     const calls = await logged('users/get_current_account');
     assert.deepEqual(calls.map((r) => r.status), [429, 200, 200, 200], 'only the first call reached Dropbox during the block');
     const limitedAt = Date.parse(String(calls[0]!.time));
-    for (const c of calls.slice(1)) assert.ok(Date.parse(String(c.time)) - limitedAt >= 900, 'retried after Retry-After');
-    assert.ok(p.sleeps.every((ms) => ms > 0 && ms <= 1000));
+    for (const c of calls.slice(1)) assert.ok(Date.parse(String(c.time)) - limitedAt >= 900, `retried after Retry-After: ${c.time} vs ${calls[0]!.time}`);
+    assert.ok(p.sleeps.every((ms) => ms > 0 && ms <= 1000), `sleeps ${p.sleeps.join(',')}`);
     assert.ok(rig.app.services.metrics.upstream429.get({ host: 'api' }) >= 1);
   } finally {
     await p.close();
@@ -389,3 +389,47 @@ function rawRequest(head: string): Promise<string> {
     sock.write(head);
   });
 }
+
+test('an RPC body over 1 MiB is refused with 413 before anything goes upstream', async () => {
+  await rig.emu.control.clearRequests();
+  const res = await proxy('/c1/2/files/get_metadata', { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ path: '/x', pad: 'x'.repeat(1024 * 1024) }) });
+  assert.equal(res.status, 413);
+  assert.equal((await res.json()).error.code, 'DROPKEY_PAYLOAD_TOO_LARGE');
+  assert.equal((await logged('files/get_metadata')).length, 0);
+});
+
+test('a caller that goes away mid-download does not hurt the server', async () => {
+  const data = patternBytes(8 * 1024 * 1024, 21);
+  assert.equal((await upload('c1', '/abort.bin', data)).status, 200);
+  const ac = new AbortController();
+  const res = await proxy('/c1/2/files/download', { headers: { 'Dropbox-API-Arg': headerSafeJson({ path: '/abort.bin' }) }, signal: ac.signal });
+  const reader = res.body!.getReader();
+  await reader.read();
+  ac.abort();
+  await reader.closed.catch(() => undefined);
+  const again = await proxy('/c1/2/files/download', { headers: { 'Dropbox-API-Arg': headerSafeJson({ path: '/abort.bin' }) } });
+  assert.ok(Buffer.from(await again.arrayBuffer()).equals(data));
+});
+
+test('without a socket (app.request): the fetch transport streams the same answers', async () => {
+  const auth = { Authorization: `Bearer ${key}` };
+  const me = await rig.app.request('http://dropkey.test/proxy/c1/2/users/get_current_account', { method: 'POST', headers: auth });
+  assert.equal(me.status, 200);
+  assert.equal((await me.json()).account_id, account.accountId);
+  const data = patternBytes(2 * 1024 * 1024 + 5, 9);
+  const up = await rig.app.request('http://dropkey.test/proxy/c1/2/files/upload', {
+    method: 'POST',
+    headers: { ...auth, 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': headerSafeJson({ path: '/web.bin' }), 'Content-Length': String(data.length) },
+    body: data,
+  });
+  assert.equal(up.status, 200);
+  assert.equal((await up.json()).content_hash, dropboxContentHash(data));
+  const range = await rig.app.request('http://dropkey.test/proxy/c1/2/files/download', {
+    method: 'POST',
+    headers: { ...auth, 'Dropbox-API-Arg': headerSafeJson({ path: '/web.bin' }), Range: 'bytes=-10' },
+  });
+  assert.equal(range.status, 206);
+  assert.ok(Buffer.from(await range.arrayBuffer()).equals(data.subarray(data.length - 10)));
+  const denied = await rig.app.request('http://dropkey.test/proxy/c2/2/users/get_current_account', { method: 'POST', headers: auth });
+  assert.equal(denied.status, 403);
+});

@@ -125,9 +125,10 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
     /** Waits out the connection's block; returns it when it lasts longer than what is left of maxWaitMs. */
     const waitForBlock = async (): Promise<BackoffState | undefined> => {
       for (;;) {
-        const block = await backoff.get(limitKey, s.clock());
+        const now = s.clock();
+        const block = await backoff.get(limitKey, now);
         if (!block) return undefined;
-        const remaining = block.until - s.clock();
+        const remaining = block.until - now;
         if (waited + remaining > maxWaitMs) return block;
         await sleep(remaining, signal);
         waited += remaining;
