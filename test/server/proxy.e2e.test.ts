@@ -365,7 +365,7 @@ test('the caller\'s query authorization, cookies and hop-by-hop headers do not r
   for (const s of ['stolen', 'dropkey_session', 'xyz', '10.0.0.1']) assert.ok(!seen.includes(s), s);
 });
 
-test('metrics: proxy bytes by direction', async () => {
+test('metrics: proxy bytes by direction, requests by connection and status, upstream latency by host', async () => {
   const m = rig.app.services.metrics;
   const up0 = m.proxyBytes.get({ direction: 'upload' });
   const down0 = m.proxyBytes.get({ direction: 'download' });
@@ -375,8 +375,16 @@ test('metrics: proxy bytes by direction', async () => {
   await down.arrayBuffer();
   assert.equal(m.proxyBytes.get({ direction: 'upload' }) - up0, 1500);
   assert.ok(m.proxyBytes.get({ direction: 'download' }) - down0 >= 1500);
+  const ok0 = m.proxyRequests.get({ connection: 'c1', status: '200' });
+  const anon0 = m.proxyRequests.get({ connection: '', status: '401' });
+  await (await rpc('c1', 'users/get_current_account')).arrayBuffer();
+  await (await proxy('/whatever/2/users/get_current_account', { key: null })).arrayBuffer();
+  assert.equal(m.proxyRequests.get({ connection: 'c1', status: '200' }) - ok0, 1);
+  assert.equal(m.proxyRequests.get({ connection: '', status: '401' }) - anon0, 1, 'unauthenticated names are not labels');
   const text = await (await fetch(`${base}/metrics`)).text();
   assert.match(text, /dropkey_proxy_bytes_total\{direction="download"\} \d+/);
+  assert.match(text, /dropkey_proxy_requests_total\{connection="c1",status="200"\} \d+/);
+  assert.match(text, /dropkey_upstream_request_duration_seconds_count\{host="content"\} \d+/);
 });
 
 function rawRequest(head: string): Promise<string> {

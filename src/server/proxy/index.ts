@@ -22,7 +22,7 @@ import { validateName } from '../../connections/names.js';
 import { defaultSleep, type Sleep } from '../../dropbox/retry.js';
 import { parseRetryAfter } from '../../dropbox/errors.js';
 import type { AppContext, AppEnv, ServerModule } from '../context.js';
-import { HttpError, ServerErrorCodes } from '../errors.js';
+import { HttpError, mapError, ServerErrorCodes } from '../errors.js';
 import { securityHeaders } from '../security/headers.js';
 import { authorize, type ServerServices } from '../services.js';
 import { backoffKey, MemoryBackoffStore, type BackoffState, type BackoffStore, type RateLimitReason } from './backoff.js';
@@ -75,10 +75,24 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
   const r = new Hono<AppEnv>();
 
   r.all('/:name/*', async (c) => {
+    // Counted by connection only once the caller may use it: raw names from the URL would be unbounded labels.
+    const seen: { connection: string } = { connection: '' };
+    try {
+      const res = await forward(c, seen);
+      s.metrics.proxyRequests.inc({ connection: seen.connection, status: String(res.status) });
+      return res;
+    } catch (err) {
+      s.metrics.proxyRequests.inc({ connection: seen.connection, status: String(mapError(err).status) });
+      throw err;
+    }
+  });
+
+  async function forward(c: AppContext, seen: { connection: string }): Promise<Response> {
     const key = await s.apiKeys.authenticate(c.req.header('authorization'));
-    const rawName = c.req.param('name');
+    const rawName = c.req.param('name') ?? '';
     authorize(key, 'proxy', rawName);
     const name = validateName('connection', rawName);
+    seen.connection = name;
     s.usage.used(key);
 
     const route = routeOf(c, rawName);
@@ -190,7 +204,7 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
 
       return res.deliver(out);
     }
-  });
+  }
 
   return r;
 }
