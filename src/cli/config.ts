@@ -58,6 +58,8 @@ function nonEmpty(v: string | undefined): string | undefined {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
+export type ParsedOptions<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: boolean; tokens: false }>>;
+
 /**
  * Strict option parsing for one command: unknown flags, missing values and (unless allowed) stray positionals
  * become a usage error that names the offending argument and the command's --help.
@@ -67,8 +69,8 @@ export function parseOptions<O extends Options>(
   argv: string[],
   options: O,
   { positionals = 0 }: { positionals?: number } = {},
-) {
-  let parsed;
+): ParsedOptions<O> {
+  let parsed: ParsedOptions<O>;
   try {
     parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: positionals > 0, tokens: false });
   } catch (err) {
@@ -89,7 +91,7 @@ function describeParseError(err: unknown): string {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
       return `unknown option "${quoted ?? msg}"`;
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
-      return quoted ? `option "${quoted.split(',')[0]?.trim()}" needs a value` : msg.split('. ')[0] ?? msg;
+      return quoted ? `option "${quoted.split(/[ ,]/)[0]}" needs a value` : msg.split('. ')[0] ?? msg;
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
       return `unexpected argument "${/'([^']*)'/.exec(msg)?.[1] ?? ''}"`;
     default:

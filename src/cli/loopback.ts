@@ -99,6 +99,7 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
 
+  let stopTimer = (): void => undefined;
   outcome = new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       done = true;
@@ -112,6 +113,10 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
     };
     if (opts.signal.aborted) onAbort();
     else opts.signal.addEventListener('abort', onAbort, { once: true });
+    stopTimer = () => {
+      clearTimeout(timer);
+      opts.signal.removeEventListener('abort', onAbort);
+    };
     settle = {
       resolve: (c) => { clearTimeout(timer); opts.signal.removeEventListener('abort', onAbort); resolve(c); },
       reject: (e) => { clearTimeout(timer); opts.signal.removeEventListener('abort', onAbort); reject(e); },
@@ -135,6 +140,9 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
       else page(res, 400, 'Dropbox login failed', o.message, false);
     },
     close: () => new Promise<void>((resolve) => {
+      // Nothing may keep the process alive once the login is over (the timeout timer, the abort listener).
+      stopTimer();
+      done = true;
       if (pending) page(pending, 500, 'Dropbox login stopped', 'dropkey stopped before finishing. Return to the terminal.', false);
       server.close(() => resolve());
       server.closeAllConnections();

@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { startEmulator, type StartedEmulator, type TokenResponse } from '../helpers/emulator.js';
 
 export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-export const MAIN = join(ROOT, 'dist/cli/main.js');
+/** DROPKEY_CLI_MAIN points the tests at another build of the CLI (e.g. a bundle); default: the tsc build. */
+export const MAIN = process.env['DROPKEY_CLI_MAIN'] ? resolve(process.env['DROPKEY_CLI_MAIN']) : join(ROOT, 'dist/cli/main.js');
 /** A preload that shifts the child's Date.now by FAKE_CLOCK_OFFSET_MS: time passes for dropkey as for the emulator. */
 const FAKE_CLOCK = join(ROOT, 'test/cli/fake-clock.mjs');
 

@@ -29,7 +29,8 @@ test('import --refresh-token -: validated at once; token prints only the token',
   assert.equal(c.email, g.email);
   assert.equal(c.account_id, g.accountId);
   assert.equal(c.refreshable, true);
-  assert.ok(c.scopes.includes('account_info.read'));
+  // Dropbox's refresh answer may omit `scope` (dropbox-api.md §1.2), so an imported connection may list none.
+  assert.ok(Array.isArray(c.scopes));
   assertNoSecrets(r.stdout + r.stderr, [g.token.refresh_token, app.secret]);
 
   const tok = await t.run(['token', '--connection', 'dropbox_default']);
@@ -44,7 +45,7 @@ test('import --refresh-token -: validated at once; token prints only the token',
   assert.equal(j.account_id, g.accountId);
   assert.equal(j.email, g.email);
   assert.ok(j.expires_in > 3 * 3600 && j.expires_in <= 4 * 3600, String(j.expires_in));
-  assert.ok(Array.isArray(j.scopes) && j.scopes.length > 0);
+  assert.ok(Array.isArray(j.scopes));
 });
 
 test('import --access-token: accepted with the 4-hour warning and the login command that upgrades it', async () => {

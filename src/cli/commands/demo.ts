@@ -27,12 +27,6 @@ Options:
   --exit      Finish right after the demo instead of keeping the emulator running until Ctrl-C.
 `;
 
-interface EmulatorLike {
-  listen(port: number, host: string): Promise<unknown>;
-  url?: string;
-  close(): Promise<void>;
-}
-
 const command: Command = {
   summary: 'See the whole flow work against a built-in Dropbox emulator (no account needed)',
   usage,
@@ -46,10 +40,9 @@ const command: Command = {
     const out = (s: string): void => void ctx.stdout.write(s);
 
     const emulatorModule = await import('../../emulator/index.js');
-    const seed = await import('../../emulator/seed.js');
-    const emulator = (await emulatorModule.createEmulator({ autoApprove: true })) as unknown as EmulatorLike;
-    const listening = (await emulator.listen(port, '127.0.0.1')) as { url?: string } | undefined;
-    const url = String(listening?.url ?? emulator.url).replace(/\/+$/, '');
+    const seed = emulatorModule;
+    const emulator = emulatorModule.createEmulator({ autoApprove: true });
+    const url = (await emulator.listen(port, '127.0.0.1')).url.replace(/\/+$/, '');
     const ownHome = values.home === undefined;
     const home = values.home === undefined ? await mkdtemp(join(tmpdir(), 'dropkey-demo-')) : resolve(ctx.cwd, values.home);
 
