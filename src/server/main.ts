@@ -13,6 +13,8 @@ import { openStore, resolveHome, selectDriver, storePaths } from '../store/index
 import type { Store } from '../store/types.js';
 import type { ServerStore } from '../store/server-types.js';
 import { openSqliteServerStore } from '../store/sqlite/server-store.js';
+import { openSqliteWebhookStore } from '../store/sqlite/webhook-store.js';
+import type { WebhookStore } from '../store/webhook-types.js';
 import { createApp, type ServerApp } from './app.js';
 import { defaultConfig, type ServerConfig } from './deps.js';
 import { ServerEvents } from './events.js';
@@ -31,6 +33,8 @@ function nonEmpty(v: string | undefined): string | undefined {
 export interface OpenedStores {
   store: Store;
   serverStore: ServerStore;
+  /** Webhooks, their delivery log and background job runs (src/store/webhook-types.ts; H12). */
+  webhookStore: WebhookStore;
   keyring: Keyring;
   close(): Promise<void>;
 }
@@ -47,20 +51,35 @@ export async function openServerStores(env: Env): Promise<OpenedStores> {
     // openStore created the key file on first use when no master key is set, so it exists now.
     const keyring = masterKey ? keyringFromMasterKey(masterKey) : loadOrCreateKeyFile(storePaths(home).keyFile, { create: false });
     let serverStore: ServerStore;
+    let openWebhookStore: () => Promise<WebhookStore>;
     if ('path' in store) {
       serverStore = await openSqliteServerStore({ path: store.path, keyring });
+      openWebhookStore = () => openSqliteWebhookStore({ path: store.path, keyring });
     } else {
       // PostgreSQL (issue 5): the server tables live in the core store's schema (H9).
       const driver = selectDriver(nonEmpty(env['DROPKEY_DATABASE_URL']), storePaths(home));
       if (driver.kind !== 'postgres') throw new DropkeyError(ErrorCodes.INTERNAL, 'the store and DROPKEY_DATABASE_URL disagree');
       const { openPostgresServerStore } = await import('../store/postgres/server-store.js');
       serverStore = await openPostgresServerStore({ connectionString: driver.connectionString, keyring, schema: store.schema });
+      openWebhookStore = async () => {
+        const { openPostgresWebhookStore } = await import('../store/postgres/webhook-store.js');
+        return openPostgresWebhookStore({ connectionString: driver.connectionString, keyring, schema: store.schema });
+      };
+    }
+    let webhookStore: WebhookStore;
+    try {
+      webhookStore = await openWebhookStore();
+    } catch (err) {
+      await serverStore.close();
+      throw err;
     }
     return {
       store,
       serverStore,
+      webhookStore,
       keyring,
       async close() {
+        await webhookStore.close();
         await serverStore.close();
         await store.close();
       },
@@ -137,6 +156,7 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
     const app = createApp({
       dropkey,
       serverStore: stores.serverStore,
+      webhookStore: stores.webhookStore,
       clock: Date.now,
       logger,
       config: defaultConfig(publicUrl, o.config),

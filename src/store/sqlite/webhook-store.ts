@@ -460,7 +460,8 @@ class SqliteWebhookStore implements WebhookStore {
       'start a job run',
       () => {
         const r = this.#db.prepare('SELECT last_started_at FROM job_runs WHERE name = ?').get(name) as { last_started_at: number | null } | undefined;
-        if (r?.last_started_at != null && now - r.last_started_at < minIntervalMs && now >= r.last_started_at) return false;
+        // |now - last|: an instance whose clock runs slightly behind the one that just started the job must skip too.
+        if (r?.last_started_at != null && Math.abs(now - r.last_started_at) < minIntervalMs) return false;
         this.#db
           .prepare(
             `INSERT INTO job_runs (name, last_started_at, last_outcome, runs) VALUES (?, ?, 'running', 1)
