@@ -5,7 +5,22 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
+import { DropkeyError, ErrorCodes } from '../errors.js';
 import type { ServerApp } from './app.js';
+
+function listenError(err: NodeJS.ErrnoException, port: number, host: string): Error {
+  const where = `${host}:${port}`;
+  if (err.code === 'EADDRINUSE') {
+    return new DropkeyError(ErrorCodes.BAD_INPUT, `Port ${port} is already in use on ${host}.`, { cause: err, hint: 'Stop the other server, or pick another port with --port N (0 picks a free one).' });
+  }
+  if (err.code === 'EACCES') {
+    return new DropkeyError(ErrorCodes.BAD_INPUT, `Not allowed to listen on ${where}.`, { cause: err, hint: 'Ports below 1024 need privileges: use --port 8080 behind a reverse proxy.' });
+  }
+  if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') {
+    return new DropkeyError(ErrorCodes.BAD_INPUT, `${host} is not an address of this machine.`, { cause: err, hint: 'Use --host 127.0.0.1 (default), or 0.0.0.0 for every interface.' });
+  }
+  return err;
+}
 
 export interface Listener {
   server: Server;
@@ -39,9 +54,10 @@ export async function bind(port: number, host: string): Promise<Listener & { set
   // Keep-alive longer than typical load balancers' idle timeouts (60 s) avoids races on reused sockets.
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (err: NodeJS.ErrnoException) => reject(listenError(err, port, host));
+    server.once('error', fail);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       resolve();
     });
   });

@@ -154,6 +154,20 @@ describe('startServer', () => {
     await assert.rejects(startServer({ ...o, publicUrl: 'http://dropkey.example.com' }), { code: 'DROPKEY_BAD_INPUT' });
     await assert.rejects(startServer({ ...o, publicUrl: 'not a url' }), { code: 'DROPKEY_BAD_INPUT' });
   });
+
+  test('a port in use or a foreign host address is a clear error, and the store is closed again', async () => {
+    const { createServer } = await import('node:http');
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const port = (busy.address() as { port: number }).port;
+    const o = { env, stdout: new PassThrough(), logStream: new PassThrough(), signal: new AbortController().signal };
+    try {
+      await assert.rejects(startServer({ ...o, port }), (err: any) => err.code === 'DROPKEY_BAD_INPUT' && /already in use/.test(err.message));
+      await assert.rejects(startServer({ ...o, port: 0, host: '192.0.2.1' }), (err: any) => err.code === 'DROPKEY_BAD_INPUT' && /not an address/.test(err.message));
+    } finally {
+      busy.close();
+    }
+  });
 });
 
 describe('the built binary', () => {
