@@ -39,6 +39,10 @@ describe('authentication', () => {
     assert.match(res.headers.get('www-authenticate') ?? '', /Bearer/);
     assertError(await json(res), 'DROPKEY_UNAUTHORIZED');
 
+    // Paths that merely end like the key-less setup route still need a key.
+    assert.equal((await rig.call('GET', '/api/v1/connections/setup')).status, 401);
+    assert.equal((await rig.call('POST', '/api/v1/connections/setup/refresh')).status, 401);
+    assert.equal((await rig.call('GET', '/api/v1/setup')).status, 401);
     res = await rig.call('GET', '/api/v1/connections', { headers: { Authorization: 'Basic abc' } });
     assert.equal(res.status, 401);
     res = await rig.call('GET', '/api/v1/connections', { key: 'dk_short' });
