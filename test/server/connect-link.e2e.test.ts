@@ -7,6 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { driveConsent } from '../helpers/consent.js';
+import { startBrowserLogin } from '../../src/server/oauth/flow.js';
 import { makeServerRig, PUBLIC_URL, type ServerRig } from './rig.js';
 
 let rig: ServerRig;
@@ -161,5 +162,40 @@ describe('connect links', () => {
     for (const t of await rig.issuedTokens()) assert.ok(!all.includes(t), 'token in logs');
     assert.ok(!/\/connect\/[A-Za-z0-9_-]{43}/.test(all), 'link token in logs');
     assert.ok(!/code=|state=/.test(all), 'callback query in logs');
+  });
+
+  test('popup and redirect return modes (the UI flows) answer through the same callback', async () => {
+    await rig.emu.control.createAccount({ email: 'pop@example.com' });
+    const binding = 'p'.repeat(43);
+    const cookie = `dropkey_oauth=${binding}`;
+    let authorize = await startBrowserLogin(rig.app.services, { connection: 'popped', app: 'main', returnMode: 'popup', actor: 'admin:a@example.com', binding });
+    let consent = await driveConsent(authorize, { account: 'pop@example.com' });
+    let res = await rig.call('GET', callbackPath(consent.location), { headers: { Cookie: cookie } });
+    assert.equal(res.status, 200);
+    const html = await res.text();
+    assert.match(html, /<script src="\/oauth\/popup\.js" defer><\/script>/);
+    const data = JSON.parse(/data-result="([^"]*)"/.exec(html)![1]!.replace(/&quot;/g, '"').replace(/&amp;/g, '&'));
+    assert.deepEqual(data, { ok: true, connection: 'popped', email: 'pop@example.com', created: true });
+    const js = await rig.call('GET', '/oauth/popup.js');
+    assert.match(js.headers.get('content-type') ?? '', /javascript/);
+    assert.match(await js.text(), /postMessage\(result, window\.location\.origin\)/);
+
+    // A failure in popup mode still answers with the popup page, carrying the error for the opener.
+    authorize = await startBrowserLogin(rig.app.services, { connection: 'popped', app: 'main', returnMode: 'popup', actor: 'admin:a@example.com', binding });
+    consent = await driveConsent(authorize, { button: /cancel/i });
+    res = await rig.call('GET', callbackPath(consent.location), { headers: { Cookie: cookie } });
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /data-result="\{&quot;ok&quot;:false/);
+
+    authorize = await startBrowserLogin(rig.app.services, { connection: 'popped', app: 'main', returnMode: 'redirect', returnTo: '/connections/popped', actor: 'admin:a@example.com', binding });
+    consent = await driveConsent(authorize, { account: 'pop@example.com' });
+    res = await rig.call('GET', callbackPath(consent.location), { headers: { Cookie: cookie } });
+    assert.equal(res.status, 303);
+    assert.equal(res.headers.get('location'), '/connections/popped?connected=popped');
+    assert.ok(rig.events.some((e) => e.type === 'connection.reconnected' && e.connection === 'popped'));
+    await assert.rejects(
+      startBrowserLogin(rig.app.services, { connection: 'popped', app: 'main', returnMode: 'redirect', returnTo: '//evil.example/x', actor: 'a', binding }),
+      { code: 'DROPKEY_BAD_INPUT' },
+    );
   });
 });
