@@ -129,8 +129,9 @@ export interface WebhookStore {
 
   // ---- scheduled jobs
   /**
-   * Records the start of a run of `name` unless one started less than `minIntervalMs` before `now` (another
-   * instance did the work this period). Call it while holding the job's store lock. True: go ahead.
+   * Records the start of a run of `name` unless one started less than `minIntervalMs` from `now`, before or after
+   * (another instance, whose clock may be a little ahead, did the work this period). Call it while holding the
+   * job's store lock. True: go ahead. minIntervalMs 0 always goes ahead.
    */
   beginJobRun(name: string, now: number, minIntervalMs: number): Promise<boolean>;
   finishJobRun(name: string, now: number, outcome: 'ok' | 'failed', error: string | null): Promise<void>;

@@ -77,6 +77,8 @@ describe('scheduler', () => {
     // Sequentially (no lock contention), another instance's run this period still counts: b skips.
     assert.equal(await schedulerOf(b.app.services)!.runNow(JOB_NAMES.refresh), 'recent');
     assert.equal(await schedulerOf(a.app.services)!.runNow(JOB_NAMES.refresh), 'recent');
+    const m = a.app.services.metrics.registry.render() + b.app.services.metrics.registry.render();
+    assert.equal([...m.matchAll(/^dropkey_job_runs_total\{job="connections.refresh",result="ran"\} (\d+)$/gm)].reduce((n, x) => n + Number(x[1]), 0), 2);
     const listed = (await (await a.call('GET', '/api/v1/jobs', { key: await a.key(['admin'], '*') })).json()) as any;
     assert.equal(listed.jobs.find((j: any) => j.name === JOB_NAMES.refresh).runs, 2);
   });

@@ -161,6 +161,9 @@ describe('delivery', () => {
     assert.match(log.attempt_log[0].error, /HTTP 500/);
     assert.equal(log.attempt_log[2].error, null);
     for (const a of log.attempt_log) assert.ok(Number.isInteger(a.duration_ms) && a.duration_ms >= 0);
+    const metrics = await (await inst.call('GET', '/metrics')).text();
+    assert.match(metrics, /^dropkey_webhook_attempts_total\{result="retry"\} [1-9]\d*$/m);
+    assert.match(metrics, /^dropkey_connection_events_total\{type="connection.revoked"\} 1$/m);
     const listed = ((await (await inst.call('GET', `/api/v1/webhooks/${id}/deliveries?status=succeeded`, { key: admin })).json()) as any).deliveries;
     assert.ok(listed.some((x: any) => x.id === deliveryId));
     await inst.call('DELETE', `/api/v1/webhooks/${id}`, { key: admin });

@@ -9,6 +9,7 @@ import type { AppEnv, ServerModule } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
 import { authorize, type ServerServices } from '../services.js';
 import { checkHealth, refreshExpiring } from './connections.js';
+import { backgroundMetrics } from './metrics.js';
 import { Scheduler, type RunResult } from './scheduler.js';
 import { realTimers, type Timers } from './timers.js';
 import '../webhooks/service.js'; // ServerDeps.webhookStore
@@ -45,7 +46,10 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
     timers,
     logger: s.logger,
     ...(o.random ? { random: o.random } : {}),
-    ...(o.onResult ? { onResult: o.onResult } : {}),
+    onResult: (job, result) => {
+      backgroundMetrics(s.metrics).jobRuns.inc({ job, result });
+      o.onResult?.(job, result);
+    },
   });
   const deps = { dropkey: s.dropkey, events: s.events, clock: s.clock, logger: s.logger, invalidate: (name: string) => s.tokens.invalidate(name) };
   const failing = new Set<string>();

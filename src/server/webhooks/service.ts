@@ -6,6 +6,7 @@
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { DeliveryRecord, DeliveryStatus, WebhookEndpoint, WebhookStore } from '../../store/webhook-types.js';
 import type { ServerEvent, ServerEventType } from '../events.js';
+import { backgroundMetrics } from '../jobs/metrics.js';
 import type { Timers } from '../jobs/timers.js';
 import { realTimers } from '../jobs/timers.js';
 import type { ServerServices } from '../services.js';
@@ -106,7 +107,10 @@ export class WebhookService {
       ...(options.retryScheduleMs ? { retryScheduleMs: options.retryScheduleMs } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
       ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
-      ...(options.onAttempt ? { onAttempt: options.onAttempt } : {}),
+      onAttempt: (delivery, outcome) => {
+        backgroundMetrics(s.metrics).webhookAttempts.inc({ result: outcome.result });
+        options.onAttempt?.(delivery, outcome);
+      },
     });
   }
 
@@ -115,7 +119,10 @@ export class WebhookService {
    * before the listener starts its background work are still recorded; delivery itself waits for start().
    */
   subscribe(): void {
-    this.#unsubscribe ??= this.#s.events.on(async (e) => void (await this.enqueue(e)));
+    this.#unsubscribe ??= this.#s.events.on(async (e) => {
+      backgroundMetrics(this.#s.metrics).connectionEvents.inc({ type: e.type });
+      await this.enqueue(e);
+    });
   }
 
   start(): void {
