@@ -206,6 +206,23 @@ describe('health checks', () => {
     assert.equal(inst.events.filter((e) => e.connection === 'hc2').length, 0);
   });
 
+  test('an imported access token that Dropbox rejects → revoked without a refresh attempt', async () => {
+    rig = await makeRig();
+    const inst = await rig.instance();
+    const a = await rig.dropboxApp(inst.dk, 'main');
+    const account = await rig.emu.control.createAccount();
+    const grant = await rig.emu.control.grant({ app: a.key, account: account.account_id, token_access_type: 'online' });
+    await inst.dk.import({ connection: 'bare', app: 'main', accessToken: grant.access_token });
+    assert.equal((await inst.dk.get('bare')).refreshable, false);
+    await rig.emu.rpc('auth/token/revoke', undefined, grant.access_token);
+    const grants = await rig.refreshGrants();
+    await schedulerOf(inst.app.services)!.runNow(JOB_NAMES.health, { force: true });
+    assert.equal((await rig.refreshGrants()) - grants, 0);
+    const info = await inst.dk.get('bare');
+    assert.equal(info.state, 'revoked');
+    assert.deepEqual(inst.events.filter((e) => e.connection === 'bare').map((e) => e.type), ['connection.revoked']);
+  });
+
   test('a revoked grant found by the health check → needs_reauth event', async () => {
     rig = await makeRig();
     const inst = await rig.instance();

@@ -103,7 +103,10 @@ export async function checkHealth(
 ): Promise<HealthRunSummary> {
   const { dropkey, logger } = d;
   const summary: HealthRunSummary = { checked: 0, healthy: [], broken: [], inconclusive: [] };
-  for (const c of (await dropkey.list()).filter((x) => x.state === 'active')) {
+  // An imported access token that already expired has nothing left to check (the token API says so: 409).
+  const now = d.clock();
+  const checkable = (x: ConnectionInfo) => x.state === 'active' && (x.refreshable || x.expiresAt === null || x.expiresAt > now);
+  for (const c of (await dropkey.list()).filter(checkable)) {
     if (options.signal?.aborted) break;
     summary.checked++;
     const team = await options.team(c.app).catch(() => false);
@@ -140,6 +143,8 @@ async function checkOne(d: ConnectionJobDeps, c: ConnectionInfo, team: boolean, 
     if (verdict === 'inconclusive') return 'inconclusive';
     rejected = verdict;
   }
+  // Nothing to refresh with (an imported access token): Dropbox's refusal is final.
+  if (!c.refreshable) return markBroken(d, c, rejected);
   // Rejected: one forced refresh, naming the rejected token so concurrent callers share it.
   let fresh: string;
   try {
