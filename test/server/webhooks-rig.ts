@@ -12,7 +12,10 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Dropkey } from '../../src/connections/dropkey.js';
 import { dropboxUrlsFromBase } from '../../src/dropbox/hosts.js';
+import { Hono } from 'hono';
 import { createApp, MODULES, type ServerApp } from '../../src/server/app.js';
+import type { AppEnv, ServerModule } from '../../src/server/context.js';
+import { webhookUiRoutes } from '../../src/server/ui/webhooks.js';
 import { defaultConfig } from '../../src/server/deps.js';
 import { ServerEvents, type ServerEvent } from '../../src/server/events.js';
 import { createJobsModule, schedulerOf, type JobsOptions } from '../../src/server/jobs/index.js';
@@ -59,7 +62,8 @@ export interface Rig {
   timers: ManualTimers;
   home: string;
   masterKey: string;
-  instance(o?: { webhooks?: WebhookOptions; jobs?: JobsOptions; start?: boolean }): Promise<Instance>;
+  /** `ui`: also mount the web UI with its webhooks page. */
+  instance(o?: { webhooks?: WebhookOptions; jobs?: JobsOptions; start?: boolean; ui?: boolean }): Promise<Instance>;
   /** A Dropbox app registered in the store as `name` (allowing any loopback redirect). */
   dropboxApp(dk: Dropkey, name?: string): Promise<{ key: string; secret: string }>;
   /** A connection imported from an emulator offline grant. */
@@ -113,7 +117,11 @@ export async function makeRig(): Promise<Rig> {
         },
       });
       const jobs = createJobsModule({ timers, random: () => 0.5, ...o.jobs, onResult: (job, result) => void jobResults.push({ job, result }) });
-      const modules = [...MODULES.filter((m) => m.name !== 'webhooks' && m.name !== 'jobs' && m.name !== 'ui'), webhooks, jobs];
+      const ui = MODULES.find((m) => m.name === 'ui');
+      const uiPages: ServerModule[] = o.ui && ui
+        ? [{ name: 'ui-webhooks', mount: '/', routes: (s) => { const r = new Hono<AppEnv>(); webhookUiRoutes(r, s); return r; } }, ui]
+        : [];
+      const modules = [...MODULES.filter((m) => m.name !== 'webhooks' && m.name !== 'jobs' && m.name !== 'ui'), webhooks, jobs, ...uiPages];
       const app = createApp(
         { dropkey: dk, serverStore, webhookStore, clock: timers.clock, logger, config: defaultConfig(PUBLIC_URL), fetch: upstream, metrics, events: bus },
         { modules },
