@@ -48,7 +48,17 @@ export function classifyRefreshError(err: unknown): { type: ServerEventType; rea
   }
 }
 
-/** Emits connection.needs_reauth / connection.refresh_failed for a refresh error (see classifyRefreshError). */
+/** refresh_failed is sent at most this often per connection and bus: a Dropbox outage must not flood receivers. */
+export const REFRESH_FAILED_QUIET_MS = 10 * 60_000;
+
+const lastRefreshFailed = new WeakMap<ServerEvents, Map<string, number>>();
+
+/**
+ * Emits connection.needs_reauth / connection.refresh_failed for a refresh error (see classifyRefreshError).
+ * needs_reauth is a one-time transition by construction; refresh_failed is throttled per connection
+ * (REFRESH_FAILED_QUIET_MS), since every token request during an outage may see the same failure.
+ * Returns the type emitted, or null.
+ */
 export function reportRefreshFailure(
   s: { events: ServerEvents; clock: () => number },
   connection: string,
@@ -57,6 +67,16 @@ export function reportRefreshFailure(
 ): ServerEventType | null {
   const c = classifyRefreshError(err);
   if (!c) return null;
-  s.events.emit({ type: c.type, at: s.clock(), connection, data: { reason: c.reason, message: c.message, ...extra } });
+  const now = s.clock();
+  let seen = lastRefreshFailed.get(s.events);
+  if (!seen) lastRefreshFailed.set(s.events, (seen = new Map()));
+  if (c.type === 'connection.refresh_failed') {
+    const last = seen.get(connection);
+    if (last !== undefined && now - last < REFRESH_FAILED_QUIET_MS && now >= last) return null;
+    seen.set(connection, now);
+  } else {
+    seen.delete(connection);
+  }
+  s.events.emit({ type: c.type, at: now, connection, data: { reason: c.reason, message: c.message, ...extra } });
   return c.type;
 }
