@@ -36,3 +36,5 @@ export { DropkeyError, DropboxApiError, ErrorCodes, isDropkeyError } from './err
 export type { ErrorCode, DropkeyErrorOptions } from './errors.js';
 export { DROPBOX_URLS, dropboxUrlsFromBase, dropboxUrlsFromEnv } from './dropbox/hosts.js';
 export type { DropboxUrls } from './dropbox/hosts.js';
+// Receivers of dropkey's webhooks verify deliveries with these (docs/webhooks.md); node:crypto only.
+export { signWebhook, verifyWebhookSignature, webhookSignatureProblem } from './server/webhooks/signing.js';

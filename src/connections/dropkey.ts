@@ -203,6 +203,7 @@ export class Dropkey {
     const store = await openStore({
       home: options.home ?? resolveHome({}),
       ...(options.masterKey === undefined ? {} : { masterKey: options.masterKey }),
+      ...(options.databaseUrl === undefined ? {} : { databaseUrl: options.databaseUrl }),
     });
     try {
       return new Dropkey(store, true, options);
@@ -214,19 +215,23 @@ export class Dropkey {
 
   /**
    * The one helper that reads environment variables, for library users who configure dropkey like the CLI:
-   * DROPKEY_HOME (data directory), DROPKEY_MASTER_KEY, DROPKEY_DROPBOX_URL and the per-host overrides
-   * (see dropboxUrlsFromEnv). Pass `process.env` or your own map; `overrides` win over the environment.
+   * DROPKEY_HOME (data directory; else the XDG default), DROPKEY_MASTER_KEY, DROPKEY_DATABASE_URL (another
+   * store, e.g. PostgreSQL), DROPKEY_DROPBOX_URL and the per-host overrides (see dropboxUrlsFromEnv).
+   * Pass `process.env` or your own map; `overrides` set everything else (fetch, logger, clock...).
    */
   static async fromEnv(
     env: Record<string, string | undefined> = process.env,
-    overrides: Omit<DropkeyOptions, 'home' | 'masterKey' | 'urls'> = {},
+    overrides: Omit<DropkeyOptions, 'home' | 'masterKey' | 'urls' | 'databaseUrl'> = {},
   ): Promise<Dropkey> {
-    const home = env['DROPKEY_HOME'];
-    const masterKey = env['DROPKEY_MASTER_KEY'];
+    const { resolveHome } = await import('../store/index.js');
+    const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v.trim() === '' ? undefined : v);
+    const masterKey = nonEmpty(env['DROPKEY_MASTER_KEY']);
+    const databaseUrl = nonEmpty(env['DROPKEY_DATABASE_URL']);
     return Dropkey.open({
       ...overrides,
-      ...(home ? { home } : {}),
+      home: resolveHome(env),
       ...(masterKey ? { masterKey } : {}),
+      ...(databaseUrl ? { databaseUrl } : {}),
       urls: dropboxUrlsFromEnv(env),
     });
   }

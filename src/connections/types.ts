@@ -22,6 +22,8 @@ export interface DropkeyOptions {
   store?: Store;
   /** Master key for secrets at rest (otherwise the store's key file is used). */
   masterKey?: string;
+  /** Another store than SQLite in `home`, e.g. `postgres://...` (see store/index.ts selectDriver). */
+  databaseUrl?: string;
   /** Dropbox base URLs (default: real Dropbox). */
   urls?: DropboxUrls;
   fetch?: typeof fetch;
