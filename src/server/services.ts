@@ -11,6 +11,7 @@ import { API_PERMISSIONS, type ApiKeyRecord, type ApiPermission, type NewAuditEn
 import type { ServerDeps } from './deps.js';
 import { HttpError, ServerErrorCodes } from './errors.js';
 import { securityHeaders } from './security/headers.js';
+import { reportRefreshFailure } from './jobs/events.js';
 import { RateLimiter } from './security/rate-limit.js';
 import { generateApiKey, hexEqual, looksLikeApiKey, sha256Hex } from './security/secrets.js';
 
@@ -300,6 +301,8 @@ export class TokenService {
       info = await dropkey.getToken(name);
     } catch (err) {
       this.#cache.delete(name);
+      // Connection events for a refresh that failed here (H12: needs_reauth once per transition, refresh_failed throttled).
+      reportRefreshFailure(this.deps, name, err, { detected_by: 'token_request' });
       if (err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED) {
         const url = this.paths.reconnect(name);
         throw new DropkeyError(ErrorCodes.REAUTH_REQUIRED, err.message, {

@@ -172,6 +172,35 @@ describe('proactive refresh failures', () => {
   });
 });
 
+describe('refresh failures on request paths', () => {
+  test('a token request that finds the refresh token revoked → needs_reauth once; the refresh route reports outages', async () => {
+    rig = await makeRig();
+    const inst = await rig.instance({ start: false });
+    const reader = await inst.key(['token:read', 'admin'], '*');
+    const c = await rig.connection(inst.dk, 'req');
+    await rig.emu.rpc('auth/token/revoke', undefined, c.accessToken);
+    rig.timers.advance(236 * MIN); // inside the facade's 5 min margin: the token request refreshes
+    const first = await inst.call('GET', '/api/v1/connections/req/token', { key: reader });
+    assert.equal(first.status, 409);
+    const second = await inst.call('GET', '/api/v1/connections/req/token', { key: reader });
+    assert.equal(second.status, 409);
+    const ev = inst.events.filter((e) => e.connection === 'req');
+    assert.deepEqual(ev.map((e) => [e.type, e.data['detected_by']]), [['connection.needs_reauth', 'token_request']]);
+
+    // An outage while the token has expired: the refresh route fails and says so; the token requests that follow
+    // fail the same way within the quiet period and add no event.
+    await rig.connection(inst.dk, 'req2');
+    rig.timers.advance(241 * MIN);
+    await rig.emu.control.fault({ route: 'oauth2/token', status: 503, count: 10 });
+    const refresh = await inst.call('POST', '/api/v1/connections/req2/refresh', { key: reader });
+    assert.equal(refresh.status, 503);
+    assert.equal((await inst.call('GET', '/api/v1/connections/req2/token', { key: reader })).status, 503);
+    const ev2 = inst.events.filter((e) => e.connection === 'req2');
+    assert.deepEqual(ev2.map((e) => [e.type, e.data['detected_by']]), [['connection.refresh_failed', 'refresh_request']]);
+    assert.equal((await inst.dk.get('req2')).state, 'active');
+  });
+});
+
 describe('health checks', () => {
   test('a token Dropbox rejects even after a refresh → revoked, in plain words, with an event', async () => {
     rig = await makeRig();

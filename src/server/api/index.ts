@@ -15,6 +15,7 @@ import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { ApiKeyRecord } from '../../store/server-types.js';
 import { type AppContext, type AppEnv, clientIp, readJsonObject, type ServerModule } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
+import { reportRefreshFailure } from '../jobs/events.js';
 import { createConnectLink } from '../oauth/flow.js';
 import { authorize, type ServerServices } from '../services.js';
 import { createFirstAdmin } from '../setup.js';
@@ -131,6 +132,7 @@ export function apiRoutes(s: ServerServices): Hono<AppEnv> {
     try {
       info = await s.dropkey.refresh(name, { force: true, signal: c.req.raw.signal });
     } catch (err) {
+      reportRefreshFailure(s, name, err, { detected_by: 'refresh_request' }); // connection events (H12)
       await s.audit.write(actorOf(key), 'connection.refresh_failed', name, { code: err instanceof DropkeyError ? err.code : 'unknown' });
       throw err;
     } finally {
