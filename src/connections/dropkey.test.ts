@@ -53,6 +53,15 @@ describe('apps', () => {
     await rejectsWith(rig.dk.addApp({ name: 'ok', key: 'abcd1234', secret: 'abcd1234' }), ErrorCodes.BAD_INPUT, /secret/);
     await rejectsWith(rig.dk.addApp({ name: 'ok', key: 'abcd1234', scopes: ['files content'] , access: 'everything' as never }), ErrorCodes.BAD_INPUT);
     await rig.dk.addApp({ name: 'dup', key: 'abcd1234' });
+    const up = await rig.dk.updateApp('dup', { secret: ' newsecret99\n', scopes: ['files.content.read'], access: 'app_folder' });
+    assert.equal(up.hasSecret, true);
+    assert.deepEqual(up.scopes, ['files.content.read']);
+    assert.equal(up.access, 'app_folder');
+    assert.equal((await rig.dk.store.getApp('dup'))?.secret, 'newsecret99');
+    assert.equal((await rig.dk.updateApp('dup', { secret: null })).hasSecret, false);
+    await rejectsWith(rig.dk.updateApp('dup', { key: 'bad key' }), ErrorCodes.BAD_INPUT);
+    await rejectsWith(rig.dk.updateApp('dup', { secret: 'abcd1234' }), ErrorCodes.BAD_INPUT, /same as the app key/);
+    await rejectsWith(rig.dk.updateApp('nope', { team: true }), ErrorCodes.NOT_FOUND);
     await rejectsWith(rig.dk.addApp({ name: 'dup', key: 'abcd1234' }), ErrorCodes.ALREADY_EXISTS, /dropkey app remove dup/);
   });
 });
@@ -179,11 +188,17 @@ describe('import and tokens', () => {
     const a = await rig.appWithAccount({ name: 'wrongsecret' });
     const g = await a.grant();
     await rig.dk.import({ connection: 'ws', app: 'wrongsecret', refreshToken: g.refresh_token! });
-    await rig.dk.store.updateApp('wrongsecret', { secret: 'notthesecret0' });
+    const right = (await rig.dk.store.getApp('wrongsecret'))!.secret!;
+    await rig.dk.updateApp('wrongsecret', { secret: 'notthesecret0' });
     await rig.advance(4 * 3600);
     await rejectsWith(rig.dk.getAccessToken('ws'), ErrorCodes.INVALID_CLIENT, /dropkey app add --name wrongsecret/);
     assert.equal((await rig.stored('ws'))?.refreshToken, g.refresh_token);
     assert.equal((await rig.stored('ws'))?.state, 'active');
+    // Correcting the secret fixes the connection at once: nothing else was lost.
+    await rig.dk.updateApp('wrongsecret', { secret: right });
+    const t = await rig.dk.getAccessToken('ws');
+    assert.equal((await rig.emu.rpc('users/get_current_account', undefined, t)).status, 200);
+    assert.equal((await rig.dk.get('ws')).lastError, null);
   });
 
   test('a pasted access token: accepted with a warning, never refreshed, then TOKEN_EXPIRED with the upgrade', async () => {

@@ -133,6 +133,35 @@ function cleanSecretInput(value: string, what: string): string {
   return v;
 }
 
+function validateAppKey(input: unknown): string {
+  const key = typeof input === 'string' ? input.trim() : '';
+  // Dropbox's keys are 15 lowercase letters and digits; other servers (the emulator, a proxy) may use "-" or ".".
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(key)) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, key === '' ? 'The app key is missing.' : 'The app key does not look like an app key (letters and digits, no spaces).', {
+      hint: 'Copy the "App key" from the Settings tab of your app in the Dropbox App Console: dropkey app add --name NAME --key KEY',
+    });
+  }
+  return key;
+}
+
+function validateAppSecret(input: string | null | undefined, key: string): string | null {
+  const secret = input === undefined || input === null ? null : cleanSecretInput(input, 'app secret');
+  if (secret !== null && secret === key) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The app secret is the same as the app key.', {
+      hint: 'Copy the "App secret" (click Show on the Settings tab), not the key.',
+    });
+  }
+  return secret;
+}
+
+function validateAccess(input: unknown): AppAccess | null {
+  const access = input ?? null;
+  if (access !== null && access !== 'full' && access !== 'app_folder') {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `Unknown access type ${JSON.stringify(access)}.`, { hint: 'Use "full" or "app_folder".' });
+  }
+  return access;
+}
+
 function validateScopes(scopes: unknown): string[] {
   if (scopes === undefined) return [];
   if (!Array.isArray(scopes)) throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Scopes must be a list of scope names.');
@@ -244,24 +273,10 @@ export class Dropkey {
 
   async addApp(input: AddAppInput): Promise<AppInfo> {
     const name = validateName('app', input.name);
-    const key = typeof input.key === 'string' ? input.key.trim() : '';
-    // Dropbox's keys are 15 lowercase letters and digits; other servers (the emulator, a proxy) may use "-" or ".".
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(key)) {
-      throw new DropkeyError(ErrorCodes.BAD_INPUT, key === '' ? 'The app key is missing.' : 'The app key does not look like an app key (letters and digits, no spaces).', {
-        hint: 'Copy the "App key" from the Settings tab of your app in the Dropbox App Console: dropkey app add --name NAME --key KEY',
-      });
-    }
-    const secret = input.secret === undefined || input.secret === null ? null : cleanSecretInput(input.secret, 'app secret');
-    if (secret !== null && secret === key) {
-      throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The app secret is the same as the app key.', {
-        hint: 'Copy the "App secret" (click Show on the Settings tab), not the key.',
-      });
-    }
+    const key = validateAppKey(input.key);
+    const secret = validateAppSecret(input.secret, key);
     const scopes = validateScopes(input.scopes);
-    const access = input.access ?? null;
-    if (access !== null && access !== 'full' && access !== 'app_folder') {
-      throw new DropkeyError(ErrorCodes.BAD_INPUT, `Unknown access type ${JSON.stringify(access)}.`, { hint: 'Use "full" or "app_folder".' });
-    }
+    const access = validateAccess(input.access);
     const existing = await this.store.getApp(name);
     if (existing) {
       throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An app named "${name}" already exists.`, {
@@ -270,6 +285,24 @@ export class Dropkey {
     }
     const rec = await this.store.createApp({ name, key, secret, scopes, team: input.team === true, access });
     this.#log.info({ app: name, team: rec.team }, 'app added');
+    return appInfo(rec);
+  }
+
+  /**
+   * Changes an app, with addApp's checks. `secret: null` makes it a PKCE-only app. Connections keep working
+   * only if the key stays the one that issued their tokens; a corrected secret fixes invalid_client at once.
+   */
+  async updateApp(name: string, patch: Partial<Omit<AddAppInput, 'name'>>): Promise<AppInfo> {
+    const app = await this.#app(name);
+    const key = patch.key === undefined ? app.key : validateAppKey(patch.key);
+    const changes: Partial<Omit<AppRecord, 'name' | 'createdAt'>> = {};
+    if (patch.key !== undefined) changes.key = key;
+    if (patch.secret !== undefined) changes.secret = validateAppSecret(patch.secret, key);
+    if (patch.scopes !== undefined) changes.scopes = validateScopes(patch.scopes);
+    if (patch.team !== undefined) changes.team = patch.team === true;
+    if (patch.access !== undefined) changes.access = validateAccess(patch.access);
+    const rec = await this.store.updateApp(app.name, changes);
+    this.#log.info({ app: name, fields: Object.keys(changes) }, 'app updated');
     return appInfo(rec);
   }
 
