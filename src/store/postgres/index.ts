@@ -19,7 +19,26 @@ import { randomBytes } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { Keyring, secretContext } from '../crypto.js';
 import { realSleep, withLease, type LeasePrimitives } from '../lease.js';
-import { alreadyExists, checkName, checkScopes, checkState, emptyToNull, notFound, type KeyringProvider } from '../sqlite/index.js';
+import {
+  alreadyExists,
+  appInUse,
+  checkName,
+  checkScopes,
+  checkState,
+  CONNECTION_COLUMNS,
+  connectionPatchColumns,
+  emptyToNull,
+  KEY_CHECK,
+  KEY_CHECK_CONTEXT,
+  notFound,
+  refuseClearingRefreshToken,
+  toAppRecord,
+  toConnectionRecord,
+  versionConflict,
+  type AppRowOf,
+  type ConnectionRowOf,
+  type KeyringProvider,
+} from '../records.js';
 import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, Sleep, Store } from '../types.js';
 import { checkout, codeOf, createPool, PgDatabase, poolConfig, type PgPoolOptions, type Queryable } from './db.js';
 import { describeServer, errorMapper } from './errors.js';
@@ -46,62 +65,13 @@ export type PostgresStore = Store &
     readonly pendingOperations: number;
   };
 
-const KEY_CHECK = 'key_check';
-const KEY_CHECK_CONTEXT = JSON.stringify(['meta', KEY_CHECK, 'value']);
 const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 /** Clock difference to the server above which lock leases (compared across instances' clocks) become unreliable. */
 const SKEW_WARN_MS = 2_000;
 
-interface AppRow {
-  name: string;
-  app_key: string;
-  secret_enc: string | null;
-  scopes: string[];
-  team: boolean;
-  access: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-interface ConnectionRow {
-  name: string;
-  app: string;
-  account_id: string | null;
-  team_id: string | null;
-  email: string | null;
-  display_name: string | null;
-  team_name: string | null;
-  scopes: string[];
-  access_token_enc: string | null;
-  access_token_expires_at: number | null;
-  refresh_token_enc: string | null;
-  state: string;
-  last_error: string | null;
-  last_refresh_at: number | null;
-  created_at: number;
-  updated_at: number;
-  version: number;
-}
-
-const CONNECTION_COLUMNS = [
-  'name',
-  'app',
-  'account_id',
-  'team_id',
-  'email',
-  'display_name',
-  'team_name',
-  'scopes',
-  'access_token_enc',
-  'access_token_expires_at',
-  'refresh_token_enc',
-  'state',
-  'last_error',
-  'last_refresh_at',
-  'created_at',
-  'updated_at',
-  'version',
-] as const satisfies readonly (keyof ConnectionRow)[];
+/** Scopes are text[], `team` is boolean. */
+type AppRow = AppRowOf<string[], boolean>;
+type ConnectionRow = ConnectionRowOf<string[]>;
 
 export function checkSchemaName(schema: string): string {
   if (!SCHEMA_RE.test(schema)) {
@@ -300,38 +270,11 @@ class PostgresStoreImpl implements PostgresStore {
   }
 
   #toApp(r: AppRow): AppRecord {
-    return {
-      name: r.name,
-      key: r.app_key,
-      secret: this.#open(r.secret_enc, 'app', r.name, 'secret'),
-      scopes: [...r.scopes],
-      team: r.team,
-      access: r.access === 'full' || r.access === 'app_folder' ? r.access : null,
-      createdAt: r.created_at,
-      updatedAt: r.updated_at,
-    };
+    return toAppRecord(r, [...r.scopes], r.team, (v, field) => this.#open(v, 'app', r.name, field));
   }
 
   #toConnection(r: ConnectionRow): ConnectionRecord {
-    return {
-      name: r.name,
-      app: r.app,
-      accountId: r.account_id,
-      teamId: r.team_id,
-      email: r.email,
-      displayName: r.display_name,
-      teamName: r.team_name,
-      scopes: [...r.scopes],
-      accessToken: this.#open(r.access_token_enc, 'connection', r.name, 'access_token'),
-      accessTokenExpiresAt: r.access_token_expires_at,
-      refreshToken: this.#open(r.refresh_token_enc, 'connection', r.name, 'refresh_token'),
-      state: r.state as ConnectionRecord['state'],
-      lastError: r.last_error,
-      lastRefreshAt: r.last_refresh_at,
-      createdAt: r.created_at,
-      updatedAt: r.updated_at,
-      version: r.version,
-    };
+    return toConnectionRecord(r, [...r.scopes], (v, field) => this.#open(v, 'connection', r.name, field));
   }
 
   // ---- apps ----------------------------------------------------------------------------------------------------
@@ -367,7 +310,7 @@ class PostgresStoreImpl implements PostgresStore {
           [row.name, row.app_key, row.secret_enc, row.scopes, row.team, row.access, row.created_at, row.updated_at],
         );
       } catch (err) {
-        if (codeOf(err) === '23505') throw alreadyExists('app', app.name, `choose another name, or remove it first: dropkey app remove ${app.name}`);
+        if (codeOf(err) === '23505') throw alreadyExists('app', app.name);
         throw err;
       }
     });
@@ -402,12 +345,7 @@ class PostgresStoreImpl implements PostgresStore {
       const app = await q.query(`SELECT 1 FROM ${this.#t.apps} WHERE name = $1 FOR UPDATE`, [name]);
       if (app.rowCount === 0) throw notFound('app', name, 'dropkey app list');
       const users = (await q.query<{ name: string }>(`SELECT name FROM ${this.#t.connections} WHERE app = $1 ORDER BY name COLLATE "C"`, [name])).rows.map((r) => r.name);
-      if (users.length > 0) {
-        throw new DropkeyError(ErrorCodes.BAD_INPUT, `the app "${name}" is still used by ${users.length === 1 ? 'connection' : 'connections'} ${users.map((u) => `"${u}"`).join(', ')}`, {
-          hint: `remove ${users.length === 1 ? 'it' : 'them'} first: ${users.map((u) => `dropkey revoke --connection ${u}`).join('; ')}`,
-          details: { app: name, connections: users },
-        });
-      }
+      if (users.length > 0) throw appInUse(name, users);
       await q.query(`DELETE FROM ${this.#t.apps} WHERE name = $1`, [name]);
     });
   }
@@ -454,9 +392,7 @@ class PostgresStoreImpl implements PostgresStore {
         );
       } catch (err) {
         // The unique check runs as the row is inserted, the foreign key check after it: a duplicate wins.
-        if (codeOf(err) === '23505') {
-          throw alreadyExists('connection', rec.name, `choose another --connection name, or remove it first: dropkey revoke --connection ${rec.name}`);
-        }
+        if (codeOf(err) === '23505') throw alreadyExists('connection', rec.name);
         if (codeOf(err) === '23503') throw notFound('app', rec.app, 'dropkey app add --name NAME --key APP_KEY');
         throw err;
       }
@@ -469,42 +405,18 @@ class PostgresStoreImpl implements PostgresStore {
     patch: ConnectionPatch,
     options: { expectedVersion?: number; allowClearRefreshToken?: boolean } = {},
   ): Promise<ConnectionRecord> {
-    if ('refreshToken' in patch && patch.refreshToken !== undefined && emptyToNull(patch.refreshToken) === null && !options.allowClearRefreshToken) {
-      throw new DropkeyError(ErrorCodes.BAD_INPUT, `refusing to clear the refresh token of connection "${name}"`, {
-        hint: 'a refresh token is only removed by revoking or deleting the connection (dropkey revoke); this is a bug if you did not ask for that',
-        details: { connection: name },
-      });
-    }
-    const sets: string[] = [];
+    refuseClearingRefreshToken(name, patch, options.allowClearRefreshToken);
+    const changes = { ...connectionPatchColumns(patch, { seal: (v, field) => this.#seal(v, 'connection', name, field), scopes: (sc) => sc }), updated_at: this.#clock() };
     const params: unknown[] = [name];
-    const set = (col: (typeof CONNECTION_COLUMNS)[number], v: unknown) => {
+    const sets = Object.entries(changes).map(([col, v]) => {
       params.push(v);
-      sets.push(`${col} = $${params.length}`);
-    };
-    if (patch.app !== undefined) set('app', patch.app);
-    if (patch.accountId !== undefined) set('account_id', patch.accountId);
-    if (patch.teamId !== undefined) set('team_id', patch.teamId);
-    if (patch.email !== undefined) set('email', patch.email);
-    if (patch.displayName !== undefined) set('display_name', patch.displayName);
-    if (patch.teamName !== undefined) set('team_name', patch.teamName);
-    if (patch.scopes !== undefined) set('scopes', checkScopes(patch.scopes));
-    if (patch.accessToken !== undefined) set('access_token_enc', this.#seal(emptyToNull(patch.accessToken), 'connection', name, 'access_token'));
-    if (patch.accessTokenExpiresAt !== undefined) set('access_token_expires_at', patch.accessTokenExpiresAt);
-    if (patch.refreshToken !== undefined) set('refresh_token_enc', this.#seal(emptyToNull(patch.refreshToken), 'connection', name, 'refresh_token'));
-    if (patch.state !== undefined) set('state', checkState(patch.state));
-    if (patch.lastError !== undefined) set('last_error', patch.lastError);
-    if (patch.lastRefreshAt !== undefined) set('last_refresh_at', patch.lastRefreshAt);
-    set('updated_at', this.#clock());
+      return `${col} = $${params.length}`;
+    });
     const row = await this.#tx('update a connection', async (q) => {
       const cur = await q.query<{ version: number }>(`SELECT version FROM ${this.#t.connections} WHERE name = $1 FOR UPDATE`, [name]);
       const version = cur.rows[0]?.version;
       if (version === undefined) throw notFound('connection', name, 'dropkey list');
-      if (options.expectedVersion !== undefined && version !== options.expectedVersion) {
-        throw new DropkeyError(ErrorCodes.STORE, `connection "${name}" was changed by another process meanwhile (version ${version}, expected ${options.expectedVersion})`, {
-          hint: 'read it again and retry',
-          details: { connection: name, conflict: true, expectedVersion: options.expectedVersion, actualVersion: version },
-        });
-      }
+      if (options.expectedVersion !== undefined && version !== options.expectedVersion) throw versionConflict(name, version, options.expectedVersion);
       try {
         const r = await q.query<ConnectionRow>(`UPDATE ${this.#t.connections} SET ${sets.join(', ')}, version = version + 1 WHERE name = $1 RETURNING *`, params);
         return r.rows[0]!;

@@ -18,21 +18,30 @@ import { dirname } from 'node:path';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { Keyring, secretContext, warnIfLoose } from '../crypto.js';
 import { realSleep, withLease, type LeasePrimitives } from '../lease.js';
-import type {
-  AppRecord,
-  Clock,
-  ConnectionPatch,
-  ConnectionRecord,
-  KeyRotation,
-  LockLease,
-  LockOptions,
-  Sleep,
-  Store,
-} from '../types.js';
+import {
+  alreadyExists,
+  appInUse,
+  checkName,
+  checkScopes,
+  checkState,
+  CONNECTION_COLUMNS,
+  connectionPatchColumns,
+  emptyToNull,
+  KEY_CHECK,
+  KEY_CHECK_CONTEXT,
+  notFound,
+  refuseClearingRefreshToken,
+  toAppRecord,
+  toConnectionRecord,
+  versionConflict,
+  type AppRowOf,
+  type ConnectionRowOf,
+  type KeyringProvider,
+} from '../records.js';
+import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, Sleep, Store } from '../types.js';
 import { migrate, NewerSchemaError } from './migrations.js';
 
-/** Chooses the keyring once the database is open, knowing whether it already holds encrypted data. */
-export type KeyringProvider = (db: { hasEncryptedData: boolean }) => Keyring;
+export type { KeyringProvider } from '../records.js';
 
 export interface SqliteStoreOptions {
   /** Database file path (created with mode 0600; its directory with 0700). */
@@ -49,39 +58,9 @@ export interface SqliteStoreOptions {
 
 export type SqliteStore = Store & KeyRotation & { readonly path: string };
 
-const KEY_CHECK = 'key_check';
-const KEY_CHECK_CONTEXT = JSON.stringify(['meta', KEY_CHECK, 'value']);
-
-interface AppRow {
-  name: string;
-  app_key: string;
-  secret_enc: string | null;
-  scopes: string;
-  team: number;
-  access: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-interface ConnectionRow {
-  name: string;
-  app: string;
-  account_id: string | null;
-  team_id: string | null;
-  email: string | null;
-  display_name: string | null;
-  team_name: string | null;
-  scopes: string;
-  access_token_enc: string | null;
-  access_token_expires_at: number | null;
-  refresh_token_enc: string | null;
-  state: string;
-  last_error: string | null;
-  last_refresh_at: number | null;
-  created_at: number;
-  updated_at: number;
-  version: number;
-}
+/** Scopes are JSON text, `team` is 0 or 1. */
+type AppRow = AppRowOf<string, number>;
+type ConnectionRow = ConnectionRowOf<string>;
 
 export async function openSqliteStore(options: SqliteStoreOptions): Promise<SqliteStore> {
   const { path } = options;
@@ -224,38 +203,11 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   #toApp(r: AppRow): AppRecord {
-    return {
-      name: r.name,
-      key: r.app_key,
-      secret: this.#open(r.secret_enc, 'app', r.name, 'secret'),
-      scopes: parseScopes(r.scopes),
-      team: r.team === 1,
-      access: r.access === 'full' || r.access === 'app_folder' ? r.access : null,
-      createdAt: r.created_at,
-      updatedAt: r.updated_at,
-    };
+    return toAppRecord(r, parseScopes(r.scopes), r.team === 1, (v, field) => this.#open(v, 'app', r.name, field));
   }
 
   #toConnection(r: ConnectionRow): ConnectionRecord {
-    return {
-      name: r.name,
-      app: r.app,
-      accountId: r.account_id,
-      teamId: r.team_id,
-      email: r.email,
-      displayName: r.display_name,
-      teamName: r.team_name,
-      scopes: parseScopes(r.scopes),
-      accessToken: this.#open(r.access_token_enc, 'connection', r.name, 'access_token'),
-      accessTokenExpiresAt: r.access_token_expires_at,
-      refreshToken: this.#open(r.refresh_token_enc, 'connection', r.name, 'refresh_token'),
-      state: r.state as ConnectionRecord['state'],
-      lastError: r.last_error,
-      lastRefreshAt: r.last_refresh_at,
-      createdAt: r.created_at,
-      updatedAt: r.updated_at,
-      version: r.version,
-    };
+    return toConnectionRecord(r, parseScopes(r.scopes), (v, field) => this.#open(v, 'connection', r.name, field));
   }
 
   #appRow(name: string): AppRow | undefined {
@@ -294,7 +246,7 @@ class SqliteStoreImpl implements SqliteStore {
     this.#run(
       'create an app',
       () => {
-        if (this.#appRow(app.name)) throw alreadyExists('app', app.name, `choose another name, or remove it first: dropkey app remove ${app.name}`);
+        if (this.#appRow(app.name)) throw alreadyExists('app', app.name);
         this.#db
           .prepare(
             `INSERT INTO apps (name, app_key, secret_enc, scopes, team, access, created_at, updated_at)
@@ -338,12 +290,7 @@ class SqliteStoreImpl implements SqliteStore {
       () => {
         if (!this.#appRow(name)) throw notFound('app', name, 'dropkey app list');
         const users = (this.#db.prepare('SELECT name FROM connections WHERE app = ? ORDER BY name').all(name) as { name: string }[]).map((r) => r.name);
-        if (users.length > 0) {
-          throw new DropkeyError(ErrorCodes.BAD_INPUT, `the app "${name}" is still used by ${users.length === 1 ? 'connection' : 'connections'} ${users.map((u) => `"${u}"`).join(', ')}`, {
-            hint: `remove ${users.length === 1 ? 'it' : 'them'} first: ${users.map((u) => `dropkey revoke --connection ${u}`).join('; ')}`,
-            details: { app: name, connections: users },
-          });
-        }
+        if (users.length > 0) throw appInUse(name, users);
         this.#db.prepare('DELETE FROM apps WHERE name = ?').run(name);
       },
       true,
@@ -387,9 +334,7 @@ class SqliteStoreImpl implements SqliteStore {
     this.#run(
       'create a connection',
       () => {
-        if (this.#connectionRow(rec.name)) {
-          throw alreadyExists('connection', rec.name, `choose another --connection name, or remove it first: dropkey revoke --connection ${rec.name}`);
-        }
+        if (this.#connectionRow(rec.name)) throw alreadyExists('connection', rec.name);
         if (!this.#appRow(rec.app)) throw notFound('app', rec.app, 'dropkey app add --name NAME --key APP_KEY');
         this.#db.prepare(`INSERT INTO connections (${CONNECTION_COLUMNS.join(', ')}) VALUES (${CONNECTION_COLUMNS.map((c) => `@${c}`).join(', ')})`).run(row);
       },
@@ -403,40 +348,16 @@ class SqliteStoreImpl implements SqliteStore {
     patch: ConnectionPatch,
     options: { expectedVersion?: number; allowClearRefreshToken?: boolean } = {},
   ): Promise<ConnectionRecord> {
-    if ('refreshToken' in patch && patch.refreshToken !== undefined && emptyToNull(patch.refreshToken) === null && !options.allowClearRefreshToken) {
-      throw new DropkeyError(ErrorCodes.BAD_INPUT, `refusing to clear the refresh token of connection "${name}"`, {
-        hint: 'a refresh token is only removed by revoking or deleting the connection (dropkey revoke); this is a bug if you did not ask for that',
-        details: { connection: name },
-      });
-    }
+    refuseClearingRefreshToken(name, patch, options.allowClearRefreshToken);
+    const changes = connectionPatchColumns(patch, { seal: (v, field) => this.#seal(v, 'connection', name, field), scopes: (sc) => JSON.stringify(sc) });
     const row = this.#run(
       'update a connection',
       () => {
         const cur = this.#connectionRow(name);
         if (!cur) throw notFound('connection', name, 'dropkey list');
-        if (options.expectedVersion !== undefined && cur.version !== options.expectedVersion) {
-          throw new DropkeyError(ErrorCodes.STORE, `connection "${name}" was changed by another process meanwhile (version ${cur.version}, expected ${options.expectedVersion})`, {
-            hint: 'read it again and retry',
-            details: { connection: name, conflict: true, expectedVersion: options.expectedVersion, actualVersion: cur.version },
-          });
-        }
-        const next: ConnectionRow = { ...cur, updated_at: this.#clock(), version: cur.version + 1 };
-        if (patch.app !== undefined) {
-          if (!this.#appRow(patch.app)) throw notFound('app', patch.app, 'dropkey app list');
-          next.app = patch.app;
-        }
-        if (patch.accountId !== undefined) next.account_id = patch.accountId;
-        if (patch.teamId !== undefined) next.team_id = patch.teamId;
-        if (patch.email !== undefined) next.email = patch.email;
-        if (patch.displayName !== undefined) next.display_name = patch.displayName;
-        if (patch.teamName !== undefined) next.team_name = patch.teamName;
-        if (patch.scopes !== undefined) next.scopes = JSON.stringify(checkScopes(patch.scopes));
-        if (patch.accessToken !== undefined) next.access_token_enc = this.#seal(emptyToNull(patch.accessToken), 'connection', name, 'access_token');
-        if (patch.accessTokenExpiresAt !== undefined) next.access_token_expires_at = patch.accessTokenExpiresAt;
-        if (patch.refreshToken !== undefined) next.refresh_token_enc = this.#seal(emptyToNull(patch.refreshToken), 'connection', name, 'refresh_token');
-        if (patch.state !== undefined) next.state = checkState(patch.state);
-        if (patch.lastError !== undefined) next.last_error = patch.lastError;
-        if (patch.lastRefreshAt !== undefined) next.last_refresh_at = patch.lastRefreshAt;
+        if (options.expectedVersion !== undefined && cur.version !== options.expectedVersion) throw versionConflict(name, cur.version, options.expectedVersion);
+        if (patch.app !== undefined && !this.#appRow(patch.app)) throw notFound('app', patch.app, 'dropkey app list');
+        const next: ConnectionRow = { ...cur, ...changes, updated_at: this.#clock(), version: cur.version + 1 };
         this.#db
           .prepare(`UPDATE connections SET ${CONNECTION_COLUMNS.filter((c) => c !== 'name').map((c) => `${c} = @${c}`).join(', ')} WHERE name = @name`)
           .run(next);
@@ -548,31 +469,6 @@ class SqliteStoreImpl implements SqliteStore {
   }
 }
 
-// Record validation and error helpers below are exported for the PostgreSQL driver (H9), pending a move to src/store/.
-const CONNECTION_COLUMNS = [
-  'name',
-  'app',
-  'account_id',
-  'team_id',
-  'email',
-  'display_name',
-  'team_name',
-  'scopes',
-  'access_token_enc',
-  'access_token_expires_at',
-  'refresh_token_enc',
-  'state',
-  'last_error',
-  'last_refresh_at',
-  'created_at',
-  'updated_at',
-  'version',
-] as const;
-
-export function emptyToNull(v: string | null): string | null {
-  return v === null || v === '' ? null : v;
-}
-
 function parseScopes(text: string): string[] {
   try {
     const v: unknown = JSON.parse(text);
@@ -582,39 +478,5 @@ function parseScopes(text: string): string[] {
   }
   throw new DropkeyError(ErrorCodes.STORE, 'store: a scopes column is damaged (not a JSON list of strings)', {
     hint: 'restore the database from a backup, or remove and re-add the affected app or connection',
-  });
-}
-
-export function checkScopes(scopes: string[]): string[] {
-  if (!Array.isArray(scopes) || !scopes.every((s) => typeof s === 'string' && s !== '')) {
-    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'scopes must be a list of non-empty strings', { hint: 'e.g. --scope files.content.read' });
-  }
-  return scopes;
-}
-
-export function checkState(state: string): ConnectionRecord['state'] {
-  if (state === 'active' || state === 'needs_reauth' || state === 'revoked') return state;
-  throw new DropkeyError(ErrorCodes.INTERNAL, `unknown connection state "${String(state).slice(0, 40)}"`);
-}
-
-export function checkName(kind: 'app' | 'connection', name: string): void {
-  if (typeof name !== 'string' || name.trim() === '' || name.length > 200 || /[\u0000-\u001f\u007f]/.test(name)) {
-    throw new DropkeyError(ErrorCodes.BAD_INPUT, `invalid ${kind} name`, {
-      hint: `use a short name of letters, digits, "-" and "_", e.g. ${kind === 'app' ? 'backup' : 'dropbox_default'}`,
-    });
-  }
-}
-
-export function alreadyExists(kind: 'app' | 'connection', name: string, hint: string): DropkeyError {
-  return new DropkeyError(ErrorCodes.ALREADY_EXISTS, `${kind === 'app' ? 'an app' : 'a connection'} named "${name}" already exists`, {
-    hint,
-    details: { [kind]: name },
-  });
-}
-
-export function notFound(kind: 'app' | 'connection', name: string, listCommand: string): DropkeyError {
-  return new DropkeyError(ErrorCodes.NOT_FOUND, `no ${kind} named "${name}"`, {
-    hint: `see what exists: ${listCommand}`,
-    details: { [kind]: name },
   });
 }

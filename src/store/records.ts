@@ -1,0 +1,198 @@
+/**
+ * What both store drivers (./sqlite, ./postgres) share about records: the row shape, the input rules and the
+ * errors. One copy, so the drivers accept and refuse the same input with the same DROPKEY_* codes and words (the
+ * contract suite in ./contract.ts runs against each); only the column encodings differ (SQLite keeps scopes as
+ * JSON text and `team` as 0/1, PostgreSQL as text[] and boolean).
+ */
+import { DropkeyError, ErrorCodes } from '../errors.js';
+import type { Keyring } from './crypto.js';
+import type { AppRecord, ConnectionPatch, ConnectionRecord } from './types.js';
+
+/** Chooses the keyring once the database is open, knowing whether it already holds encrypted data. */
+export type KeyringProvider = (db: { hasEncryptedData: boolean }) => Keyring;
+
+/** The `meta` row whose encrypted value proves, at open, that the master key is the one the data was written with. */
+export const KEY_CHECK = 'key_check';
+export const KEY_CHECK_CONTEXT = JSON.stringify(['meta', KEY_CHECK, 'value']);
+
+export interface AppRowOf<Scopes, Team> {
+  name: string;
+  app_key: string;
+  secret_enc: string | null;
+  scopes: Scopes;
+  team: Team;
+  access: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ConnectionRowOf<Scopes> {
+  name: string;
+  app: string;
+  account_id: string | null;
+  team_id: string | null;
+  email: string | null;
+  display_name: string | null;
+  team_name: string | null;
+  scopes: Scopes;
+  access_token_enc: string | null;
+  access_token_expires_at: number | null;
+  refresh_token_enc: string | null;
+  state: string;
+  last_error: string | null;
+  last_refresh_at: number | null;
+  created_at: number;
+  updated_at: number;
+  version: number;
+}
+
+export const CONNECTION_COLUMNS = [
+  'name',
+  'app',
+  'account_id',
+  'team_id',
+  'email',
+  'display_name',
+  'team_name',
+  'scopes',
+  'access_token_enc',
+  'access_token_expires_at',
+  'refresh_token_enc',
+  'state',
+  'last_error',
+  'last_refresh_at',
+  'created_at',
+  'updated_at',
+  'version',
+] as const satisfies readonly (keyof ConnectionRowOf<unknown>)[];
+
+/** Decrypts one secret column of a row (the driver binds it to its table, row and field). */
+export type OpenSecret = (value: string | null, field: string) => string | null;
+
+export function toAppRecord(r: AppRowOf<unknown, unknown>, scopes: string[], team: boolean, open: OpenSecret): AppRecord {
+  return {
+    name: r.name,
+    key: r.app_key,
+    secret: open(r.secret_enc, 'secret'),
+    scopes,
+    team,
+    access: r.access === 'full' || r.access === 'app_folder' ? r.access : null,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+export function toConnectionRecord(r: ConnectionRowOf<unknown>, scopes: string[], open: OpenSecret): ConnectionRecord {
+  return {
+    name: r.name,
+    app: r.app,
+    accountId: r.account_id,
+    teamId: r.team_id,
+    email: r.email,
+    displayName: r.display_name,
+    teamName: r.team_name,
+    scopes,
+    accessToken: open(r.access_token_enc, 'access_token'),
+    accessTokenExpiresAt: r.access_token_expires_at,
+    refreshToken: open(r.refresh_token_enc, 'refresh_token'),
+    state: r.state as ConnectionRecord['state'],
+    lastError: r.last_error,
+    lastRefreshAt: r.last_refresh_at,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    version: r.version,
+  };
+}
+
+/**
+ * The columns a connection patch changes, validated and encoded (secrets sealed, scopes in the driver's form).
+ * Leaves out `updated_at` and `version`, which each driver sets in its own transaction.
+ */
+export function connectionPatchColumns<S>(
+  patch: ConnectionPatch,
+  encode: { seal: (value: string | null, field: string) => string | null; scopes: (scopes: string[]) => S },
+): Partial<ConnectionRowOf<S>> {
+  const out: Partial<ConnectionRowOf<S>> = {};
+  if (patch.app !== undefined) out.app = patch.app;
+  if (patch.accountId !== undefined) out.account_id = patch.accountId;
+  if (patch.teamId !== undefined) out.team_id = patch.teamId;
+  if (patch.email !== undefined) out.email = patch.email;
+  if (patch.displayName !== undefined) out.display_name = patch.displayName;
+  if (patch.teamName !== undefined) out.team_name = patch.teamName;
+  if (patch.scopes !== undefined) out.scopes = encode.scopes(checkScopes(patch.scopes));
+  if (patch.accessToken !== undefined) out.access_token_enc = encode.seal(emptyToNull(patch.accessToken), 'access_token');
+  if (patch.accessTokenExpiresAt !== undefined) out.access_token_expires_at = patch.accessTokenExpiresAt;
+  if (patch.refreshToken !== undefined) out.refresh_token_enc = encode.seal(emptyToNull(patch.refreshToken), 'refresh_token');
+  if (patch.state !== undefined) out.state = checkState(patch.state);
+  if (patch.lastError !== undefined) out.last_error = patch.lastError;
+  if (patch.lastRefreshAt !== undefined) out.last_refresh_at = patch.lastRefreshAt;
+  return out;
+}
+
+export function emptyToNull(v: string | null): string | null {
+  return v === null || v === '' ? null : v;
+}
+
+export function checkScopes(scopes: string[]): string[] {
+  if (!Array.isArray(scopes) || !scopes.every((s) => typeof s === 'string' && s !== '')) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'scopes must be a list of non-empty strings', { hint: 'e.g. --scope files.content.read' });
+  }
+  return scopes;
+}
+
+export function checkState(state: string): ConnectionRecord['state'] {
+  if (state === 'active' || state === 'needs_reauth' || state === 'revoked') return state;
+  throw new DropkeyError(ErrorCodes.INTERNAL, `unknown connection state "${String(state).slice(0, 40)}"`);
+}
+
+export function checkName(kind: 'app' | 'connection', name: string): void {
+  if (typeof name !== 'string' || name.trim() === '' || name.length > 200 || /[\u0000-\u001f\u007f]/.test(name)) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `invalid ${kind} name`, {
+      hint: `use a short name of letters, digits, "-" and "_", e.g. ${kind === 'app' ? 'backup' : 'dropbox_default'}`,
+    });
+  }
+}
+
+/** A refresh token is only ever cleared on purpose (issue 3 §5: "never lost or overwritten by an empty value"). */
+export function refuseClearingRefreshToken(name: string, patch: ConnectionPatch, allowClear: boolean | undefined): void {
+  if (patch.refreshToken !== undefined && emptyToNull(patch.refreshToken) === null && !allowClear) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `refusing to clear the refresh token of connection "${name}"`, {
+      hint: 'a refresh token is only removed by revoking or deleting the connection (dropkey revoke); this is a bug if you did not ask for that',
+      details: { connection: name },
+    });
+  }
+}
+
+/** An expectedVersion mismatch; ./index.ts isVersionConflict() recognises it by `details.conflict`. */
+export function versionConflict(name: string, actualVersion: number, expectedVersion: number): DropkeyError {
+  return new DropkeyError(ErrorCodes.STORE, `connection "${name}" was changed by another process meanwhile (version ${actualVersion}, expected ${expectedVersion})`, {
+    hint: 'read it again and retry',
+    details: { connection: name, conflict: true, expectedVersion, actualVersion },
+  });
+}
+
+export function appInUse(name: string, connections: string[]): DropkeyError {
+  const one = connections.length === 1;
+  return new DropkeyError(ErrorCodes.BAD_INPUT, `the app "${name}" is still used by ${one ? 'connection' : 'connections'} ${connections.map((u) => `"${u}"`).join(', ')}`, {
+    hint: `remove ${one ? 'it' : 'them'} first: ${connections.map((u) => `dropkey revoke --connection ${u}`).join('; ')}`,
+    details: { app: name, connections },
+  });
+}
+
+export function alreadyExists(kind: 'app' | 'connection', name: string): DropkeyError {
+  const hint =
+    kind === 'app'
+      ? `choose another name, or remove it first: dropkey app remove ${name}`
+      : `choose another --connection name, or remove it first: dropkey revoke --connection ${name}`;
+  return new DropkeyError(ErrorCodes.ALREADY_EXISTS, `${kind === 'app' ? 'an app' : 'a connection'} named "${name}" already exists`, {
+    hint,
+    details: { [kind]: name },
+  });
+}
+
+export function notFound(kind: 'app' | 'connection', name: string, listCommand: string): DropkeyError {
+  return new DropkeyError(ErrorCodes.NOT_FOUND, `no ${kind} named "${name}"`, {
+    hint: `see what exists: ${listCommand}`,
+    details: { [kind]: name },
+  });
+}
