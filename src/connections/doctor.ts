@@ -379,7 +379,7 @@ function refreshFinding(ctx: Ctx, err: unknown, rec: ConnectionRecord, fixLogin:
       id: 'invalid_client',
       severity: 'error',
       message: `Dropbox rejected the app key or secret of app "${rec.app}" (invalid_client): the secret was changed or mistyped, or the key belongs to another app.`,
-      fix: `copy the key and secret from the app's Settings tab in the App Console, then: dropkey app remove ${rec.app} && dropkey app add --name ${rec.app} --key <APP_KEY> --secret -   (revoke or keep the connections first)`,
+      fix: `copy the secret from the app's Settings tab in the App Console (click Show), then: dropkey app update --name ${rec.app} --secret -   (if the key is wrong too, add --key <APP_KEY>)`,
     });
   } else if (err instanceof DropkeyError && err.code === ErrorCodes.TOKEN_EXPIRED) {
     add(ctx, { id: 'expired', severity: 'error', message: err.message, fix: fixLogin });

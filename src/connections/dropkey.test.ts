@@ -191,7 +191,7 @@ describe('import and tokens', () => {
     const right = (await rig.dk.store.getApp('wrongsecret'))!.secret!;
     await rig.dk.updateApp('wrongsecret', { secret: 'notthesecret0' });
     await rig.advance(4 * 3600);
-    await rejectsWith(rig.dk.getAccessToken('ws'), ErrorCodes.INVALID_CLIENT, /dropkey app add --name wrongsecret/);
+    await rejectsWith(rig.dk.getAccessToken('ws'), ErrorCodes.INVALID_CLIENT, /dropkey app update --name wrongsecret --secret -/);
     assert.equal((await rig.stored('ws'))?.refreshToken, g.refresh_token);
     assert.equal((await rig.stored('ws'))?.state, 'active');
     // Correcting the secret fixes the connection at once: nothing else was lost.

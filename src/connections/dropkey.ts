@@ -579,13 +579,13 @@ export class Dropkey {
       if (reason === 'team_token_without_select_user') {
         throw new DropkeyError(ErrorCodes.BAD_INPUT, `This token belongs to a whole Business team, but app "${app.name}" is registered as a user app.`, {
           cause: err,
-          hint: `Register the app as a team app: dropkey app remove ${app.name} && dropkey app add --name ${app.name} --key ${app.key} --team [--secret -]`,
+          hint: `Mark the app as a team app, then import again: dropkey app update --name ${app.name} --team`,
         });
       }
       if (reason === 'user_token_on_team_route') {
         throw new DropkeyError(ErrorCodes.BAD_INPUT, `This token belongs to a single user, but app "${app.name}" is registered as a team app.`, {
           cause: err,
-          hint: `Register the app without --team: dropkey app remove ${app.name} && dropkey app add --name ${app.name} --key ${app.key} [--secret -]`,
+          hint: `Mark the app as a user app, then import again: dropkey app update --name ${app.name} --no-team`,
         });
       }
       if (tag === 'invalid_access_token') {

@@ -307,7 +307,7 @@ export class Refresher {
       await record({ lastError: `Dropbox rejected the app key or secret of app "${cur.app}" (invalid_client).` });
       throw new DropkeyError(ErrorCodes.INVALID_CLIENT, `Dropbox rejected the app key or secret of app "${cur.app}" while refreshing connection "${cur.name}".`, {
         cause: err,
-        hint: `Check the key and secret in the App Console (Settings tab), then: dropkey app remove ${cur.app} && dropkey app add --name ${cur.app} --key <APP_KEY> --secret -`,
+        hint: `Copy the secret from the App Console (Settings tab, click Show), then: dropkey app update --name ${cur.app} --secret -`,
         details: { connection: cur.name, app: cur.app },
       });
     }

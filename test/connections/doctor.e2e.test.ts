@@ -76,7 +76,7 @@ describe('stored connections', () => {
     await rig.dk.store.updateApp('badsecret', { secret: 'wrongwrong12' });
     const r = await rig.dk.doctor({ connection: 'bs' });
     assert.equal(r.healthy, false);
-    assert.match(finding(r, 'invalid_client').fix, /--secret -/);
+    assert.match(finding(r, 'invalid_client').fix, /dropkey app update --name badsecret --secret -/);
   });
 
   test('no refresh token, then expired', async () => {
