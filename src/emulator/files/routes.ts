@@ -196,22 +196,28 @@ export function filesRoutes({ fs, blobs, sessions }: Deps): RouteDef[] {
     const cursor = cursorArg(args.struct('cursor'));
     const commit = commitArg(args.struct('commit'));
     const contentHash = contentHashArg(args);
-    let data: Awaited<ReturnType<UploadSessions['finishData']>>;
-    try {
-      // finish_batch needs every session closed first (files.stone upload_session/finish_batch:2).
-      if (batch && !sessions.get(v.ns.id, cursor.sessionId).closed) throw new SessionFailure(tag('not_closed'), true);
-      data = await sessions.finishData(v.ns.id, cursor, contentHash, ctx);
-    } catch (e) {
-      return sessionError(e, true);
-    }
-    const { session, size, hash } = data;
-    try {
-      const revision = await commitStaged(v, commit, session.staging, { size, contentHash: hash }, () => sessions.complete(session));
-      return fs.fileMetadata(v, revision);
-    } catch (e) {
-      if (e instanceof WriteFailure) throw new RouteError(asPath(e.error));
-      throw e;
-    }
+    return sessions.exclusive(cursor.sessionId, async () => {
+      let data: Awaited<ReturnType<UploadSessions['finishData']>>;
+      try {
+        // finish_batch needs every session closed first (files.stone upload_session/finish_batch:2).
+        if (batch && !sessions.get(v.ns.id, cursor.sessionId).closed) throw new SessionFailure(tag('not_closed'), true);
+        data = await sessions.finishData(v.ns.id, cursor, contentHash, ctx);
+      } catch (e) {
+        return sessionError(e, true);
+      }
+      const { session, size, hash } = data;
+      // An append racing the commit gets incorrect_offset instead of writing into bytes being committed.
+      session.busy = true;
+      try {
+        const revision = await commitStaged(v, commit, session.staging, { size, contentHash: hash }, () => sessions.complete(session));
+        return fs.fileMetadata(v, revision);
+      } catch (e) {
+        if (e instanceof WriteFailure) throw new RouteError(asPath(e.error));
+        throw e;
+      } finally {
+        session.busy = false;
+      }
+    });
   };
 
   const json = (value: unknown): RouteResult => ({ kind: 'json', value });

@@ -164,6 +164,29 @@ for (const storage of ['memory', 'disk'] as const) {
       assert.equal((await h.download('/loser.txt')).bytes.toString(), loserBytes);
     });
 
+    test('concurrent finishes of one session: exactly one file, the others lookup_failed/not_found', async () => {
+      const h = make();
+      for (const close of [true, false]) {
+        const data = bytes(1000, close ? 5 : 6);
+        const { session_id } = await h.call('files/upload_session/start', { close }, { body: data });
+        const settled = await Promise.allSettled(
+          Array.from({ length: 5 }, (_, i) =>
+            h.call('files/upload_session/finish', { cursor: { session_id, offset: data.length }, commit: { path: `/race-${close}-${i}.bin` } }),
+          ),
+        );
+        const won = settled.filter((r) => r.status === 'fulfilled');
+        assert.equal(won.length, 1, `one finish wins (close: ${close})`);
+        for (const r of settled) {
+          if (r.status === 'rejected') {
+            assert.deepEqual(r.reason.error, { '.tag': 'lookup_failed', lookup_failed: { '.tag': 'not_found' } });
+          }
+        }
+        const listed = (await h.call('files/list_folder', { path: '' })).entries.filter((e: any) => e.name.startsWith(`race-${close}-`));
+        assert.equal(listed.length, 1);
+        assert.ok((await h.download(listed[0].path_lower)).bytes.equals(data));
+      }
+    });
+
     test('a concurrent session whose finish conflicts can be finished again', async () => {
       const h = make();
       await h.call('files/create_folder_v2', { path: '/occupied' });

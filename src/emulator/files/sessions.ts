@@ -51,7 +51,7 @@ export interface Session {
   hasher: ContentHasher;
   /** Concurrent sessions: piece offset → length. */
   pieces: Map<number, number>;
-  /** A request is writing into this (sequential) session. */
+  /** A request is writing into this (sequential) session, or a finish is committing it. */
   busy: boolean;
 }
 
@@ -82,6 +82,8 @@ export async function receive(ctx: RouteContext, onChunk: (chunk: Uint8Array) =>
 
 export class UploadSessions {
   readonly #sessions = new Map<string, Session>();
+  /** Per session id: the tail of the queue of finishes (see exclusive()). */
+  readonly #finishing = new Map<string, Promise<void>>();
 
   constructor(
     readonly blobs: BlobStore,
@@ -149,6 +151,8 @@ export class UploadSessions {
       if (close) session.closed = true;
       return;
     }
+    // A finish is committing this session's bytes: they are complete, nothing more may be written.
+    if (session.busy) throw lookupFail('closed');
     // Concurrent: offsets and (except when closing) lengths are multiples of 4 MiB.
     if (cursor.offset % CONTENT_HASH_BLOCK_SIZE !== 0) throw lookupFail('concurrent_session_invalid_offset');
     if (!close && ctx.contentLength !== undefined && ctx.contentLength % CONTENT_HASH_BLOCK_SIZE !== 0) {
@@ -204,6 +208,25 @@ export class UploadSessions {
     const hasher = new ContentHasher();
     for await (const chunk of session.staging.read(session.size)) hasher.update(chunk);
     return { session, size: session.size, hash: hasher.digest() };
+  }
+
+  /**
+   * Runs a finish alone for this session id: concurrent finishes of one session queue up, so its staged bytes
+   * are committed once and the later finishes see `not_found` (or retry after a failed commit), never a half
+   * consumed staging area.
+   */
+  async exclusive<T>(sessionId: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#finishing.get(sessionId) ?? Promise.resolve();
+    let release!: () => void;
+    const tail = before.then(() => new Promise<void>((resolve) => (release = resolve)));
+    this.#finishing.set(sessionId, tail);
+    await before;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.#finishing.get(sessionId) === tail) this.#finishing.delete(sessionId);
+    }
   }
 
   /** The session's data became a file (its staging area was consumed by the blob store). */
