@@ -18,5 +18,6 @@ export const commands: Record<string, { summary: string; load: () => Promise<{ d
   doctor: { summary: 'Explain what is wrong with a connection or a pasted token, and how to fix it', load: () => import('./commands/doctor.js') },
   serve: { summary: 'Run the dropkey service (token API, connect links, metrics)', load: () => import('./commands/serve.js') },
   apikey: { summary: 'Create, list or revoke API keys for dropkey serve', load: () => import('./commands/apikey.js') },
+  keys: { summary: 'Show, rotate or generate master keys (re-encrypts every stored secret)', load: () => import('./commands/keys.js') },
   emulator: { summary: 'Run a local Dropbox emulator (OAuth, files, team routes)', load: () => import('./commands/emulator.js') },
 };
