@@ -75,7 +75,11 @@ export interface Rig {
 
 let keySeq = 0;
 
-export async function makeRig(): Promise<Rig> {
+/**
+ * `databaseUrl`: run every instance on PostgreSQL (a fresh schema, dropped on close) instead of SQLite in the temp
+ * home, to show the same behaviour on a cluster's store (issue 5 §3).
+ */
+export async function makeRig(o: { databaseUrl?: string } = {}): Promise<Rig> {
   const timers = new ManualTimers(Math.floor(Date.now() / 1000) * 1000);
   const emu = await startEmulator({ clock: timers.clock });
   const home = mkdtempSync(join(tmpdir(), 'dropkey-jobs-'));
@@ -83,6 +87,7 @@ export async function makeRig(): Promise<Rig> {
   const urls = dropboxUrlsFromBase(emu.url);
   const instances: Instance[] = [];
   const apps = new Map<string, { key: string; secret: string }>();
+  const pg = o.databaseUrl ? { url: o.databaseUrl, schema: `dropkey_jobs_${randomBytes(6).toString('hex')}` } : undefined;
 
   const rig: Rig = {
     emu,
@@ -90,11 +95,20 @@ export async function makeRig(): Promise<Rig> {
     home,
     masterKey,
     async instance(o = {}) {
-      const store = await openStore({ home, masterKey });
       const keyring = keyringFromMasterKey(masterKey);
-      const path = (store as { path: string }).path;
-      const serverStore = await openSqliteServerStore({ path, keyring });
-      const webhookStore = await openSqliteWebhookStore({ path, keyring }, timers.now());
+      const store = await openStore({ home, masterKey, ...(pg ? { databaseUrl: `${pg.url}${pg.url.includes('?') ? '&' : '?'}schema=${pg.schema}` } : {}) });
+      let serverStore: ServerStore;
+      let webhookStore: WebhookStore;
+      if (pg) {
+        const { openPostgresServerStore } = await import('../../src/store/postgres/server-store.js');
+        const { openPostgresWebhookStore } = await import('../../src/store/postgres/webhook-store.js');
+        serverStore = await openPostgresServerStore({ connectionString: pg.url, keyring, schema: pg.schema });
+        webhookStore = await openPostgresWebhookStore({ connectionString: pg.url, keyring, schema: pg.schema }, timers.now());
+      } else {
+        const path = (store as { path: string }).path;
+        serverStore = await openSqliteServerStore({ path, keyring });
+        webhookStore = await openSqliteWebhookStore({ path, keyring }, timers.now());
+      }
       const logs: string[] = [];
       const logger = createLogger({ level: 'debug', destination: { write: (s: string) => void logs.push(s) } });
       const metrics = createServerMetrics();
@@ -202,6 +216,10 @@ export async function makeRig(): Promise<Rig> {
       for (const i of [...instances].reverse()) await i.close();
       await emu.close();
       rmSync(home, { recursive: true, force: true });
+      if (pg) {
+        const { dropSchema } = await import('../../src/store/postgres/test-helpers.js');
+        await dropSchema(pg.schema);
+      }
     },
   };
   return rig;
