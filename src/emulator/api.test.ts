@@ -173,6 +173,9 @@ test('path root header: home, matching root, and a 422 for another namespace', a
 test('wire helpers: error_summary, header-safe JSON, Range parsing', () => {
   assert.equal(errorSummary({ '.tag': 'path', path: { '.tag': 'not_found' } }, 0), 'path/not_found/');
   assert.equal(errorSummary({ '.tag': 'incorrect_offset', correct_offset: 3 }, 2), 'incorrect_offset/..');
+  // A member carrying a flattened struct: the summary continues through the struct's union field.
+  assert.equal(errorSummary({ '.tag': 'path', reason: { '.tag': 'insufficient_space' }, upload_session_id: 'pid_upload_session:x' }, 0), 'path/insufficient_space/');
+  assert.equal(errorSummary({ '.tag': 'missing_scope', required_scope: 'files.content.write' }, 0), 'missing_scope/');
   assert.equal(headerSafeJson({ p: 'é\u007f😀' }), '{"p":"\\u00e9\\u007f\\ud83d\\ude00"}');
   assert.deepEqual(parseRange('bytes=0-0', 10), { start: 0, end: 0 });
   assert.deepEqual(parseRange('bytes=-3', 10), { start: 7, end: 9 });

@@ -23,16 +23,24 @@ export function badInput(route: string, reason: string): Response {
 /**
  * `error_summary`: the chain of union tags joined by "/", then "/" and a few dots so that nobody parses it
  * (dropbox-api.md §3.3: "path/not_found/..", "missing_scope/"). The dots vary with `salt`.
+ * A member carrying a flattened struct continues through the struct's union-valued field, as Dropbox does for
+ * UploadWriteFailed: `{".tag": "path", "reason": {".tag": "insufficient_space"}, "upload_session_id": ...}` is
+ * summarised "path/insufficient_space/" (a real files/upload answer quoted in ShareX/ShareX#8415).
  */
 export function errorSummary(error: unknown, salt = 0): string {
   const tags: string[] = [];
   let node: unknown = error;
-  while (node && typeof node === 'object' && typeof (node as Record<string, unknown>)['.tag'] === 'string') {
-    const tag = (node as Record<string, unknown>)['.tag'] as string;
+  while (isTagged(node)) {
+    const tag = node['.tag'];
     tags.push(tag);
-    node = (node as Record<string, unknown>)[tag];
+    const value = node[tag];
+    node = value !== undefined ? value : Object.entries(node).find(([k, v]) => k !== '.tag' && isTagged(v))?.[1];
   }
   return `${tags.join('/')}/${'.'.repeat(Math.abs(salt) % 4)}`;
+}
+
+function isTagged(v: unknown): v is Record<string, unknown> & { '.tag': string } {
+  return typeof v === 'object' && v !== null && typeof (v as Record<string, unknown>)['.tag'] === 'string';
 }
 
 export function routeErrorBody(error: unknown, salt: number, userMessage?: string): Record<string, unknown> {

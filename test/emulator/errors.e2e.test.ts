@@ -105,7 +105,9 @@ test('write conflict: 409 path/conflict/... for folders and files', async () => 
   const clash = await emu.upload('files/upload', { path: '/Conflict/a.txt', mode: 'add' }, Buffer.from('two'), token);
   assert.equal(clash.status, 409, clash.text);
   assert.equal(clash.headers.get('content-type'), 'application/json');
-  assert.match(clash.json.error_summary, /^path\//);
+  // The summary goes through UploadWriteFailed.reason, as Dropbox's does: a real files/upload answer reads
+  // {"error_summary": "path/insufficient_space/", "error": {".tag": "path", "reason": {".tag": "insufficient_space"}, ...}}.
+  assert.match(clash.json.error_summary, /^path\/conflict\/file\/\.*$/);
   // UploadError.path carries UploadWriteFailed, a struct, flattened next to the tag (§3.1, §4).
   assert.equal(clash.json.error['.tag'], 'path');
   assert.deepEqual(clash.json.error.reason, { '.tag': 'conflict', conflict: { '.tag': 'file' } });
