@@ -30,6 +30,8 @@ export interface CliConfig {
   masterKey: string | undefined;
   /** Dropbox base URLs (DROPKEY_DROPBOX_URL and the per-host overrides). */
   urls: DropboxUrls;
+  /** DROPKEY_DATABASE_URL, when set: another SQLite file (file:) or PostgreSQL (postgres://). Never printed. */
+  databaseUrl: string | undefined;
   /** DROPKEY_CONNECTION, else "default". */
   connection: string;
 }
@@ -48,6 +50,7 @@ export async function loadConfig(env: CommandContext['env']): Promise<CliConfig>
     home,
     masterKey: nonEmpty(env['DROPKEY_MASTER_KEY']),
     urls: dropboxUrlsFromEnv(env),
+    databaseUrl: nonEmpty(env['DROPKEY_DATABASE_URL']),
     connection: nonEmpty(env['DROPKEY_CONNECTION']) ?? DEFAULT_CONNECTION,
   };
 }

@@ -1,11 +1,14 @@
 /**
  * `dropkey token`: prints a valid access token and nothing else, so `curl -H "Authorization: Bearer $(dropkey token)"`
- * always works. This is the CLI's hot path (bench/token-startup.mjs): import only what it needs.
+ * always works. This is the CLI's hot path (bench/token-startup.mjs): when the stored token is fresh, only the
+ * store is loaded; the facade (OAuth, HTTP, retries) is imported only when a refresh is needed.
  */
 import type { Command } from '../context.js';
-import { intOption, parseOptions } from '../config.js';
-import { withSession } from '../session.js';
+import { intOption, loadConfig, parseOptions } from '../config.js';
+import { facadeOn, openStoreOnly } from '../session.js';
 import { validateName } from '../../connections/names.js';
+import type { ConnectionRecord } from '../../store/types.js';
+import type { TokenInfo } from '../../connections/types.js';
 
 const usage = `Usage: dropkey token [--connection NAME] [--min-valid SECONDS] [--json]
 
@@ -18,6 +21,18 @@ Options:
   --json               Print {access_token, expires_at, expires_in, scopes, account_id, team_id, email, connection}.
 `;
 
+/**
+ * The facade's own refresh margin (DropkeyOptions.refreshMarginSeconds default, the SDKs' 300 s, dropbox-api.md
+ * §1.3). The fast path below must never hand out a token the facade would have refreshed.
+ */
+const MARGIN_SECONDS = 300;
+
+/** A token the facade would return as is: active, with a known expiry far enough away. */
+function freshRecord(rec: ConnectionRecord | undefined, now: number, minValidSeconds: number | undefined): rec is ConnectionRecord & { accessToken: string } {
+  if (!rec || rec.state !== 'active' || !rec.accessToken || rec.accessTokenExpiresAt === null) return false;
+  return rec.accessTokenExpiresAt - now >= Math.max(MARGIN_SECONDS, minValidSeconds ?? 0) * 1000;
+}
+
 const command: Command = {
   summary: 'Print a valid access token (refreshing it when needed)',
   usage,
@@ -28,15 +43,29 @@ const command: Command = {
       json: { type: 'boolean' },
     });
     const minValidSeconds = intOption('token', 'min-valid', values['min-valid'], { max: 4 * 3600 });
-    await withSession(ctx, async ({ dk, cfg }) => {
-      const name = validateName('connection', values.connection ?? cfg.connection);
-      const t = await dk.getToken(name, { ...(minValidSeconds === undefined ? {} : { minValidSeconds }), signal: ctx.signal });
+    const cfg = await loadConfig(ctx.env);
+    const name = validateName('connection', values.connection ?? cfg.connection);
+    const store = await openStoreOnly(cfg);
+    try {
+      const rec = await store.getConnection(name);
+      let t: TokenInfo;
+      if (freshRecord(rec, Date.now(), minValidSeconds)) {
+        t = { accessToken: rec.accessToken, expiresAt: rec.accessTokenExpiresAt, scopes: rec.scopes, accountId: rec.accountId, teamId: rec.teamId, connection: rec.name };
+      } else {
+        // Refresh (or explain why not) through the facade: single-flight, cross-process lock, retries.
+        const dk = await facadeOn(store, cfg);
+        try {
+          t = await dk.getToken(name, { ...(minValidSeconds === undefined ? {} : { minValidSeconds }), signal: ctx.signal });
+        } finally {
+          await dk.close();
+        }
+      }
       if (!values.json) {
         ctx.stdout.write(`${t.accessToken}\n`);
         return;
       }
-      const info = await dk.get(name);
       const now = Date.now();
+      const email = (await store.getConnection(name))?.email ?? null;
       ctx.stdout.write(`${JSON.stringify({
         access_token: t.accessToken,
         token_type: 'bearer',
@@ -45,10 +74,12 @@ const command: Command = {
         scopes: t.scopes,
         account_id: t.accountId,
         team_id: t.teamId,
-        email: info.email,
+        email,
         connection: t.connection,
       }, null, 2)}\n`);
-    });
+    } finally {
+      await store.close();
+    }
   },
 };
 export default command;
