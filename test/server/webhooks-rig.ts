@@ -12,10 +12,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Dropkey } from '../../src/connections/dropkey.js';
 import { dropboxUrlsFromBase } from '../../src/dropbox/hosts.js';
-import { Hono } from 'hono';
 import { createApp, MODULES, type ServerApp } from '../../src/server/app.js';
-import type { AppEnv, ServerModule } from '../../src/server/context.js';
-import { webhookUiRoutes } from '../../src/server/ui/webhooks.js';
+import type { ServerModule } from '../../src/server/context.js';
 import { defaultConfig } from '../../src/server/deps.js';
 import { ServerEvents, type ServerEvent } from '../../src/server/events.js';
 import { createJobsModule, schedulerOf, type JobsOptions } from '../../src/server/jobs/index.js';
@@ -132,9 +130,7 @@ export async function makeRig(o: { databaseUrl?: string } = {}): Promise<Rig> {
       });
       const jobs = createJobsModule({ timers, random: () => 0.5, ...o.jobs, onResult: (job, result) => void jobResults.push({ job, result }) });
       const ui = MODULES.find((m) => m.name === 'ui');
-      const uiPages: ServerModule[] = o.ui && ui
-        ? [{ name: 'ui-webhooks', mount: '/', routes: (s) => { const r = new Hono<AppEnv>(); webhookUiRoutes(r, s); return r; } }, ui]
-        : [];
+      const uiPages: ServerModule[] = o.ui && ui ? [ui] : [];
       const modules = [...MODULES.filter((m) => m.name !== 'webhooks' && m.name !== 'jobs' && m.name !== 'ui'), webhooks, jobs, ...uiPages];
       const app = createApp(
         { dropkey: dk, serverStore, webhookStore, clock: timers.clock, logger, config: defaultConfig(PUBLIC_URL), fetch: upstream, metrics, events: bus },

@@ -47,6 +47,7 @@ test('signed out: the page sends you to sign in; a post without CSRF is refused'
 test('add (secret once) → test send → delivery log with attempts → redeliver → delete', async () => {
   const list = await browser.page('/webhooks');
   assert.match(textOf(list), /No webhooks yet/);
+  assert.match(list, /<a href="\/webhooks" aria-current="page">Webhooks<\/a>/, 'in the navigation');
   const bad = await browser.post('/webhooks', { _csrf: csrfOf(list), url: 'ftp://nope', events: '*' });
   assert.equal(bad.status, 400);
   assert.match(textOf(await bad.text()), /No webhook was added: A webhook URL must start with https:\/\//);

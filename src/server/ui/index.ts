@@ -7,6 +7,7 @@
  *   POST /connections/connect, /connections/{name}/test|refresh|revoke, /connect-links   (connections.ts)
  *   GET/POST /apps, /apps/{name}; POST /apps/{name}/delete                      (apps.ts)
  *   GET/POST /api-keys; POST /api-keys/{name}/revoke; GET /audit               (keys.ts)
+ *   GET/POST /webhooks, /webhooks/{id}; POST .../test|delete|deliveries/{d}/redeliver  (webhooks.ts, H12)
  * Every page but sign-in and setup needs a session (kit.ts guard); every POST a CSRF token (session.ts).
  * See docs/web-ui.md.
  */
@@ -21,6 +22,7 @@ import { APP_JS } from './assets/app-js.js';
 import { authRoutes } from './auth.js';
 import { connectionRoutes } from './connections.js';
 import { keyRoutes } from './keys.js';
+import { webhookUiRoutes } from './webhooks.js';
 import { ASSET_CSS, ASSET_ICON, ASSET_JS } from './layout.js';
 
 export { NAV, page, type NavItem, type PageOptions } from './layout.js';
@@ -51,6 +53,7 @@ export function uiRoutes(s: ServerServices): Hono<AppEnv> {
   connectionRoutes(r, s);
   appRoutes(r, s);
   keyRoutes(r, s);
+  webhookUiRoutes(r, s);
   return r;
 }
 

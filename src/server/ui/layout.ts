@@ -15,13 +15,13 @@ export interface NavItem {
 }
 
 /**
- * The navigation, in order. The webhooks module adds its page here (a one-line addition) when it is built:
- * `{ href: '/webhooks', label: 'Webhooks' }` after 'API keys'.
+ * The navigation, in order. '/webhooks' is served by ./webhooks.ts (H12).
  */
 export const NAV: NavItem[] = [
   { href: '/connections', label: 'Connections' },
   { href: '/apps', label: 'Apps' },
   { href: '/api-keys', label: 'API keys' },
+  { href: '/webhooks', label: 'Webhooks' },
   { href: '/audit', label: 'Audit log' },
 ];
 
