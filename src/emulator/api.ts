@@ -11,6 +11,8 @@ import { callerTokens } from './routes/account.js';
 import {
   authError,
   badInput,
+  bugResponse,
+  clientGone,
   headerSafeJson,
   headerText,
   jsonResponse,
@@ -114,7 +116,7 @@ export class Api {
         signal: req.signal,
       });
     } catch (err) {
-      return this.errorResponse(err, name, argSource);
+      return req.signal.aborted ? clientGone() : this.errorResponse(err, name, argSource);
     }
     return result.kind === 'json' ? jsonResponse(result.value ?? null) : download(req, result);
   }
@@ -136,8 +138,7 @@ export class Api {
         { 'Retry-After': String(err.retryAfter) },
       );
     }
-    this.onError(err);
-    return textResponse('Internal Server Error: the emulator hit a bug. See its standard error output.', 500);
+    return bugResponse(err, this.onError);
   }
 
   private async rpcArg(req: Request, route: RouteDef): Promise<{ value: unknown } | Response> {

@@ -25,7 +25,7 @@ import { accountModule } from './routes/account.js';
 import { teamModule } from './routes/team.js';
 import { defaultSeed } from './seed.js';
 import { InputError, State, type AccountInput, type AppInput, type Seed } from './state.js';
-import { textResponse } from './wire.js';
+import { bugResponse, clientGone, textResponse } from './wire.js';
 
 export * from './seed.js';
 export type { Seed, AppInput, AccountInput } from './state.js';
@@ -219,8 +219,7 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
         log.record({ time: new Date(core.now()).toISOString(), method: req.method, path, ...(name ? { route: name } : {}), status: 0, duration_ms: Math.round(performance.now() - started), request_id: requestId, fault: fault!.id }, req, url);
         throw err;
       }
-      onError(err);
-      res = textResponse('Internal Server Error: the emulator hit a bug. See its standard error output.', 500);
+      res = req.signal.aborted ? clientGone() : bugResponse(err, onError);
     }
     // Whatever the handler did not read of the body is discarded (the listener drains it, keeping the socket).
     if (req.body && !req.bodyUsed && !req.body.locked) await req.body.cancel().catch(() => {});

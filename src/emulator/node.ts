@@ -77,7 +77,7 @@ async function serve(handler: Handler, scheme: string, req: IncomingMessage, res
   const hasBody = method !== 'GET' && method !== 'HEAD';
   const init: RequestInit & { duplex?: 'half' } = { method, headers, signal: controller.signal };
   if (hasBody) {
-    init.body = bodyStream(req);
+    init.body = bodyStream(req, controller);
     init.duplex = 'half';
   }
   let response: Response;
@@ -109,7 +109,7 @@ async function serve(handler: Handler, scheme: string, req: IncomingMessage, res
  * The request body as a web stream with backpressure (about 1 MiB buffered at most). Cancelling it discards the
  * rest of the upload instead of destroying the socket, so an early error answer still reaches the client.
  */
-function bodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
+function bodyStream(req: IncomingMessage, abort: AbortController): ReadableStream<Uint8Array> {
   let finished = false;
   return new ReadableStream<Uint8Array>(
     {
@@ -127,6 +127,9 @@ function bodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
         const fail = (err: unknown) => {
           if (finished) return;
           finished = true;
+          // The request's signal is aborted before the read fails, so the handler can tell a client that hung
+          // up from a bug of its own.
+          abort.abort(err);
           controller.error(err);
         };
         req.on('error', fail);

@@ -15,6 +15,17 @@ export function textResponse(text: string, status = 400, headers: Record<string,
   return new Response(text, { status, headers: { 'Content-Type': TEXT_TYPE, ...headers } });
 }
 
+/** The answer to a request whose client hung up (its signal aborted): nobody reads it; the request log shows 499. */
+export function clientGone(): Response {
+  return textResponse('The client closed the request before it was complete.', 499);
+}
+
+/** An unexpected error: a bug of the emulator, reported through `onError`, answered 500. */
+export function bugResponse(err: unknown, onError: (err: unknown) => void): Response {
+  onError(err);
+  return textResponse('Internal Server Error: the emulator hit a bug. See its standard error output.', 500);
+}
+
 /** A 400 for bad input to an API route, worded like Dropbox's (dropbox-api.md §3.3). */
 export function badInput(route: string, reason: string): Response {
   return textResponse(`Error in call to API function "${route}": ${reason}`, 400);
