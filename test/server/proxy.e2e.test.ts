@@ -13,6 +13,7 @@ import { bind, type Listener } from '../../src/server/node.js';
 import { createProxyModule } from '../../src/server/proxy/index.js';
 import { defaultSleep, type Sleep } from '../../src/dropbox/retry.js';
 import { dropboxContentHash, patternBytes } from '../helpers/content-hash.js';
+import { emulatorFetch } from '../helpers/dropbox-sdk.js';
 import { headerSafeJson } from '../helpers/emulator.js';
 import { makeServerRig, type ServerRig } from './rig.js';
 
@@ -440,4 +441,19 @@ test('without a socket (app.request): the fetch transport streams the same answe
   assert.ok(Buffer.from(await range.arrayBuffer()).equals(data.subarray(data.length - 10)));
   const denied = await rig.app.request('http://dropkey.test/proxy/c2/2/users/get_current_account', { method: 'POST', headers: auth });
   assert.equal(denied.status, 403);
+});
+
+test('the official JS SDK works through the proxy with the API key as its access token', async () => {
+  const { Dropbox } = await import('dropbox');
+  // The SDK only knows Dropbox's hosts: its fetch sends them all to the proxy's base for the connection.
+  const dbx = new Dropbox({ accessToken: key, fetch: emulatorFetch(`${base}/proxy/c1`) });
+  const me = await dbx.usersGetCurrentAccount();
+  assert.equal(me.result.account_id, account.accountId);
+  const bytes = Buffer.from('through the SDK and the proxy');
+  const up = await dbx.filesUpload({ path: '/sdk/via-proxy.txt', contents: bytes, mode: { '.tag': 'overwrite' } });
+  assert.equal(up.result.size, bytes.length);
+  const down = (await dbx.filesDownload({ path: '/sdk/via-proxy.txt' })) as unknown as { result: { fileBinary: Buffer; content_hash: string } };
+  assert.ok(down.result.fileBinary.equals(bytes));
+  const listed = await dbx.filesListFolder({ path: '/sdk' });
+  assert.deepEqual(listed.result.entries.map((e) => e.name), ['via-proxy.txt']);
 });
