@@ -115,6 +115,23 @@ describe('scheduler', () => {
   });
 });
 
+describe('proactive refresh', () => {
+  test('many connections expiring together: each is refreshed once in one run; fresh ones are left alone', async () => {
+    rig = await makeRig();
+    const inst = await rig.instance({ start: false });
+    for (let i = 0; i < 6; i++) await rig.connection(inst.dk, `many${i}`);
+    rig.timers.advance(235 * MIN);
+    await rig.connection(inst.dk, 'fresh');
+    const grants = await rig.refreshGrants();
+    inst.app.start();
+    rig.timers.advance(15_000);
+    await inst.settle();
+    assert.deepEqual(resultsOf(inst, JOB_NAMES.refresh), ['ran']);
+    assert.equal((await rig.refreshGrants()) - grants, 6);
+    for (const c of await inst.dk.list()) assert.ok(c.expiresAt! - rig.timers.now() > 3 * 60 * MIN, c.name);
+  });
+});
+
 describe('proactive refresh failures', () => {
   test('a refresh token revoked at Dropbox → needs_reauth, one event, delivered as a signed webhook', async () => {
     rig = await makeRig();

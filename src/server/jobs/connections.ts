@@ -39,41 +39,56 @@ export interface RefreshRunSummary {
  */
 export async function refreshExpiring(
   d: ConnectionJobDeps,
-  options: { marginMs: number; signal?: AbortSignal; failing?: Set<string> },
+  options: { marginMs: number; signal?: AbortSignal; failing?: Set<string>; concurrency?: number },
 ): Promise<RefreshRunSummary> {
-  const { dropkey, clock, logger } = d;
+  const { dropkey, clock } = d;
   const summary: RefreshRunSummary = { checked: 0, refreshed: [], failed: [] };
   const due = (await dropkey.list()).filter(
     (c) => c.state === 'active' && c.refreshable && c.expiresAt !== null && c.expiresAt - clock() <= options.marginMs,
   );
-  for (const c of due) {
-    if (options.signal?.aborted) break;
-    summary.checked++;
-    try {
-      const t = await dropkey.getToken(c.name, {
-        minValidSeconds: Math.ceil(options.marginMs / 1000),
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
-      if (t.expiresAt !== c.expiresAt) {
-        summary.refreshed.push(c.name);
-        d.invalidate?.(c.name);
-      }
-      options.failing?.delete(c.name);
-    } catch (err) {
-      if (err instanceof DropkeyError && err.code === ErrorCodes.CANCELLED) break;
-      if (err instanceof DropkeyError && err.code === ErrorCodes.NOT_FOUND) continue; // deleted meanwhile
-      summary.failed.push(c.name);
-      d.invalidate?.(c.name);
-      const kind = classifyRefreshError(err);
-      logger.warn({ connection: c.name, code: err instanceof DropkeyError ? err.code : 'unknown', event: kind?.type }, 'proactive refresh failed');
-      // needs_reauth is a one-time transition (the classifier sees to that); refresh_failed once per streak.
-      if (kind?.type === 'connection.needs_reauth' || !options.failing?.has(c.name)) {
-        reportRefreshFailure(d, c.name, err, { app: c.app, account_id: c.accountId, detected_by: 'proactive_refresh' });
-      }
-      options.failing?.add(c.name);
+  // A few at a time: many connections minted together expire together, and one slow refresh must not hold up
+  // the rest past their expiry.
+  const queue = [...due];
+  const worker = async (): Promise<void> => {
+    for (let c = queue.shift(); c !== undefined; c = queue.shift()) {
+      if (options.signal?.aborted) return;
+      await refreshOne(d, c, options, summary);
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, queue.length) }, worker));
   return summary;
+}
+
+async function refreshOne(
+  d: ConnectionJobDeps,
+  c: ConnectionInfo,
+  options: { marginMs: number; signal?: AbortSignal; failing?: Set<string> },
+  summary: RefreshRunSummary,
+): Promise<void> {
+  const { dropkey, logger } = d;
+  summary.checked++;
+  try {
+    const t = await dropkey.getToken(c.name, {
+      minValidSeconds: Math.ceil(options.marginMs / 1000),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    if (t.expiresAt !== c.expiresAt) {
+      summary.refreshed.push(c.name);
+      d.invalidate?.(c.name);
+    }
+    options.failing?.delete(c.name);
+  } catch (err) {
+    if (err instanceof DropkeyError && (err.code === ErrorCodes.CANCELLED || err.code === ErrorCodes.NOT_FOUND)) return; // stopping, or deleted meanwhile
+    summary.failed.push(c.name);
+    d.invalidate?.(c.name);
+    const kind = classifyRefreshError(err);
+    logger.warn({ connection: c.name, code: err instanceof DropkeyError ? err.code : 'unknown', event: kind?.type }, 'proactive refresh failed');
+    // needs_reauth is a one-time transition (the classifier sees to that); refresh_failed once per streak.
+    if (kind?.type === 'connection.needs_reauth' || !options.failing?.has(c.name)) {
+      reportRefreshFailure(d, c.name, err, { app: c.app, account_id: c.accountId, detected_by: 'proactive_refresh' });
+    }
+    options.failing?.add(c.name);
+  }
 }
 
 export interface HealthRunSummary {

@@ -4,7 +4,7 @@
  * and the module's start() share it.
  */
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import type { DeliveryRecord, DeliveryStatus, WebhookEndpoint, WebhookStore } from '../../store/webhook-types.js';
+import type { DeliveryAttempt, DeliveryRecord, DeliveryStatus, WebhookEndpoint, WebhookStore } from '../../store/webhook-types.js';
 import type { ServerEvent, ServerEventType } from '../events.js';
 import { backgroundMetrics } from '../jobs/metrics.js';
 import type { Timers } from '../jobs/timers.js';
@@ -179,7 +179,7 @@ export class WebhookService {
   }
 
   /** Queues a webhook.test event for this endpoint only and makes its first attempt now. */
-  async test(id: string, actor: string): Promise<DeliveryRecord & { attemptLog: import('../../store/webhook-types.js').DeliveryAttempt[] }> {
+  async test(id: string, actor: string): Promise<DeliveryRecord & { attemptLog: DeliveryAttempt[] }> {
     const e = await this.get(id);
     const eventId = this.#newEventId();
     const at = this.#s.clock();
