@@ -457,3 +457,17 @@ test('the official JS SDK works through the proxy with the API key as its access
   const listed = await dbx.filesListFolder({ path: '/sdk' });
   assert.deepEqual(listed.result.entries.map((e) => e.name), ['via-proxy.txt']);
 });
+
+test('longpoll goes to the notify host without the token (noauth) and answers when the folder changes', async () => {
+  const latest = await rpc('c1', 'files/list_folder/get_latest_cursor', { path: '' });
+  assert.equal(latest.status, 200);
+  const { cursor } = await latest.json();
+  await rig.emu.control.clearRequests();
+  const waiting = rpc('c1', 'files/list_folder/longpoll', { cursor, timeout: 30 });
+  assert.equal((await upload('c1', '/longpoll-change.txt', Buffer.from('x'))).status, 200);
+  const res = await waiting;
+  assert.equal(res.status, 200);
+  assert.equal((await res.json()).changes, true);
+  const [entry] = await logged('files/list_folder/longpoll');
+  assert.equal(entry?.authorization, undefined, 'no Authorization on a noauth route');
+});

@@ -149,8 +149,8 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
       }
     };
 
-    const send = async (token: string): Promise<UpstreamAnswer> => {
-      headers.set('authorization', `Bearer ${token}`);
+    const send = async (token: string | null): Promise<UpstreamAnswer> => {
+      if (token !== null) headers.set('authorization', `Bearer ${token}`);
       const started = performance.now();
       const answer = await transport.send(url, method, headers, body);
       s.metrics.upstreamLatency.observe({ host: info.host }, (performance.now() - started) / 1000);
@@ -163,8 +163,9 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
     for (;;) {
       const block = await waitForBlock();
       if (block) return rateLimited(block, s.clock());
+      // noauth routes (longpoll) carry their rights in the cursor; the connection must still exist and be usable.
       const token = (await s.tokens.get(name)).info.accessToken;
-      const res = await send(token);
+      const res = await send(info.noauth ? null : token);
       const out = responseHeaders(res.headers);
 
       if (res.status === 401) {

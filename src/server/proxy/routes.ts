@@ -15,6 +15,8 @@ export type RouteStyle = 'rpc' | 'upload' | 'download';
 export interface RouteInfo {
   host: HostKind;
   style: RouteStyle;
+  /** The spec's `auth = "noauth"`: Dropbox's SDKs send no Authorization header, so neither does the proxy. */
+  noauth?: true;
 }
 
 export const ROUTE_TABLE: Readonly<Record<string, RouteInfo>> = Object.freeze({
@@ -27,7 +29,7 @@ export const ROUTE_TABLE: Readonly<Record<string, RouteInfo>> = Object.freeze({
   'files/get_thumbnail': { host: 'content', style: 'download' },
   'files/get_thumbnail_v2': { host: 'content', style: 'download' },
   'files/get_thumbnail_batch': { host: 'content', style: 'rpc' },
-  'files/list_folder/longpoll': { host: 'notify', style: 'rpc' },
+  'files/list_folder/longpoll': { host: 'notify', style: 'rpc', noauth: true },
   'files/paper/create': { host: 'api', style: 'upload' },
   'files/paper/update': { host: 'api', style: 'upload' },
   'files/upload': { host: 'content', style: 'upload' },
