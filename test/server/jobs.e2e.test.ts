@@ -282,23 +282,26 @@ describe('health checks', () => {
 });
 
 describe('events from the server\'s own flows', () => {
-  test('a connection created through a connect link emits connection.created to webhooks', async () => {
+  test('connect link → connection.created, again → connection.reconnected, API revoke → connection.revoked, all delivered signed', async () => {
     rig = await makeRig();
     const inst = await rig.instance();
     const { receiver: rx, secret } = await subscribe(inst);
     await rig.dropboxApp(inst.dk, 'main');
     const account = await rig.emu.control.createAccount({ email: 'owner@example.com' });
     const admin = await inst.key(['admin'], '*');
-    const link = (await (await inst.call('POST', '/api/v1/connect-links', { key: admin, body: { connection: 'owned', app: 'main' } })).json()) as any;
-    const path = new URL(link.url).pathname;
-    const go = await inst.call('POST', path);
-    assert.equal(go.status, 303);
-    const cookie = go.headers.getSetCookie().find((x) => x.startsWith('dropkey_oauth='))!.split(';')[0]!;
-    const consent = await driveConsent(go.headers.get('location')!, { account: 'owner@example.com' });
-    const cb = new URL(consent.location!);
-    assert.equal(cb.origin, PUBLIC_URL);
-    const done = await inst.call('GET', `${cb.pathname}${cb.search}`, { headers: { Cookie: cookie } });
-    assert.equal(done.status, 200);
+    const connectThroughLink = async () => {
+      const link = (await (await inst.call('POST', '/api/v1/connect-links', { key: admin, body: { connection: 'owned', app: 'main' } })).json()) as any;
+      const path = new URL(link.url).pathname;
+      const go = await inst.call('POST', path);
+      assert.equal(go.status, 303);
+      const cookie = go.headers.getSetCookie().find((x) => x.startsWith('dropkey_oauth='))!.split(';')[0]!;
+      const consent = await driveConsent(go.headers.get('location')!, { account: 'owner@example.com' });
+      const cb = new URL(consent.location!);
+      assert.equal(cb.origin, PUBLIC_URL);
+      const done = await inst.call('GET', `${cb.pathname}${cb.search}`, { headers: { Cookie: cookie } });
+      assert.equal(done.status, 200);
+    };
+    await connectThroughLink();
     const got = await rx.waitFor(1);
     const body = JSON.parse(got.body);
     assert.equal(body.type, 'connection.created');
@@ -306,5 +309,16 @@ describe('events from the server\'s own flows', () => {
     assert.equal(body.data.account_id, account.account_id);
     assert.equal(body.data.email, 'owner@example.com');
     assert.ok(verifyWebhookSignature(secret, String(got.headers['dropkey-signature']), got.body, rig.timers.now()));
+
+    // The owner connects the same name again, then an admin revokes it through the API.
+    await connectThroughLink();
+    const again = JSON.parse((await rx.waitFor(2)).body);
+    assert.deepEqual([again.type, again.connection, again.data.account_id], ['connection.reconnected', 'owned', account.account_id]);
+    assert.equal((await inst.call('DELETE', '/api/v1/connections/owned', { key: admin })).status, 200);
+    const revoked = await rx.waitFor(3);
+    const rb = JSON.parse(revoked.body);
+    assert.deepEqual([rb.type, rb.connection, rb.data.revoked_at_dropbox], ['connection.revoked', 'owned', true]);
+    assert.ok(verifyWebhookSignature(secret, String(revoked.headers['dropkey-signature']), revoked.body, rig.timers.now()));
+    assert.equal(new Set(rx.received.map((x) => x.headers['dropkey-event-id'])).size, 3, 'three distinct events');
   });
 });
