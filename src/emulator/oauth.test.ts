@@ -178,6 +178,28 @@ test('code exchange: form body with secret, query string, HTTP Basic, PKCE witho
   assert.equal(refreshed.status, 200);
 });
 
+test('HTTP Basic: a secret with "+" or "%" works sent raw (as most clients do) and form-encoded (RFC 6749 §2.3.1)', async () => {
+  const { emu, call } = setup();
+  const secret = 'se+cr%41t';
+  await emu.control.createApp({ key: 'plusapp', secret, name: 'Plus', redirect_uris: [REDIRECT], scopes: ['account_info.read'] });
+  await emu.control.grant({ app: 'plusapp', account: DEMO_ACCOUNT_EMAIL });
+  for (const sent of [secret, encodeURIComponent(secret)]) {
+    const code = await codeFor(call, { client_id: 'plusapp' });
+    const res = await call('/oauth2/token', {
+      ...form({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT }),
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Authorization: basic('plusapp', sent) },
+    });
+    const body = await json(res);
+    assert.equal(res.status, 200, `${sent}: ${JSON.stringify(body)}`);
+    assert.match(body.access_token, /^sl\./);
+  }
+  const wrong = await call('/oauth2/token', {
+    ...form({ grant_type: 'authorization_code', code: await codeFor(call, { client_id: 'plusapp' }), redirect_uri: REDIRECT }),
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Authorization: basic('plusapp', 'se cr%41t') },
+  });
+  assert.equal((await json(wrong)).error, 'invalid_client');
+});
+
 test('token endpoint errors in Dropbox wording', async () => {
   const { call, tick } = setup();
   const t = async (p: Record<string, string>) => {

@@ -403,6 +403,8 @@ export async function tokenEndpoint(core: Core, req: Request, url: URL): Promise
   // Client authentication: HTTP Basic, or client_id (+ client_secret) parameters, never both (dropbox-api.md §1.2).
   let clientId: string | undefined;
   let clientSecret: string | undefined;
+  /** Basic credentials may arrive form-encoded (RFC 6749 §2.3.1) or raw (what most clients send): both work. */
+  let secretVariants: string[] | undefined;
   const authz = req.headers.get('authorization');
   if (authz !== null) {
     const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authz);
@@ -412,8 +414,11 @@ export async function tokenEndpoint(core: Core, req: Request, url: URL): Promise
     if (colon < 0) return tokenError('invalid_client', 'Authorization header must be "Basic base64(app_key:app_secret)"');
     if (params.has('client_id')) return tokenError('invalid_request', 'unknown field "client_id"');
     if (params.has('client_secret')) return tokenError('invalid_request', 'unknown field "client_secret"');
-    clientId = decodeURIComponentSafe(decoded.slice(0, colon));
-    clientSecret = decodeURIComponentSafe(decoded.slice(colon + 1));
+    const rawId = decoded.slice(0, colon);
+    const rawSecret = decoded.slice(colon + 1);
+    clientId = core.state.apps.has(rawId) ? rawId : formDecoded(rawId);
+    clientSecret = rawSecret;
+    secretVariants = [rawSecret, formDecoded(rawSecret)];
   } else {
     clientId = params.get('client_id');
     clientSecret = params.get('client_secret');
@@ -427,15 +432,14 @@ export async function tokenEndpoint(core: Core, req: Request, url: URL): Promise
   if (!clientId) return missing('client_id');
   const app = core.state.apps.get(clientId);
   if (!app) return BAD_CLIENT();
-  if (clientSecret !== undefined && !secretEquals(clientSecret, app.secret)) return BAD_CLIENT();
+  if (clientSecret !== undefined && !(secretVariants ?? [clientSecret]).some((v) => secretEquals(v, app.secret))) return BAD_CLIENT();
 
   return grantType === 'authorization_code'
     ? exchangeCode(core, app, clientSecret !== undefined, params)
     : refresh(core, app, clientSecret !== undefined, params);
 }
 
-function decodeURIComponentSafe(s: string): string {
-  // RFC 6749 §2.3.1 form-encodes the Basic credentials; most clients do not. Both work.
+function formDecoded(s: string): string {
   try {
     return decodeURIComponent(s.replace(/\+/g, ' '));
   } catch {
