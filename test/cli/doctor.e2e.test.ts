@@ -4,7 +4,6 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openStore } from '../../src/store/index.js';
 import { assertNoSecrets, CliEnv } from './cli-helpers.js';
 
 interface Report {
@@ -90,18 +89,19 @@ test('a team token used without Select-User', async () => {
 });
 
 test('invalid_client: the stored app secret is wrong', async () => {
-  await t.connect('wrongsecret', 'ws-app');
-  // The secret was regenerated or mistyped: change it in the store (as a user re-adding the app would).
-  const store = await openStore({ home: t.home });
-  try {
-    await store.updateApp('ws-app', { secret: 'definitely-not-the-secret' });
-  } finally {
-    await store.close();
-  }
+  const { app } = await t.connect('wrongsecret', 'ws-app');
+  // The secret was mistyped (or regenerated in the App Console).
+  const upd = await t.run(['app', 'update', '--name', 'ws-app', '--secret', '-'], { stdin: 'definitely-not-the-secret\n' });
+  assert.equal(upd.code, 0, upd.stderr);
   const { code, report } = await doctor(['--connection', 'wrongsecret']);
   assert.equal(code, 1);
-  assert.ok(ids(report).includes('invalid_client'), ids(report).join());
-  assertNoSecrets(JSON.stringify(report), ['definitely-not-the-secret']);
+  const f = report.findings.find((x) => x.id === 'invalid_client');
+  assert.ok(f, ids(report).join());
+  assertNoSecrets(JSON.stringify(report), ['definitely-not-the-secret', app.secret]);
+  // The fix it names works: put the right secret back, and the connection is healthy again.
+  assert.match(f.fix, /dropkey app update --name ws-app --secret -/);
+  assert.equal((await t.run(['app', 'update', '--name', 'ws-app', '--secret', '-'], { stdin: `${app.secret}\n` })).code, 0);
+  assert.equal((await doctor(['--connection', 'wrongsecret'])).code, 0);
 });
 
 test('no refresh token (offline access not requested): reported with the login fix', async () => {

@@ -8,6 +8,8 @@ import type { AppInfo } from '../../connections/types.js';
 
 const usage = `Usage:
   dropkey app add --name NAME --key KEY [--secret SECRET|-] [--scope S...] [--team] [--app-folder] [--port N] [--json]
+  dropkey app update --name NAME [--key KEY] [--secret SECRET|-] [--no-secret] [--scope S...] [--team|--no-team]
+                     [--app-folder|--full-access] [--json]
   dropkey app list [--json]
   dropkey app remove NAME
 
@@ -24,6 +26,10 @@ Options for add:
   --app-folder     The app has "App folder" access (default: full Dropbox).
   --port N         The port of the redirect URI to print (default ${DEFAULT_LOGIN_PORT}; must match dropkey login --port).
   --json           Print the app and the redirect URI as JSON.
+
+update changes a registered app in place (connections keep working with it), e.g. after a wrong secret
+(dropkey doctor: invalid_client): dropkey app update --name backup --secret -
+  --no-secret      Forget the secret (PKCE only). --scope replaces the scope list.
 `;
 
 const command: Command = {
@@ -37,11 +43,13 @@ const command: Command = {
       case 'list':
       case 'ls':
         return list(ctx, rest);
+      case 'update':
+        return update(ctx, rest);
       case 'remove':
       case 'rm':
         return remove(ctx, rest);
       default:
-        throw usageError('app', sub === undefined ? 'missing subcommand (add, list or remove)' : `unknown subcommand "${sub}" (use add, list or remove)`);
+        throw usageError('app', sub === undefined ? 'missing subcommand (add, update, list or remove)' : `unknown subcommand "${sub}" (use add, update, list or remove)`);
     }
   },
 };
@@ -115,6 +123,43 @@ function checklist(app: AppInfo, redirectUri: string): string[] {
     'Settings tab > OAuth 2 > Allow public clients (Implicit Grant & PKCE): "Allow"' +
       (app.hasSecret ? ' is not needed, since dropkey has the app secret.' : ' is required, since dropkey has no app secret.'),
   ];
+}
+
+async function update(ctx: CommandContext, argv: string[]): Promise<void> {
+  const { values } = parseOptions('app update', argv, {
+    name: { type: 'string' },
+    key: { type: 'string' },
+    secret: { type: 'string' },
+    'no-secret': { type: 'boolean' },
+    scope: { type: 'string', multiple: true },
+    team: { type: 'boolean' },
+    'no-team': { type: 'boolean' },
+    'app-folder': { type: 'boolean' },
+    'full-access': { type: 'boolean' },
+    json: { type: 'boolean' },
+  });
+  if (values.name === undefined) throw usageError('app update', 'missing --name NAME (see dropkey app list)');
+  const name = validateName('app', values.name);
+  if (values.secret !== undefined && values['no-secret']) throw usageError('app update', '--secret and --no-secret contradict each other');
+  if (values.team && values['no-team']) throw usageError('app update', '--team and --no-team contradict each other');
+  if (values['app-folder'] && values['full-access']) throw usageError('app update', '--app-folder and --full-access contradict each other');
+  let secret: string | null | undefined;
+  if (values['no-secret']) secret = null;
+  else if (values.secret === '-') secret = (await readSecret(ctx, 'app secret')).trim();
+  else if (values.secret !== undefined) secret = values.secret.trim();
+  if (secret === '') throw usageError('app update', 'the app secret is empty (use --no-secret for a PKCE-only app)');
+  const scopes = scopeList(values.scope);
+  const patch = {
+    ...(values.key === undefined ? {} : { key: values.key.trim() }),
+    ...(secret === undefined ? {} : { secret }),
+    ...(scopes === undefined ? {} : { scopes }),
+    ...(values.team ? { team: true } : values['no-team'] ? { team: false } : {}),
+    ...(values['app-folder'] ? { access: 'app_folder' as const } : values['full-access'] ? { access: 'full' as const } : {}),
+  };
+  if (Object.keys(patch).length === 0) throw usageError('app update', 'nothing to change: give --key, --secret, --no-secret, --scope, --team, --no-team, --app-folder or --full-access');
+  const app = await withSession(ctx, ({ dk }) => dk.updateApp(name, patch));
+  if (values.json) writeJson(ctx, appJson(app));
+  else ctx.stdout.write(`Updated app "${app.name}" (${Object.keys(patch).join(', ')}). Check it with: dropkey doctor\n`);
 }
 
 async function list(ctx: CommandContext, argv: string[]): Promise<void> {
