@@ -159,13 +159,15 @@ test('move_v2, copy_v2, delete_v2 and their errors', async () => {
   assert.equal(move.json.metadata.path_display, '/reloc/Moved.txt');
   const gone = await emu.rpc('files/get_metadata', { path: '/reloc/src.txt' }, token);
   assert.equal(gone.status, 409);
+  assert.deepEqual(gone.json.error, { '.tag': 'path', path: { '.tag': 'not_found' } }, 'the moved-away path is gone');
   const missing = await emu.rpc('files/move_v2', { from_path: '/reloc/nope.txt', to_path: '/reloc/x.txt' }, token);
   assert.equal(missing.status, 409);
   assert.match(missing.json.error_summary, /^from_lookup\/not_found\//);
   assert.deepEqual(missing.json.error, { '.tag': 'from_lookup', from_lookup: { '.tag': 'not_found' } });
   const clash = await emu.rpc('files/copy_v2', { from_path: '/reloc/copy.txt', to_path: '/reloc/moved.txt' }, token);
   assert.equal(clash.status, 409);
-  assert.match(clash.json.error_summary, /^to\/conflict\//);
+  assert.match(clash.json.error_summary, /^to\/conflict\/file\/\.*$/);
+  assert.deepEqual(clash.json.error, { '.tag': 'to', to: { '.tag': 'conflict', conflict: { '.tag': 'file' } } });
   assert.equal((await emu.rpc('files/create_folder_v2', { path: '/reloc/dir' }, token)).status, 200);
   const intoItself = await emu.rpc('files/move_v2', { from_path: '/reloc/dir', to_path: '/reloc/dir/inner' }, token);
   assert.equal(intoItself.status, 409);

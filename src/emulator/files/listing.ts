@@ -121,7 +121,16 @@ function changesPage(fs: FileSystem, view: View, c: CursorState): { entries: Sto
 
 /** list_folder: `path` is the namespace-absolute lower path of an existing folder (or the view's root). */
 export function listFolder(fs: FileSystem, view: View, path: string, opts: ListOptions) {
-  const c: CursorState = {
+  return listingPage(fs, view, cursorNow(view, path, opts));
+}
+
+export function latestCursor(view: View, path: string, opts: ListOptions): string {
+  return encode(cursorNow(view, path, opts));
+}
+
+/** The state of a fresh listing of `path` at the namespace's current change sequence (changes after it go to /continue). */
+function cursorNow(view: View, path: string, opts: ListOptions): CursorState {
+  return {
     v: 1,
     ns: view.ns.id,
     ep: view.ns.epoch,
@@ -132,21 +141,6 @@ export function listFolder(fs: FileSystem, view: View, path: string, opts: ListO
     l: opts.limit ?? DEFAULT_PAGE,
     s: view.ns.seq,
   };
-  return listingPage(fs, view, c);
-}
-
-export function latestCursor(view: View, path: string, opts: ListOptions): string {
-  return encode({
-    v: 1,
-    ns: view.ns.id,
-    ep: view.ns.epoch,
-    app: view.root,
-    p: path,
-    r: opts.recursive,
-    d: opts.includeDeleted,
-    l: opts.limit ?? DEFAULT_PAGE,
-    s: view.ns.seq,
-  });
 }
 
 export function continueListing(fs: FileSystem, view: View, cursor: string) {

@@ -136,28 +136,18 @@ function parseTime(v: unknown, field: string): number | undefined {
 export function teamModule(core: Core): EmulatorModule {
   const members = (teamId: string) => core.state.teamMembers(teamId);
 
-  const listPage = (c: MembersCursor) => {
+  /** members/list (v1: `role`, an AdminTier) and members/list_v2 (`roles`): same paging, cursors kept apart. */
+  const memberLists = [
+    { suffix: '', cursorPrefix: 'ml0.', entry: (a: AccountRecord) => ({ profile: memberProfile(a), role: { '.tag': a.team_admin ? 'team_admin' : 'member_only' } }) },
+    { suffix: '_v2', cursorPrefix: 'ml1.', entry: memberInfo },
+  ];
+  const listPage = (list: (typeof memberLists)[number], c: MembersCursor) => {
     const all = members(c.t);
     const page = all.slice(c.o, c.o + c.l);
     const next = c.o + page.length;
     return {
       kind: 'json' as const,
-      value: { members: page.map(memberInfo), cursor: encodeCursor('ml1.', { ...c, o: next }), has_more: next < all.length },
-    };
-  };
-
-  /** v1 pages carry `role` (AdminTier) instead of `roles`. */
-  const listPageV1 = (c: MembersCursor) => {
-    const all = members(c.t);
-    const page = all.slice(c.o, c.o + c.l);
-    const next = c.o + page.length;
-    return {
-      kind: 'json' as const,
-      value: {
-        members: page.map((a) => ({ profile: memberProfile(a), role: { '.tag': a.team_admin ? 'team_admin' : 'member_only' } })),
-        cursor: encodeCursor('ml0.', { ...c, o: next }),
-        has_more: next < all.length,
-      },
+      value: { members: page.map(list.entry), cursor: encodeCursor(list.cursorPrefix, { ...c, o: next }), has_more: next < all.length },
     };
   };
 
@@ -236,58 +226,34 @@ export function teamModule(core: Core): EmulatorModule {
         return { kind: 'json', value: { admin_profile: memberProfile(admin) } };
       },
     },
-    {
-      name: 'team/members/list',
-      host: 'api',
-      style: 'rpc',
-      auth: 'team',
-      scope: 'members.read',
-      handler: ({ arg, caller }) => {
-        const o = objectArg(arg, ['limit', 'include_removed']);
-        const limit = optInt(o, 'limit', 1000, 1, 1000);
-        optBool(o, 'include_removed', false);
-        return listPageV1({ t: teamOf(caller), o: 0, l: limit });
+    ...memberLists.flatMap((list): RouteDef[] => [
+      {
+        name: `team/members/list${list.suffix}`,
+        host: 'api',
+        style: 'rpc',
+        auth: 'team',
+        scope: 'members.read',
+        handler: ({ arg, caller }) => {
+          const o = objectArg(arg, ['limit', 'include_removed']);
+          const limit = optInt(o, 'limit', 1000, 1, 1000);
+          optBool(o, 'include_removed', false); // nobody is ever removed in the emulator
+          return listPage(list, { t: teamOf(caller), o: 0, l: limit });
+        },
       },
-    },
-    {
-      name: 'team/members/list/continue',
-      host: 'api',
-      style: 'rpc',
-      auth: 'team',
-      scope: 'members.read',
-      handler: ({ arg, caller }) => {
-        const o = objectArg(arg, ['cursor']);
-        const c = decodeCursor<MembersCursor>('ml0.', optString(o, 'cursor'));
-        if (!c || c.t !== teamOf(caller) || !Number.isInteger(c.o) || !Number.isInteger(c.l)) throw new RouteError({ '.tag': 'invalid_cursor' });
-        return listPageV1(c);
+      {
+        name: `team/members/list/continue${list.suffix}`,
+        host: 'api',
+        style: 'rpc',
+        auth: 'team',
+        scope: 'members.read',
+        handler: ({ arg, caller }) => {
+          const o = objectArg(arg, ['cursor']);
+          const c = decodeCursor<MembersCursor>(list.cursorPrefix, optString(o, 'cursor'));
+          if (!c || c.t !== teamOf(caller) || !Number.isInteger(c.o) || !Number.isInteger(c.l)) throw new RouteError({ '.tag': 'invalid_cursor' });
+          return listPage(list, c);
+        },
       },
-    },
-    {
-      name: 'team/members/list_v2',
-      host: 'api',
-      style: 'rpc',
-      auth: 'team',
-      scope: 'members.read',
-      handler: ({ arg, caller }) => {
-        const o = objectArg(arg, ['limit', 'include_removed']);
-        const limit = optInt(o, 'limit', 1000, 1, 1000);
-        optBool(o, 'include_removed', false); // nobody is ever removed in the emulator
-        return listPage({ t: teamOf(caller), o: 0, l: limit });
-      },
-    },
-    {
-      name: 'team/members/list/continue_v2',
-      host: 'api',
-      style: 'rpc',
-      auth: 'team',
-      scope: 'members.read',
-      handler: ({ arg, caller }) => {
-        const o = objectArg(arg, ['cursor']);
-        const c = decodeCursor<MembersCursor>('ml1.', optString(o, 'cursor'));
-        if (!c || c.t !== teamOf(caller) || !Number.isInteger(c.o) || !Number.isInteger(c.l)) throw new RouteError({ '.tag': 'invalid_cursor' });
-        return listPage(c);
-      },
-    },
+    ]),
     {
       name: 'team/devices/list_members_devices',
       host: 'api',
