@@ -1,6 +1,7 @@
 /**
  * The server's entry point and its ONLY reader of environment variables:
- *   DROPKEY_HOME, DROPKEY_MASTER_KEY, DROPKEY_DATABASE_URL (store), DROPKEY_DROPBOX_URL and the per-host overrides
+ *   DROPKEY_HOME, DROPKEY_MASTER_KEY, DROPKEY_DATABASE_URL (store), DROPKEY_JOBS (off: no background jobs on this
+ *   instance), DROPKEY_DROPBOX_URL and the per-host overrides
  *   (Dropbox hosts, see dropbox/hosts.ts), DROPKEY_PUBLIC_URL (externally visible URL), DROPKEY_LOG_LEVEL.
  * `dropkey serve` (cli/commands/serve.ts) passes its context's env and options here.
  */
@@ -15,7 +16,7 @@ import type { ServerStore } from '../store/server-types.js';
 import { openSqliteServerStore } from '../store/sqlite/server-store.js';
 import { openSqliteWebhookStore } from '../store/sqlite/webhook-store.js';
 import type { WebhookStore } from '../store/webhook-types.js';
-import { createApp, type ServerApp } from './app.js';
+import { createApp, MODULES, type ServerApp } from './app.js';
 import { defaultConfig, type ServerConfig } from './deps.js';
 import { ServerEvents } from './events.js';
 import { createLogger } from './logger.js';
@@ -23,6 +24,9 @@ import { createServerMetrics } from './metrics.js';
 import { bind, type Listener } from './node.js';
 import { ensureSetupToken } from './setup.js';
 import { instrumentFetch } from './upstream.js';
+import { jobsModule } from './jobs/index.js';
+import { createProxyModule, proxyModule } from './proxy/index.js';
+import { openSharedBackoff } from './proxy/shared-backoff.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -153,6 +157,13 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
     const upstreamFetch = instrumentFetch(o.fetch ?? globalThis.fetch, urls, metrics);
     const dropkey = await Dropkey.open({ store: stores.store, urls, fetch: upstreamFetch, now: Date.now, logger });
     const events = new ServerEvents((err, event) => logger.error({ err, event: event.type }, 'event listener failed'));
+    // Issue 5 (H13, additive): the proxy's 429 back-off is shared through the database by every instance on it;
+    // DROPKEY_JOBS=off keeps background jobs off this instance (they still run once across the others).
+    const backoff = await openSharedBackoff(stores.store, nonEmpty(o.env['DROPKEY_DATABASE_URL']), (err) =>
+      logger.warn({ err }, 'shared 429 back-off unreachable: using this instance\'s memory until the database answers'),
+    );
+    const jobsOff = nonEmpty(o.env['DROPKEY_JOBS'])?.toLowerCase() === 'off';
+    const modules = MODULES.filter((m) => !(jobsOff && m === jobsModule)).map((m) => (m === proxyModule ? createProxyModule({ backoff }) : m));
     const app = createApp({
       dropkey,
       serverStore: stores.serverStore,
@@ -163,7 +174,7 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
       fetch: upstreamFetch,
       metrics,
       events,
-    });
+    }, { modules });
     listener.setApp(app);
     o.stdout.write(`dropkey serve listening on http://${shownHost}:${listener.port}\n`);
     if (publicUrl !== localUrl) o.stdout.write(`public URL: ${publicUrl} (OAuth redirect URI: ${app.services.paths.redirectUri})\n`);
@@ -178,6 +189,7 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
         logger.info({}, 'shutting down: finishing in-flight requests');
         await l.close();
         await app.stop();
+        await backoff.close();
         await dropkey.close();
         await stores.close();
         logger.info({}, 'stopped');
