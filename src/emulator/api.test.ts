@@ -182,5 +182,11 @@ test('wire helpers: error_summary, header-safe JSON, Range parsing', () => {
   assert.deepEqual(parseRange('bytes=5-100', 10), { start: 5, end: 9 });
   assert.equal(parseRange('bytes=10-', 10), 'unsatisfiable');
   assert.equal(parseRange('bytes=0-1,3-4', 10), null);
+  assert.equal(parseRange('bytes=5-3', 10), 'unsatisfiable', 'an inverted range');
+  assert.equal(parseRange('bytes=-0', 10), 'unsatisfiable', 'an empty suffix');
+  assert.deepEqual(parseRange('bytes=-20', 10), { start: 0, end: 9 }, 'a suffix longer than the file is the whole file');
+  assert.equal(parseRange('bytes=0-0', 0), 'unsatisfiable', 'nothing to serve from an empty file');
+  assert.equal(parseRange('items=0-1', 10), null, 'another unit: ignored');
+  assert.equal(parseRange('bytes=abc', 10), null, 'malformed: ignored');
   assert.equal(parseRange(null, 10), null);
 });
