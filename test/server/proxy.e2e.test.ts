@@ -127,6 +127,10 @@ test('upload and download round trip on the content host, with Range → 206, ET
   assert.equal(viaGet.status, 200);
   assert.equal(Number(viaGet.headers.get('content-length')), data.length);
   await viaGet.body?.cancel();
+  const head = await proxy('/c1/2/files/download', { method: 'HEAD', headers: { 'Dropbox-API-Arg': headerSafeJson({ path: '/round/trip.bin' }) } });
+  assert.equal(head.status, 200);
+  assert.equal(Number(head.headers.get('content-length')), data.length);
+  assert.equal((await head.arrayBuffer()).byteLength, 0);
 });
 
 test('upload sessions: an empty-bodied start, streamed appends and finish go to the content host', async () => {
