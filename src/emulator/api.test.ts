@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createEmulator, DEMO_APP_KEY, DEMO_APP_SECRET, DEMO_ACCOUNT_EMAIL, DEMO_TEAM_APP_KEY } from './index.js';
-import { errorSummary, headerSafeJson } from './wire.js';
+import { errorSummary, headerSafeJson, rateLimitResponse } from './wire.js';
 import { parseRange } from './api.js';
 
 const BASE = 'http://127.0.0.1:9';
@@ -168,6 +168,17 @@ test('path root header: home, matching root, and a 422 for another namespace', a
   assert.equal((await other.json()).error.invalid_root.root_namespace_id, ns);
   const bad = await rpc('users/get_current_account', user.access_token, undefined, { 'Dropbox-API-Path-Root': 'nope' });
   assert.equal(bad.status, 400);
+});
+
+test('429: RateLimitError body and an integer Retry-After header, even for a fractional wait', async () => {
+  const r = rateLimitResponse('too_many_write_operations', 2.4, 1);
+  assert.equal(r.status, 429);
+  assert.equal(r.headers.get('content-type'), 'application/json');
+  assert.equal(r.headers.get('retry-after'), '3');
+  assert.deepEqual(await r.json(), {
+    error_summary: 'too_many_write_operations/.',
+    error: { reason: { '.tag': 'too_many_write_operations' }, retry_after: 3 },
+  });
 });
 
 test('wire helpers: error_summary, header-safe JSON, Range parsing', () => {

@@ -19,6 +19,7 @@ import {
   mediaType,
   parseJsonBytes,
   parseJsonText,
+  rateLimitResponse,
   readBody,
   routeErrorBody,
   textResponse,
@@ -131,13 +132,7 @@ export class Api {
       }
       return badInput(name, reason);
     }
-    if (err instanceof RateLimitError) {
-      return jsonResponse(
-        { error_summary: `${err.reason}/`, error: { reason: { '.tag': err.reason }, retry_after: err.retryAfter } },
-        429,
-        { 'Retry-After': String(err.retryAfter) },
-      );
-    }
+    if (err instanceof RateLimitError) return rateLimitResponse(err.reason, err.retryAfter, this.core.salt());
     return bugResponse(err, this.onError);
   }
 

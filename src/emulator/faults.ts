@@ -5,7 +5,7 @@
  */
 import { fingerprint } from './ids.js';
 import { InputError } from './state.js';
-import { jsonResponse, textResponse } from './wire.js';
+import { jsonResponse, rateLimitResponse, textResponse } from './wire.js';
 
 export interface Fault {
   id: number;
@@ -99,11 +99,7 @@ export function faultResponse(f: Fault, route: string, salt: number): Response |
   }
   switch (f.status) {
     case 429:
-      return jsonResponse(
-        { error_summary: `too_many_requests/${dots}`, error: { reason: { '.tag': 'too_many_requests' }, retry_after: retryAfter } },
-        429,
-        headers,
-      );
+      return rateLimitResponse('too_many_requests', retryAfter ?? 1, salt);
     case 401:
       return jsonResponse({ error_summary: `invalid_access_token/${dots}`, error: { '.tag': 'invalid_access_token' } }, 401, headers);
     case 409:

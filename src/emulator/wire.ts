@@ -60,6 +60,16 @@ export function routeErrorBody(error: unknown, salt: number, userMessage?: strin
   return body;
 }
 
+/**
+ * 429 with a RateLimitError body and the same wait, in whole seconds, in an integer `Retry-After` header: the Java
+ * SDK requires the header to be an integer, Python reads `error.retry_after` (dropbox-api.md §3.3, §3.4).
+ */
+export function rateLimitResponse(reason: 'too_many_requests' | 'too_many_write_operations', retryAfter: number, salt: number): Response {
+  const seconds = Number.isFinite(retryAfter) ? Math.max(0, Math.ceil(retryAfter)) : 1;
+  const error = { reason: { '.tag': reason }, retry_after: seconds };
+  return jsonResponse({ error_summary: errorSummary(error.reason, salt), error }, 429, { 'Retry-After': String(seconds) });
+}
+
 /** 401 with an AuthError (dropbox-api.md §3.3). */
 export function authError(error: Record<string, unknown>, salt: number): Response {
   return jsonResponse({ error_summary: errorSummary(error, salt), error }, 401);
