@@ -1,8 +1,10 @@
 /**
  * First-run admin creation. When no admin exists, `dropkey serve` stores the hash of a fresh one-time setup token
- * and prints `${publicUrl}/setup?token=...` on stdout (only the person with the terminal sees it). The setup page
- * (UI module) or any client then calls POST /api/v1/setup {token, email, password}; the first admin is created and
- * the token consumed in one transaction, so two racing requests cannot both create one.
+ * and prints `${publicUrl}/setup?token=...` on stdout (only the person with the terminal sees it). Every instance
+ * (and every restart) adds its own token, so each printed URL works, on any instance of a cluster, until it expires
+ * or the first admin exists. The setup page (UI module) or any client then calls POST /api/v1/setup
+ * {token, email, password}; the first admin is created and every setup token consumed in one transaction, so two
+ * racing requests cannot both create one.
  */
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import type { AdminUser } from '../store/server-types.js';
@@ -12,11 +14,12 @@ import type { ServerServices } from './services.js';
 
 export const SETUP_TOKEN_TTL_MS = 24 * 3600_000;
 
-/** Returns the setup URL when no admin exists yet (a new token each start), else undefined. */
+/** Returns the setup URL when no admin exists yet (a new token each call), else undefined. */
 export async function ensureSetupToken(s: ServerServices): Promise<string | undefined> {
   if ((await s.serverStore.countAdmins()) > 0) return undefined;
   const token = randomToken(32, s.randomBytes);
-  await s.serverStore.putSetupToken(sha256Hex(token), s.clock() + SETUP_TOKEN_TTL_MS);
+  const now = s.clock();
+  await s.serverStore.addSetupToken(sha256Hex(token), now + SETUP_TOKEN_TTL_MS, now);
   return s.paths.setup(token);
 }
 

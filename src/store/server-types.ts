@@ -126,8 +126,9 @@ export interface ServerStore {
   /** Fails with DROPKEY_ALREADY_EXISTS if the email is taken (case-insensitive). */
   createAdmin(input: { email: string; passwordHash: string }, now: number): Promise<AdminUser>;
   /**
-   * Creates the first admin only if none exists and the setup token (hash) is valid, in one transaction; the
-   * token is consumed. Returns undefined (and changes nothing) otherwise.
+   * Creates the first admin only if none exists and the setup token (hash) is valid, in one transaction that also
+   * consumes every setup token. Returns undefined (and changes nothing) otherwise; two callers racing with
+   * different valid tokens get one admin.
    */
   createFirstAdmin(input: { email: string; passwordHash: string; setupTokenHash: string }, now: number): Promise<AdminUser | undefined>;
   getAdminByEmail(email: string): Promise<AdminCredentials | undefined>;
@@ -136,9 +137,13 @@ export interface ServerStore {
   setAdminPassword(id: string, passwordHash: string): Promise<void>;
   recordAdminLogin(id: string, now: number): Promise<void>;
 
-  // ---- first-run setup token (one at a time; a new one replaces the old)
-  putSetupToken(tokenHash: string, expiresAt: number): Promise<void>;
-  /** Whether this setup token is the current one and unexpired (the setup page asks before showing its form). */
+  // ---- first-run setup tokens
+  /**
+   * Adds a setup token (and drops expired ones). Earlier tokens stay valid until they expire or the first admin is
+   * created: every instance of a cluster prints its own setup URL at start, and each of them must work.
+   */
+  addSetupToken(tokenHash: string, expiresAt: number, now: number): Promise<void>;
+  /** Whether this setup token is valid (the setup page asks before showing its form). */
   checkSetupToken(tokenHash: string, now: number): Promise<boolean>;
 
   // ---- sessions

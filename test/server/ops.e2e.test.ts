@@ -110,6 +110,9 @@ describe('first-run setup', () => {
     const url = await ensureSetupToken(rig.app.services);
     assert.ok(url);
     const token = new URL(url).searchParams.get('token')!;
+    // Another instance on the same store (or a restart) prints its own URL: the first one keeps working.
+    const otherToken = new URL((await ensureSetupToken(rig.app.services))!).searchParams.get('token')!;
+    assert.notEqual(otherToken, token);
     let res = await rig.call('POST', '/api/v1/setup', { body: { token: 'wrong', email: 'a@example.com', password: 'correct horse battery' } });
     assert.equal(res.status, 401);
     res = await rig.call('POST', '/api/v1/setup', { body: { token, email: 'a@example.com', password: 'short' } });
@@ -121,6 +124,9 @@ describe('first-run setup', () => {
     assert.equal(((await res.json()) as any).admin.email, 'Admin@Example.com');
     res = await rig.call('POST', '/api/v1/setup', { body: { token, email: 'b@example.com', password: 'correct horse battery' } });
     assert.equal(res.status, 409);
+    res = await rig.call('POST', '/api/v1/setup', { body: { token: otherToken, email: 'b@example.com', password: 'correct horse battery' } });
+    assert.equal(res.status, 409, 'the other instance\'s token is consumed too');
+    assert.equal(await rig.serverStore.countAdmins(), 1);
     assert.equal(await ensureSetupToken(rig.app.services), undefined, 'no new setup token once an admin exists');
     const stored = await rig.serverStore.getAdminByEmail('admin@example.com');
     assert.match(stored!.passwordHash, /^scrypt\$32768\$8\$1\$/);

@@ -104,29 +104,41 @@ function tests(url: string): void {
       assert.equal(await s.getSession(hash('c'), T0), undefined);
     });
 
-    test('first admin: needs the current unexpired setup token, consumes it, only once, one winner across instances', async () => {
+    test('first admin: every instance\'s setup token works until one creates the admin; one winner across instances', async () => {
       const fresh = freshSchemaName();
       const a = await openPostgresServerStore({ connectionString: url, keyring, schema: fresh }, T0);
       const b = await openPostgresServerStore({ connectionString: url, keyring, schema: fresh }, T0);
       try {
-        await a.putSetupToken(hash('1'), T0 + 100);
-        await b.putSetupToken(hash('2'), T0 + 100); // replaces the first
-        assert.equal(await a.checkSetupToken(hash('1'), T0), false);
+        await a.addSetupToken(hash('1'), T0 + 100, T0);
+        await b.addSetupToken(hash('2'), T0 + 200, T0 + 1); // does not void a's URL
+        assert.equal(await a.checkSetupToken(hash('1'), T0), true);
         assert.equal(await a.checkSetupToken(hash('2'), T0), true);
-        assert.equal(await a.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('1') }, T0), undefined);
-        assert.equal(await a.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('2') }, T0 + 100), undefined, 'expired');
-        // Two instances replacing the token at once leave exactly one.
-        await Promise.all([a.putSetupToken(hash('5'), T0 + 100), b.putSetupToken(hash('6'), T0 + 100)]);
+        assert.equal(await a.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('x') }, T0), undefined, 'unknown');
+        assert.equal(await a.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('1') }, T0 + 100), undefined, 'expired');
+        await a.addSetupToken(hash('3'), T0 + 300, T0 + 150); // drops the expired one
         const left = await withAdmin((c) => c.query(`SELECT count(*)::int AS n FROM "${fresh}".server_setup_tokens`));
-        assert.equal(left.rows[0].n, 1);
-        await a.putSetupToken(hash('3'), T0 + 100);
-        // Two instances racing with the valid token and different emails: exactly one admin.
-        const [r1, r2] = await Promise.all([
-          a.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('3') }, T0),
-          b.createFirstAdmin({ email: 'y@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('3') }, T0),
-        ]);
-        assert.equal([r1, r2].filter((x) => x !== undefined).length, 1);
-        await a.putSetupToken(hash('4'), T0 + 100);
+        assert.equal(left.rows[0].n, 2);
+        // Two instances racing with different valid tokens and different emails: exactly one admin. The race is made
+        // certain: a third session blocks inserts into the admins table until both callers are waiting on a lock
+        // (without serialization both would have counted no admin and consumed their own token by then).
+        const created = await withAdmin(async (c) => {
+          await c.query('BEGIN');
+          await c.query(`LOCK TABLE "${fresh}".server_admins IN EXCLUSIVE MODE`);
+          const racing = Promise.all([
+            a.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('3') }, T0 + 150),
+            b.createFirstAdmin({ email: 'y@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('2') }, T0 + 150),
+          ]);
+          for (let waiting = 0; waiting < 2; ) {
+            await c.query('SELECT pg_stat_clear_snapshot()'); // pg_stat_activity is read once per transaction otherwise
+            const r = await c.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`, [`%"${fresh}"%`]);
+            waiting = r.rows[0].n;
+          }
+          await c.query('COMMIT');
+          return racing;
+        });
+        assert.equal(created.filter((x) => x !== undefined).length, 1);
+        assert.equal(await a.checkSetupToken(hash('2'), T0 + 150) || (await a.checkSetupToken(hash('3'), T0 + 150)), false, 'every token consumed');
+        await a.addSetupToken(hash('4'), T0 + 400, T0 + 150);
         assert.equal(await a.createFirstAdmin({ email: 'z@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('4') }, T0), undefined, 'an admin exists');
         assert.equal(await a.countAdmins(), 1);
       } finally {
@@ -208,7 +220,7 @@ function tests(url: string): void {
     });
 
     test('purgeExpired removes expired sessions, pending logins, setup tokens and old links; ping works until close', async () => {
-      await s.putSetupToken(hash('P'), T0 + 10);
+      await s.addSetupToken(hash('P'), T0 + 10, T0);
       await s.createPendingOAuth(pending({ stateHash: hash('U'), expiresAt: T0 + 10 }), T0);
       await s.purgeExpired(T0 + 10);
       assert.equal(await s.checkSetupToken(hash('P'), T0), false);

@@ -300,14 +300,14 @@ class PgServerStore implements PostgresServerStore {
 
   async createFirstAdmin(input: { email: string; passwordHash: string; setupTokenHash: string }, now: number): Promise<AdminUser | undefined> {
     return this.#db.tx('create the first admin', async (q) => {
-      // The token row is the point of serialization: two instances racing here both wait on its row lock, and only
-      // the one whose DELETE still finds it goes on.
+      // Several setup tokens may be valid (one per instance), so no single row serializes racing callers: a
+      // self-conflicting table lock does. A caller that waited here then sees the winner's admin (READ COMMITTED
+      // reads a fresh snapshot per statement) and the tokens gone.
+      await q.query(`LOCK TABLE ${this.#t.setup} IN SHARE ROW EXCLUSIVE MODE`);
       const n = await q.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM ${this.#t.admins}`);
       if ((n.rows[0]?.n ?? 0) > 0) return undefined;
       const used = await q.query(`DELETE FROM ${this.#t.setup} WHERE token_hash = $1 AND expires_at > $2`, [input.setupTokenHash, now]);
       if (used.rowCount !== 1) return undefined;
-      const again = await q.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM ${this.#t.admins}`);
-      if ((again.rows[0]?.n ?? 0) > 0) return undefined;
       await q.query(`DELETE FROM ${this.#t.setup}`);
       return this.#insertAdmin(q, input, now);
     });
@@ -338,11 +338,9 @@ class PgServerStore implements PostgresServerStore {
 
   // ---- setup token
 
-  async putSetupToken(tokenHash: string, expiresAt: number): Promise<void> {
-    await this.#db.tx('store the setup token', async (q) => {
-      // Self-conflicting table lock: two instances replacing the token at once must leave exactly one.
-      await q.query(`LOCK TABLE ${this.#t.setup} IN SHARE ROW EXCLUSIVE MODE`);
-      await q.query(`DELETE FROM ${this.#t.setup}`);
+  async addSetupToken(tokenHash: string, expiresAt: number, now: number): Promise<void> {
+    await this.#db.tx('store a setup token', async (q) => {
+      await q.query(`DELETE FROM ${this.#t.setup} WHERE expires_at <= $1`, [now]);
       await q.query(`INSERT INTO ${this.#t.setup} (token_hash, expires_at) VALUES ($1, $2)`, [tokenHash, expiresAt]);
     });
   }

@@ -67,20 +67,25 @@ describe('SQLite server store', () => {
     assert.equal(await s.getSession(hash('b'), T0), undefined);
   });
 
-  test('first admin: needs the current unexpired setup token, consumes it, only once', async () => {
+  test('first admin: needs a valid setup token; every instance\'s token works until one creates the admin', async () => {
     const fresh = mkdtempSync(join(tmpdir(), 'dropkey-server-store-'));
     try {
       const st = await openSqliteServerStore({ path: join(fresh, 'db'), keyring }, T0);
-      await st.putSetupToken(hash('1'), T0 + 100);
-      await st.putSetupToken(hash('2'), T0 + 100); // replaces the first
-      assert.equal(await st.checkSetupToken(hash('1'), T0), false);
+      const other = await openSqliteServerStore({ path: join(fresh, 'db'), keyring }, T0); // a second instance
+      await st.addSetupToken(hash('1'), T0 + 100, T0);
+      await other.addSetupToken(hash('2'), T0 + 200, T0 + 1); // does not void the first instance's URL
+      assert.equal(await st.checkSetupToken(hash('1'), T0), true);
       assert.equal(await st.checkSetupToken(hash('2'), T0), true);
-      assert.equal(await st.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('1') }, T0), undefined);
-      assert.equal(await st.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('2') }, T0 + 100), undefined, 'expired');
-      await st.putSetupToken(hash('3'), T0 + 100);
-      const a = await st.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('3') }, T0);
+      assert.equal(await st.checkSetupToken(hash('x'), T0), false);
+      assert.equal(await st.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('x') }, T0), undefined, 'unknown');
+      assert.equal(await st.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('1') }, T0 + 100), undefined, 'expired');
+      await st.addSetupToken(hash('3'), T0 + 300, T0 + 150); // drops the expired one
+      assert.equal(await st.checkSetupToken(hash('1'), T0), false);
+      const a = await other.createFirstAdmin({ email: 'x@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('3') }, T0 + 150);
       assert.equal(a?.email, 'x@example.com');
-      await st.putSetupToken(hash('4'), T0 + 100);
+      assert.equal(await st.checkSetupToken(hash('2'), T0 + 150), false, 'the admin exists: every other token is consumed');
+      await other.close();
+      await st.addSetupToken(hash('4'), T0 + 400, T0 + 150);
       assert.equal(await st.createFirstAdmin({ email: 'y@example.com', passwordHash: 'scrypt$a', setupTokenHash: hash('4') }, T0), undefined, 'an admin exists');
       assert.equal(await st.countAdmins(), 1);
       await st.close();
@@ -167,7 +172,7 @@ describe('SQLite server store', () => {
   });
 
   test('purgeExpired removes expired sessions, pending logins and setup tokens; ping works until close', async () => {
-    await s.putSetupToken(hash('P'), T0 + 10);
+    await s.addSetupToken(hash('P'), T0 + 10, T0);
     await s.purgeExpired(T0 + 10);
     assert.equal(await s.checkSetupToken(hash('P'), T0), false);
     await s.ping();

@@ -371,11 +371,11 @@ class SqliteServerStore implements ServerStore {
 
   // ---- setup token
 
-  async putSetupToken(tokenHash: string, expiresAt: number): Promise<void> {
+  async addSetupToken(tokenHash: string, expiresAt: number, now: number): Promise<void> {
     this.#run(
-      'store the setup token',
+      'store a setup token',
       () => {
-        this.#db.prepare('DELETE FROM server_setup_tokens').run();
+        this.#db.prepare('DELETE FROM server_setup_tokens WHERE expires_at <= ?').run(now);
         this.#db.prepare('INSERT INTO server_setup_tokens (token_hash, expires_at) VALUES (?, ?)').run(tokenHash, expiresAt);
       },
       true,
