@@ -475,3 +475,25 @@ test('longpoll goes to the notify host without the token (noauth) and answers wh
   const [entry] = await logged('files/list_folder/longpoll');
   assert.equal(entry?.authorization, undefined, 'no Authorization on a noauth route');
 });
+
+test('a refresh that fails on the proxy path answers 409 DROPKEY_REAUTH_REQUIRED and emits connection.needs_reauth', async () => {
+  await rig.connection('gone');
+  const goneKey = await rig.key(['proxy'], ['gone']);
+  assert.equal((await rpc('gone', 'users/get_current_account', undefined, {}, goneKey)).status, 200);
+  // The token expires at Dropbox, and Dropbox refuses the refresh token (the user disconnected the app).
+  await rig.emu.control.advanceClock(5 * 3600);
+  await rig.emu.control.fault({ route: 'oauth2/token', status: 400, body: { error: 'invalid_grant', error_description: 'refresh token is invalid or revoked' }, count: 1 });
+  const res = await rpc('gone', 'users/get_current_account', undefined, {}, goneKey);
+  assert.equal(res.status, 409);
+  const body = await res.json();
+  assert.equal(body.error.code, 'DROPKEY_REAUTH_REQUIRED');
+  assert.match(body.error.details.reconnect_url, /\/connections\/gone\/reconnect$/);
+  const event = rig.events.find((e) => e.type === 'connection.needs_reauth' && e.connection === 'gone');
+  assert.ok(event, JSON.stringify(rig.events.map((e) => e.type)));
+  assert.equal(event.data['detected_by'], 'proxy');
+  assert.equal(rig.events.filter((e) => e.type === 'connection.needs_reauth' && e.connection === 'gone').length, 1);
+  // From now on the proxy answers 409 at once, without calling Dropbox.
+  await rig.emu.control.clearRequests();
+  assert.equal((await rpc('gone', 'users/get_current_account', undefined, {}, goneKey)).status, 409);
+  assert.equal((await logged('users/get_current_account')).length, 0);
+});

@@ -21,8 +21,10 @@ import { Hono } from 'hono';
 import { validateName } from '../../connections/names.js';
 import { defaultSleep, type Sleep } from '../../dropbox/retry.js';
 import { parseRetryAfter } from '../../dropbox/errors.js';
+import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppContext, AppEnv, ServerModule } from '../context.js';
 import { HttpError, mapError, ServerErrorCodes } from '../errors.js';
+import { reportRefreshFailure } from '../jobs/events.js';
 import { securityHeaders } from '../security/headers.js';
 import { authorize, type ServerServices } from '../services.js';
 import { backoffKey, MemoryBackoffStore, type BackoffState, type BackoffStore, type RateLimitReason } from './backoff.js';
@@ -175,7 +177,18 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
         if (authErrorTag(text) !== 'expired_access_token') return res.deliver(out, text);
         refreshed = true;
         // Concurrent callers that met the same expired token share one refresh (the facade's rejectedToken).
-        await s.dropkey.getToken(name, { forceRefresh: true, rejectedToken: token });
+        try {
+          await s.dropkey.getToken(name, { forceRefresh: true, rejectedToken: token });
+        } catch (err) {
+          // connection.needs_reauth / refresh_failed events, as for token requests (jobs/events.ts).
+          reportRefreshFailure(s, name, err, { detected_by: 'proxy' });
+          // The token service words "needs re-auth" with the reconnect URL; ask it (the stored state now says so).
+          if (err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED) {
+            s.tokens.invalidate(name);
+            await s.tokens.get(name);
+          }
+          throw err;
+        }
         s.tokens.invalidate(name);
         continue;
       }
