@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -155,6 +156,43 @@ test('clients that hang up mid-request (upload, rpc, token) are not reported as 
   const listed = await fetch(`${url}/2/files/list_folder`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: '{"path":""}' });
   assert.equal(listed.status, 200);
   assert.ok(!(await listed.json()).entries.some((e: { name: string }) => e.name === 'cut.bin'), 'a cut upload leaves no file');
+});
+
+test('downloads abandoned by the client release their file handles (--data)', { skip: existsSync('/proc/self/fd') ? false : 'needs /proc/self/fd (Linux)' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dropkey-node-'));
+  const disk = createEmulator({ dataDir: dir, onError: (err) => bugs.push(err) });
+  try {
+    const base = (await disk.listen(0, '127.0.0.1')).url;
+    const t = ((await disk.control.grant({ app: DEMO_APP_KEY, account: DEMO_ACCOUNT_EMAIL })) as { access_token: string }).access_token;
+    const headers = { Authorization: `Bearer ${t}`, 'Dropbox-API-Arg': '{"path":"/abandoned.bin"}' };
+    const up = await fetch(`${base}/2/files/upload`, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/octet-stream' }, body: Buffer.alloc(16 * 1024 * 1024, 7) });
+    assert.equal(up.status, 200);
+    const openFds = () => readdirSync('/proc/self/fd').length;
+    const baseline = openFds();
+    for (let i = 0; i < 10; i++) {
+      // Read the first chunk of a 16 MiB download, then hang up.
+      await new Promise<void>((resolve, reject) => {
+        const req = httpRequest(`${base}/2/files/download`, { method: 'POST', headers }, (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        });
+        req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+        req.end();
+      });
+    }
+    // The server notices the hang-ups asynchronously: wait (bounded) for the descriptors to come back.
+    let open = openFds();
+    for (let i = 0; i < 300 && open > baseline + 2; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      open = openFds();
+    }
+    assert.ok(open <= baseline + 2, `file handles leaked: ${open - baseline} still open after 10 abandoned downloads`);
+  } finally {
+    await disk.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('no client input above was reported as an emulator bug', () => {

@@ -102,6 +102,11 @@ async function serve(handler: Handler, scheme: string, req: IncomingMessage, res
   }
   const body = Readable.fromWeb(response.body as unknown as import('node:stream/web').ReadableStream);
   body.on('error', () => res.destroy());
+  // A client that hangs up mid-download: pipe() would only unpipe and leave the source paused, holding its file
+  // handle; destroying it cancels the response stream down to the blob's read stream.
+  res.on('close', () => {
+    if (!res.writableFinished) body.destroy();
+  });
   body.pipe(res);
 }
 
