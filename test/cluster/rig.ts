@@ -58,10 +58,11 @@ export function withSchema(url: string, schema: string): string {
   return `${url}${url.includes('?') ? '&' : '?'}schema=${schema}`;
 }
 
-export async function startCluster(o: { emulator?: Record<string, unknown> } = {}): Promise<Cluster> {
+/** `baseUrl`: another PostgreSQL server than DROPKEY_TEST_DATABASE_URL (a private one the test may restart). */
+export async function startCluster(o: { emulator?: Record<string, unknown>; baseUrl?: string } = {}): Promise<Cluster> {
   const emu = await startEmulator(o.emulator ?? {});
   const schema = freshSchemaName();
-  const databaseUrl = withSchema(TEST_DATABASE_URL!, schema);
+  const databaseUrl = withSchema(o.baseUrl ?? TEST_DATABASE_URL!, schema);
   const masterKey = randomBytes(32).toString('base64');
   const homes: string[] = [];
   const newHome = () => {
@@ -170,7 +171,7 @@ export async function startCluster(o: { emulator?: Record<string, unknown> } = {
       await Promise.allSettled(instances.map((i) => i.stop()));
       await store.close();
       await emu.close();
-      await dropSchema(schema);
+      if (!o.baseUrl) await dropSchema(schema);
       for (const h of homes) rmSync(h, { recursive: true, force: true });
     },
   };

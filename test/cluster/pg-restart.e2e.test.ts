@@ -1,0 +1,97 @@
+/**
+ * Issue 5 "What it must show": PostgreSQL restarted under load → nothing lost; the service recovers without a
+ * restart of its own; still-valid cached tokens keep being handed out; refreshes wait or fail cleanly.
+ *
+ * The restart is real (pg_ctl restart -m fast) on a private PostgreSQL server started for this test (see
+ * private-pg.ts: restarting the shared test server would break other test files running at the same time). A
+ * second disruption terminates every client backend (pg_terminate_backend), as a failover or an admin would.
+ */
+import assert from 'node:assert/strict';
+import { Agent } from 'node:http';
+import { test } from 'node:test';
+import pg from 'pg';
+import { httpGetJson, MAIN_JS, startCluster } from './rig.js';
+import { startPrivatePostgres } from './private-pg.js';
+import { existsSync } from 'node:fs';
+
+test('PostgreSQL restarted under load: cached tokens keep flowing, refreshes wait or fail cleanly, nothing lost, no service restart', { timeout: 90_000 }, async (t) => {
+  if (!existsSync(MAIN_JS)) return t.skip('dist/cli/main.js is missing (run npm run build first)');
+  const server = await startPrivatePostgres();
+  if ('skip' in server) return t.skip(server.skip);
+  const c = await startCluster({ baseUrl: server.url });
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  try {
+    const names = ['cached', 'during-restart', 'during-terminate', 'after'];
+    const refreshTokens = new Map<string, string>();
+    for (const n of names) refreshTokens.set(n, (await c.connection(n)).refreshToken);
+    const instances = await Promise.all([c.startInstance(), c.startInstance()]);
+    const key = await c.apiKey();
+    const auth = { authorization: `Bearer ${key}` };
+    const get = (i: number, name: string) => httpGetJson(`${instances[i % 2]!.url}/api/v1/connections/${name}/token`, auth, agent);
+
+    // Both instances hold the token of "cached" in memory.
+    const warm = await Promise.all([get(0, 'cached'), get(1, 'cached')]);
+    assert.deepEqual(warm.map((w) => w.status), [200, 200]);
+    const cachedToken = warm[0]!.body.access_token as string;
+
+    // Load: token requests for "cached" on both instances, 8 at a time, until the disruptions are over.
+    let loading = true;
+    const load: { status: number; token: unknown }[] = [];
+    const workers = Array.from({ length: 8 }, async (_, w) => {
+      for (let n = 0; loading; n++) {
+        const r = await get(w + n, 'cached').catch((err: Error) => ({ status: -1, body: { error: err.message } }));
+        load.push({ status: r.status, token: r.body?.access_token ?? r.body });
+      }
+    });
+
+    // 1. A real restart, with a refresh asked for while it happens.
+    const restarting = server.restart();
+    const duringRestart = get(0, 'during-restart');
+    await restarting;
+    const r1 = await duringRestart;
+    // 2. Every client backend terminated, with a refresh asked for right after.
+    const admin = new pg.Client({ connectionString: server.url });
+    admin.on('error', () => {});
+    await admin.connect();
+    const killed = await admin.query("SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'");
+    await admin.end();
+    assert.ok(Number(killed.rows[0].n) > 0, 'the instances had connections to terminate');
+    const r2 = await get(1, 'during-terminate');
+    loading = false;
+    await Promise.all(workers);
+
+    // Cached tokens were handed out throughout.
+    assert.ok(load.length > 50, `the load kept going (${load.length} requests)`);
+    const failed = load.filter((l) => l.status !== 200 || l.token !== cachedToken);
+    assert.deepEqual(failed.slice(0, 3), [], `every cached-token request succeeded during the disruptions (${failed.length} of ${load.length} did not)`);
+
+    // Refreshes during the disruption either waited it out or failed cleanly (a JSON error, no hang, no 500).
+    for (const [what, r] of [['restart', r1], ['terminate', r2]] as const) {
+      const clean = r.status === 200 || (r.status === 503 && typeof r.body?.error?.code === 'string');
+      assert.ok(clean, `refresh during the ${what}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
+    }
+
+    // Recovered without restarting the service: same processes, refreshes and new API keys work.
+    for (const i of instances) assert.equal(i.proc.exitCode, null, 'the instance is still the same process');
+    for (const [i, n] of names.slice(1).entries()) {
+      const r = await get(i, n);
+      assert.equal(r.status, 200, `${n} refreshes after the recovery: ${JSON.stringify(r.body).slice(0, 300)}`);
+    }
+    const key2 = await c.apiKey();
+    const r3 = await httpGetJson(`${instances[1]!.url}/api/v1/connections/after/token`, { authorization: `Bearer ${key2}` }, agent);
+    assert.equal(r3.status, 200, 'a key created after the restart is accepted (the server store reconnected)');
+
+    // Nothing lost: refresh tokens intact, every stored token valid at the emulator.
+    for (const n of names) {
+      const conn = await c.store.getConnection(n);
+      assert.equal(conn?.refreshToken, refreshTokens.get(n), `${n} keeps its refresh token`);
+      assert.equal(conn?.state, 'active');
+      assert.equal((await c.emu.rpc('check/user', { query: 'x' }, conn!.accessToken)).status, 200, `${n}'s stored token is valid`);
+    }
+    console.log(JSON.stringify({ test: 'pg-restart', load_requests: load.length, refresh_during_restart: r1.status, refresh_during_terminate: r2.status }));
+  } finally {
+    agent.destroy();
+    await c.close();
+    await server.stop();
+  }
+});
