@@ -6,8 +6,8 @@
 // Sets up its own DROPKEY_HOME with a connection made through an in-process emulator (no network). Prints one
 // JSON line. A fresh token means no HTTP at all on the measured path: this measures loading and the store read.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -54,18 +54,34 @@ try {
   await cli(['import', '--app', 'bench', '--refresh-token', '-'], grant.refresh_token);
   const token = (await cli(['token'])).trim();
 
-  const time = (args) => {
+  // CPU time of waited-for children (Linux /proc/self/stat cutime + cstime, in USER_HZ = 100 ticks/s): 10 ms
+  // resolution per run, so only the mean over all runs is reported. Wall time on a busy machine grows with the
+  // load much faster for the longer process; CPU time shows what the start-up itself costs.
+  const childCpuMs = () => {
+    try {
+      const f = readFileSync('/proc/self/stat', 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      return (Number(rest[13]) + Number(rest[14])) * 10;
+    } catch {
+      return NaN;
+    }
+  };
+  const cpu = { baseline: 0, token: 0 };
+  const time = (args, which) => {
+    const c0 = childCpuMs();
     const t0 = process.hrtime.bigint();
     const r = spawnSync(process.execPath, args, { env, encoding: 'utf8' });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (which) cpu[which] += childCpuMs() - c0;
     if (r.status !== 0) throw new Error(`${args.join(' ')} failed: ${r.stderr}`);
     return { ms, out: r.stdout };
   };
   const baseline = [];
   const tok = [];
   for (let i = 0; i < warmup + runs; i++) {
-    const b = time(['-e', '']);
-    const t = time([main, 'token']);
+    const measured = i >= warmup;
+    const b = time(['-e', ''], measured ? 'baseline' : undefined);
+    const t = time([main, 'token'], measured ? 'token' : undefined);
     // The token must be the same fresh one each time: no refresh happened on the measured path.
     if (t.out.trim() !== token) throw new Error('dropkey token printed a different token: a refresh happened during the benchmark');
     if (i >= warmup) {
@@ -90,6 +106,10 @@ try {
     ratio: Number(ratio.toFixed(2)),
     goal: 2.0,
     ok: ratio <= 2.0,
+    node_e_mean_cpu_ms: Number((cpu.baseline / runs).toFixed(1)),
+    dropkey_token_mean_cpu_ms: Number((cpu.token / runs).toFixed(1)),
+    cpu_ratio: Number((cpu.token / cpu.baseline).toFixed(2)),
+    load_average_1m: Number(loadavg()[0].toFixed(2)),
   }));
 } finally {
   await emulator.close();
