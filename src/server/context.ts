@@ -41,16 +41,38 @@ export function clientIp(c: AppContext, trustProxy: boolean): string {
   return c.env?.incoming?.socket?.remoteAddress ?? 'unknown';
 }
 
+/**
+ * The request body, at most maxBytes, or DROPKEY_PAYLOAD_TOO_LARGE. Reads the stream and stops at the limit, so
+ * a body without Content-Length (chunked) cannot make an unauthenticated route (sign-in, setup) buffer without end.
+ */
+export async function readBody(c: AppContext, maxBytes: number, what = 'The request body'): Promise<Buffer> {
+  const tooLarge = () => new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `${what} is larger than ${maxBytes} bytes.`);
+  if (Number(c.req.header('content-length') ?? '0') > maxBytes) throw tooLarge();
+  const body = c.req.raw.body;
+  if (!body) return Buffer.alloc(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size);
+}
+
 /** Reads a JSON object body (at most maxBytes), or throws DROPKEY_BAD_INPUT saying what was wrong. */
 export async function readJsonObject(c: AppContext, maxBytes = 64 * 1024): Promise<Record<string, unknown>> {
   const type = c.req.header('content-type') ?? '';
   if (!/^application\/json\b/i.test(type)) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The request body must be JSON.', { hint: 'Send "Content-Type: application/json".' });
   }
-  const declared = Number(c.req.header('content-length') ?? '0');
-  if (declared > maxBytes) throw new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `The request body is larger than ${maxBytes} bytes.`);
-  const text = await c.req.text();
-  if (Buffer.byteLength(text) > maxBytes) throw new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `The request body is larger than ${maxBytes} bytes.`);
+  const text = (await readBody(c, maxBytes)).toString('utf8');
   let value: unknown;
   try {
     value = JSON.parse(text);

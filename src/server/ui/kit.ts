@@ -4,7 +4,7 @@
  * reading with a size cap, and the CSRF check on every state-changing request.
  */
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import type { AppContext } from '../context.js';
+import { readBody, type AppContext } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
 import type { ServerServices } from '../services.js';
 import { checkCsrf, readSession, type UiSession } from './session.js';
@@ -23,12 +23,9 @@ export async function readForm(c: AppContext): Promise<Form> {
   if (!/^(application\/x-www-form-urlencoded|multipart\/form-data)\b/i.test(type)) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Send this form from the page (the request body is not a form).');
   }
-  const len = Number(c.req.header('content-length') ?? '0');
-  if (len > MAX_FORM_BYTES) throw new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `The form is larger than ${MAX_FORM_BYTES} bytes.`);
-  const body = await c.req.raw.arrayBuffer();
-  if (body.byteLength > MAX_FORM_BYTES) throw new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `The form is larger than ${MAX_FORM_BYTES} bytes.`);
+  const body = await readBody(c, MAX_FORM_BYTES, 'The form');
   try {
-    return await new Response(body, { headers: { 'content-type': type } }).formData();
+    return await new Response(new Uint8Array(body), { headers: { 'content-type': type } }).formData();
   } catch {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The form could not be read.');
   }
