@@ -7,6 +7,11 @@ import pino, { type DestinationStream, type Logger } from 'pino';
 import { redact, redactText } from '../connections/redact.js';
 
 const API_KEY_TEXT = /\bdk_[A-Za-z0-9_-]{20,}/g;
+/**
+ * Keys the server adds to redact()'s list: OAuth `code` and `state`, API keys, cookies, and anything named
+ * *token (a session's csrfToken, a setup or link token), which redact() only knows as exact names.
+ */
+const SERVER_SECRET_KEYS = /^(cookie|set-cookie|code|state|key|api_?key|_?csrf|.*token)$/i;
 
 export function maskText(s: string): string {
   return redactText(s).replace(API_KEY_TEXT, 'dk_[redacted]');
@@ -18,7 +23,7 @@ function deepMask(v: unknown, depth = 0): unknown {
   if (Array.isArray(v)) return v.map((x) => deepMask(x, depth + 1));
   if (v && typeof v === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = /^(cookie|set-cookie|code|state|key|api_key)$/i.test(k) && x != null ? '[redacted]' : deepMask(x, depth + 1);
+    for (const [k, x] of Object.entries(v)) out[k] = SERVER_SECRET_KEYS.test(k) && x != null ? '[redacted]' : deepMask(x, depth + 1);
     return out;
   }
   return v;
