@@ -117,13 +117,19 @@ test('rpc content types and bodies: no body or null for Void, JSON otherwise, wr
 });
 
 test('check/app takes HTTP Basic with the app key and secret', async () => {
-  const { call, user } = await setup();
+  const { call, user, emu } = await setup();
   const ok = await call('/2/check/app', { method: 'POST', headers: { Authorization: `Basic ${Buffer.from(`${DEMO_APP_KEY}:${DEMO_APP_SECRET}`).toString('base64')}`, 'Content-Type': 'application/json' }, body: '{"query":"a"}' });
   assert.deepEqual(await ok.json(), { result: 'a' });
   const wrong = await call('/2/check/app', { method: 'POST', headers: { Authorization: `Basic ${Buffer.from(`${DEMO_APP_KEY}:nope`).toString('base64')}`, 'Content-Type': 'application/json' }, body: '{}' });
   assert.equal(wrong.status, 401);
   const bearer = await call('/2/check/app', { method: 'POST', headers: { Authorization: `Bearer ${user.access_token}`, 'Content-Type': 'application/json' }, body: '{}' });
   assert.equal(bearer.status, 400);
+  // Like the token endpoint: a secret with "+" works raw and form-encoded (RFC 6749 §2.3.1).
+  await emu.control.createApp({ key: 'plusapp', secret: 'se+cr%41t', name: 'Plus', redirect_uris: ['http://127.0.0.1/cb'], scopes: ['account_info.read'] });
+  for (const secret of ['se+cr%41t', encodeURIComponent('se+cr%41t')]) {
+    const r = await call('/2/check/app', { method: 'POST', headers: { Authorization: `Basic ${Buffer.from(`plusapp:${secret}`).toString('base64')}`, 'Content-Type': 'application/json' }, body: '{"query":"p"}' });
+    assert.deepEqual(await r.json(), { result: 'p' }, secret);
+  }
 });
 
 test('content routes: Dropbox-API-Arg with \\u escapes or ?arg=, result header, Range, bad headers', async () => {

@@ -5,12 +5,14 @@
  */
 import { BadInputError, RateLimitError, RouteError, type Caller, type RouteDef, type RouteResult } from './contract.js';
 import type { Core } from './core.js';
-import { hashSecret, isWellFormedToken, secretEquals } from './ids.js';
+import { hashSecret, isWellFormedToken } from './ids.js';
 import type { AccountRecord, AppRecord, GrantRecord } from './state.js';
 import { callerTokens } from './routes/account.js';
+import { basicAppKey, basicSecretMatches } from './oauth.js';
 import {
   authError,
   badInput,
+  basicCredentials,
   bugResponse,
   clientGone,
   headerSafeJson,
@@ -171,17 +173,16 @@ export class Api {
     const value = header ?? url.searchParams.get('authorization');
     if (value === null) return badInput(name, 'Must provide HTTP header "Authorization" or URL parameter "authorization".');
     const where = header !== null ? 'HTTP header "Authorization"' : 'URL parameter "authorization"';
-    const basic = /^Basic\s+(\S+)$/i.exec(value);
+    const basic = /^Basic\s/i.test(value);
     const bearer = /^Bearer\s+(\S+)$/i.exec(value);
     // Echo only the start of what was sent, like Dropbox ("sl.Bl..."), so a log of errors never holds a whole secret.
     const shown = `${value.slice(0, 5)}...`;
 
     if (route.auth === 'app' || (route.auth === 'app, user' && basic)) {
       if (!basic) return badInput(name, `Invalid authorization value in ${where}: "${shown}".  Expecting "Basic <base64(app_key:app_secret)>".`);
-      const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
-      const colon = decoded.indexOf(':');
-      const app = colon < 0 ? undefined : this.core.state.apps.get(decoded.slice(0, colon));
-      if (!app || !secretEquals(decoded.slice(colon + 1), app.secret)) {
+      const credentials = basicCredentials(value);
+      const app = credentials && this.core.state.apps.get(basicAppKey(this.core, credentials.user));
+      if (!credentials || !app || !basicSecretMatches(app, credentials.password)) {
         return authError({ '.tag': 'invalid_access_token' }, this.core.salt());
       }
       return { caller: { kind: 'app', appKey: app.key, scopes: app.scopes }, app };

@@ -5,7 +5,7 @@
  */
 import { fingerprint } from './ids.js';
 import { InputError } from './state.js';
-import { jsonResponse, rateLimitResponse, textResponse } from './wire.js';
+import { basicCredentials, jsonResponse, rateLimitResponse, textResponse } from './wire.js';
 
 export interface Fault {
   id: number;
@@ -147,11 +147,8 @@ export function describeAuthorization(value: string | null): string | undefined 
   if (value === null) return undefined;
   const bearer = /^Bearer\s+(\S+)$/i.exec(value);
   if (bearer) return `Bearer ${fingerprint(bearer[1]!)}`;
-  const basic = /^Basic\s+(\S+)$/i.exec(value);
-  if (basic) {
-    const user = Buffer.from(basic[1]!, 'base64').toString('utf8').split(':')[0] ?? '';
-    return `Basic ${/^[A-Za-z0-9_-]{1,64}$/.test(user) ? user : fingerprint(user)}`;
-  }
+  const basic = basicCredentials(value);
+  if (basic) return `Basic ${/^[A-Za-z0-9_-]{1,64}$/.test(basic.user) ? basic.user : fingerprint(basic.user)}`;
   return `other ${fingerprint(value)}`;
 }
 

@@ -8,7 +8,7 @@ import { CODE_LIFETIME_MS, CONSENT_LIFETIME_MS, type CodeRecord, type Core } fro
 import { recordAppLink, recordLogin } from './events.js';
 import { hashSecret, randomToken, secretEquals } from './ids.js';
 import { isLoopbackHost, type AccountRecord, type AppRecord, type GrantRecord, type TokenAccessType } from './state.js';
-import { escapeHtml, jsonResponse, mediaType, readBody } from './wire.js';
+import { basicCredentials, escapeHtml, jsonResponse, mediaType, readBody } from './wire.js';
 
 // ---- shared ---------------------------------------------------------------------------------------------------
 
@@ -403,22 +403,16 @@ export async function tokenEndpoint(core: Core, req: Request, url: URL): Promise
   // Client authentication: HTTP Basic, or client_id (+ client_secret) parameters, never both (dropbox-api.md §1.2).
   let clientId: string | undefined;
   let clientSecret: string | undefined;
-  /** Basic credentials may arrive form-encoded (RFC 6749 §2.3.1) or raw (what most clients send): both work. */
-  let secretVariants: string[] | undefined;
+  let viaBasic = false;
   const authz = req.headers.get('authorization');
   if (authz !== null) {
-    const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authz);
-    if (!m) return tokenError('invalid_client', 'Authorization header must be "Basic base64(app_key:app_secret)"');
-    const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    if (colon < 0) return tokenError('invalid_client', 'Authorization header must be "Basic base64(app_key:app_secret)"');
+    const basic = basicCredentials(authz);
+    if (!basic) return tokenError('invalid_client', 'Authorization header must be "Basic base64(app_key:app_secret)"');
     if (params.has('client_id')) return tokenError('invalid_request', 'unknown field "client_id"');
     if (params.has('client_secret')) return tokenError('invalid_request', 'unknown field "client_secret"');
-    const rawId = decoded.slice(0, colon);
-    const rawSecret = decoded.slice(colon + 1);
-    clientId = core.state.apps.has(rawId) ? rawId : formDecoded(rawId);
-    clientSecret = rawSecret;
-    secretVariants = [rawSecret, formDecoded(rawSecret)];
+    clientId = basicAppKey(core, basic.user);
+    clientSecret = basic.password;
+    viaBasic = true;
   } else {
     clientId = params.get('client_id');
     clientSecret = params.get('client_secret');
@@ -432,11 +426,25 @@ export async function tokenEndpoint(core: Core, req: Request, url: URL): Promise
   if (!clientId) return missing('client_id');
   const app = core.state.apps.get(clientId);
   if (!app) return BAD_CLIENT();
-  if (clientSecret !== undefined && !(secretVariants ?? [clientSecret]).some((v) => secretEquals(v, app.secret))) return BAD_CLIENT();
+  if (clientSecret !== undefined && !(viaBasic ? basicSecretMatches(app, clientSecret) : secretEquals(clientSecret, app.secret))) {
+    return BAD_CLIENT();
+  }
 
   return grantType === 'authorization_code'
     ? exchangeCode(core, app, clientSecret !== undefined, params)
     : refresh(core, app, clientSecret !== undefined, params);
+}
+
+/**
+ * HTTP Basic credentials may arrive form-encoded first, as RFC 6749 §2.3.1 asks, or raw, as most clients send them
+ * (the official SDKs' keys and secrets are alphanumeric, so both are the same there): both are accepted.
+ */
+export function basicAppKey(core: Core, user: string): string {
+  return core.state.apps.has(user) ? user : formDecoded(user);
+}
+
+export function basicSecretMatches(app: AppRecord, password: string): boolean {
+  return secretEquals(password, app.secret) || secretEquals(formDecoded(password), app.secret);
 }
 
 function formDecoded(s: string): string {

@@ -100,6 +100,15 @@ export function headerText(value: string): string | undefined {
   }
 }
 
+/** HTTP Basic credentials (RFC 7617) from an Authorization value; `undefined` when it is not Basic user:password. */
+export function basicCredentials(value: string): { user: string; password: string } | undefined {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(value);
+  if (!m) return undefined;
+  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon < 0 ? undefined : { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
 /** Parses JSON from UTF-8 bytes; `undefined` when the bytes are not UTF-8 or not JSON. */
 export function parseJsonBytes(bytes: Uint8Array): { value: unknown } | undefined {
   try {
