@@ -110,6 +110,7 @@ test('upload and download round trip on the content host, with Range → 206, ET
   assert.equal(down.status, 200);
   assert.equal(down.headers.get('content-length'), String(data.length));
   assert.equal(JSON.parse(down.headers.get('dropbox-api-result')!).content_hash, meta.content_hash);
+  assert.notEqual(down.headers.get('connection'), 'close', 'keep-alive survives a proxied download');
   assert.ok(Buffer.from(await down.arrayBuffer()).equals(data));
 
   const range = await proxy('/c1/2/files/download', { headers: { 'Dropbox-API-Arg': headerSafeJson({ path: '/round/trip.bin' }), Range: 'bytes=100-199' } });
@@ -496,4 +497,34 @@ test('a refresh that fails on the proxy path answers 409 DROPKEY_REAUTH_REQUIRED
   await rig.emu.control.clearRequests();
   assert.equal((await rpc('gone', 'users/get_current_account', undefined, {}, goneKey)).status, 409);
   assert.equal((await logged('users/get_current_account')).length, 0);
+});
+
+test('Dropbox answering before the caller finished sending: the answer arrives and closes the connection', async () => {
+  // A fresh token first (earlier tests moved Dropbox's clock): RPC calls refresh and retry on their own.
+  assert.equal((await rpc('c1', 'users/get_current_account')).status, 200);
+  // An upload with a wrong Content-Type: Dropbox answers 400 without reading the body.
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      if (sent < 2 * 1024 * 1024) {
+        sent += 256 * 1024;
+        return c.enqueue(new Uint8Array(256 * 1024));
+      }
+      await released; // the caller holds the rest of its body until it has the answer
+      c.close();
+    },
+  });
+  const res = await proxy('/c1/2/files/upload', {
+    headers: { 'Content-Type': 'application/json', 'Dropbox-API-Arg': headerSafeJson({ path: '/early.bin' }) },
+    body,
+    duplex: 'half',
+  } as RequestInit);
+  assert.equal(res.status, 400);
+  assert.equal(res.headers.get('connection'), 'close');
+  assert.match(await res.text(), /Bad HTTP "Content-Type" header/);
+  release();
+  // The next request gets a fresh connection and works.
+  assert.equal((await rpc('c1', 'users/get_current_account')).status, 200);
 });

@@ -125,6 +125,8 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
         if (buffered === null) {
           throw new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `The body of ${route} is larger than ${replayLimit} bytes.`, {
             hint: 'RPC arguments are small JSON documents; send file contents to an upload route (files/upload, files/upload_session/*).',
+            // The rest of the body is not read: the connection cannot carry another request.
+            headers: { Connection: 'close' },
           });
         }
         body = buffered;

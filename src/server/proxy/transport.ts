@@ -165,7 +165,7 @@ export class NodeTransport implements Transport {
   }
 
   #answer(res: IncomingMessage, method: string, onCallerGone: () => void): UpstreamAnswer {
-    const { outgoing, counters, extraHeaders } = this;
+    const { incoming, outgoing, counters, extraHeaders } = this;
     const status = res.statusCode ?? 502;
     return {
       status,
@@ -179,6 +179,9 @@ export class NodeTransport implements Transport {
         const head: Record<string, string> = {};
         for (const [k, v] of extraHeaders) head[k] = v;
         for (const [k, v] of headers) head[k] = v;
+        // Dropbox answered before taking the whole body (an early 401, a 400): the caller may still be sending it,
+        // so this connection cannot carry another request; say so, or a client reusing it races our close.
+        if (!incoming.complete) head['connection'] = 'close';
         if (text !== undefined) {
           head['content-length'] = String(Buffer.byteLength(text));
           outgoing.writeHead(status, head);
