@@ -90,7 +90,7 @@ test('exec: the child sees DROPBOX_ACCESS_TOKEN; its exit code is returned', asy
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /put it after "--"/);
   const notFound = await t.run(['exec', '--connection', 'ex', '--', 'no-such-command-dropkey-test']);
-  assert.notEqual(notFound.code, 0);
+  assert.equal(notFound.code, 127);
   assert.match(notFound.stderr, /command not found: no-such-command-dropkey-test/);
 });
 

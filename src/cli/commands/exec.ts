@@ -64,7 +64,9 @@ function runChild(ctx: CommandContext, argv: string[], env: Record<string, strin
     child.once('error', (e: NodeJS.ErrnoException) => {
       ctx.signal.removeEventListener('abort', onAbort);
       if (e.code === 'ENOENT') {
-        reject(new DropkeyError(ErrorCodes.BAD_INPUT, `command not found: ${argv[0]}`, { hint: 'Check the command after "--" (is it installed and on PATH?).' }));
+        // The shell's convention for "command not found" is exit status 127.
+        ctx.stderr.write(`dropkey: command not found: ${argv[0]}\n  Check the command after "--" (is it installed and on PATH?).\n`);
+        resolve(127);
       } else reject(new DropkeyError(ErrorCodes.BAD_INPUT, `could not run ${argv[0]}: ${e.message}`));
     });
     child.once('close', (code, signal) => {
