@@ -21,7 +21,7 @@ test('PostgreSQL restarted under load: cached tokens keep flowing, refreshes wai
   const c = await startCluster({ baseUrl: server.url });
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
   try {
-    const names = ['cached', 'during-restart', 'during-terminate', 'after'];
+    const names = ['cached', 'during-restart', 'during-terminate', 'during-outage', 'after'];
     const refreshTokens = new Map<string, string>();
     for (const n of names) refreshTokens.set(n, (await c.connection(n)).refreshToken);
     const instances = await Promise.all([c.startInstance(), c.startInstance()]);
@@ -49,7 +49,9 @@ test('PostgreSQL restarted under load: cached tokens keep flowing, refreshes wai
     const duringRestart = get(0, 'during-restart');
     await restarting;
     const r1 = await duringRestart;
-    // 2. Every client backend terminated, with a refresh asked for right after.
+    // 2. Every client backend terminated, with a refresh asked for right after. A database read on each instance
+    //    first, so that both hold live connections again after the restart.
+    for (const i of instances) assert.equal((await httpGetJson(`${i.url}/api/v1/connections`, auth, agent)).status, 200);
     const admin = new pg.Client({ connectionString: server.url });
     admin.on('error', () => {});
     await admin.connect();
@@ -57,6 +59,16 @@ test('PostgreSQL restarted under load: cached tokens keep flowing, refreshes wai
     await admin.end();
     assert.ok(Number(killed.rows[0].n) > 0, 'the instances had connections to terminate');
     const r2 = await get(1, 'during-terminate');
+    // 3. PostgreSQL down for 3 seconds (the outage's length is the point here, not a wait for an event).
+    await server.down();
+    const outageStarted = Date.now();
+    const loadBefore = load.length;
+    const duringOutage = get(0, 'during-outage');
+    await new Promise((r) => setTimeout(r, 3_000));
+    const servedDuringOutage = load.length - loadBefore;
+    await server.up();
+    const r4 = await duringOutage;
+    const r4Ms = Date.now() - outageStarted;
     loading = false;
     await Promise.all(workers);
 
@@ -66,7 +78,8 @@ test('PostgreSQL restarted under load: cached tokens keep flowing, refreshes wai
     assert.deepEqual(failed.slice(0, 3), [], `every cached-token request succeeded during the disruptions (${failed.length} of ${load.length} did not)`);
 
     // Refreshes during the disruption either waited it out or failed cleanly (a JSON error, no hang, no 500).
-    for (const [what, r] of [['restart', r1], ['terminate', r2]] as const) {
+    assert.ok(servedDuringOutage > 20, `cached tokens were handed out while PostgreSQL was down (${servedDuringOutage})`);
+    for (const [what, r] of [['restart', r1], ['terminate', r2], ['outage', r4]] as const) {
       const clean = r.status === 200 || (r.status === 503 && typeof r.body?.error?.code === 'string');
       assert.ok(clean, `refresh during the ${what}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
     }
@@ -88,7 +101,7 @@ test('PostgreSQL restarted under load: cached tokens keep flowing, refreshes wai
       assert.equal(conn?.state, 'active');
       assert.equal((await c.emu.rpc('check/user', { query: 'x' }, conn!.accessToken)).status, 200, `${n}'s stored token is valid`);
     }
-    console.log(JSON.stringify({ test: 'pg-restart', load_requests: load.length, refresh_during_restart: r1.status, refresh_during_terminate: r2.status }));
+    console.log(JSON.stringify({ test: 'pg-restart', load_requests: load.length, refresh_during_restart: r1.status, refresh_during_terminate: r2.status, refresh_during_outage: r4.status, refresh_during_outage_code: r4.body?.error?.code, refresh_during_outage_ms: r4Ms, served_during_outage: servedDuringOutage }));
   } finally {
     agent.destroy();
     await c.close();

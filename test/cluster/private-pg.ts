@@ -31,6 +31,9 @@ export interface PrivatePostgres {
   url: string;
   /** pg_ctl restart -m fast: every client connection is cut, the server is back when it resolves. */
   restart(): Promise<void>;
+  /** Stops the server (fast shutdown) until up(). */
+  down(): Promise<void>;
+  up(): Promise<void>;
   /** Stops the server and removes its directory. */
   stop(): Promise<void>;
 }
@@ -81,6 +84,12 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres | { skip: 
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     async restart() {
       await pg('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'restart']);
+    },
+    async down() {
+      await pg('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+    },
+    async up() {
+      await pg('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off`, 'start']);
     },
     async stop() {
       await pg('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => undefined);
