@@ -23,10 +23,22 @@ import {
   type NewAuditEntry,
   type NewPendingOAuth,
   type PendingOAuthRecord,
-  type ReturnMode,
   type ServerStore,
   type SessionRecord,
 } from '../server-types.js';
+import {
+  adminExists,
+  apiKeyExists,
+  noLiveApiKey,
+  noSuchAdmin,
+  toAdmin,
+  toLink,
+  toPending,
+  verifierContext,
+  type AdminRow,
+  type LinkRow,
+  type PendingRowOf,
+} from '../server-records.js';
 import { checkout, codeOf, createPool, PgDatabase, poolConfig, type PgPoolOptions, type Queryable } from './db.js';
 import { describeServer, errorMapper } from './errors.js';
 import { checkSchemaName } from './index.js';
@@ -130,14 +142,7 @@ export interface PostgresServerStoreOptions extends PgPoolOptions {
 
 export type PostgresServerStore = ServerStore & { readonly schema: string };
 
-interface AdminRow {
-  id: string;
-  email: string;
-  email_key: string;
-  password_hash: string;
-  created_at: number;
-  last_login_at: number | null;
-}
+type PendingRow = PendingRowOf<string[]>;
 
 interface ApiKeyRow {
   id: string;
@@ -151,35 +156,6 @@ interface ApiKeyRow {
   last_used_at: number | null;
   revoked_at: number | null;
   token_handouts: number;
-}
-
-interface LinkRow {
-  id: string;
-  token_hash: string;
-  connection: string;
-  app: string;
-  created_at: number;
-  created_by: string;
-  expires_at: number;
-  used_at: number | null;
-}
-
-interface PendingRow {
-  id: string;
-  state_hash: string;
-  binding_hash: string;
-  session_id_hash: string | null;
-  link_id: string | null;
-  connection: string;
-  app: string;
-  code_verifier_enc: string;
-  redirect_uri: string;
-  scopes: string[];
-  return_mode: string;
-  return_to: string | null;
-  actor: string;
-  created_at: number;
-  expires_at: number;
 }
 
 export async function openPostgresServerStore(options: PostgresServerStoreOptions, now: number = Date.now()): Promise<PostgresServerStore> {
@@ -209,14 +185,6 @@ export async function openPostgresServerStore(options: PostgresServerStoreOption
   return new PgServerStore(new PgDatabase(pool, config, fail), schema, options.keyring);
 }
 
-function verifierContext(id: string): string {
-  return JSON.stringify(['server_pending_oauth', id, 'code_verifier']);
-}
-
-function toAdmin(r: AdminRow): AdminUser {
-  return { id: r.id, email: r.email, createdAt: r.created_at, lastLoginAt: r.last_login_at };
-}
-
 function toApiKey(r: ApiKeyRow): ApiKeyRecord {
   return {
     id: r.id,
@@ -230,19 +198,6 @@ function toApiKey(r: ApiKeyRow): ApiKeyRecord {
     lastUsedAt: r.last_used_at,
     revokedAt: r.revoked_at,
     tokenHandouts: r.token_handouts,
-  };
-}
-
-function toLink(r: LinkRow): ConnectLinkRecord {
-  return {
-    id: r.id,
-    tokenHash: r.token_hash,
-    connection: r.connection,
-    app: r.app,
-    createdAt: r.created_at,
-    createdBy: r.created_by,
-    expiresAt: r.expires_at,
-    usedAt: r.used_at,
   };
 }
 
@@ -288,7 +243,7 @@ class PgServerStore implements PostgresServerStore {
         [row.id, row.email, row.email_key, row.password_hash, row.created_at, row.last_login_at],
       );
     } catch (err) {
-      if (codeOf(err) === '23505') throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An admin with the email ${email} already exists.`);
+      if (codeOf(err) === '23505') throw adminExists(email);
       throw err;
     }
     return toAdmin(row);
@@ -329,7 +284,7 @@ class PgServerStore implements PostgresServerStore {
 
   async setAdminPassword(id: string, passwordHash: string): Promise<void> {
     const r = await this.#db.query('change a password', `UPDATE ${this.#t.admins} SET password_hash = $2 WHERE id = $1`, [id, passwordHash]);
-    if (r.rowCount !== 1) throw new DropkeyError(ErrorCodes.NOT_FOUND, 'No such admin.');
+    if (r.rowCount !== 1) throw noSuchAdmin();
   }
 
   async recordAdminLogin(id: string, now: number): Promise<void> {
@@ -402,9 +357,7 @@ class PgServerStore implements PostgresServerStore {
         );
       } catch (err) {
         if (codeOf(err) === '23505' && (err as { constraint?: string }).constraint === 'server_api_keys_live_name') {
-          throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An API key named "${k.name}" already exists.`, {
-            hint: `Pick another name, or revoke it first: dropkey apikey revoke ${k.name}`,
-          });
+          throw apiKeyExists(k.name);
         }
         throw err;
       }
@@ -424,7 +377,7 @@ class PgServerStore implements PostgresServerStore {
 
   async revokeApiKey(name: string, now: number): Promise<ApiKeyRecord> {
     const [r] = await this.#rows<ApiKeyRow>('revoke an API key', `UPDATE ${this.#t.keys} SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL RETURNING *`, [name, now]);
-    if (!r) throw new DropkeyError(ErrorCodes.NOT_FOUND, `No live API key named "${name}".`, { hint: 'See the keys with: dropkey apikey list' });
+    if (!r) throw noLiveApiKey(name);
     return toApiKey(r);
   }
 
@@ -564,23 +517,7 @@ class PgServerStore implements PostgresServerStore {
     // get it. In a transaction so a lost session is retried only when the DELETE surely did not run.
     const r = await this.#db.tx('use a pending login', async (q) => (await q.query<PendingRow>(`DELETE FROM ${this.#t.pending} WHERE state_hash = $1 RETURNING *`, [stateHash])).rows[0]);
     if (!r || r.expires_at <= now) return undefined;
-    return {
-      id: r.id,
-      stateHash: r.state_hash,
-      bindingHash: r.binding_hash,
-      sessionIdHash: r.session_id_hash,
-      linkId: r.link_id,
-      connection: r.connection,
-      app: r.app,
-      codeVerifier: this.#keyring.decrypt(r.code_verifier_enc, verifierContext(r.id)),
-      redirectUri: r.redirect_uri,
-      scopes: [...r.scopes],
-      returnMode: r.return_mode as ReturnMode,
-      returnTo: r.return_to,
-      actor: r.actor,
-      createdAt: r.created_at,
-      expiresAt: r.expires_at,
-    };
+    return toPending(r, [...r.scopes], this.#keyring.decrypt(r.code_verifier_enc, verifierContext(r.id)));
   }
 
   // ---- operations

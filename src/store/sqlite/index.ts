@@ -129,13 +129,13 @@ function checkKeyring(db: Database.Database, given: Keyring | KeyringProvider): 
   return keyring;
 }
 
-type ErrorMapper = (operation: string, cause: unknown) => DropkeyError;
+export type ErrorMapper = (operation: string, cause: unknown) => DropkeyError;
 
 /**
  * Turns driver errors into DROPKEY_STORE errors naming the operation (never parameter values: they may be secrets),
  * with the driver error kept as `cause`. DropkeyErrors pass through.
  */
-function errorMapper(path: string): ErrorMapper {
+export function errorMapper(path: string): ErrorMapper {
   return (operation, cause) => {
     if (cause instanceof DropkeyError) return cause;
     const code = String((cause as { code?: unknown })?.code ?? '');

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -42,6 +42,23 @@ describe('SQLite server store', () => {
     const versions = db.prepare('SELECT version FROM server_migrations').all();
     db.close();
     assert.deepEqual(versions, [{ version: 1 }]);
+  });
+
+  test('a file that is not a database is refused with the store\'s own diagnosis, never overwritten', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dropkey-server-store-'));
+    try {
+      const path = join(dir, 'db');
+      writeFileSync(path, 'not a database, but someone\'s data '.repeat(200));
+      await assert.rejects(openSqliteServerStore({ path, keyring }, T0), (err: Error & { code?: string; hint?: string }) => {
+        assert.equal(err.code, 'DROPKEY_STORE');
+        assert.match(err.message, /is damaged or is not a dropkey database/);
+        assert.match(err.hint ?? '', /restore .* from a backup/);
+        return true;
+      });
+      assert.match(readFileSync(path, 'utf8'), /^not a database/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('admins: unique email (case-insensitive), lookups, password change, last login', async () => {

@@ -12,6 +12,7 @@ import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { Keyring } from '../crypto.js';
+import { errorMapper, type ErrorMapper } from './index.js';
 import {
   API_PERMISSIONS,
   type AdminCredentials,
@@ -24,10 +25,22 @@ import {
   type NewAuditEntry,
   type NewPendingOAuth,
   type PendingOAuthRecord,
-  type ReturnMode,
   type ServerStore,
   type SessionRecord,
 } from '../server-types.js';
+import {
+  adminExists,
+  apiKeyExists,
+  noLiveApiKey,
+  noSuchAdmin,
+  toAdmin,
+  toLink,
+  toPending,
+  verifierContext,
+  type AdminRow,
+  type LinkRow,
+  type PendingRowOf,
+} from '../server-records.js';
 
 interface Migration {
   version: number;
@@ -131,14 +144,7 @@ export interface SqliteServerStoreOptions {
   busyTimeoutMs?: number;
 }
 
-interface AdminRow {
-  id: string;
-  email: string;
-  email_key: string;
-  password_hash: string;
-  created_at: number;
-  last_login_at: number | null;
-}
+type PendingRow = PendingRowOf<string>;
 
 interface ApiKeyRow {
   id: string;
@@ -152,35 +158,6 @@ interface ApiKeyRow {
   last_used_at: number | null;
   revoked_at: number | null;
   token_handouts: number;
-}
-
-interface LinkRow {
-  id: string;
-  token_hash: string;
-  connection: string;
-  app: string;
-  created_at: number;
-  created_by: string;
-  expires_at: number;
-  used_at: number | null;
-}
-
-interface PendingRow {
-  id: string;
-  state_hash: string;
-  binding_hash: string;
-  session_id_hash: string | null;
-  link_id: string | null;
-  connection: string;
-  app: string;
-  code_verifier_enc: string;
-  redirect_uri: string;
-  scopes: string;
-  return_mode: string;
-  return_to: string | null;
-  actor: string;
-  created_at: number;
-  expires_at: number;
 }
 
 function migrate(db: Database.Database, now: number): void {
@@ -205,13 +182,14 @@ function migrate(db: Database.Database, now: number): void {
 }
 
 export async function openSqliteServerStore(options: SqliteServerStoreOptions, now: number = Date.now()): Promise<ServerStore> {
+  const fail = errorMapper(options.path);
   let db: Database.Database;
   try {
     mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
     if (!existsSync(options.path)) closeSync(openSync(options.path, 'a', 0o600));
     db = new Database(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
   } catch (cause) {
-    throw storeError('open the database', cause);
+    throw fail('open the database', cause);
   }
   try {
     db.pragma('journal_mode = WAL');
@@ -224,24 +202,9 @@ export async function openSqliteServerStore(options: SqliteServerStoreOptions, n
     migrate(db, now);
   } catch (cause) {
     db.close();
-    throw storeError('prepare the server tables (migrations)', cause);
+    throw fail('prepare the server tables (migrations)', cause);
   }
-  return new SqliteServerStore(db, options.keyring);
-}
-
-function storeError(operation: string, cause: unknown): DropkeyError {
-  if (cause instanceof DropkeyError) return cause;
-  const code = String((cause as { code?: unknown })?.code ?? '');
-  const busy = code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
-  return new DropkeyError(ErrorCodes.STORE, `store: cannot ${operation}${busy ? ': the database is busy' : code ? ` (${code})` : ''}`, {
-    cause,
-    details: { operation, ...(code ? { sqliteCode: code } : {}) },
-    ...(busy ? { hint: 'try again in a moment' } : {}),
-  });
-}
-
-function verifierContext(id: string): string {
-  return JSON.stringify(['server_pending_oauth', id, 'code_verifier']);
+  return new SqliteServerStore(db, options.keyring, fail);
 }
 
 function parseJsonArray(text: string): string[] {
@@ -251,10 +214,6 @@ function parseJsonArray(text: string): string[] {
   } catch {
     return [];
   }
-}
-
-function toAdmin(r: AdminRow): AdminUser {
-  return { id: r.id, email: r.email, createdAt: r.created_at, lastLoginAt: r.last_login_at };
 }
 
 function toApiKey(r: ApiKeyRow): ApiKeyRecord {
@@ -274,27 +233,16 @@ function toApiKey(r: ApiKeyRow): ApiKeyRecord {
   };
 }
 
-function toLink(r: LinkRow): ConnectLinkRecord {
-  return {
-    id: r.id,
-    tokenHash: r.token_hash,
-    connection: r.connection,
-    app: r.app,
-    createdAt: r.created_at,
-    createdBy: r.created_by,
-    expiresAt: r.expires_at,
-    usedAt: r.used_at,
-  };
-}
-
 class SqliteServerStore implements ServerStore {
   readonly #db: Database.Database;
   readonly #keyring: Keyring;
+  readonly #fail: ErrorMapper;
   #closed = false;
 
-  constructor(db: Database.Database, keyring: Keyring) {
+  constructor(db: Database.Database, keyring: Keyring, fail: ErrorMapper) {
     this.#db = db;
     this.#keyring = keyring;
+    this.#fail = fail;
   }
 
   #run<T>(operation: string, work: () => T, immediate = false): T {
@@ -302,7 +250,7 @@ class SqliteServerStore implements ServerStore {
     try {
       return immediate ? this.#db.transaction(work).immediate() : work();
     } catch (cause) {
-      throw storeError(operation, cause);
+      throw this.#fail(operation, cause);
     }
   }
 
@@ -316,7 +264,7 @@ class SqliteServerStore implements ServerStore {
     const email = input.email.trim();
     const key = email.toLowerCase();
     if (this.#db.prepare('SELECT 1 FROM server_admins WHERE email_key = ?').get(key)) {
-      throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An admin with the email ${email} already exists.`);
+      throw adminExists(email);
     }
     const row: AdminRow = { id: randomUUID(), email, email_key: key, password_hash: input.passwordHash, created_at: now, last_login_at: null };
     this.#db
@@ -361,7 +309,7 @@ class SqliteServerStore implements ServerStore {
   async setAdminPassword(id: string, passwordHash: string): Promise<void> {
     this.#run('change a password', () => {
       const r = this.#db.prepare('UPDATE server_admins SET password_hash = ? WHERE id = ?').run(passwordHash, id);
-      if (r.changes !== 1) throw new DropkeyError(ErrorCodes.NOT_FOUND, 'No such admin.');
+      if (r.changes !== 1) throw noSuchAdmin();
     });
   }
 
@@ -422,9 +370,7 @@ class SqliteServerStore implements ServerStore {
       'create an API key',
       () => {
         if (this.#db.prepare('SELECT 1 FROM server_api_keys WHERE name = ? AND revoked_at IS NULL').get(k.name)) {
-          throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An API key named "${k.name}" already exists.`, {
-            hint: `Pick another name, or revoke it first: dropkey apikey revoke ${k.name}`,
-          });
+          throw apiKeyExists(k.name);
         }
         const row: ApiKeyRow = {
           id: randomUUID(),
@@ -468,7 +414,7 @@ class SqliteServerStore implements ServerStore {
       () => {
         const r = this.#db.prepare('SELECT * FROM server_api_keys WHERE name = ? AND revoked_at IS NULL').get(name) as ApiKeyRow | undefined;
         if (!r) {
-          throw new DropkeyError(ErrorCodes.NOT_FOUND, `No live API key named "${name}".`, { hint: 'See the keys with: dropkey apikey list' });
+          throw noLiveApiKey(name);
         }
         this.#db.prepare('UPDATE server_api_keys SET revoked_at = ? WHERE id = ?').run(now, r.id);
         return toApiKey({ ...r, revoked_at: now });
@@ -624,23 +570,7 @@ class SqliteServerStore implements ServerStore {
     // DELETE ... RETURNING in one statement: two callbacks racing with the same state cannot both get it.
     const r = this.#run('use a pending login', () => this.#db.prepare('DELETE FROM server_pending_oauth WHERE state_hash = ? RETURNING *').get(stateHash) as PendingRow | undefined);
     if (!r || r.expires_at <= now) return undefined;
-    return {
-      id: r.id,
-      stateHash: r.state_hash,
-      bindingHash: r.binding_hash,
-      sessionIdHash: r.session_id_hash,
-      linkId: r.link_id,
-      connection: r.connection,
-      app: r.app,
-      codeVerifier: this.#keyring.decrypt(r.code_verifier_enc, verifierContext(r.id)),
-      redirectUri: r.redirect_uri,
-      scopes: parseJsonArray(r.scopes),
-      returnMode: r.return_mode as ReturnMode,
-      returnTo: r.return_to,
-      actor: r.actor,
-      createdAt: r.created_at,
-      expiresAt: r.expires_at,
-    };
+    return toPending(r, parseJsonArray(r.scopes), this.#keyring.decrypt(r.code_verifier_enc, verifierContext(r.id)));
   }
 
   // ---- operations

@@ -1,0 +1,106 @@
+/**
+ * What both ServerStore drivers (./sqlite/server-store.ts, ./postgres/server-store.ts) share: row shapes, row →
+ * record mapping, the code verifier's encryption context and the errors, so the drivers answer alike. Only column
+ * encodings differ (SQLite keeps lists as JSON text, PostgreSQL as text[]).
+ */
+import { DropkeyError, ErrorCodes } from '../errors.js';
+import type { AdminUser, ConnectLinkRecord, PendingOAuthRecord, ReturnMode } from './server-types.js';
+
+export interface AdminRow {
+  id: string;
+  email: string;
+  /** Lower-cased email: the unique lookup key (emails compare case-insensitively). */
+  email_key: string;
+  password_hash: string;
+  created_at: number;
+  last_login_at: number | null;
+}
+
+export interface LinkRow {
+  id: string;
+  token_hash: string;
+  connection: string;
+  app: string;
+  created_at: number;
+  created_by: string;
+  expires_at: number;
+  used_at: number | null;
+}
+
+export interface PendingRowOf<Scopes> {
+  id: string;
+  state_hash: string;
+  binding_hash: string;
+  session_id_hash: string | null;
+  link_id: string | null;
+  connection: string;
+  app: string;
+  code_verifier_enc: string;
+  redirect_uri: string;
+  scopes: Scopes;
+  return_mode: string;
+  return_to: string | null;
+  actor: string;
+  created_at: number;
+  expires_at: number;
+}
+
+/** AAD of a pending login's encrypted PKCE verifier: the ciphertext only opens in its own row. */
+export function verifierContext(id: string): string {
+  return JSON.stringify(['server_pending_oauth', id, 'code_verifier']);
+}
+
+export function toAdmin(r: AdminRow): AdminUser {
+  return { id: r.id, email: r.email, createdAt: r.created_at, lastLoginAt: r.last_login_at };
+}
+
+export function toLink(r: LinkRow): ConnectLinkRecord {
+  return {
+    id: r.id,
+    tokenHash: r.token_hash,
+    connection: r.connection,
+    app: r.app,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    expiresAt: r.expires_at,
+    usedAt: r.used_at,
+  };
+}
+
+export function toPending(r: PendingRowOf<unknown>, scopes: string[], codeVerifier: string): PendingOAuthRecord {
+  return {
+    id: r.id,
+    stateHash: r.state_hash,
+    bindingHash: r.binding_hash,
+    sessionIdHash: r.session_id_hash,
+    linkId: r.link_id,
+    connection: r.connection,
+    app: r.app,
+    codeVerifier,
+    redirectUri: r.redirect_uri,
+    scopes,
+    returnMode: r.return_mode as ReturnMode,
+    returnTo: r.return_to,
+    actor: r.actor,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+  };
+}
+
+export function adminExists(email: string): DropkeyError {
+  return new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An admin with the email ${email} already exists.`);
+}
+
+export function noSuchAdmin(): DropkeyError {
+  return new DropkeyError(ErrorCodes.NOT_FOUND, 'No such admin.');
+}
+
+export function apiKeyExists(name: string): DropkeyError {
+  return new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An API key named "${name}" already exists.`, {
+    hint: `Pick another name, or revoke it first: dropkey apikey revoke ${name}`,
+  });
+}
+
+export function noLiveApiKey(name: string): DropkeyError {
+  return new DropkeyError(ErrorCodes.NOT_FOUND, `No live API key named "${name}".`, { hint: 'See the keys with: dropkey apikey list' });
+}
