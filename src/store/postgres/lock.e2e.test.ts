@@ -17,6 +17,9 @@ import { openPostgresStore } from './index.js';
 import { migrations } from './migrations.js';
 import { dropSchema, freshSchemaName, SKIP_REASON, TEST_DATABASE_URL, withAdmin } from './test-helpers.js';
 
+/** How much earlier than the holder's printed acquisition time the lease may have started (see the ttl tests). */
+const SLACK_MS = 250;
+
 const SELF = fileURLToPath(import.meta.url);
 const childAt = process.argv.indexOf('--child');
 /** Every process of one test shares this key (the parent passes it to children in the environment). */
@@ -225,7 +228,10 @@ function tests(url: string): void {
           await holder.exit;
           await assert.rejects(s.withLock('k', { ttlMs, waitMs: 0 }, async () => {}), (e: unknown) => e instanceof DropkeyError && e.code === ErrorCodes.LOCK_TIMEOUT);
           const gotAt = await s.withLock('k', { ttlMs, waitMs: 10_000 }, async () => Date.now());
-          assert.ok(gotAt - acquiredAt >= ttlMs - 5, `taken ${gotAt - acquiredAt} ms after acquisition, before the ttl`);
+          // The lease starts at the database's now() inside the acquiring statement, a little before the holder can
+          // print its own timestamp; on a loaded machine that gap reaches tens of ms. A takeover through the dead
+          // session would come at once, far below this bound.
+          assert.ok(gotAt - acquiredAt >= ttlMs - SLACK_MS, `taken ${gotAt - acquiredAt} ms after acquisition, before the ttl`);
         } finally {
           await s.close();
         }
@@ -241,7 +247,7 @@ function tests(url: string): void {
           holder.proc.kill('SIGSTOP');
           const gotAt = await s.withLock('k', { ttlMs, waitMs: 20_000 }, async () => Date.now());
           const after = gotAt - acquiredAt;
-          assert.ok(after >= ttlMs - 5, `taken over ${after} ms after acquisition, before the ${ttlMs} ms ttl`);
+          assert.ok(after >= ttlMs - SLACK_MS, `taken over ${after} ms after acquisition, before the ${ttlMs} ms ttl`);
           assert.ok(after < ttlMs + 2_000, `taken over only after ${after} ms`);
           holder.proc.kill('SIGCONT');
           const releasing = await holder.waitFor('releasing');
