@@ -1,0 +1,191 @@
+#!/usr/bin/env node
+/**
+ * Token hand-out throughput of `dropkey serve` on the PostgreSQL store vs the SQLite store, in the same run
+ * (issue 5, "A benchmark ... cached tokens should make them close").
+ *
+ *   npm run build && DROPKEY_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test node bench/store-compare.mjs \
+ *     [--database-url URL] [--duration-s 3] [--warmup-s 1] [--connections 64] [--runs 3]
+ *
+ * See bench/README.md ("store-compare"). The last line of output is a JSON summary.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const { values } = parseArgs({
+  options: {
+    'database-url': { type: 'string', default: process.env['DROPKEY_TEST_DATABASE_URL'] ?? '' },
+    'duration-s': { type: 'string', default: '3' },
+    'warmup-s': { type: 'string', default: '1' },
+    connections: { type: 'string', default: '64' },
+    runs: { type: 'string', default: '3' },
+  },
+});
+const DURATION_MS = Number(values['duration-s']) * 1000;
+const WARMUP_MS = Number(values['warmup-s']) * 1000;
+const CONNECTIONS = Number(values.connections);
+const RUNS = Number(values.runs);
+for (const [k, v] of [['duration-s', DURATION_MS], ['connections', CONNECTIONS], ['runs', RUNS]]) {
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${k} must be a positive number`);
+}
+if (!values['database-url']) {
+  console.error('store-compare needs a PostgreSQL server: pass --database-url postgres://... or set DROPKEY_TEST_DATABASE_URL');
+  process.exit(2);
+}
+
+const log = (...a) => process.stderr.write(`${a.join(' ')}\n`);
+
+async function startChild(args, env, re) {
+  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    if (stderr.length < 20_000) stderr += d;
+  });
+  const rl = createInterface({ input: child.stdout });
+  const match = await new Promise((resolve, reject) => {
+    rl.on('line', (l) => {
+      const m = re.exec(l);
+      if (m) resolve(m);
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${stderr.slice(0, 2000)}`)));
+  });
+  return { child, match };
+}
+
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+}
+
+async function cli(args, env) {
+  const p = spawn(process.execPath, ['dist/cli/main.js', ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
+  const [code] = await once(p, 'exit');
+  if (code !== 0) throw new Error(`dropkey ${args[0]} failed (${code})`);
+  return out.trim();
+}
+
+/** Closed-loop generator (as in serve-token.mjs): CONNECTIONS loops over a keep-alive agent; every body checked. */
+async function load(url, headers, expectBody) {
+  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS, maxFreeSockets: CONNECTIONS });
+  const u = new URL(url);
+  const lat = new Float64Array(4_000_000);
+  let n = 0;
+  let errors = 0;
+  let recording = false;
+  const one = () =>
+    new Promise((resolve) => {
+      const t0 = performance.now();
+      const req = request({ agent, host: u.hostname, port: u.port, path: u.pathname, method: 'GET', headers }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          if (res.statusCode !== 200 || Buffer.concat(chunks).toString() !== expectBody) errors++;
+          if (recording && n < lat.length) lat[n++] = performance.now() - t0;
+          resolve();
+        });
+      });
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end();
+    });
+  const stopAt = performance.now() + WARMUP_MS + DURATION_MS;
+  const loops = Array.from({ length: CONNECTIONS }, async () => {
+    while (performance.now() < stopAt) await one();
+  });
+  await new Promise((r) => setTimeout(r, WARMUP_MS));
+  recording = true;
+  const t0 = performance.now();
+  await Promise.all(loops);
+  const elapsed = (performance.now() - t0) / 1000;
+  agent.destroy();
+  const sample = lat.subarray(0, n).sort();
+  const pct = (p) => sample[Math.min(sample.length - 1, Math.floor((p / 100) * sample.length))] ?? NaN;
+  return { rps: Math.round(n / elapsed), p50_ms: +pct(50).toFixed(3), p99_ms: +pct(99).toFixed(3), errors };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main() {
+  const { DEMO_ACCOUNT_EMAIL } = await import(`${root}dist/emulator/index.js`);
+  const { Dropkey, dropboxUrlsFromBase } = await import(`${root}dist/index.js`);
+  const pg = (await import('pg')).default;
+  const emu = await startChild(['dist/cli/main.js', 'emulator', '--port', '0'], {}, /(http:\/\/127\.0\.0\.1:\d+)/);
+  const emuUrl = emu.match[1];
+  const children = [emu.child];
+  const homes = [];
+  const schema = `dropkey_bench_${randomBytes(5).toString('hex')}`;
+  const base = values['database-url'];
+  try {
+    const control = async (path, body) => {
+      const r = await fetch(`${emuUrl}/_emulator/${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      if (!r.ok) throw new Error(`emulator ${path}: ${r.status} ${await r.text()}`);
+      return r.json();
+    };
+    const appKey = `bench${randomBytes(6).toString('hex')}`;
+    const appSecret = randomBytes(12).toString('hex');
+    await control('apps', { key: appKey, secret: appSecret, name: 'bench', redirect_uris: ['http://127.0.0.1/*'], scopes: ['account_info.read'], access: 'full', team: false });
+
+    // The same setup on each store: app, connection (imported refresh token), token:read key, one server.
+    const setups = {};
+    for (const kind of ['sqlite', 'postgres']) {
+      const home = mkdtempSync(join(tmpdir(), `dropkey-bench-${kind}-`));
+      homes.push(home);
+      const masterKey = randomBytes(32).toString('base64');
+      const databaseUrl = kind === 'postgres' ? `${base}${base.includes('?') ? '&' : '?'}schema=${schema}` : undefined;
+      const env = { DROPKEY_HOME: home, DROPKEY_MASTER_KEY: masterKey, DROPKEY_DROPBOX_URL: emuUrl, DROPKEY_LOG_LEVEL: 'warn', DROPKEY_JOBS: 'off', ...(databaseUrl ? { DROPKEY_DATABASE_URL: databaseUrl } : {}) };
+      const grant = await control('grants', { app: appKey, account: DEMO_ACCOUNT_EMAIL, token_access_type: 'offline' });
+      const dk = await Dropkey.open({ home, masterKey, ...(databaseUrl ? { databaseUrl } : {}), urls: dropboxUrlsFromBase(emuUrl) });
+      await dk.addApp({ name: 'demo', key: appKey, secret: appSecret });
+      await dk.import({ connection: 'bench', app: 'demo', refreshToken: grant.refresh_token });
+      await dk.close();
+      const key = await cli(['apikey', 'create', '--name', 'bench', '--permission', 'token:read', '--connection', 'bench'], env);
+      const serve = await startChild(['dist/cli/main.js', 'serve', '--port', '0'], env, /^dropkey serve listening on (http:\/\/\S+)$/);
+      children.push(serve.child);
+      const url = `${serve.match[1]}/api/v1/connections/bench/token`;
+      const headers = { Authorization: `Bearer ${key}` };
+      const first = await fetch(url, { headers });
+      const body = await first.text();
+      if (first.status !== 200) throw new Error(`${kind}: token endpoint answered ${first.status}: ${body}`);
+      setups[kind] = { url, headers, body };
+    }
+
+    const results = { sqlite: [], postgres: [] };
+    for (let i = 0; i < RUNS; i++) {
+      // Alternate the order so neither store always runs on a warmer machine.
+      for (const kind of i % 2 === 0 ? ['sqlite', 'postgres'] : ['postgres', 'sqlite']) {
+        const s = setups[kind];
+        const r = await load(s.url, s.headers, s.body);
+        log(`run ${i + 1} ${kind.padEnd(8)} ${r.rps} rps, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}`);
+        results[kind].push(r);
+      }
+    }
+    const summarize = (rs) => ({ rps: median(rs.map((r) => r.rps)), p50_ms: median(rs.map((r) => r.p50_ms)), p99_ms: median(rs.map((r) => r.p99_ms)), errors: rs.reduce((a, r) => a + r.errors, 0) });
+    const sqlite = summarize(results.sqlite);
+    const postgres = summarize(results.postgres);
+    const ratio = +(postgres.rps / sqlite.rps).toFixed(3);
+    const summary = { bench: 'store-compare', connections: CONNECTIONS, duration_s: DURATION_MS / 1000, runs: RUNS, sqlite, postgres, ratio, goal: { ratio_min: 0.8 }, met: ratio >= 0.8 && sqlite.errors + postgres.errors === 0, node: process.version };
+    console.log(JSON.stringify(summary));
+    process.exitCode = summary.met ? 0 : 1;
+  } finally {
+    for (const c of children.reverse()) await stop(c);
+    for (const h of homes) rmSync(h, { recursive: true, force: true });
+    const c = new pg.Client({ connectionString: base });
+    c.on('error', () => {});
+    await c.connect().then(() => c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)).catch((err) => log(`could not drop schema ${schema}: ${err.message}`)).finally(() => c.end().catch(() => {}));
+  }
+}
+
+await main();
