@@ -223,6 +223,11 @@ test('token endpoint errors in Dropbox wording', async () => {
   assert.equal(huge.status, 400);
   const wrongType = await call('/oauth2/token', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"grant_type":"refresh_token"}' });
   assert.equal((await json(wrongType)).error, 'invalid_request');
+  // The same parameter in the query string and in the body is ambiguous: refused, never silently picked.
+  const twice = await call(`/oauth2/token?grant_type=refresh_token`, form({ ...base, grant_type: 'authorization_code', code: 'x' }));
+  assert.deepEqual(await json(twice), { error: 'invalid_request', error_description: 'duplicate field "grant_type"' });
+  const notUtf8 = await call('/oauth2/token', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: new Uint8Array([0x61, 0x3d, 0xff]) });
+  assert.deepEqual(await json(notUtf8), { error: 'invalid_request', error_description: 'request body is not valid UTF-8' });
 });
 
 test('refresh keeps the refresh token; scope narrowing; clock expiry; revoke cascades', async () => {
