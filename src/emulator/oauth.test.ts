@@ -200,6 +200,14 @@ test('HTTP Basic: a secret with "+" or "%" works sent raw (as most clients do) a
   assert.equal((await json(wrong)).error, 'invalid_client');
 });
 
+test('an app with no scopes (a legacy, non-scoped app) gets no "scope" field, not an empty one (§1.2)', async () => {
+  const { emu } = setup();
+  await emu.control.createApp({ key: 'noscopes', secret: 'noscopessecret', name: 'Unscoped', redirect_uris: [REDIRECT], scopes: [] });
+  const g: any = await emu.control.grant({ app: 'noscopes', account: DEMO_ACCOUNT_EMAIL, token_access_type: 'offline' });
+  assert.equal('scope' in g, false, JSON.stringify(Object.keys(g)));
+  assert.match(g.access_token, /^sl\./);
+});
+
 test('token endpoint errors in Dropbox wording', async () => {
   const { call, tick } = setup();
   const t = async (p: Record<string, string>) => {

@@ -22,7 +22,8 @@ export function tokenResponseBody(
 ): Record<string, unknown> {
   const body: Record<string, unknown> = { access_token: accessToken, token_type: 'bearer' };
   if (grant.token_access_type !== 'legacy') body['expires_in'] = core.tokenLifetimeSeconds;
-  body['scope'] = [...grant.scopes].sort().join(' ');
+  // `scope` is "present for scoped apps" (dropbox-api.md §1.2); an app configured with none is a legacy one.
+  if (grant.scopes.length > 0) body['scope'] = [...grant.scopes].sort().join(' ');
   if (refreshToken !== undefined) body['refresh_token'] = refreshToken;
   if (grant.team_id) body['team_id'] = grant.team_id;
   else body['account_id'] = account.account_id;
