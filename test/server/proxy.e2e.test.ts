@@ -6,7 +6,8 @@
  * The 300 MiB transfer with the RSS bound is in proxy-large.e2e.test.ts (a child-process server).
  */
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { createApp, type ServerApp } from '../../src/server/app.js';
 import { bind, type Listener } from '../../src/server/node.js';
@@ -358,6 +359,31 @@ test('only /2/<route> on the configured hosts: path tricks are refused, Host and
   // Wrong methods: RPC routes take POST only.
   const get = await proxy('/c1/2/users/get_current_account', { method: 'GET' });
   assert.equal(get.status, 405);
+});
+
+test('another host on this machine is never contacted, whatever the request names', async () => {
+  const hits: string[] = [];
+  const other = createServer((req, res) => {
+    hits.push(`${req.method} ${req.url}`);
+    res.end('other');
+  });
+  await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+  const target = `127.0.0.1:${(other.address() as AddressInfo).port}`;
+  try {
+    const attempts = [
+      rawRequest(`POST http://${target}/2/users/get_current_account HTTP/1.1\r\nHost: ${target}\r\nAuthorization: Bearer ${key}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`),
+      rawRequest(`POST http://${target}/proxy/c1/2/users/get_current_account HTTP/1.1\r\nHost: ${target}\r\nX-Forwarded-Host: ${target}\r\nForwarded: host=${target}\r\nAuthorization: Bearer ${key}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`),
+      proxy(`/c1/2/users/get_current_account?url=http://${target}/`).then((r) => r.text()),
+      proxy(`/c1/2/http:%2F%2F${target}%2F`).then((r) => r.text()),
+      proxy(`/c1/2/%2F%2F${target}/x`).then((r) => r.text()),
+      proxy(`/c1/2/@${target}/x`).then((r) => r.text()),
+      proxy('/c1/2/files/download', { headers: { 'Dropbox-API-Arg': JSON.stringify({ path: `http://${target}/` }) } }).then((r) => r.text()),
+    ];
+    await Promise.all(attempts);
+    assert.deepEqual(hits, []);
+  } finally {
+    await new Promise((r) => other.close(r));
+  }
 });
 
 test('the caller\'s query authorization, cookies and hop-by-hop headers do not reach Dropbox', async () => {
