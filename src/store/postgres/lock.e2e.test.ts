@@ -9,7 +9,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { describe, it, test } from 'node:test';
+import { afterEach, describe, it, test } from 'node:test';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { sampleApp, sampleConnection } from '../contract.js';
 import { Keyring } from '../crypto.js';
@@ -51,8 +51,9 @@ function keyring(): Keyring {
 }
 
 async function child([mode, schema, ...args]: string[]): Promise<void> {
-  if (!schema || !TEST_DATABASE_URL) throw new Error('child: no schema or database');
-  const open = () => openPostgresStore({ connectionString: TEST_DATABASE_URL, keyring: keyring(), schema, maxConnections: 3 });
+  const url = TEST_DATABASE_URL;
+  if (!schema || !url) throw new Error('child: no schema or database');
+  const open = () => openPostgresStore({ connectionString: url, keyring: keyring(), schema, maxConnections: 3 });
   if (mode === 'migrate') {
     await barrier();
     const s = await open();
@@ -110,11 +111,16 @@ interface Child {
   readonly stderr: string;
 }
 
+/** Children still running; killed after each test so a failed assertion never leaves a stopped child behind. */
+const live = new Set<ChildProcessWithoutNullStreams>();
+
 function start(key: string, ...args: string[]): Child {
   const proc = spawn(process.execPath, ['--import', 'tsx', SELF, '--child', ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, [KEY_ENV]: key },
   });
+  live.add(proc);
+  proc.on('exit', () => live.delete(proc));
   const lines: string[] = [];
   const waiters: { prefix: string; resolve: (l: string) => void }[] = [];
   let stderr = '';
@@ -171,6 +177,11 @@ function tests(url: string): void {
   const open = (schema: string, key: Buffer) => openPostgresStore({ connectionString: url, keyring: Keyring.fromKey(key), schema });
 
   describe('PostgreSQL store shared by several processes', () => {
+    afterEach(() => {
+      for (const proc of live) {
+        proc.kill('SIGKILL'); // a SIGSTOPped child dies too; SIGCONT is not needed for SIGKILL
+      }
+    });
     it('4 processes x 25 locked read-modify-writes: no lost update, never two inside', () =>
       withSchema(async (schema, key) => {
         const s = await open(schema, key);
