@@ -27,6 +27,8 @@ import { instrumentFetch } from './upstream.js';
 import { jobsModule } from './jobs/index.js';
 import { createProxyModule, proxyModule } from './proxy/index.js';
 import { openSharedBackoff } from './proxy/shared-backoff.js';
+import { registerKeyRotation } from './ui/master-key.js';
+import { keyRotationFor } from '../store/rotation.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -175,6 +177,8 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
       metrics,
       events,
     }, { modules });
+    // The web UI's master key page re-encrypts through the same code as `dropkey keys rotate` (H13, additive).
+    registerKeyRotation(app.services, keyRotationFor(stores.store, stores.keyring, nonEmpty(o.env['DROPKEY_DATABASE_URL'])));
     listener.setApp(app);
     o.stdout.write(`dropkey serve listening on http://${shownHost}:${listener.port}\n`);
     if (publicUrl !== localUrl) o.stdout.write(`public URL: ${publicUrl} (OAuth redirect URI: ${app.services.paths.redirectUri})\n`);

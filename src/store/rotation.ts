@@ -295,3 +295,44 @@ export function replaceKeyFile(path: string, keyring: Keyring): void {
     /* not supported everywhere; the file itself is synced */
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// For a running server (the web UI's admin action)
+
+/** Rotation on an open store with the keyring it was opened with: what `dropkey keys rotate` does, minus key files. */
+export interface KeyRotationController {
+  readonly activeKeyId: string;
+  readonly keyIds: readonly string[];
+  status(): Promise<KeyStatus>;
+  rotate(o?: RotateOptions): Promise<RotationReport>;
+}
+
+/**
+ * `store` is the open core store (SqliteStore has `path`, PostgresStore `schema`); `databaseUrl` is
+ * DROPKEY_DATABASE_URL, needed for PostgreSQL whose store does not expose its credentials.
+ */
+export function keyRotationFor(store: object, keyring: Keyring, databaseUrl: string | undefined): KeyRotationController {
+  const openPort = async (): Promise<SecretTablePort> => {
+    if ('path' in store && typeof store.path === 'string') return sqliteSecretPort(store.path);
+    const { selectDriver, storePaths } = await import('./index.js');
+    const driver = selectDriver(databaseUrl, storePaths('.'));
+    if (driver.kind !== 'postgres' || !('schema' in store) || typeof store.schema !== 'string') {
+      throw new DropkeyError(ErrorCodes.INTERNAL, 'the store and DROPKEY_DATABASE_URL disagree');
+    }
+    return postgresSecretPort(driver.connectionString, store.schema);
+  };
+  const withPort = async <T>(fn: (p: SecretTablePort) => Promise<T>): Promise<T> => {
+    const port = await openPort();
+    try {
+      return await fn(port);
+    } finally {
+      await port.close();
+    }
+  };
+  return {
+    activeKeyId: keyring.activeKeyId,
+    keyIds: keyring.keyIds,
+    status: () => withPort((p) => keyStatus(p)),
+    rotate: (o) => withPort((p) => rotateSecrets(p, keyring, o)),
+  };
+}

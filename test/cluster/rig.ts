@@ -31,6 +31,10 @@ export interface Instance {
   /** Resolves with the exit code or signal once the process is gone. */
   exited: Promise<number | string>;
   stderr: string[];
+  /** stdout lines (the listening address, the setup URL). */
+  stdout: string[];
+  /** Resolves with the first stdout line (already seen or coming) that matches. */
+  line(re: RegExp): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -105,9 +109,11 @@ export async function startCluster(o: { emulator?: Record<string, unknown>; base
       const stderr: string[] = [];
       proc.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
       const exited = new Promise<number | string>((r) => proc.once('exit', (code, signal) => r(code ?? signal ?? -1)));
+      const stdout: string[] = [];
+      const lines = createInterface({ input: proc.stdout! });
       const url = await new Promise<string>((resolveUrl, reject) => {
-        const lines = createInterface({ input: proc.stdout! });
         lines.on('line', (line) => {
+          stdout.push(line);
           const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
           if (m) resolveUrl(m[1]!);
         });
@@ -118,6 +124,15 @@ export async function startCluster(o: { emulator?: Record<string, unknown>; base
         proc,
         exited,
         stderr,
+        stdout,
+        line(re) {
+          const seen = stdout.find((l) => re.test(l));
+          if (seen !== undefined) return Promise.resolve(seen);
+          return new Promise((resolveLine, reject) => {
+            lines.on('line', (l) => re.test(l) && resolveLine(l));
+            void exited.then((code) => reject(new Error(`dropkey serve exited (${code}) before printing ${re}`)));
+          });
+        },
         async stop() {
           if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
           await exited;

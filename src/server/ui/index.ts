@@ -8,6 +8,7 @@
  *   GET/POST /apps, /apps/{name}; POST /apps/{name}/delete                      (apps.ts)
  *   GET/POST /api-keys; POST /api-keys/{name}/revoke; GET /audit               (keys.ts)
  *   GET/POST /webhooks, /webhooks/{id}; POST .../test|delete|deliveries/{d}/redeliver  (webhooks.ts, H12)
+ *   GET /master-key; POST /master-key/rotate                                    (master-key.ts, H13)
  * Every page but sign-in and setup needs a session (kit.ts guard); every POST a CSRF token (session.ts).
  * See docs/web-ui.md.
  */
@@ -23,6 +24,7 @@ import { authRoutes } from './auth.js';
 import { connectionRoutes } from './connections.js';
 import { keyRoutes } from './keys.js';
 import { webhookUiRoutes } from './webhooks.js';
+import { masterKeyRoutes } from './master-key.js';
 import { ASSET_CSS, ASSET_ICON, ASSET_JS } from './layout.js';
 
 export { NAV, page, type NavItem, type PageOptions } from './layout.js';
@@ -54,6 +56,7 @@ export function uiRoutes(s: ServerServices): Hono<AppEnv> {
   appRoutes(r, s);
   keyRoutes(r, s);
   webhookUiRoutes(r, s);
+  masterKeyRoutes(r, s); // issue 5 §4: master key status and re-encryption (H13)
   return r;
 }
 

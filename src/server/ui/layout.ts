@@ -23,6 +23,7 @@ export const NAV: NavItem[] = [
   { href: '/api-keys', label: 'API keys' },
   { href: '/webhooks', label: 'Webhooks' },
   { href: '/audit', label: 'Audit log' },
+  { href: '/master-key', label: 'Master key' },
 ];
 
 export interface Notice {
