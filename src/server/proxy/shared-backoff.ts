@@ -12,6 +12,8 @@
 import { MemoryBackoffStore, type BackoffState, type BackoffStore, type RateLimitReason } from './backoff.js';
 
 export const BACKOFF_TABLE = 'proxy_backoff';
+/** How long the table is skipped after it failed to answer. */
+export const RETRY_AFTER_FAILURE_MS = 5_000;
 
 /** The SQL a driver offers; `until` is epoch ms. */
 export interface BackoffTable {
@@ -33,6 +35,8 @@ export class SharedBackoffStore implements BackoffStore {
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
   #failing = false;
+  /** After a failure, the table is left alone until then (no proxied request waits on a dead database). */
+  #retryAt = 0;
 
   constructor(table: BackoffTable, options: SharedBackoffOptions = {}) {
     this.#table = table;
@@ -43,6 +47,7 @@ export class SharedBackoffStore implements BackoffStore {
   async get(key: string, now: number): Promise<BackoffState | undefined> {
     const known = this.#local.get(key, now);
     if (known) return known;
+    if (this.#clock() < this.#retryAt) return undefined;
     try {
       const b = await this.#table.get(key, now);
       this.#ok();
@@ -56,6 +61,7 @@ export class SharedBackoffStore implements BackoffStore {
 
   async block(key: string, state: BackoffState): Promise<void> {
     this.#local.block(key, state);
+    if (this.#clock() < this.#retryAt) return;
     try {
       await this.#table.block(key, state, this.#clock());
       this.#ok();
@@ -75,6 +81,7 @@ export class SharedBackoffStore implements BackoffStore {
   #fail(err: unknown): void {
     if (!this.#failing) this.#onError(err);
     this.#failing = true;
+    this.#retryAt = this.#clock() + RETRY_AFTER_FAILURE_MS;
   }
 }
 
