@@ -53,6 +53,9 @@ export async function bind(port: number, host: string): Promise<Listener & { set
   });
   // Keep-alive longer than typical load balancers' idle timeouts (60 s) avoids races on reused sockets.
   server.keepAliveTimeout = 65_000;
+  // Node's default requestTimeout (300 s for a whole request) would cut proxied uploads that take longer, e.g.
+  // 150 MiB on a slow link. Slow-header attacks stay bounded by headersTimeout (60 s), which is kept.
+  server.requestTimeout = 0;
   await new Promise<void>((resolve, reject) => {
     const fail = (err: NodeJS.ErrnoException) => reject(listenError(err, port, host));
     server.once('error', fail);
