@@ -2,7 +2,7 @@
  * `dropkey keys status|rotate|generate`: master key rotation (issue 5 §4). The procedure, and why the new key list
  * must reach every instance before the rotation: docs/decisions/0003-key-rotation.md, docs/deploy.md.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Command, CommandContext } from '../context.js';
 import { intOption, parseOptions, usageError } from '../config.js';
 import { writeJson } from '../output.js';
@@ -85,6 +85,11 @@ async function open(ctx: Ctx): Promise<Opened> {
   const masterKey = nonEmpty(ctx.env['DROPKEY_MASTER_KEY']);
   const databaseUrl = nonEmpty(ctx.env['DROPKEY_DATABASE_URL']);
   const driver = selectDriver(databaseUrl, paths);
+  if (!masterKey && !existsSync(paths.keyFile)) {
+    // Opening the store decides: an empty store gets its key file (as on any first use); a store that holds
+    // secrets without its key file is refused with the restore hint.
+    await (await openStore({ home, databaseUrl })).close();
+  }
   const keyring = masterKey ? keyringFromMasterKey(masterKey) : loadOrCreateKeyFile(paths.keyFile, { create: false });
   return {
     keyring,
@@ -174,6 +179,11 @@ async function rotate(
   } else {
     ctx.stdout.write(`Re-encrypted ${report.rewritten} secret(s) under key ${report.activeKeyId} in ${Date.now() - started} ms; ${report.remaining} left under other keys.\n`);
     for (const c of report.columns.filter((x) => x.rewritten > 0 || x.remaining > 0)) ctx.stdout.write(`  ${c.table}.${c.column}: ${c.rewritten} rewritten, ${c.remaining} left\n`);
+    if (o.mode === 'env' && target.keyIds.length === 1 && report.rewritten === 0) {
+      ctx.stdout.write(
+        'DROPKEY_MASTER_KEY lists one key and every secret is under it: nothing to rotate. To move to a new key: "dropkey keys generate", put the new key first in DROPKEY_MASTER_KEY on every instance (old key after it, comma-separated), restart them, run "dropkey keys rotate", then remove the old key.\n',
+      );
+    }
     if (dropped.length > 0) ctx.stdout.write(`Removed unused key(s) ${dropped.join(', ')} from ${o.keyFile}.\n`);
     else if (report.remaining === 0 && o.mode === 'file' && target.keyIds.length > 1) ctx.stdout.write(`Old key(s) are still in ${o.keyFile}; remove them with "dropkey keys prune" once every instance runs with the new key.\n`);
   }
