@@ -18,7 +18,7 @@ import { DEFAULT_CONNECTION, validateName } from './names.js';
 import { createSdkAuth, type DropkeySdkAuth, type SdkAuthOptions } from './sdk-auth.js';
 import { clientOf, identify, type Identity, makeRefreshGrant, rpcCall } from './protocol.js';
 import { type Logger, redactText, safeLogger } from './redact.js';
-import { LOCK_TTL_MS, loginCommand, notFound, Refresher } from './refresher.js';
+import { LOCK_TTL_MS, loginCommand, notFound, Refresher, refreshFallbackError } from './refresher.js';
 import { defaultSleep, type ResolvedRetry, resolveRetry, withRetry } from './retry.js';
 import type {
   AppInfo,
@@ -676,13 +676,19 @@ export class Dropkey {
     };
   }
 
-  /** Refreshes now when needed (or always with `force`), and returns the connection. */
+  /**
+   * Refreshes now when needed (or always with `force`), and returns the connection. A refresh that fails throws,
+   * even when the current access token still works (token readers keep using it; whoever asked for a refresh
+   * must learn it did not happen): the error keeps the cause's code and says until when the old token works.
+   */
   async refresh(name: string = DEFAULT_CONNECTION, options: { force?: boolean; signal?: AbortSignal } = {}): Promise<ConnectionInfo> {
     validateName('connection', name);
     const rec = await this.#refresher.fresh(name, {
       ...(options.force ? { forceRefresh: true } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
+    const failed = refreshFallbackError(rec);
+    if (failed !== undefined) throw refreshFailedError(rec, failed);
     return connectionInfo(rec);
   }
 
@@ -839,4 +845,21 @@ export class Dropkey {
   get _internals(): { fetch: FetchLike; now: () => number; sleep: Sleep; log: Logger; retry: ResolvedRetry; marginMs: number } {
     return { fetch: this.#fetch, now: this.#now, sleep: this.#sleep, log: this.#log, retry: this.#retry, marginMs: this.#marginMs };
   }
+}
+
+/** A refresh that failed while the old token still works (Dropkey.refresh): the cause's code, in plain words. */
+function refreshFailedError(rec: ConnectionRecord, err: unknown): DropkeyError {
+  const code = err instanceof DropkeyError ? err.code : err instanceof DropboxApiError ? ErrorCodes.DROPBOX_API : ErrorCodes.DROPBOX_UNAVAILABLE;
+  const why = err instanceof Error ? redactText(err.message).slice(0, 300) : 'unknown error';
+  const until = rec.accessTokenExpiresAt === null ? null : new Date(rec.accessTokenExpiresAt).toISOString();
+  return new DropkeyError(
+    code,
+    `Refreshing connection "${rec.name}" failed: ${why.replace(/\.?$/, '.')} The current access token still works` +
+      `${until ? ` until ${until}` : ''}, so services using it are not affected yet.`,
+    {
+      cause: err,
+      hint: (err instanceof DropkeyError && err.hint) || `Try again in a few minutes; if it keeps failing, run: dropkey doctor --connection ${rec.name}`,
+      details: { connection: rec.name, refreshed: false, access_token_expires_at: until },
+    },
+  );
 }

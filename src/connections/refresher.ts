@@ -136,6 +136,19 @@ function describeOAuthError(err: DropboxApiError): string {
   return redactText(desc ? `${err.summary}: ${desc}` : err.summary).slice(0, 300);
 }
 
+/**
+ * Records handed back by a refresh that failed while the current token still works (the fallback below), mapped to
+ * the error. Every caller sharing that refresh gets the same object: token readers ignore the mark, while a caller
+ * that asked for a refresh (Dropkey.refresh, `dropkey refresh`, the server's refresh route and "Refresh now") must
+ * be told it failed (see refreshFallbackError).
+ */
+const fallbackErrors = new WeakMap<ConnectionRecord, unknown>();
+
+/** The refresh error behind a fallback record (the old, still valid token), or undefined after a real refresh. */
+export function refreshFallbackError(rec: ConnectionRecord): unknown {
+  return fallbackErrors.get(rec);
+}
+
 export class Refresher {
   readonly #deps: RefresherDeps;
   readonly #inflight = new Map<string, Promise<ConnectionRecord>>();
@@ -312,7 +325,7 @@ export class Refresher {
       });
     }
     const message = err instanceof Error ? redactText(err.message) : 'unknown error';
-    await record({ lastError: `Refreshing the access token failed: ${message}` });
+    const recorded = await record({ lastError: `Refreshing the access token failed: ${message}` });
     // A proactive refresh that fails while the current token still works must not break the caller.
     const left = remainingMs(cur, now());
     if (cur.accessToken && left !== null && left > Math.max(0, minValidMs ?? 0) && !(err instanceof DropkeyError && err.code === ErrorCodes.CANCELLED)) {
@@ -320,7 +333,9 @@ export class Refresher {
       // Nango's cooldown: while Dropbox is failing, callers in this process keep the working token instead of
       // each waiting through a full round of retries.
       this.#cooldownUntil.set(cur.name, now() + COOLDOWN_MS);
-      return cur;
+      const fallback: ConnectionRecord = { ...recorded, accessToken: cur.accessToken, accessTokenExpiresAt: cur.accessTokenExpiresAt };
+      fallbackErrors.set(fallback, err);
+      return fallback;
     }
     throw err;
   }

@@ -303,15 +303,7 @@ export class TokenService {
       this.#cache.delete(name);
       // Connection events for a refresh that failed here (H12: needs_reauth once per transition, refresh_failed throttled).
       reportRefreshFailure(this.deps, name, err, { detected_by: 'token_request' });
-      if (err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED) {
-        const url = this.paths.reconnect(name);
-        throw new DropkeyError(ErrorCodes.REAUTH_REQUIRED, err.message, {
-          cause: err,
-          hint: `An admin must connect it again: ${url}`,
-          details: { connection: name, reconnect_url: url },
-        });
-      }
-      throw err;
+      throw withReconnectUrl(this.paths, name, err);
     }
     const token = { info, body: tokenBody(info) };
     const now = clock();
@@ -324,6 +316,17 @@ export class TokenService {
   invalidate(name: string): void {
     this.#cache.delete(name);
   }
+}
+
+/** A REAUTH_REQUIRED error gets the page where an admin reconnects (issue 4 §3: 409 with the reconnect URL). */
+export function withReconnectUrl(paths: { reconnect(name: string): string }, name: string, err: unknown): unknown {
+  if (!(err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED)) return err;
+  const url = paths.reconnect(name);
+  return new DropkeyError(ErrorCodes.REAUTH_REQUIRED, err.message, {
+    cause: err,
+    hint: `An admin must connect it again: ${url}`,
+    details: { connection: name, reconnect_url: url },
+  });
 }
 
 // ---------------------------------------------------------------- all services

@@ -17,7 +17,7 @@ import { type AppContext, type AppEnv, clientIp, readJsonObject, type ServerModu
 import { HttpError, ServerErrorCodes } from '../errors.js';
 import { reportRefreshFailure } from '../jobs/events.js';
 import { createConnectLink } from '../oauth/flow.js';
-import { authorize, type ServerServices } from '../services.js';
+import { authorize, type ServerServices, withReconnectUrl } from '../services.js';
 import { createFirstAdmin } from '../setup.js';
 
 export function connectionView(c: ConnectionInfo) {
@@ -134,7 +134,8 @@ export function apiRoutes(s: ServerServices): Hono<AppEnv> {
     } catch (err) {
       reportRefreshFailure(s, name, err, { detected_by: 'refresh_request' }); // connection events (H12)
       await s.audit.write(actorOf(key), 'connection.refresh_failed', name, { code: err instanceof DropkeyError ? err.code : 'unknown' });
-      throw err;
+      // Never a 2xx: the facade throws even when the old token still works (details.refreshed = false).
+      throw withReconnectUrl(s.paths, name, err);
     } finally {
       s.tokens.invalidate(name);
     }

@@ -110,7 +110,18 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
           tags: ['connections'],
           security: keyAuth,
           parameters: [nameParam],
-          responses: { '200': { description: 'Refreshed.', content: json({ type: 'object', properties: { connection: ref('Connection') } }) }, ...common, '404': err('No such connection.'), '409': err('DROPKEY_REAUTH_REQUIRED.') },
+          description:
+            'Needs admin. Asks Dropbox for a new access token now, even if the current one is still fresh. A refresh that fails is never a 2xx, ' +
+            'even while the old access token still works (then `error.details.refreshed` is false and `error.details.access_token_expires_at` says until when it works; ' +
+            'token requests keep receiving it). Failures emit connection.refresh_failed or connection.needs_reauth (webhooks).',
+          responses: {
+            '200': { description: 'Refreshed: a new access token is stored.', content: json({ type: 'object', properties: { connection: ref('Connection') } }) },
+            ...common,
+            '404': err('No such connection (DROPKEY_NOT_FOUND).'),
+            '409': err('DROPKEY_REAUTH_REQUIRED: Dropbox rejected the refresh token; `error.details.reconnect_url` is the page where an admin reconnects it. DROPKEY_TOKEN_EXPIRED: an imported access token cannot be refreshed.'),
+            '502': err('Dropbox refused the refresh: DROPKEY_INVALID_CLIENT (the app key or secret) or DROPKEY_DROPBOX_API.'),
+            '503': err('Dropbox unreachable or failing (DROPKEY_DROPBOX_UNAVAILABLE, after retries), or the store is busy (DROPKEY_STORE, DROPKEY_LOCK_TIMEOUT).'),
+          },
         },
       },
       '/connect-links': {

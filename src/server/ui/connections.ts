@@ -17,7 +17,8 @@ import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppEnv } from '../context.js';
 import { mapError } from '../errors.js';
 import { browserBinding, createConnectLink, startBrowserLogin } from '../oauth/flow.js';
-import type { ServerServices } from '../services.js';
+import { reportRefreshFailure } from '../jobs/events.js';
+import { type ServerServices, withReconnectUrl } from '../services.js';
 import { expiresIn, iso, STATE_LABEL, stateExplanation, when } from './format.js';
 import { type Html, html } from './html.js';
 import { actorOf, errorText, field, guard, guardPost, isUserError, wantsJson } from './kit.js';
@@ -283,8 +284,11 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
         await s.dropkey.refresh(name, { force: true, signal: c.req.raw.signal });
       } catch (err) {
         if (!(err instanceof DropkeyError) || err.code === ErrorCodes.NOT_FOUND) throw err;
+        // The same connection events as the token API and the refresh route (webhooks: refresh_failed, needs_reauth).
+        reportRefreshFailure(s, name, err, { detected_by: 'ui' });
         await s.audit.write(actorOf(ui), 'connection.refresh_failed', name, { code: err.code });
-        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: `Refreshing failed: ${failureText(err)}` }]), 502);
+        const shown = withReconnectUrl(s.paths, name, err);
+        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: `Refreshing failed: ${failureText(shown)}` }]), 502);
       } finally {
         s.tokens.invalidate(name);
       }
