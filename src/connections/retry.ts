@@ -80,19 +80,8 @@ export function classifyTransient(err: unknown): Transient | undefined {
   return undefined;
 }
 
-export const defaultSleep: Sleep = (ms, signal) =>
-  new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+// One abortable timer for the whole package: the Dropbox client's (re-exported for the facade's callers).
+export { defaultSleep } from '../dropbox/retry.js';
 
 export interface ResolvedRetry {
   attempts: number;

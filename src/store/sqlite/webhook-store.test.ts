@@ -97,6 +97,23 @@ test('claims are exclusive across handles until the lease ends; attempts are log
   await b.close();
 });
 
+test('job runs: a second handle whose clock is BEHIND the first still runs the job once per period', async () => {
+  const a = await open();
+  const b = await open();
+  const SKEW = 5_000; // b's clock is 5 s behind a's
+  assert.equal(await a.beginJobRun('skew', T0, 60_000), true);
+  assert.equal(await b.beginJobRun('skew', T0 - SKEW, 60_000), false, 'b sees a start "in its future": this period, skip');
+  assert.equal(await b.beginJobRun('skew', T0 - 59_999, 60_000), false, 'still within one period of that start');
+  // The next period on a's clock: a runs, then b (still 5 s behind, so it thinks the period is older) skips again.
+  assert.equal(await a.beginJobRun('skew', T0 + 60_000, 60_000), true);
+  assert.equal(await b.beginJobRun('skew', T0 + 60_000 - SKEW, 60_000), false);
+  // A clock a whole period behind is a different period (|now - last| >= minInterval).
+  assert.equal(await b.beginJobRun('skew', T0, 60_000), true);
+  assert.equal((await a.listJobRuns()).find((r) => r.name === 'skew')!.runs, 3);
+  await a.close();
+  await b.close();
+});
+
 test('job runs: one start per period across handles, recorded outcomes', async () => {
   const a = await open();
   const b = await open();
