@@ -58,6 +58,25 @@ describe('stored connections', () => {
     assert.equal(ok.healthy, true, JSON.stringify(ok.findings));
   });
 
+  test('scopes unknown after a refresh-token import: files.content.write is confirmed by a harmless upload session', async () => {
+    // The app is registered without scopes, so the import's refresh answer lists none (§1.2) and nothing is recorded.
+    const a = await rig.appWithAccount({ name: 'wr' });
+    await rig.dk.store.updateApp('wr', { scopes: [] });
+    await rig.dk.import({ connection: 'wr', app: 'wr', refreshToken: (await a.grant()).refresh_token! });
+    assert.deepEqual((await rig.dk.get('wr')).scopes, [], 'Dropbox did not say');
+    await rig.emu.control.clearRequests();
+    const r = await rig.dk.doctor({ connection: 'wr', need: ['files/upload'] });
+    assert.deepEqual(r.findings, [], 'granted: nothing missing, nothing left unverified');
+    const probes = (await rig.emu.control.requests()).filter((q) => q.path.split('?')[0] === '/2/files/upload_session/start');
+    assert.equal(probes.length, 1, 'one live check');
+    assert.equal(probes[0]!.status, 200);
+    // Harmless: the session holds no data, is never finished and expires; the account's files are unchanged.
+    const token = await rig.dk.getAccessToken('wr');
+    const listed = await rig.emu.rpc('files/list_folder', { path: '', recursive: true }, token);
+    assert.equal(listed.status, 200);
+    assert.deepEqual((listed.json as { entries: unknown[] }).entries, []);
+  });
+
   test('needs_reauth after the refresh token was revoked', async () => {
     const a = await rig.appWithAccount({ name: 'gone' });
     await rig.dk.import({ connection: 'gone', app: 'gone', refreshToken: (await a.grant()).refresh_token! });
