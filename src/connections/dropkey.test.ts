@@ -138,6 +138,22 @@ describe('import and tokens', () => {
     assert.notEqual(await rig.dk.getAccessToken('c1'), before);
   });
 
+  test('refresh(force) that fails while the old token works throws (the cause\'s code, refreshed: false); token readers keep the old token', async () => {
+    const before = await rig.dk.getAccessToken('c1');
+    await rig.emu.control.fault({ route: 'oauth2/token', status: 503, count: 20 });
+    try {
+      const err = await rejectsWith(rig.dk.refresh('c1', { force: true }), ErrorCodes.DROPBOX_UNAVAILABLE, /^Refreshing connection "c1" failed: .* The current access token still works until \d{4}-/);
+      assert.equal(err.details?.['refreshed'], false);
+      assert.ok(!`${err.message} ${err.hint}`.includes(before));
+      assert.equal(await rig.dk.getAccessToken('c1'), before, 'a token request is not broken by the failed refresh');
+    } finally {
+      await rig.emu.control.clearFaults();
+    }
+    const after = await rig.dk.refresh('c1', { force: true });
+    assert.equal(after.lastError, null);
+    assert.notEqual(await rig.dk.getAccessToken('c1'), before);
+  });
+
   test('5xx and 429 from the token endpoint are retried (Retry-After honoured)', async () => {
     await rig.advance(4 * 3600);
     await rig.emu.control.clearRequests();
