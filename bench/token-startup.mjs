@@ -1,7 +1,7 @@
 // Start-up cost of the CLI's hot path: wall time of `dropkey token` on a fresh (valid) token, against
 // `node -e ""` measured in the same run, interleaved so that machine noise hits both alike. Goal: ratio <= 2.0.
 //
-//   npm run build && node bench/token-startup.mjs [--runs 21] [--main dist/cli/main.js]
+//   npm run build && node bench/token-startup.mjs [--runs 21] [--main dist/cli/dropkey.cjs]
 //
 // Sets up its own DROPKEY_HOME with a connection made through an in-process emulator (no network). Prints one
 // JSON line. A fresh token means no HTTP at all on the measured path: this measures loading and the store read.
@@ -16,7 +16,8 @@ const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const { values } = parseArgs({ options: { runs: { type: 'string' }, main: { type: 'string' }, warmup: { type: 'string' } } });
 const runs = Math.max(15, Number(values.runs ?? 21));
 const warmup = Number(values.warmup ?? 3);
-const main = resolve(values.main ?? join(root, 'dist/cli/main.js'));
+// What users run: the package's bin (dist/cli/dropkey.cjs).
+const main = resolve(values.main ?? join(root, JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).bin.dropkey));
 if (!existsSync(main)) {
   console.error(`${main} is missing: run npm run build first`);
   process.exit(1);

@@ -30,4 +30,20 @@ await esbuild.build({
   allowOverwrite: true,
   logLevel: 'warning',
 });
-if (existsSync('dist/cli/main.js')) chmodSync('dist/cli/main.js', 0o755);
+
+// 3. The binary (dist/cli/dropkey.cjs) and the `dropkey token` hot path (dist/cli/token.cjs) as CommonJS: loading
+//    them needs no ES module loader. import.meta.url (used with createRequire) is given its CommonJS equivalent.
+const cjs = {
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  packages: 'external',
+  sourcemap: 'linked',
+  logLevel: 'warning',
+  define: { 'import.meta.url': '__dropkey_import_meta_url' },
+  banner: { js: "const __dropkey_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+};
+await esbuild.build({ ...cjs, entryPoints: ['src/cli/token-main.ts'], outfile: 'dist/cli/token.cjs' });
+await esbuild.build({ ...cjs, entryPoints: ['src/cli/bin.ts'], outfile: 'dist/cli/dropkey.cjs', external: ['./token.cjs', './main.js'], banner: { js: '#!/usr/bin/env node' }, define: {} });
+for (const f of ['dist/cli/main.js', 'dist/cli/dropkey.cjs']) if (existsSync(f)) chmodSync(f, 0o755);

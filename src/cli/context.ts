@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 
 /**
@@ -12,6 +13,11 @@ export interface CommandContext {
   stdin: Readable & { isTTY?: boolean };
   stdout: Writable & { isTTY?: boolean };
   stderr: Writable & { isTTY?: boolean };
+  /**
+   * The file descriptor behind `stdout` when it is the process's own (1), so a hot path can write a short line
+   * synchronously without building the stdout stream (see writeLine). Absent in tests that pass their own streams.
+   */
+  stdoutFd?: number;
   /** Aborted on Ctrl-C (SIGINT) or SIGTERM. Long-running commands must stop cleanly when it fires. */
   signal: AbortSignal;
 }
@@ -21,4 +27,21 @@ export interface Command {
   summary: string;
   usage: string;
   run(ctx: CommandContext): Promise<number | void>;
+}
+
+/**
+ * Writes one short line to stdout. With a real file descriptor it writes synchronously and skips building
+ * process.stdout (a measurable part of `dropkey token`'s start-up when stdout is a pipe); a full non-blocking pipe
+ * (EAGAIN) falls back to the stream, which queues.
+ */
+export function writeLine(ctx: Pick<CommandContext, 'stdout' | 'stdoutFd'>, text: string): void {
+  if (ctx.stdoutFd !== undefined) {
+    try {
+      writeSync(ctx.stdoutFd, text);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+    }
+  }
+  ctx.stdout.write(text);
 }

@@ -1,9 +1,11 @@
-import { DropkeyError, ErrorCodes, isDropkeyError } from '../errors.js';
+import { DropkeyError } from '../errors.js';
 import { commands } from './cli.js';
 import type { CommandContext } from './context.js';
 
-/** Exit codes: 0 ok, 1 a problem was found or an operation failed, 2 bad usage, 130 interrupted. */
-export const ExitCodes = { OK: 0, FAILED: 1, USAGE: 2, INTERRUPTED: 130 } as const;
+import { commandContext } from './process.js';
+import { ExitCodes, reportError } from './report.js';
+
+export { ExitCodes, reportError };
 
 function usage(): string {
   const names = Object.keys(commands);
@@ -40,32 +42,11 @@ export async function run(argv: string[], ctx: Omit<CommandContext, 'argv'>): Pr
       ctx.stdout.write(`${command.usage.trimEnd()}\n`);
       return ExitCodes.OK;
     }
-    const code = await command.run({ ...ctx, argv: rest });
+    const code = await command.run(commandContext(ctx, rest));
     return typeof code === 'number' ? code : ExitCodes.OK;
   } catch (err) {
     return reportError(err, ctx);
   }
-}
-
-export function reportError(err: unknown, ctx: Pick<CommandContext, 'stderr' | 'env'>): number {
-  if (isDropkeyError(err)) {
-    ctx.stderr.write(`dropkey: ${err.message}\n`);
-    if (err.hint) ctx.stderr.write(`  ${err.hint.split('\n').join('\n  ')}\n`);
-    if (ctx.env['DROPKEY_DEBUG'] && err.cause) ctx.stderr.write(`  cause: ${String((err.cause as Error)?.stack ?? err.cause)}\n`);
-    if (err.code === ErrorCodes.CANCELLED) return ExitCodes.INTERRUPTED;
-    if (err.code === ErrorCodes.BAD_INPUT) return ExitCodes.USAGE;
-    return ExitCodes.FAILED;
-  }
-  // parseArgs errors (unknown option, missing value) are usage errors.
-  const e = err as { code?: string; message?: string; stack?: string };
-  if (typeof e?.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS')) {
-    ctx.stderr.write(`dropkey: ${e.message}\n  Run the command with --help to see its options.\n`);
-    return ExitCodes.USAGE;
-  }
-  ctx.stderr.write(`dropkey: unexpected error: ${e?.message ?? String(err)}\n`);
-  if (ctx.env['DROPKEY_DEBUG']) ctx.stderr.write(`${e?.stack ?? ''}\n`);
-  else ctx.stderr.write('  This is a bug in dropkey. Run again with DROPKEY_DEBUG=1 for details and report it.\n');
-  return ExitCodes.FAILED;
 }
 
 export { DropkeyError };

@@ -1,23 +1,7 @@
 #!/usr/bin/env node
-// The `dropkey` binary. The only place (with server/main.ts) that reads process.* for the CLI.
+// The CLI's ES module entry: every command, loaded lazily from the command table. The installed `dropkey` binary
+// is bin.ts (dist/cli/dropkey.cjs), which sends `dropkey token` to its own small bundle and everything else here.
 import { run } from './index.js';
+import { processContext } from './process.js';
 
-const controller = new AbortController();
-let interrupted = 0;
-const onSignal = (sig: NodeJS.Signals): void => {
-  interrupted++;
-  if (interrupted > 1) process.exit(130); // a second Ctrl-C forces the exit
-  controller.abort(new Error(`interrupted by ${sig}`));
-};
-process.on('SIGINT', onSignal);
-process.on('SIGTERM', onSignal);
-
-const code = await run(process.argv.slice(2), {
-  env: process.env,
-  cwd: process.cwd(),
-  stdin: process.stdin,
-  stdout: process.stdout,
-  stderr: process.stderr,
-  signal: controller.signal,
-});
-process.exitCode = code;
+process.exitCode = await run(process.argv.slice(2), processContext());

@@ -1,5 +1,5 @@
 /**
- * Running the BUILT CLI (`node dist/cli/main.js`, so `npm run build` first) as a child process against an
+ * Running the BUILT CLI (the package's bin, `node dist/cli/dropkey.cjs`, so `npm run build` first) as a child process against an
  * in-process emulator on 127.0.0.1:0, with its own throw-away DROPKEY_HOME.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -11,8 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { startEmulator, type StartedEmulator, type TokenResponse } from '../helpers/emulator.js';
 
 export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-/** DROPKEY_CLI_MAIN points the tests at another build of the CLI (e.g. a bundle); default: the tsc build. */
-export const MAIN = process.env['DROPKEY_CLI_MAIN'] ? resolve(process.env['DROPKEY_CLI_MAIN']) : join(ROOT, 'dist/cli/main.js');
+/**
+ * DROPKEY_CLI_MAIN points the tests at another build of the CLI; default: what users run, the package's bin
+ * (dist/cli/dropkey.cjs), so `dropkey token`'s own bundle is what these tests exercise.
+ */
+export const MAIN = process.env['DROPKEY_CLI_MAIN'] ? resolve(process.env['DROPKEY_CLI_MAIN']) : join(ROOT, 'dist/cli/dropkey.cjs');
 /** A preload that shifts the child's Date.now by FAKE_CLOCK_OFFSET_MS: time passes for dropkey as for the emulator. */
 const FAKE_CLOCK = join(ROOT, 'test/cli/fake-clock.mjs');
 

@@ -3,7 +3,7 @@
  * always works. This is the CLI's hot path (bench/token-startup.mjs): when the stored token is fresh, only the
  * store is loaded; the facade (OAuth, HTTP, retries) is imported only when a refresh is needed.
  */
-import type { Command } from '../context.js';
+import { writeLine, type Command } from '../context.js';
 import { intOption, loadConfig, parseOptions } from '../config.js';
 import { facadeOn, openStoreOnly } from '../session.js';
 import { validateName } from '../../connections/names.js';
@@ -61,7 +61,7 @@ const command: Command = {
         }
       }
       if (!values.json) {
-        ctx.stdout.write(`${t.accessToken}\n`);
+        writeLine(ctx, `${t.accessToken}\n`);
         return;
       }
       const now = Date.now();

@@ -11,7 +11,8 @@
  * - A "key check" value in `meta`, encrypted at first open, makes a wrong master key fail at open with a clear
  *   message instead of later, in the middle of a command.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openDatabase } from './driver.js';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -81,7 +82,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
       const mode = statSync(path).mode & 0o777;
       if (mode & 0o077) warn(`the dropkey database ${path} is accessible by other users (mode ${mode.toString(8)}); run: chmod 600 ${path}`);
     }
-    db = new Database(path, { timeout: options.busyTimeoutMs ?? 5000 });
+    db = openDatabase(path, { timeout: options.busyTimeoutMs ?? 5000 });
   } catch (cause) {
     throw fail('open the database', cause);
   }

@@ -6,7 +6,8 @@
  * mapped to DROPKEY_STORE naming the operation (never parameter values). Credentials arrive already hashed; the
  * pending-login code verifier is encrypted with the Keyring, bound to its row (AAD).
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openDatabase } from './driver.js';
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -187,7 +188,7 @@ export async function openSqliteServerStore(options: SqliteServerStoreOptions, n
   try {
     mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
     if (!existsSync(options.path)) closeSync(openSync(options.path, 'a', 0o600));
-    db = new Database(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
+    db = openDatabase(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
   } catch (cause) {
     throw fail('open the database', cause);
   }

@@ -7,7 +7,8 @@
  * errors mapped to DROPKEY_STORE naming the operation, never parameter values. Signing secrets are encrypted with
  * the Keyring, bound to their row (AAD), and a CHECK refuses anything that is not a ciphertext.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openDatabase } from './driver.js';
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -203,7 +204,7 @@ export async function openSqliteWebhookStore(options: SqliteWebhookStoreOptions,
   try {
     mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
     if (!existsSync(options.path)) closeSync(openSync(options.path, 'a', 0o600));
-    db = new Database(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
+    db = openDatabase(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
   } catch (cause) {
     throw storeError('open the database', cause);
   }
