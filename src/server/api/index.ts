@@ -19,27 +19,9 @@ import { reportRefreshFailure } from '../jobs/events.js';
 import { createConnectLink } from '../oauth/flow.js';
 import { authorize, type ServerServices, withReconnectUrl } from '../services.js';
 import { createFirstAdmin } from '../setup.js';
+import { connectionJson as connectionView } from '../../connections/json.js';
 
-export function connectionView(c: ConnectionInfo) {
-  const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
-  return {
-    name: c.name,
-    app: c.app,
-    account_id: c.accountId,
-    email: c.email,
-    display_name: c.displayName,
-    team_id: c.teamId,
-    team_name: c.teamName,
-    scopes: c.scopes,
-    expires_at: iso(c.expiresAt),
-    state: c.state,
-    refreshable: c.refreshable,
-    last_error: c.lastError,
-    last_refresh_at: iso(c.lastRefreshAt),
-    created_at: iso(c.createdAt),
-    updated_at: iso(c.updatedAt),
-  };
-}
+export { connectionView };
 
 export function apiKeyView(k: ApiKeyRecord) {
   const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
