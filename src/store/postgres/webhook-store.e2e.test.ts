@@ -144,6 +144,16 @@ function tests(url: string): void {
       assert.deepEqual(run, { name: 'health', lastStartedAt: T0 + 60_002, lastFinishedAt: T0 + 60_010, lastOutcome: 'failed', lastError: 'boom', runs: 2 });
     });
 
+    test('an instance whose clock is BEHIND the one that started the job skips it this period', async () => {
+      const SKEW = 5_000;
+      assert.equal(await a.beginJobRun('skewed', T0, 60_000), true);
+      assert.equal(await b.beginJobRun('skewed', T0 - SKEW, 60_000), false, 'a start "in b\'s future" is this period');
+      assert.equal(await a.beginJobRun('skewed', T0 + 60_000, 60_000), true);
+      assert.equal(await b.beginJobRun('skewed', T0 + 60_000 - SKEW, 60_000), false);
+      assert.equal(await b.beginJobRun('skewed', T0, 60_000), true, 'a whole period behind is another period');
+      assert.equal((await a.listJobRuns()).find((r) => r.name === 'skewed')?.runs, 3);
+    });
+
     test('key rotation re-encrypts signing secrets', async () => {
       const fresh = freshSchemaName();
       try {
