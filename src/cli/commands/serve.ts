@@ -20,7 +20,8 @@ Options:
                      $DROPKEY_PUBLIC_URL). The OAuth redirect URI is URL/oauth/callback: register it in the
                      App Console. Dropbox accepts http only for localhost/127.0.0.1.
 
-Environment: DROPKEY_HOME, DROPKEY_MASTER_KEY, DROPKEY_DROPBOX_URL, DROPKEY_PUBLIC_URL, DROPKEY_LOG_LEVEL.
+Environment: DROPKEY_HOME, DROPKEY_MASTER_KEY, DROPKEY_DROPBOX_URL, DROPKEY_PUBLIC_URL, DROPKEY_LOG_LEVEL,
+DROPKEY_GC_HEADROOM=off (keep V8's default old-generation sizing; see docs/proxy.md "Throughput").
 `;
 
 const command: Command = {
@@ -34,6 +35,10 @@ const command: Command = {
     });
     const port = intOption('serve', 'port', values.port, { max: 65535 });
     const { startServer } = await import('../../server/main.js');
+    // Old-generation headroom so proxied streams do not trigger a full GC every ~10 MiB (server/gc-headroom.ts).
+    // Process-wide V8 setting, hence here in the serve process's entry point; DROPKEY_GC_HEADROOM=off skips it.
+    const { startGcHeadroom } = await import('../../server/gc-headroom.js');
+    const gc = ctx.env['DROPKEY_GC_HEADROOM']?.toLowerCase() === 'off' ? undefined : startGcHeadroom();
     const server = await startServer({
       env: ctx.env,
       ...(port === undefined ? {} : { port }),
@@ -42,8 +47,12 @@ const command: Command = {
       stdout: ctx.stdout,
       logStream: ctx.stderr,
       signal: ctx.signal,
+    }).catch((err: unknown) => {
+      gc?.stop();
+      throw err;
     });
     await server.done;
+    gc?.stop();
   },
 };
 export default command;
