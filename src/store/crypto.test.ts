@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { describe, it } from 'node:test';
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { deriveKeyId, isCiphertext, Keyring, keyringFromMasterKey, loadOrCreateKeyFile, secretContext } from './crypto.js';
+import { deriveKeyId, isCiphertext, Keyring, keyringFromMasterKey, loadOrCreateKeyFile, parseCiphertext, secretContext } from './crypto.js';
+import { replaceKeyFile } from './rotation.js';
 
 const ctx = secretContext('connection', 'default', 'refresh_token');
 
@@ -196,6 +197,31 @@ describe('key file', () => {
       const loaded = loadOrCreateKeyFile(path, { warn: () => {} });
       assert.equal(loaded.activeKeyId, rotated.activeKeyId);
       assert.equal(loaded.decrypt(c, ctx), 'tok');
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  it('a keyring loaded from the file follows a rotation written by another process: it reads and writes under the new key', () => {
+    const d = dir();
+    try {
+      const path = join(d, 'master.key');
+      const running = loadOrCreateKeyFile(path, { warn: () => {} }); // e.g. a dropkey serve started earlier
+      const oldId = running.activeKeyId;
+      const before = running.encrypt('old secret', ctx);
+      // `dropkey keys rotate` elsewhere: the file gains a new active key (atomic replace), then secrets move to it.
+      const rotator = loadOrCreateKeyFile(path, { warn: () => {} }).withNewActiveKey();
+      replaceKeyFile(path, rotator);
+      const moved = rotator.encrypt('new secret', ctx);
+      assert.notEqual(rotator.activeKeyId, oldId);
+      assert.equal(running.decrypt(moved, ctx), 'new secret', 'reads what the rotation wrote');
+      assert.equal(running.activeKeyId, rotator.activeKeyId, 'writes under the new active key from now on');
+      assert.equal(parseCiphertext(running.encrypt('x', ctx)).keyId, rotator.activeKeyId);
+      assert.equal(running.decrypt(before, ctx), 'old secret', 'old ciphertexts stay readable');
+      // A file that is broken right now is ignored: the keys already held keep working.
+      writeFileSync(path, 'garbage');
+      assert.equal(running.decrypt(moved, ctx), 'new secret');
+      assert.throws(() => running.decrypt(Keyring.generate().encrypt('z', ctx), ctx), (e: unknown) => e instanceof DropkeyError && e.code === ErrorCodes.KEY_ERROR);
     } finally {
       rmSync(d, { recursive: true, force: true });
     }

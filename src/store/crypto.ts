@@ -52,8 +52,10 @@ export interface KeyEntry {
 
 export class Keyring {
   readonly #keys: Map<string, KeyEntry>;
-  readonly #activeId: string;
+  #activeId: string;
   readonly source: KeySource;
+  /** For a key-file keyring: what the file looked like when last read (see #followKeyFile). */
+  #fileStamp: string | undefined;
 
   /** The first entry of `keys` is not special: `activeId` names the key new ciphertexts use. */
   constructor(keys: KeyEntry[], activeId: string, source: KeySource = { kind: 'memory' }) {
@@ -67,6 +69,7 @@ export class Keyring {
     if (!this.#keys.has(activeId)) throw keyError(`the active key id "${activeId}" is not among the keys`);
     this.#activeId = activeId;
     this.source = source;
+    if (source.kind === 'file') this.#fileStamp = fileStamp(source.path);
   }
 
   /** A one-key keyring (e.g. from DROPKEY_MASTER_KEY). */
@@ -92,8 +95,42 @@ export class Keyring {
     return this.#keys.has(id);
   }
 
+  /**
+   * A keyring loaded from a key file follows changes to that file, so that `dropkey keys rotate` run elsewhere
+   * (another process, another instance on the same data directory) does not leave a running `dropkey serve` unable
+   * to read what the rotation wrote, or writing under a key about to be pruned. Keys are only ever added in memory,
+   * never dropped, and a file that cannot be read or parsed right now is ignored (the keys already held stay).
+   * Returns true when the file brought a change.
+   */
+  #followKeyFile(): boolean {
+    if (this.source.kind !== 'file') return false;
+    const path = this.source.path;
+    const stamp = fileStamp(path);
+    if (stamp === undefined || stamp === this.#fileStamp) return false;
+    this.#fileStamp = stamp;
+    let fresh: Keyring;
+    try {
+      fresh = parseKeyFile(readFileSync(path, 'utf8'), path);
+    } catch {
+      return false;
+    }
+    let changed = false;
+    for (const id of fresh.keyIds) {
+      if (!this.#keys.has(id)) {
+        this.#keys.set(id, fresh.#keys.get(id)!);
+        changed = true;
+      }
+    }
+    if (fresh.#activeId !== this.#activeId) {
+      this.#activeId = fresh.#activeId;
+      changed = true;
+    }
+    return changed;
+  }
+
   /** Encrypts `plaintext` under the active key, bound to `context` (see secretContext). */
   encrypt(plaintext: string, context: string): string {
+    this.#followKeyFile();
     const entry = this.#keys.get(this.#activeId)!;
     const iv = randomBytes(IV_BYTES);
     const cipher = createCipheriv('aes-256-gcm', entry.key, iv, { authTagLength: TAG_BYTES });
@@ -108,7 +145,7 @@ export class Keyring {
    */
   decrypt(ciphertext: string, context: string): string {
     const parsed = parseCiphertext(ciphertext);
-    const entry = this.#keys.get(parsed.keyId);
+    const entry = this.#keys.get(parsed.keyId) ?? (this.#followKeyFile() ? this.#keys.get(parsed.keyId) : undefined);
     if (!entry) {
       throw new DropkeyError(
         ErrorCodes.KEY_ERROR,
@@ -184,6 +221,16 @@ interface KeyFileV1 {
   version: 1;
   active: string;
   keys: { id: string; key: string; created: string }[];
+}
+
+/** Identifies a version of a file cheaply (key files are replaced by rename, so the inode changes too). */
+function fileStamp(path: string): string | undefined {
+  try {
+    const st = statSync(path);
+    return `${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
 }
 
 function aad(keyId: string, context: string): Buffer {

@@ -219,7 +219,10 @@ describe('dropkey keys rotate', () => {
       assert.equal(r.code, 0, r.stderr);
       const report = JSON.parse(r.stdout);
       assert.equal(report.remaining, 0);
-      assert.ok(report.rewritten >= before.size, `rewrote every secret (${report.rewritten})`);
+      // The background writer's keyring follows the key file, so once the file names the new key, what it writes is
+      // already under that key and needs no rewrite: the end state (checkAfter: nothing left under the old key,
+      // every secret readable with its latest value) is what proves the rotation, not this count.
+      assert.ok(report.rewritten > 0 && report.rewritten <= before.size + refreshed.size, `rewrote the secrets still under the old key (${report.rewritten})`);
       assert.ok(!r.stdout.includes('app-secret-1') && !r.stderr.includes('refresh-1'), 'no secret in the output');
 
       // The key file holds the new key (active) and still the old one.
