@@ -25,7 +25,7 @@ rotate    Re-encrypts every stored secret (app secrets, tokens, pending logins, 
           DROPKEY_MASTER_KEY on EVERY instance (keep the old one after it), restart them, then run
           "dropkey keys rotate", then remove the old key from DROPKEY_MASTER_KEY.
           An interrupted rotation is finished by running it again (no new key is made while one is pending).
-          Key file and a running "dropkey serve": restart the server right after (it loaded the old key file).
+          Key file: a running "dropkey serve" on the same data directory picks the new key up by itself.
 prune     Removes from the key file every key no stored secret uses any more (never the active key). With
           DROPKEY_MASTER_KEY, says which keys you can remove from it.
 generate  Prints a new random master key (base64) for DROPKEY_MASTER_KEY.
