@@ -90,6 +90,7 @@ export async function startCluster(o: { emulator?: Record<string, unknown>; base
   const account = await emu.control.createAccount();
   // Tokens the emulator issued before the clock moved: expired at "Dropbox" once the test advances the clock.
   const instances: Instance[] = [];
+  const spawned: { proc: ChildProcess; exited: Promise<number | string> }[] = [];
 
   const cluster: Cluster = {
     emu,
@@ -106,9 +107,11 @@ export async function startCluster(o: { emulator?: Record<string, unknown>; base
         env: { ...env, DROPKEY_HOME: home, ...extraEnv },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
+      const exited = new Promise<number | string>((r) => proc.once('exit', (code, signal) => r(code ?? signal ?? -1)));
+      // Tracked from the spawn on: one that never gets to "listening" must not outlive a failed test either.
+      spawned.push({ proc, exited });
       const stderr: string[] = [];
       proc.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
-      const exited = new Promise<number | string>((r) => proc.once('exit', (code, signal) => r(code ?? signal ?? -1)));
       const stdout: string[] = [];
       const lines = createInterface({ input: proc.stdout! });
       const url = await new Promise<string>((resolveUrl, reject) => {
@@ -134,8 +137,7 @@ export async function startCluster(o: { emulator?: Record<string, unknown>; base
           });
         },
         async stop() {
-          if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-          await exited;
+          await stopChild(proc, exited);
         },
       };
       instances.push(inst);
@@ -166,6 +168,7 @@ export async function startCluster(o: { emulator?: Record<string, unknown>; base
     cli(args, input) {
       return new Promise((resolveRun) => {
         const proc = spawn(process.execPath, [MAIN_JS, ...args], { env: { ...env, DROPKEY_HOME: newHome() }, stdio: ['pipe', 'pipe', 'pipe'] });
+        spawned.push({ proc, exited: new Promise((r) => proc.once('exit', (code, signal) => r(code ?? signal ?? -1))) });
         let stdout = '';
         let stderr = '';
         proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -183,7 +186,8 @@ export async function startCluster(o: { emulator?: Record<string, unknown>; base
       return (await emu.control.requests()).filter((r) => r['route'] === 'oauth2/token' || r.path === '/oauth2/token').length;
     },
     async close() {
-      await Promise.allSettled(instances.map((i) => i.stop()));
+      // Every child this cluster spawned (instances, CLI runs, instances that never listened) is gone after close.
+      await Promise.allSettled(spawned.map((c) => stopChild(c.proc, c.exited)));
       await store.close();
       await emu.close();
       if (!o.baseUrl) await dropSchema(schema);
@@ -191,6 +195,21 @@ export async function startCluster(o: { emulator?: Record<string, unknown>; base
     },
   };
   return cluster;
+}
+
+/** How long a child gets to shut down after SIGTERM before it is killed (a graceful stop waits for open requests). */
+const STOP_GRACE_MS = 10_000;
+
+/** SIGTERM, then SIGKILL if the child is still there after STOP_GRACE_MS: a stuck shutdown never hangs a test run. */
+async function stopChild(proc: ChildProcess, exited: Promise<number | string>): Promise<number | string> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return exited;
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_GRACE_MS);
+  try {
+    return await exited;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Keep-alive HTTP GET returning status and parsed JSON (undici's pool would open more sockets than we ask for). */

@@ -96,9 +96,14 @@ before(async () => {
 });
 
 after(async () => {
-  if (server && server.exitCode === null) {
+  // A child that already died by a signal has exitCode null too: waiting for its 'exit' would hang forever.
+  if (server && server.exitCode === null && server.signalCode === null) {
+    const exited = new Promise((r) => server.once('exit', r));
     server.kill('SIGTERM');
-    await new Promise((r) => server.once('exit', r));
+    // A graceful stop waits for open requests; a stuck one must not leave the child running after the test.
+    const force = setTimeout(() => server.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(force);
   }
   await emu?.close();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });

@@ -343,8 +343,28 @@ test('only /2/<route> on the configured hosts: path tricks are refused, Host and
     assert.ok(res.status >= 400, `${t} → ${res.status}`);
     await res.body?.cancel();
   }
+  // Raw request targets, as a hostile client sends them (fetch would normalize these before sending): backslashes,
+  // encoded backslashes and slashes, dot segments, double slashes, and another connection's name reached by climbing.
+  const rawTricks = [
+    '/proxy/c1/2/files\\..\\..\\api/v1/connections',
+    '/proxy/c1/2/files%5c..%5c..%5capi/v1/connections',
+    '/proxy/c1/2/..%5c..%5coauth2/token',
+    '/proxy/c1/2/%2e%2e%2f%2e%2e%2foauth2/token',
+    '/proxy/c1/2//oauth2/token',
+    '/proxy/c1//2/users/get_current_account',
+    '/proxy/c1%2f2/users/get_current_account',
+    '/proxy/c1/2/.%2e/.%2e/.%2e/proxy/c2/2/users/get_current_account',
+    '/proxy/c1/2/users/get_current_account/../../../../c2/2/users/get_current_account',
+  ];
+  for (const t of rawTricks) {
+    const head = await rawRequest(`POST ${t} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${key}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+    const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+    assert.ok(status >= 400, `${t} → ${head.slice(0, 200)}`);
+  }
   const reached = (await rig.emu.control.requests()).map((r) => r.path);
   assert.ok(reached.every((p) => /^\/2\/[a-z0-9_]+(\/[a-z0-9_]+)*$/.test(p)), reached.join(' '));
+  // Only /2/oauth2/token (the normalized trick above, a /2/ route Dropbox refuses) may have reached the emulator.
+  assert.deepEqual([...new Set(reached)].filter((p) => p !== '/2/oauth2/token'), [], reached.join(' '));
   // Host / X-Forwarded-Host / an absolute request target: the request goes to the configured emulator anyway.
   const raw = await rawRequest(
     `POST http://evil.example.com/proxy/c1/2/users/get_current_account HTTP/1.1\r\nHost: evil.example.com\r\nX-Forwarded-Host: evil.example.com\r\n` +
