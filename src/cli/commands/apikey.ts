@@ -41,7 +41,13 @@ const command: Command = {
       const listed = values.connection ?? [];
       if (values['all-connections'] && listed.length > 0) throw usageError('apikey', 'give --connection or --all-connections, not both');
       if (!values['all-connections'] && listed.length === 0) throw usageError('apikey', 'create needs --connection NAME (repeatable) or --all-connections');
-      const connections = values['all-connections'] || listed.includes('*') ? ('*' as const) : [...new Set(listed.flatMap((c) => c.split(',')).filter(Boolean).map((c) => validateName('connection', c)))];
+      const names = listed.flatMap((c) => c.split(',')).map((c) => c.trim()).filter(Boolean);
+      // "*" means every connection, present and future: mixed with names it would silently widen a key meant for
+      // a few connections to all of them, so it must stand alone.
+      if (names.includes('*') && names.some((c) => c !== '*')) {
+        throw usageError('apikey', '--connection "*" (every connection) cannot be combined with connection names; give one or the other');
+      }
+      const connections = values['all-connections'] || names.includes('*') ? ('*' as const) : [...new Set(names.map((c) => validateName('connection', c)))];
       const stores = await openServerStores(ctx.env);
       try {
         const { key, prefix, hash } = generateApiKey();

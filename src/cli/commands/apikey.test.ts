@@ -1,0 +1,51 @@
+/**
+ * `dropkey apikey create` scopes: the key's connections are exactly what was asked for. Run in-process on a
+ * temporary SQLite home (no ports).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { after, test } from 'node:test';
+import { run } from '../index.js';
+
+const home = mkdtempSync(join(tmpdir(), 'dropkey-apikey-'));
+const env = { DROPKEY_HOME: home, DROPKEY_MASTER_KEY: randomBytes(32).toString('base64') };
+after(() => rmSync(home, { recursive: true, force: true }));
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const stdout = new PassThrough().on('data', (d) => (out += d));
+  const stderr = new PassThrough().on('data', (d) => (err += d));
+  const code = await run(args, { env, cwd: home, stdin: new PassThrough(), stdout, stderr, signal: new AbortController().signal });
+  return { code, out, err };
+}
+
+async function scopeOf(name: string): Promise<unknown> {
+  const list = JSON.parse((await cli(['apikey', 'list', '--json'])).out) as { name: string; connections: unknown }[];
+  return list.find((k) => k.name === name)?.connections;
+}
+
+test('"*" mixed with connection names is refused, never widened to every connection', async () => {
+  for (const args of [
+    ['--connection', 'alpha', '--connection', '*'],
+    ['--connection', 'alpha,*'],
+  ]) {
+    const r = await cli(['apikey', 'create', '--name', 'mixed', '--permission', 'proxy', ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, /cannot be combined/);
+  }
+  assert.equal(await scopeOf('mixed'), undefined, 'no key was created');
+});
+
+test('named connections stay named (deduplicated, comma lists allowed); "*" alone or --all-connections is every one', async () => {
+  assert.equal((await cli(['apikey', 'create', '--name', 'two', '--permission', 'proxy', '--connection', 'alpha,beta', '--connection', 'alpha'])).code, 0);
+  assert.deepEqual(await scopeOf('two'), ['alpha', 'beta']);
+  assert.equal((await cli(['apikey', 'create', '--name', 'star', '--permission', 'proxy', '--connection', '*'])).code, 0);
+  assert.equal(await scopeOf('star'), '*');
+  assert.equal((await cli(['apikey', 'create', '--name', 'all', '--permission', 'proxy', '--all-connections'])).code, 0);
+  assert.equal(await scopeOf('all'), '*');
+});
