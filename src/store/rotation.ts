@@ -264,21 +264,31 @@ export async function postgresSecretPort(connectionString: string, schema: strin
  */
 export function replaceKeyFile(path: string, keyring: Keyring): void {
   const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  const fd = openSync(tmp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600);
-  try {
-    writeSync(fd, keyring.serialize());
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    renameSync(tmp, path);
-  } catch (err) {
+  // The temporary file holds every master key: it must not stay behind when a step fails (disk full, EIO).
+  const discardTmp = () => {
     try {
       unlinkSync(tmp);
     } catch {
       /* already gone */
     }
+  };
+  const fd = openSync(tmp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600);
+  try {
+    writeSync(fd, keyring.serialize());
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    discardTmp();
+    throw new DropkeyError(ErrorCodes.KEY_ERROR, `cannot write the new master key file beside ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
+      cause: err,
+      hint: 'the old key file is unchanged; free some disk space or fix the directory, then run the command again',
+    });
+  }
+  closeSync(fd);
+  try {
+    renameSync(tmp, path);
+  } catch (err) {
+    discardTmp();
     throw new DropkeyError(ErrorCodes.KEY_ERROR, `cannot replace the master key file ${path}: ${(err as Error).message}`, {
       cause: err,
       hint: 'the old key file is unchanged; check that its directory is writable by you',
