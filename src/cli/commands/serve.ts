@@ -7,8 +7,9 @@ import { intOption, parseOptions } from '../config.js';
 
 const usage = `Usage: dropkey serve [--port N] [--host 127.0.0.1] [--public-url URL]
 
-Runs the dropkey service: JSON API with API keys (/api/v1, described at /api/openapi.json), connect links,
-/healthz, /readyz and /metrics, on the same store as the CLI. Prints "dropkey serve listening on http://HOST:PORT"
+Runs the dropkey service: web UI, JSON API with API keys (/api/v1, described at /api/openapi.json), connect
+links, the Dropbox proxy (/proxy/{connection}/2/{route}), webhooks and background jobs, /healthz, /readyz and
+/metrics, on the same store as the CLI. Prints "dropkey serve listening on http://HOST:PORT"
 first; JSON logs go to stderr. Stops gracefully on Ctrl-C or SIGTERM (in-flight requests finish).
 
 On first run (no admin yet) it prints a one-time setup URL (/setup?token=...), valid for 24 hours.
@@ -20,8 +21,10 @@ Options:
                      $DROPKEY_PUBLIC_URL). The OAuth redirect URI is URL/oauth/callback: register it in the
                      App Console. Dropbox accepts http only for localhost/127.0.0.1.
 
-Environment: DROPKEY_HOME, DROPKEY_MASTER_KEY, DROPKEY_DROPBOX_URL, DROPKEY_PUBLIC_URL, DROPKEY_LOG_LEVEL,
-DROPKEY_GC_HEADROOM=off (keep V8's default old-generation sizing; see docs/proxy.md "Throughput").
+Environment: DROPKEY_HOME, DROPKEY_MASTER_KEY, DROPKEY_DATABASE_URL (postgres://... for several instances;
+see docs/deploy.md), DROPKEY_DROPBOX_URL, DROPKEY_PUBLIC_URL, DROPKEY_LOG_LEVEL, DROPKEY_JOBS=off (no
+background jobs on this instance; they still run once across the others), DROPKEY_GC_HEADROOM=off (keep V8's
+default old-generation sizing; see docs/proxy.md "Throughput").
 `;
 
 const command: Command = {
