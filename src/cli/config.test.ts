@@ -37,3 +37,28 @@ test('intOption and scopeList', () => {
   assert.equal(scopeList([]), undefined);
   assert.equal(redirectUriFor(53682), 'http://127.0.0.1:53682/callback');
 });
+
+test('parseOptions: a value given to a flag that takes none, and a dash-leading value, are named as such', () => {
+  assert.throws(() => parseOptions('app list', ['--json=3'], { json: { type: 'boolean' } }), /app list: option "--json" takes no value/);
+  assert.throws(
+    () => parseOptions('token', ['--min-valid', '-5'], { 'min-valid': { type: 'string' } }),
+    /option "--min-valid" needs a value \(a value that starts with "-" must be written --min-valid=VALUE\)/,
+  );
+});
+
+test('loadConfig refuses Dropbox URLs that are not http(s), naming every bad variable at once', async () => {
+  await assert.rejects(
+    loadConfig({ DROPKEY_HOME: '/tmp/x', DROPKEY_DROPBOX_URL: 'notaurl', DROPKEY_DROPBOX_TOKEN_URL: 'ftp://h/t', DROPKEY_DROPBOX_API_URL: 'https://ok.example' }),
+    (e: unknown) => {
+      assert.ok(isDropkeyError(e));
+      assert.equal(e.code, 'DROPKEY_BAD_INPUT');
+      assert.match(e.message, /DROPKEY_DROPBOX_URL="notaurl"/);
+      assert.match(e.message, /DROPKEY_DROPBOX_TOKEN_URL="ftp:\/\/h\/t"/);
+      assert.doesNotMatch(e.message, /DROPKEY_DROPBOX_API_URL/);
+      assert.match(e.hint ?? '', /unset the variable/);
+      return true;
+    },
+  );
+  // Empty means unset, as for the other variables.
+  assert.equal((await loadConfig({ DROPKEY_HOME: '/tmp/x', DROPKEY_DROPBOX_URL: '' })).urls.api, 'https://api.dropboxapi.com');
+});

@@ -6,9 +6,10 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import { dropboxUrlsFromEnv, type DropboxUrls } from '../dropbox/hosts.js';
+import { DEFAULT_CONNECTION } from '../connections/names.js';
 import type { CommandContext } from './context.js';
 
-export const DEFAULT_CONNECTION = 'default';
+export { DEFAULT_CONNECTION };
 
 /**
  * The loopback redirect URI `dropkey login` listens on by default. Dropbox compares redirect URIs exactly,
@@ -46,6 +47,7 @@ export async function loadConfig(env: CommandContext['env']): Promise<CliConfig>
     const { resolveHome } = await import('../store/index.js');
     home = resolveHome(env);
   }
+  checkUrlVariables(env);
   return {
     home,
     masterKey: nonEmpty(env['DROPKEY_MASTER_KEY']),
@@ -53,6 +55,42 @@ export async function loadConfig(env: CommandContext['env']): Promise<CliConfig>
     databaseUrl: nonEmpty(env['DROPKEY_DATABASE_URL']),
     connection: nonEmpty(env['DROPKEY_CONNECTION']) ?? DEFAULT_CONNECTION,
   };
+}
+
+/** The variables dropboxUrlsFromEnv reads (src/dropbox/hosts.ts). */
+const URL_VARIABLES = [
+  'DROPKEY_DROPBOX_URL',
+  'DROPKEY_DROPBOX_AUTHORIZE_URL',
+  'DROPKEY_DROPBOX_TOKEN_URL',
+  'DROPKEY_DROPBOX_API_URL',
+  'DROPKEY_DROPBOX_CONTENT_URL',
+  'DROPKEY_DROPBOX_NOTIFY_URL',
+] as const;
+
+/**
+ * A Dropbox URL that is not http(s) can never work, yet would otherwise surface as a network failure retried for
+ * half a minute and reported as "usually temporary". Every bad variable is named at once; values are not secrets
+ * but are cut short in case something else was pasted there.
+ */
+function checkUrlVariables(env: CommandContext['env']): void {
+  const bad: string[] = [];
+  for (const name of URL_VARIABLES) {
+    const v = nonEmpty(env[name]);
+    if (v === undefined) continue;
+    let ok = false;
+    try {
+      const u = new URL(v);
+      ok = (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+    } catch {
+      ok = false;
+    }
+    if (!ok) bad.push(`${name}=${JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v)}`);
+  }
+  if (bad.length > 0) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `not an http(s) URL: ${bad.join(', ')}.`, {
+      hint: 'Give a full base URL such as http://127.0.0.1:8080 (the address dropkey emulator prints), or unset the variable to use Dropbox itself.',
+    });
+  }
 }
 
 function nonEmpty(v: string | undefined): string | undefined {
@@ -94,6 +132,13 @@ function describeParseError(err: unknown): string {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
       return `unknown option "${quoted ?? msg}"`;
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      // Node says "Option '--json' does not take an argument" for `--json=3`: not a missing value.
+      if (quoted && /does not take an argument/.test(msg)) return `option "${quoted.split(/[ ,=]/)[0]}" takes no value`;
+      // "--min-valid -5": the value starts with a dash, so Node cannot tell it from another option.
+      if (quoted && /is ambiguous/.test(msg)) {
+        const flag = quoted.split(/[ ,=]/)[0];
+        return `option "${flag}" needs a value (a value that starts with "-" must be written ${flag}=VALUE)`;
+      }
       return quoted ? `option "${quoted.split(/[ ,]/)[0]}" needs a value` : msg.split('. ')[0] ?? msg;
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
       return `unexpected argument "${/'([^']*)'/.exec(msg)?.[1] ?? ''}"`;
@@ -115,17 +160,6 @@ export function intOption(command: string, name: string, value: string | undefin
   const n = Number(value.trim());
   if (n < min || n > max) throw usageError(command, `--${name} must be between ${min} and ${max}, got ${n}`);
   return n;
-}
-
-/**
- * Connection and app names are ids (`default`, `dropbox_default`, `nightly-backup`): they end up in file names,
- * rclone section headers and Airflow connection ids, so keep them to a safe alphabet.
- */
-export function checkName(command: string, kind: 'connection' | 'app', name: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) {
-    throw usageError(command, `invalid ${kind} name "${name.slice(0, 80)}": use 1-64 letters, digits, "_", "-" or "." (starting with a letter or digit)`);
-  }
-  return name;
 }
 
 /** Splits repeated/space- or comma-separated --scope values into one list without duplicates. */

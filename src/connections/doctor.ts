@@ -7,7 +7,7 @@
 import type { DropboxUrls } from '../dropbox/hosts.js';
 import { errorTag, readDropboxError } from '../dropbox/errors.js';
 import { resolveNeeds } from '../dropbox/scopes.js';
-import { diagnoseTokenShape, normalizePastedToken } from '../dropbox/token-shape.js';
+import { diagnoseTokenShape, type Finding, normalizePastedToken, type Severity } from '../dropbox/token-shape.js';
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
 import type { FetchLike } from '../oauth/token.js';
 import type { AppRecord, ConnectionRecord } from '../store/types.js';
@@ -16,16 +16,8 @@ import { DEFAULT_CONNECTION, validateName } from './names.js';
 import { identify, type Identity, rpcCall } from './protocol.js';
 import { loginCommand } from './refresher.js';
 
-export type Severity = 'error' | 'warning' | 'info';
-
-export interface Finding {
-  /** Stable id, e.g. "expired", "missing_scope", "clock_skew". */
-  id: string;
-  severity: Severity;
-  message: string;
-  /** What to run or do next. */
-  fix: string;
-}
+// One finding shape for the shape check and the live checks, so the CLI prints both the same way.
+export type { Finding, Severity };
 
 export interface DoctorInput {
   /** A stored connection to check (default "default" when no token is given). */

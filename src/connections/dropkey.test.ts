@@ -246,6 +246,23 @@ describe('import and tokens', () => {
     await rejectsWith(rig.dk.get('x1'), ErrorCodes.NOT_FOUND);
   });
 
+  test('what is pasted along with a token ("Bearer ", NAME=, a token JSON) is stripped; a refresh token given as an access token is named', async () => {
+    const a = await rig.appWithAccount({ name: 'pastes' });
+    const g = await a.grant();
+    const r1 = await rig.dk.import({ connection: 'paste1', app: 'pastes', accessToken: `Bearer ${g.access_token}\n` });
+    assert.equal(await rig.dk.getAccessToken('paste1'), g.access_token);
+    assert.equal(r1.connection.email, a.email);
+    await rig.dk.import({ connection: 'paste2', app: 'pastes', refreshToken: `DROPBOX_REFRESH_TOKEN="${g.refresh_token}"` });
+    assert.equal((await rig.stored('paste2'))?.refreshToken, g.refresh_token);
+    await rig.dk.import({ connection: 'paste3', app: 'pastes', refreshToken: JSON.stringify(g) });
+    assert.equal((await rig.stored('paste3'))?.refreshToken, g.refresh_token);
+    assert.equal(g.refresh_token?.length, 64, 'the emulator mints refresh tokens shaped like Dropbox\'s');
+    const err = await rejectsWith(rig.dk.import({ connection: 'paste4', app: 'pastes', accessToken: g.refresh_token! }), ErrorCodes.BAD_INPUT, /most likely a refresh token/);
+    assert.match(err.hint ?? '', /dropkey import --connection paste4 --app pastes --refresh-token -/);
+    assert.ok(!`${err.message}${err.hint}`.includes(g.refresh_token!));
+    await rejectsWith(rig.dk.get('paste4'), ErrorCodes.NOT_FOUND);
+  });
+
   test('team app: validated with team/get_info', async () => {
     const a = await rig.appWithAccount({ name: 'teamapp', team: true });
     const g = await a.grant();

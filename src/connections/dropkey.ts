@@ -7,6 +7,7 @@
  */
 import { DROPBOX_URLS, type DropboxUrls, dropboxUrlsFromEnv } from '../dropbox/hosts.js';
 import { errorTag } from '../dropbox/errors.js';
+import { type ExpectedToken, normalizePastedToken } from '../dropbox/token-shape.js';
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
 import { buildAuthorizeUrl, parseCallback } from '../oauth/authorize.js';
 import { codeChallengeS256, generateCodeVerifier, generateState } from '../oauth/pkce.js';
@@ -121,16 +122,26 @@ export function connectionInfo(c: ConnectionRecord): ConnectionInfo {
   };
 }
 
-function cleanSecretInput(value: string, what: string): string {
-  // Pasted values often carry a newline, spaces or quotes along; those are never part of a Dropbox token.
-  const v = value.trim().replace(/^(["'])(.*)\1$/s, '$2').trim();
-  if (v === '') throw new DropkeyError(ErrorCodes.BAD_INPUT, `The ${what} is empty.`, { hint: `Paste the ${what} again.` });
-  if (/\s/.test(v)) {
+function cleanSecretInput(value: string, what: string, token?: ExpectedToken): string {
+  // Pasted values often carry a newline, spaces or quotes along; those are never part of a Dropbox token. A token
+  // may also come as "Bearer …", NAME=… or inside a token JSON: normalizePastedToken strips all of that.
+  let cleaned: string;
+  let innerSpace: boolean;
+  if (token === undefined) {
+    cleaned = value.trim().replace(/^(["'])(.*)\1$/s, '$2').trim();
+    innerSpace = /\s/.test(cleaned);
+  } else {
+    const n = normalizePastedToken(value, token);
+    cleaned = n.value;
+    innerSpace = n.stripped.includes('token.inner_whitespace');
+  }
+  if (cleaned === '') throw new DropkeyError(ErrorCodes.BAD_INPUT, `The ${what} is empty.`, { hint: `Paste the ${what} again.` });
+  if (innerSpace) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, `The ${what} contains spaces or line breaks, so it was pasted incompletely or with extra text.`, {
       hint: `Copy the ${what} again, alone, and paste it (use "-" to read it from standard input).`,
     });
   }
-  return v;
+  return cleaned;
 }
 
 function validateAppKey(input: unknown): string {
@@ -473,7 +484,7 @@ export class Dropkey {
     }
     const warnings: string[] = [];
     if (input.refreshToken !== undefined) {
-      const refreshToken = cleanSecretInput(input.refreshToken, 'refresh token');
+      const refreshToken = cleanSecretInput(input.refreshToken, 'refresh token', 'refresh');
       if (refreshToken.startsWith('sl.')) {
         throw new DropkeyError(ErrorCodes.BAD_INPUT, 'This looks like an access token (it starts with "sl."), not a refresh token.', {
           hint: `Import it as an access token: dropkey import --connection ${name} --app ${app.name} --access-token -`,
@@ -522,7 +533,7 @@ export class Dropkey {
       return { ...result, refreshable: true };
     }
 
-    const accessToken = cleanSecretInput(input.accessToken ?? '', 'access token');
+    const accessToken = cleanSecretInput(input.accessToken ?? '', 'access token', 'access');
     let identity: Identity;
     try {
       identity = await this.#validate(app, accessToken, warnings, input.signal);
@@ -531,6 +542,14 @@ export class Dropkey {
         throw new DropkeyError(ErrorCodes.TOKEN_EXPIRED, 'This access token has already expired (App Console tokens last 4 hours).', {
           cause: err,
           hint: `Connect for good instead: dropkey login --connection ${name} --app ${app.name}`,
+        });
+      }
+      // Refresh tokens and retired long-lived access tokens are both 64 characters (dropbox/token-shape.ts); one
+      // that Dropbox refuses as a Bearer token is most likely a refresh token pasted into the wrong option.
+      if (err instanceof DropkeyError && errorTag(err.cause) === 'invalid_access_token' && /^[A-Za-z0-9_-]{64}$/.test(accessToken)) {
+        throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Dropbox does not accept this 64-character value as an access token: it is most likely a refresh token.', {
+          cause: err.cause,
+          hint: `Import it as a refresh token: dropkey import --connection ${name} --app ${app.name} --refresh-token -`,
         });
       }
       throw err;

@@ -19,7 +19,7 @@ export function validateName(kind: 'app' | 'connection', name: unknown): string 
     const shown = JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name);
     throw new DropkeyError(ErrorCodes.BAD_INPUT, `Invalid ${kind} name ${shown}.`, {
       hint:
-        `A ${kind} name starts with a letter or digit and uses only letters, digits, "_", "." and "-" ` +
+        `${kind === 'app' ? 'An' : 'A'} ${kind} name starts with a letter or digit and uses only letters, digits, "_", "." and "-" ` +
         `(at most 64 characters), e.g. ${kind === 'app' ? 'backup' : 'dropbox_default'}.`,
       details: { kind },
     });

@@ -39,12 +39,22 @@ test('unknown flags and missing values name the flag and point to --help', async
     [['app', 'frobnicate'], /unknown subcommand "frobnicate"/],
     [['import', '--app', 'x'], /exactly one of --refresh-token/],
     [['token', '--connection', 'bad name!'], /Invalid connection name/],
+    [['list', '--json=yes'], /option "--json" takes no value/],
+    [['token', '--min-valid', '-5'], /"--min-valid" needs a value \(a value that starts with "-" must be written --min-valid=VALUE\)/],
   ] as const) {
     const r = await t.run([...args]);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, re, args.join(' '));
     assert.match(r.stderr, /--help|Give one|letters, digits/, args.join(' '));
   }
+});
+
+test('a Dropbox URL that is not http(s) is refused at once, not retried as a network failure', async () => {
+  const r = await t.run(['refresh', '--connection', 'any'], { env: { DROPKEY_DROPBOX_URL: 'notaurl' } });
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /not an http\(s\) URL: DROPKEY_DROPBOX_URL="notaurl"/);
+  assert.match(r.stderr, /unset the variable/);
+  assert.doesNotMatch(r.stderr, /attempts|temporary/);
 });
 
 test('unknown connection and missing app say what to run next', async () => {
