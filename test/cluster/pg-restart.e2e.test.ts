@@ -22,6 +22,7 @@ test('PostgreSQL restarted under load: cached tokens keep flowing, refreshes wai
   if ('skip' in server) return t.skip(server.skip);
   const c = await startCluster({ baseUrl: server.url });
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  let loader: Load | undefined;
   try {
     const names = ['cached', 'during-restart', 'during-terminate', 'during-outage', 'after'];
     const refreshTokens = new Map<string, string>();
@@ -37,14 +38,8 @@ test('PostgreSQL restarted under load: cached tokens keep flowing, refreshes wai
     const cachedToken = warm[0]!.body.access_token as string;
 
     // Load: token requests for "cached" on both instances, 8 at a time, until the disruptions are over.
-    let loading = true;
-    const load: { status: number; token: unknown }[] = [];
-    const workers = Array.from({ length: 8 }, async (_, w) => {
-      for (let n = 0; loading; n++) {
-        const r = await get(w + n, 'cached').catch((err: Error) => ({ status: -1, body: { error: err.message } }));
-        load.push({ status: r.status, token: r.body?.access_token ?? r.body });
-      }
-    });
+    loader = startLoad(get, 'cached');
+    const { load } = loader;
 
     // 1. A real restart, with a refresh asked for while it happens.
     const restarting = server.restart();
@@ -71,8 +66,7 @@ test('PostgreSQL restarted under load: cached tokens keep flowing, refreshes wai
     await server.up();
     const r4 = await duringOutage;
     const r4Ms = Date.now() - outageStarted;
-    loading = false;
-    await Promise.all(workers);
+    await loader.stop();
 
     // Cached tokens were handed out throughout.
     assert.ok(load.length > 50, `the load kept going (${load.length} requests)`);
@@ -105,6 +99,8 @@ test('PostgreSQL restarted under load: cached tokens keep flowing, refreshes wai
     }
     console.log(JSON.stringify({ test: 'pg-restart', load_requests: load.length, refresh_during_restart: r1.status, refresh_during_terminate: r2.status, refresh_during_outage: r4.status, refresh_during_outage_code: r4.body?.error?.code, refresh_during_outage_ms: r4Ms, served_during_outage: servedDuringOutage }));
   } finally {
+    // A failed assertion must not leave the load loop spinning against stopped instances.
+    await loader?.stop();
     agent.destroy();
     await c.close();
     await server.stop();
@@ -124,6 +120,7 @@ test('the shared PostgreSQL cluster restarted with pg_ctlcluster under load (opt
   if (versions.length === 0) return t.skip('no cluster under /etc/postgresql to restart with pg_ctlcluster');
   const c = await startCluster();
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  let loader: Load | undefined;
   try {
     const refreshTokens = new Map<string, string>();
     for (const n of ['cached', 'during-restart']) refreshTokens.set(n, (await c.connection(n)).refreshToken);
@@ -132,27 +129,48 @@ test('the shared PostgreSQL cluster restarted with pg_ctlcluster under load (opt
     const get = (i: number, name: string) => httpGetJson(`${instances[i % 2]!.url}/api/v1/connections/${name}/token`, { authorization: `Bearer ${key}` }, agent);
     const warm = await Promise.all([get(0, 'cached'), get(1, 'cached')]);
     const cachedToken = warm[0]!.body.access_token as string;
-    let loading = true;
-    const load: { status: number; token: unknown }[] = [];
-    const workers = Array.from({ length: 8 }, async (_, w) => {
-      for (let n = 0; loading; n++) {
-        const r = await get(w + n, 'cached').catch((err: Error) => ({ status: -1, body: { error: err.message } }));
-        load.push({ status: r.status, token: r.body?.access_token ?? r.body });
-      }
-    });
+    loader = startLoad(get, 'cached');
+    const { load } = loader;
     const restarting = promisify(execFile)('pg_ctlcluster', ['--skip-systemctl-redirect', versions.sort().at(-1)!, 'main', 'restart']);
     const duringRestart = get(0, 'during-restart');
     await restarting;
     const r1 = await duringRestart;
-    loading = false;
-    await Promise.all(workers);
+    await loader.stop();
     assert.deepEqual(load.filter((l) => l.status !== 200 || l.token !== cachedToken).slice(0, 3), [], 'cached tokens flowed through the restart');
     assert.ok(r1.status === 200 || (r1.status === 503 && typeof r1.body?.error?.code === 'string'), `refresh during the restart: ${r1.status}`);
     assert.equal((await get(1, 'during-restart')).status, 200, 'refreshes work again without restarting dropkey');
     for (const [n, rt] of refreshTokens) assert.equal((await c.store.getConnection(n))?.refreshToken, rt);
     console.log(JSON.stringify({ test: 'pg-restart-shared', load_requests: load.length, refresh_during_restart: r1.status }));
   } finally {
+    // A failed assertion must not leave the load loop spinning against stopped instances.
+    await loader?.stop();
     agent.destroy();
     await c.close();
   }
 });
+
+type Get = (i: number, name: string) => Promise<{ status: number; body: any }>;
+interface Load {
+  readonly load: { status: number; token: unknown }[];
+  /** Ends the load and waits for the requests in flight; safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** Token requests for `name`, 8 at a time spread over the instances, recorded until stop(). */
+function startLoad(get: Get, name: string): Load {
+  let loading = true;
+  const load: { status: number; token: unknown }[] = [];
+  const workers = Array.from({ length: 8 }, async (_, w) => {
+    for (let n = 0; loading; n++) {
+      const r = await get(w + n, name).catch((err: Error) => ({ status: -1, body: { error: err.message } }));
+      load.push({ status: r.status, token: r.body?.access_token ?? r.body });
+    }
+  });
+  return {
+    load,
+    async stop() {
+      loading = false;
+      await Promise.all(workers);
+    },
+  };
+}
