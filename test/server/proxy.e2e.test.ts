@@ -310,6 +310,11 @@ test('API keys: none or unknown → 401, no proxy permission or another connecti
   const noPerm = await proxy('/c1/2/users/get_current_account', { key: tokenOnly });
   assert.equal(noPerm.status, 403);
   assert.match((await noPerm.json()).error.message, /"proxy" permission/);
+  // admin does not imply proxy: permissions are a list, not a ladder.
+  const adminOnly = await rig.key(['admin', 'token:read'], '*');
+  const noProxy = await proxy('/c1/2/users/get_current_account', { key: adminOnly });
+  assert.equal(noProxy.status, 403);
+  assert.match((await noProxy.json()).error.message, /"proxy" permission/);
   const otherConn = await proxy('/c2/2/users/get_current_account');
   assert.equal(otherConn.status, 403);
   assert.equal((await otherConn.json()).error.code, 'DROPKEY_FORBIDDEN');
