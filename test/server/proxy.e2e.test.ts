@@ -225,35 +225,54 @@ test('an expired token on a streamed upload: the 401 is passed back, not retried
 });
 
 /** A proxy app on the same services whose waits are observable: each sleep is reported before it starts. */
-async function observedProxy(o: { maxWaitMs?: number } = {}) {
+/**
+ * A proxy app on its own listener whose back-off sleeps are observed. With `manual`, its clock is virtual and a
+ * sleep lasts until the test calls release() (which moves the clock past it): no real waiting, and the test sees
+ * exactly who waited while the block was in force. Without it, sleeps are real (for cases that must not sleep).
+ */
+async function observedProxy(o: { maxWaitMs?: number; manual?: boolean } = {}) {
   const sleeps: number[] = [];
   const waiters: Array<{ n: number; resolve: () => void }> = [];
+  const held: Array<{ ms: number; resolve: () => void }> = [];
+  let now = Date.now();
   const sleep: Sleep = async (ms, signal) => {
     sleeps.push(ms);
     for (const w of waiters.splice(0)) if (sleeps.length >= w.n) w.resolve();
     else waiters.push(w);
-    await defaultSleep(ms, signal);
+    if (o.manual) await new Promise<void>((resolve) => held.push({ ms, resolve }));
+    else await defaultSleep(ms, signal);
   };
-  // Real time for the back-off (the rig's clock is frozen).
-  const app = createApp({ ...rig.app.services, clock: Date.now }, { modules: [createProxyModule({ sleep, ...o })] });
+  // The rig's clock is frozen: the back-off needs one that moves (virtual with `manual`, real otherwise).
+  const clock = o.manual ? () => now : Date.now;
+  const { manual: _manual, ...proxyOptions } = o;
+  const app = createApp({ ...rig.app.services, clock }, { modules: [createProxyModule({ sleep, ...proxyOptions })] });
   const l = await bind(0, '127.0.0.1');
   l.setApp(app);
   const url = `http://127.0.0.1:${l.port}`;
+  const releaseAll = () => {
+    now += Math.max(0, ...held.map((h) => h.ms));
+    for (const h of held.splice(0)) h.resolve();
+  };
   return {
     sleeps,
     /** Resolves once n sleeps have started. */
     sleeping(n: number): Promise<void> {
       return new Promise((resolve) => (sleeps.length >= n ? resolve() : waiters.push({ n, resolve })));
     },
+    /** (manual) Moves the virtual clock past the longest held sleep and ends them all. */
+    release: releaseAll,
     call(route: string): Promise<Response> {
       return fetch(`${url}/proxy/c1/2/${route}`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
     },
-    close: () => l.close(0),
+    close: () => {
+      releaseAll();
+      return l.close(0);
+    },
   };
 }
 
 test('429: the first caller meets Retry-After; concurrent callers wait out the same block; all succeed', async () => {
-  const p = await observedProxy();
+  const p = await observedProxy({ manual: true });
   try {
     await rig.emu.control.clearRequests();
     await rig.emu.control.fault({ route: 'users/get_current_account', status: 429, retry_after: 1, count: 1 });
@@ -261,13 +280,15 @@ test('429: the first caller meets Retry-After; concurrent callers wait out the s
     await p.sleeping(1); // the first caller got the 429 and is waiting
     const others = [p.call('users/get_current_account'), p.call('users/get_current_account')];
     await p.sleeping(3); // the others are waiting on the shared block before going upstream
+    // While the block is in force, nothing but the rate-limited call has reached Dropbox.
+    assert.deepEqual((await logged('users/get_current_account')).map((r) => r.status), [429]);
+    assert.deepEqual(p.sleeps, [1000, 1000, 1000], 'each caller waits out what is left of the 1 s Retry-After');
+    p.release();
     const all = await Promise.all([first, ...others]);
     assert.deepEqual(all.map((r) => r.status), [200, 200, 200]);
     const calls = await logged('users/get_current_account');
-    assert.deepEqual(calls.map((r) => r.status), [429, 200, 200, 200], 'only the first call reached Dropbox during the block');
-    const limitedAt = Date.parse(String(calls[0]!.time));
-    for (const c of calls.slice(1)) assert.ok(Date.parse(String(c.time)) - limitedAt >= 900, `retried after Retry-After: ${c.time} vs ${calls[0]!.time}`);
-    assert.ok(p.sleeps.every((ms) => ms > 0 && ms <= 1000), `sleeps ${p.sleeps.join(',')}`);
+    assert.deepEqual(calls.map((r) => r.status), [429, 200, 200, 200], 'the first call retried, the others went once each');
+    assert.equal(p.sleeps.length, 3, 'nobody waited twice');
     assert.ok(rig.app.services.metrics.upstream429.get({ host: 'api' }) >= 1);
   } finally {
     await p.close();
