@@ -6,10 +6,10 @@
  *   ops      '/'        /healthz, /readyz, /metrics                                   (ops.ts)
  *   api      '/api/v1'  JSON API with API keys; its OpenAPI document at /api/openapi.json (api/, api/openapi.ts)
  *   oauth    '/'        /connect/{token}, /oauth/callback, /oauth/popup.js            (oauth/routes.ts)
- *   proxy    '/proxy'   the Dropbox proxy: add `proxyModule` from proxy/index.ts      (not yet built)
+ *   proxy    '/proxy'   the Dropbox proxy, streamed, refresh-and-retry, shared 429 back-off (proxy/)
  *   webhooks '/api/v1/webhooks'  webhook admin API + signed delivery worker             (webhooks/)
  *   jobs     '/api/v1/jobs'      proactive refresh, health checks, purge; GET = last runs (jobs/)
- *   ui       '/'        web UI, LAST (it may own a catch-all): `uiModule` from ui/     (not yet built)
+ *   ui       '/'        web UI, LAST (it may own a catch-all)                          (ui/)
  * A module is { name, mount, routes(services), start?(services) } (context.ts). Background work (refresher,
  * health checks, webhook delivery) goes in `start`, which node.ts calls after listening and stops on shutdown.
  * Every module receives the same ServerServices (services.ts): deps + paths, audit, usage counters, API keys,

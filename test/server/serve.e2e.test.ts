@@ -171,9 +171,12 @@ describe('startServer', () => {
 });
 
 describe('the built binary', () => {
-  test('`dropkey serve --port 0` prints its address first, answers /healthz, exits 0 on SIGTERM', async () => {
+  test('`dropkey serve --port 0` prints its address first, answers /healthz, exits 0 on SIGTERM', async (t) => {
     assert.ok(existsSync(MAIN), `run npm run build first (${MAIN} is missing)`);
     const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0'], { env: { ...process.env, ...env, DROPKEY_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    t.after(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); // a failed assertion must not leave it running
+    });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const first = await new Promise<string>((res) => createInterface({ input: child.stdout! }).once('line', res));
