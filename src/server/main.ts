@@ -39,7 +39,7 @@ function nonEmpty(v: string | undefined): string | undefined {
 export interface OpenedStores {
   store: Store;
   serverStore: ServerStore;
-  /** Webhooks, their delivery log and background job runs (src/store/webhook-types.ts; H12). */
+  /** Webhooks, their delivery log and background job runs (src/store/webhook-types.ts). */
   webhookStore: WebhookStore;
   keyring: Keyring;
   close(): Promise<void>;
@@ -62,7 +62,7 @@ export async function openServerStores(env: Env): Promise<OpenedStores> {
       serverStore = await openSqliteServerStore({ path: store.path, keyring });
       openWebhookStore = () => openSqliteWebhookStore({ path: store.path, keyring });
     } else {
-      // PostgreSQL (issue 5): the server tables live in the core store's schema (H9).
+      // PostgreSQL (issue 5): the server tables live in the core store's schema.
       const driver = selectDriver(nonEmpty(env['DROPKEY_DATABASE_URL']), storePaths(home));
       if (driver.kind !== 'postgres') throw new DropkeyError(ErrorCodes.INTERNAL, 'the store and DROPKEY_DATABASE_URL disagree');
       const { openPostgresServerStore } = await import('../store/postgres/server-store.js');
@@ -159,7 +159,7 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
     const upstreamFetch = instrumentFetch(o.fetch ?? globalThis.fetch, urls, metrics);
     const dropkey = await Dropkey.open({ store: stores.store, urls, fetch: upstreamFetch, now: Date.now, logger });
     const events = new ServerEvents((err, event) => logger.error({ err, event: event.type }, 'event listener failed'));
-    // Issue 5 (H13, additive): the proxy's 429 back-off is shared through the database by every instance on it;
+    // Issue 5: the proxy's 429 back-off is shared through the database by every instance on it;
     // DROPKEY_JOBS=off keeps background jobs off this instance (they still run once across the others).
     const backoff = await openSharedBackoff(stores.store, nonEmpty(o.env['DROPKEY_DATABASE_URL']), (err) =>
       logger.warn({ err }, 'shared 429 back-off unreachable: using this instance\'s memory until the database answers'),
@@ -177,7 +177,7 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
       metrics,
       events,
     }, { modules });
-    // The web UI's master key page re-encrypts through the same code as `dropkey keys rotate` (H13, additive).
+    // The web UI's master key page re-encrypts through the same code as `dropkey keys rotate`.
     registerKeyRotation(app.services, keyRotationFor(stores.store, stores.keyring, nonEmpty(o.env['DROPKEY_DATABASE_URL'])));
     listener.setApp(app);
     o.stdout.write(`dropkey serve listening on http://${shownHost}:${listener.port}\n`);

@@ -148,7 +148,7 @@ export function createServerMetrics(registry = new Registry()) {
     ),
     upstream429: registry.register(new Counter('dropkey_upstream_429_total', 'Dropbox answers with status 429 (rate limited), by host kind.', ['host'])),
     proxyBytes: registry.register(new Counter('dropkey_proxy_bytes_total', 'Body bytes streamed through the proxy, by direction (upload, download).', ['direction'])),
-    // Added by the proxy (H10): answers by status code; label values are bounded (connections, HTTP statuses).
+    // Added by the proxy: answers by status code; label values are bounded (connections, HTTP statuses).
     proxyRequests: registry.register(new Counter('dropkey_proxy_requests_total', 'Requests answered by the proxy, by connection and HTTP status.', ['connection', 'status'])),
     httpRequests: registry.register(new Counter('dropkey_http_requests_total', 'HTTP requests served, by status class (2xx, 4xx, ...).', ['status'])),
   };

@@ -301,7 +301,7 @@ export class TokenService {
       info = await dropkey.getToken(name);
     } catch (err) {
       this.#cache.delete(name);
-      // Connection events for a refresh that failed here (H12: needs_reauth once per transition, refresh_failed throttled).
+      // Connection events for a refresh that failed here (needs_reauth once per transition, refresh_failed throttled).
       reportRefreshFailure(this.deps, name, err, { detected_by: 'token_request' });
       throw withReconnectUrl(this.paths, name, err);
     }

@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import { LOCK_TTL_MS } from '../../src/connections/refresher.js';
 import { httpGetJson, lockRows, skipReason, startCluster, type Instance } from './rig.js';
 
-const ROUNDS = Number(process.env["H13_ROUNDS"] ?? 20);
+const ROUNDS = Number(process.env["DROPKEY_TEST_KILL_ROUNDS"] ?? 20);
 const skip = skipReason();
 
 /** Polls `check` (a database or emulator state, not a timer) until it holds. */

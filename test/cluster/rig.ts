@@ -80,7 +80,7 @@ export async function startCluster(o: { emulator?: Record<string, unknown>; base
     DROPKEY_DATABASE_URL: databaseUrl,
     DROPKEY_DROPBOX_URL: emu.url,
     DROPKEY_LOG_LEVEL: 'warn',
-    // Background jobs would refresh the tests' expired connections behind their back (see BUGS.md, H13 request).
+    // Background jobs would refresh the tests' expired connections behind their back.
     DROPKEY_JOBS: 'off',
   };
   const store = await openStore({ home: newHome(), masterKey, databaseUrl });

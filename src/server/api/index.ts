@@ -114,7 +114,7 @@ export function apiRoutes(s: ServerServices): Hono<AppEnv> {
     try {
       info = await s.dropkey.refresh(name, { force: true, signal: c.req.raw.signal });
     } catch (err) {
-      reportRefreshFailure(s, name, err, { detected_by: 'refresh_request' }); // connection events (H12)
+      reportRefreshFailure(s, name, err, { detected_by: 'refresh_request' }); // connection events
       await s.audit.write(actorOf(key), 'connection.refresh_failed', name, { code: err instanceof DropkeyError ? err.code : 'unknown' });
       // Never a 2xx: the facade throws even when the old token still works (details.refreshed = false).
       throw withReconnectUrl(s.paths, name, err);

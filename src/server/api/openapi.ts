@@ -52,7 +52,7 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
     },
     servers: [{ url: `${publicUrl}/api/v1` }],
     paths: {
-      ...webhookOpenApiPaths, // /webhooks*, /jobs: src/server/webhooks/openapi.ts (H12)
+      ...webhookOpenApiPaths, // /webhooks*, /jobs: src/server/webhooks/openapi.ts
       '/connections': {
         get: {
           operationId: 'listConnections',

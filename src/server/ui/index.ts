@@ -7,8 +7,8 @@
  *   POST /connections/connect, /connections/{name}/test|refresh|revoke, /connect-links   (connections.ts)
  *   GET/POST /apps, /apps/{name}; POST /apps/{name}/delete                      (apps.ts)
  *   GET/POST /api-keys; POST /api-keys/{name}/revoke; GET /audit               (keys.ts)
- *   GET/POST /webhooks, /webhooks/{id}; POST .../test|delete|deliveries/{d}/redeliver  (webhooks.ts, H12)
- *   GET /master-key; POST /master-key/rotate                                    (master-key.ts, H13)
+ *   GET/POST /webhooks, /webhooks/{id}; POST .../test|delete|deliveries/{d}/redeliver  (webhooks.ts)
+ *   GET /master-key; POST /master-key/rotate                                    (master-key.ts)
  * Every page but sign-in and setup needs a session (kit.ts guard); every POST a CSRF token (session.ts).
  * See docs/web-ui.md.
  */
@@ -56,7 +56,7 @@ export function uiRoutes(s: ServerServices): Hono<AppEnv> {
   appRoutes(r, s);
   keyRoutes(r, s);
   webhookUiRoutes(r, s);
-  masterKeyRoutes(r, s); // issue 5 §4: master key status and re-encryption (H13)
+  masterKeyRoutes(r, s); // issue 5 §4: master key status and re-encryption
   return r;
 }
 

@@ -15,7 +15,7 @@ export interface NavItem {
 }
 
 /**
- * The navigation, in order. '/webhooks' is served by ./webhooks.ts (H12).
+ * The navigation, in order. '/webhooks' is served by ./webhooks.ts.
  */
 export const NAV: NavItem[] = [
   { href: '/connections', label: 'Connections' },

@@ -5,7 +5,7 @@
  *   POST /webhooks                       create (shows the secret once)
  *   GET  /webhooks/{id}                  one endpoint and its delivery log (each attempt)
  *   POST /webhooks/{id}/test | /delete | /deliveries/{delivery}/redeliver
- * Everything goes through the webhooks module's service (src/server/webhooks/service.ts). Owner: H12.
+ * Everything goes through the webhooks module's service (src/server/webhooks/service.ts).
  */
 import type { Hono } from 'hono';
 import type { DeliveryAttempt, DeliveryRecord, WebhookEndpoint } from '../../store/webhook-types.js';

@@ -1,7 +1,7 @@
 /**
  * The SQLite WebhookStore (see ../webhook-types.ts): webhook endpoints, the event outbox and delivery log, and
  * scheduled-job run records, in the same database file as the core store, with their own migrations table
- * ('webhook_schema_migrations', so the core's schema_migrations never sees an unknown version: BUGS.md, H4).
+ * ('webhook_schema_migrations', so the core's schema_migrations never sees an unknown version).
  *
  * Same discipline as ./index.ts: WAL, busy_timeout, IMMEDIATE transactions for read-then-write (claims), driver
  * errors mapped to DROPKEY_STORE naming the operation, never parameter values. Signing secrets are encrypted with
