@@ -118,3 +118,23 @@ test('a wrong DROPKEY_MASTER_KEY does not unlock the data and says so', async ()
   assert.match(r.stderr, /key/i);
   assert.doesNotMatch(r.stderr, /unexpected error/);
 });
+
+// Last: it leaves an app and a connection behind, which would change what the tests above see (e.g. login picks the only app).
+test('app remove takes NAME or --name NAME (as add and update do), refuses two different names and an app in use', async () => {
+  await t.addApp('rm-a');
+  await t.addApp('rm-b');
+  const both = await t.run(['app', 'remove', 'rm-a', '--name', 'rm-b']);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /two different app names/);
+  const byFlag = await t.run(['app', 'remove', '--name', 'rm-a']);
+  assert.equal(byFlag.code, 0, byFlag.stderr);
+  const bare = await t.run(['app', 'remove', 'rm-b']);
+  assert.equal(bare.code, 0, bare.stderr);
+  const gone = await t.run(['app', 'remove', '--name', 'rm-a']);
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /No app named "rm-a"[\s\S]*dropkey app list/);
+  await t.connect('rm-conn', 'rm-used');
+  const used = await t.run(['app', 'remove', '--name', 'rm-used']);
+  assert.equal(used.code, 2);
+  assert.match(used.stderr, /still used by connection "rm-conn"[\s\S]*dropkey revoke --connection rm-conn/);
+});

@@ -11,7 +11,7 @@ const usage = `Usage:
   dropkey app update --name NAME [--key KEY] [--secret SECRET|-] [--no-secret] [--scope S...] [--team|--no-team]
                      [--app-folder|--full-access] [--json]
   dropkey app list [--json]
-  dropkey app remove NAME
+  dropkey app remove NAME          (or --name NAME)
 
 Registers a Dropbox app (its key from the App Console, https://www.dropbox.com/developers/apps) so that
 dropkey login can connect accounts with it.
@@ -119,7 +119,7 @@ function checklist(app: AppInfo, redirectUri: string): string[] {
       'then click Submit at the bottom of the page (unsubmitted changes are lost).' + missingCheck,
     `Access type: the app must have been created as "${app.access === 'app_folder' ? 'App folder' : 'Full Dropbox'}"` +
       `${app.team ? ' with team scopes (a Business team app)' : ''}; it cannot be changed later. ` +
-      `If it differs, run dropkey app remove ${app.name} and add it again${app.access === 'app_folder' ? ' without' : ' with'} --app-folder.`,
+      `If it differs, tell dropkey: dropkey app update --name ${app.name} ${app.access === 'app_folder' ? '--full-access' : '--app-folder'}`,
     'Settings tab > OAuth 2 > Allow public clients (Implicit Grant & PKCE): "Allow"' +
       (app.hasSecret ? ' is not needed, since dropkey has the app secret.' : ' is required, since dropkey has no app secret.'),
   ];
@@ -180,8 +180,12 @@ async function list(ctx: CommandContext, argv: string[]): Promise<void> {
 }
 
 async function remove(ctx: CommandContext, argv: string[]): Promise<void> {
-  const { positionals } = parseOptions('app remove', argv, {}, { positionals: 1 });
-  const raw = positionals[0];
+  // `--name NAME` as in add and update, or the bare NAME that gh/rclone users type.
+  const { values, positionals } = parseOptions('app remove', argv, { name: { type: 'string' } }, { positionals: 1 });
+  if (values.name !== undefined && positionals[0] !== undefined && values.name !== positionals[0]) {
+    throw usageError('app remove', `two different app names given ("${values.name}" and "${positionals[0]}")`);
+  }
+  const raw = values.name ?? positionals[0];
   if (raw === undefined) throw usageError('app remove', 'missing the app name (dropkey app remove NAME)');
   const name = validateName('app', raw);
   await withSession(ctx, ({ dk }) => dk.removeApp(name));
