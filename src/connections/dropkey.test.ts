@@ -322,6 +322,60 @@ describe('import and tokens', () => {
   });
 });
 
+describe('refresh failure vs a reconnect that lands meanwhile', () => {
+  // A refresh whose lock lease lapsed (a stalled process) can meet a login that wrote the row meanwhile. Its own
+  // invalid_grant says nothing about the new credentials: the row must stay as the login wrote it.
+  let rig: Rig;
+  let beforeToken: (() => Promise<void>) | undefined;
+  before(async () => {
+    rig = await makeRig({
+      dropkey: {
+        fetch: (async (url: string, init?: RequestInit) => {
+          const hook = String(url).endsWith('/oauth2/token') ? beforeToken : undefined;
+          if (hook) {
+            beforeToken = undefined;
+            await hook();
+          }
+          return rig.emu.fetch(url, init);
+        }) as typeof fetch,
+      },
+    });
+  });
+  after(() => rig.close());
+
+  test('invalid_grant for the old refresh token leaves the reconnected row active, and serves its token', async () => {
+    const a = await rig.appWithAccount({ name: 'relog' });
+    const g1 = await a.grant();
+    await rig.dk.import({ connection: 'relog', app: 'relog', refreshToken: g1.refresh_token! });
+    // The old grant dies (revoking a token minted from it disables its refresh token, §1.5); its token expires.
+    assert.equal((await rig.emu.rpc('auth/token/revoke', undefined, await rig.dk.getAccessToken('relog'))).status, 200);
+    await rig.advance(4 * 3600);
+    const g2 = await a.grant();
+    beforeToken = async () => {
+      // The "new login", written by another handle while our refresh request is on its way.
+      const { openStore } = await import('../store/index.js');
+      const other = await openStore({ home: rig.home, masterKey: rig.masterKey });
+      try {
+        await other.updateConnection('relog', {
+          refreshToken: g2.refresh_token!,
+          accessToken: g2.access_token,
+          accessTokenExpiresAt: rig.clock.now + 4 * 3600_000,
+          state: 'active',
+          lastError: null,
+        });
+      } finally {
+        await other.close();
+      }
+    };
+    assert.equal(await rig.dk.getAccessToken('relog'), g2.access_token);
+    assert.equal(beforeToken, undefined, 'the refresh did reach the token endpoint');
+    const stored = await rig.stored('relog');
+    assert.equal(stored?.state, 'active');
+    assert.equal(stored?.refreshToken, g2.refresh_token);
+    assert.equal((await rig.dk.get('relog')).state, 'active');
+  });
+});
+
 describe('client()', () => {
   let rig: Rig;
   before(async () => {

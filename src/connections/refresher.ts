@@ -126,6 +126,11 @@ function notExpired(rec: ConnectionRecord, now: number): boolean {
   return left === null || left > 0;
 }
 
+/** A stale expectedVersion (src/store/records.ts); store/index.ts has the same test, but is too heavy to import here. */
+function isVersionConflict(err: unknown): boolean {
+  return err instanceof DropkeyError && err.code === ErrorCodes.STORE && err.details?.['conflict'] === true;
+}
+
 function isOAuthError(err: unknown, code: string): err is DropboxApiError {
   return err instanceof DropboxApiError && (err.summary === code || err.summary.startsWith(`${code}:`));
 }
@@ -286,7 +291,7 @@ export class Refresher {
     } catch (err) {
       // The row changed under us: only possible if our lock lease expired (a stalled process) and another
       // refresher or a new login wrote meanwhile. Theirs is as good as ours; never overwrite it.
-      if (!(err instanceof DropkeyError && err.code === ErrorCodes.STORE && err.details?.['conflict'] === true)) throw err;
+      if (!isVersionConflict(err)) throw err;
       const again = await store.getConnection(cur.name);
       if (again && notExpired(again, now())) return again;
       throw err;
@@ -297,24 +302,35 @@ export class Refresher {
 
   async #refreshFailed(cur: ConnectionRecord, err: unknown, minValidMs: number | undefined): Promise<ConnectionRecord> {
     const { store, logger, now } = this.#deps;
-    const record = async (patch: ConnectionPatch): Promise<ConnectionRecord> => {
+    // Written only over the row this refresh read (expectedVersion), like a successful refresh: if the row changed
+    // meanwhile (our lock lease lapsed and a new login or another refresher wrote), the failure of our old
+    // credentials says nothing about theirs, so the row is left as they wrote it and handed back.
+    const record = async (patch: ConnectionPatch): Promise<{ rec: ConnectionRecord; replaced: boolean }> => {
       try {
-        return await store.updateConnection(cur.name, patch);
+        return { rec: await store.updateConnection(cur.name, patch, { expectedVersion: cur.version }), replaced: false };
       } catch (storeErr) {
+        if (isVersionConflict(storeErr)) {
+          const again = await store.getConnection(cur.name).catch(() => undefined);
+          if (again) return { rec: again, replaced: true };
+        }
         logger.error({ connection: cur.name, err: storeErr }, 'could not record the refresh failure');
-        return cur;
+        return { rec: cur, replaced: false };
       }
     };
     if (isOAuthError(err, 'invalid_grant') || (err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED)) {
       const said = err instanceof DropboxApiError ? ` (Dropbox said: ${describeOAuthError(err)})` : '';
-      const updated = await record({
+      const { rec: updated, replaced } = await record({
         state: 'needs_reauth',
         lastError:
           `Dropbox rejected the refresh token${said}. The app was disconnected from the account, ` +
           'the token was revoked, or it was replaced by a newer login.',
       });
+      if (replaced && updated.state === 'active' && notExpired(updated, now())) {
+        logger.warn({ connection: cur.name }, 'refresh token rejected, but the connection was reconnected meanwhile; using the new token');
+        return updated;
+      }
       logger.warn({ connection: cur.name }, 'refresh token rejected; connection needs a new login');
-      throw reauthError(updated, err);
+      throw reauthError(updated.state === 'needs_reauth' ? updated : { ...updated, lastError: `Dropbox rejected the refresh token${said}.` }, err);
     }
     if (isOAuthError(err, 'invalid_client') || (err instanceof DropkeyError && err.code === ErrorCodes.INVALID_CLIENT)) {
       await record({ lastError: `Dropbox rejected the app key or secret of app "${cur.app}" (invalid_client).` });
@@ -325,7 +341,7 @@ export class Refresher {
       });
     }
     const message = err instanceof Error ? redactText(err.message) : 'unknown error';
-    const recorded = await record({ lastError: `Refreshing the access token failed: ${message}` });
+    const { rec: recorded } = await record({ lastError: `Refreshing the access token failed: ${message}` });
     // A proactive refresh that fails while the current token still works must not break the caller.
     const left = remainingMs(cur, now());
     if (cur.accessToken && left !== null && left > Math.max(0, minValidMs ?? 0) && !(err instanceof DropkeyError && err.code === ErrorCodes.CANCELLED)) {
