@@ -18,3 +18,24 @@ test('defaultSleep: resolves after the delay; an abort rejects with the signal\'
   // A pending 60 s timer would keep this test process alive: the abort must clear it.
   await assert.rejects(p, /stopped/);
 });
+
+test('withRetry: after the last attempt, a network failure points at the network and the Dropbox URL; an HTTP 503 does not', async () => {
+  const { withRetry, resolveRetry } = await import('./retry.js');
+  const { DropboxApiError, ErrorCodes } = await import('../errors.js');
+  const retry = resolveRetry({ attempts: 2, baseDelayMs: 0 });
+  const sleep = async () => {};
+  const refused = Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) });
+  let calls = 0;
+  await assert.rejects(withRetry(async () => { calls++; throw refused; }, { retry, sleep }), (e: unknown) => {
+    const err = e as { code: string; hint?: string };
+    assert.equal(err.code, ErrorCodes.DROPBOX_UNAVAILABLE);
+    assert.match(err.hint ?? '', /DROPKEY_DROPBOX_URL/);
+    return true;
+  });
+  assert.equal(calls, 2);
+  const busy = new DropboxApiError(503, 'server error', null, 'Dropbox answered 503');
+  await assert.rejects(withRetry(async () => { throw busy; }, { retry, sleep }), (e: unknown) => {
+    assert.doesNotMatch((e as { hint?: string }).hint ?? '', /DROPKEY_DROPBOX_URL/);
+    return true;
+  });
+});

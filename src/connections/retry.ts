@@ -133,7 +133,11 @@ export async function withRetry<T>(
           `Dropbox did not answer successfully after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${transient.reason}.`,
           {
             cause: err,
-            hint: 'This is usually temporary: try again in a minute. Check the network if it keeps happening.',
+            // No HTTP answer at all is also what a wrong base URL (DROPKEY_DROPBOX_URL, the urls option) looks like.
+            hint:
+              err instanceof DropboxApiError
+                ? 'This is usually temporary: try again in a minute.'
+                : 'This is usually temporary: try again in a minute. If it keeps happening, check the network, and the Dropbox URL if one is set (DROPKEY_DROPBOX_URL).',
             details: { attempts: attempt },
           },
         );
