@@ -31,19 +31,28 @@ test('demo --exit: emulator, app add, loopback login, token, API calls, list; th
   assert.equal(existsSync(home.replace(/^'|'$/g, '')), false, 'the temporary data directory is deleted');
 });
 
-test('demo keeps the emulator running for another shell until Ctrl-C', async () => {
+test('demo keeps the emulator and dropkey serve running for another shell until Ctrl-C', async () => {
   const home = await mkdtemp(join(tmpdir(), 'dropkey-demo-test-'));
   try {
     const child = demo(['--home', home]);
     child.stdin.end();
     const done = collect(child);
-    const [, url] = await waitForOutput(child.stdout, /export DROPKEY_DROPBOX_URL=(\S+)[\s\S]*press Ctrl-C to stop/);
+    const shown = await waitForOutput(child.stdout, /export DROPKEY_DROPBOX_URL=(\S+)[\s\S]*press Ctrl-C to stop/);
+    const url = shown[1];
     // Another shell: the printed environment lines work with the running emulator.
     const other = spawn(process.execPath, [MAIN, 'token'], { env: { PATH: process.env['PATH'] ?? '', DROPKEY_HOME: home, DROPKEY_DROPBOX_URL: url! } });
     other.stdin.end();
     const tok = await collect(other);
     assert.equal(tok.code, 0, tok.stderr);
     assert.match(tok.stdout, /^sl\.\S+\n$/);
+    // dropkey serve on the same data directory: up, with a one-time setup link for the first admin, and showing
+    // the demo's connection once an admin exists.
+    const serveUrl = /dropkey serve listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(shown.input)?.[1];
+    assert.ok(serveUrl, shown.input);
+    assert.equal((await fetch(`${serveUrl}/healthz`)).status, 200);
+    const setupUrl = /http:\/\/127\.0\.0\.1:\d+\/setup\?token=\S+/.exec(shown.input)?.[0];
+    assert.ok(setupUrl, shown.input);
+    assert.equal((await fetch(setupUrl)).status, 200);
     child.kill('SIGINT');
     const r = await done;
     assert.equal(r.code, 0, r.stderr);

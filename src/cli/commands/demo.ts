@@ -1,8 +1,9 @@
 /**
  * `dropkey demo`: the README's one-command demo. Starts the Dropbox emulator in this process, then runs the real
  * dropkey commands against it (their real output, in a throw-away data directory): app add, login through the
- * loopback redirect, token, a few Dropbox API calls with that token, list. Then it keeps the emulator running and
- * prints the environment lines that point another shell at it, until Ctrl-C (or at once with --exit).
+ * loopback redirect, token, a few Dropbox API calls with that token, list. Then it prints the environment lines that
+ * point another shell at the emulator and starts `dropkey serve` on the same data directory and emulator, both
+ * running until Ctrl-C (or it stops at once with --exit).
  *
  * The consent step: the demo's emulator runs with auto-approve (as `dropkey emulator --auto-approve` does), and the
  * demo plays the browser: it fetches the authorize URL that `dropkey login` printed, the emulator approves as its
@@ -24,7 +25,7 @@ Runs the whole dropkey flow against a built-in Dropbox emulator: no Dropbox acco
 Options:
   --home DIR  Data directory to use (default: a new temporary directory, deleted at the end).
   --port N    Port for the emulator on 127.0.0.1 (default: a free one).
-  --exit      Finish right after the demo instead of keeping the emulator running until Ctrl-C.
+  --exit      Finish right after the demo instead of keeping the emulator and dropkey serve running until Ctrl-C.
 `;
 
 const command: Command = {
@@ -136,11 +137,22 @@ const command: Command = {
       out(`\nEmulator control API: ${url}/_emulator/ (e.g. curl -X POST ${url}/_emulator/clock -H 'Content-Type: application/json' -d '{"advance_seconds":14400}' to expire the token; dropkey token then refreshes it).\n`);
       out('Connect your real Dropbox app next: see docs/connecting-an-app.md.\n');
       if (values.exit) return;
-      out('\nThe emulator keeps running; press Ctrl-C to stop.\n');
-      await new Promise<void>((res) => {
-        if (ctx.signal.aborted) res();
-        else ctx.signal.addEventListener('abort', () => res(), { once: true });
+
+      // The service too, on the same data directory and the same emulator: its web UI shows the connection made
+      // above, and its token API and proxy can be tried at once (issue 4: the demo runs serve wired to the emulator).
+      out('\n$ dropkey serve --port 0\n');
+      const { startServer } = await import('../../server/main.js');
+      const server = await startServer({
+        env: { ...env, DROPKEY_LOG_LEVEL: ctx.env['DROPKEY_LOG_LEVEL'] ?? 'warn' },
+        port: 0,
+        host: '127.0.0.1',
+        stdout: ctx.stdout,
+        signal: ctx.signal,
       });
+      out(`\nOpen ${server.url}: create the admin with the setup link above, then see the "default" connection, add API keys,\n`);
+      out('or connect another account with "Connect Dropbox" (the emulator approves at once as the demo account).\n');
+      out('\nThe emulator and dropkey serve keep running; press Ctrl-C to stop.\n');
+      await server.done;
       out('\nStopping the emulator.\n');
     } finally {
       await emulator.close();
