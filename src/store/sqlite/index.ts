@@ -12,9 +12,9 @@
  *   message instead of later, in the middle of a command.
  */
 import type Database from 'better-sqlite3';
-import { openDatabase } from './driver.js';
+import { openDatabaseFile } from './driver.js';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { Keyring, secretContext, warnIfLoose } from '../crypto.js';
@@ -72,17 +72,13 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
 
   let db: Database.Database;
   try {
-    const dir = dirname(path);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    warnIfLoose(dir, warn);
-    if (!existsSync(path)) {
-      // Create the file ourselves so it gets mode 0600 whatever the umask grants SQLite (umask can only remove bits).
-      closeSync(openSync(path, 'a', 0o600));
-    } else if (process.platform !== 'win32') {
+    const opened = openDatabaseFile(path, { timeout: options.busyTimeoutMs ?? 5000 });
+    db = opened.db;
+    warnIfLoose(dirname(path), warn);
+    if (!opened.created && process.platform !== 'win32') {
       const mode = statSync(path).mode & 0o777;
       if (mode & 0o077) warn(`the dropkey database ${path} is accessible by other users (mode ${mode.toString(8)}); run: chmod 600 ${path}`);
     }
-    db = openDatabase(path, { timeout: options.busyTimeoutMs ?? 5000 });
   } catch (cause) {
     throw fail('open the database', cause);
   }

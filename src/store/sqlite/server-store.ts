@@ -7,10 +7,8 @@
  * pending-login code verifier is encrypted with the Keyring, bound to its row (AAD).
  */
 import type Database from 'better-sqlite3';
-import { openDatabase } from './driver.js';
+import { openDatabaseFile } from './driver.js';
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { Keyring } from '../crypto.js';
 import { errorMapper, type ErrorMapper } from './index.js';
@@ -186,9 +184,7 @@ export async function openSqliteServerStore(options: SqliteServerStoreOptions, n
   const fail = errorMapper(options.path);
   let db: Database.Database;
   try {
-    mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
-    if (!existsSync(options.path)) closeSync(openSync(options.path, 'a', 0o600));
-    db = openDatabase(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
+    db = openDatabaseFile(options.path, { timeout: options.busyTimeoutMs ?? 5000 }).db;
   } catch (cause) {
     throw fail('open the database', cause);
   }

@@ -8,10 +8,8 @@
  * the Keyring, bound to their row (AAD), and a CHECK refuses anything that is not a ciphertext.
  */
 import type Database from 'better-sqlite3';
-import { openDatabase } from './driver.js';
+import { openDatabaseFile } from './driver.js';
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { secretContext, type Keyring } from '../crypto.js';
 import type {
@@ -202,9 +200,7 @@ function toDelivery(r: DeliveryRow): DeliveryRecord {
 export async function openSqliteWebhookStore(options: SqliteWebhookStoreOptions, now: number = Date.now()): Promise<WebhookStore> {
   let db: Database.Database;
   try {
-    mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
-    if (!existsSync(options.path)) closeSync(openSync(options.path, 'a', 0o600));
-    db = openDatabase(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
+    db = openDatabaseFile(options.path, { timeout: options.busyTimeoutMs ?? 5000 }).db;
   } catch (cause) {
     throw storeError('open the database', cause);
   }
