@@ -10,13 +10,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { load as loadWith, log, median, startChild as startChildIn, stop } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -38,83 +37,9 @@ for (const [k, v] of [['duration-s', DURATION_MS], ['connections', CONNECTIONS],
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${k} must be a positive number`);
 }
 
-const log = (...a) => process.stderr.write(`${a.join(' ')}\n`);
+const startChild = (args, env, re) => startChildIn(root, args, env, re);
+const load = (url, headers, expectBody) => loadWith(url, headers, expectBody, { connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: DURATION_MS });
 
-/** Spawns a node process and resolves with the first stdout line matching `re` (and the child). */
-async function startChild(args, env, re) {
-  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => {
-    if (stderr.length < 20_000) stderr += d;
-  });
-  const rl = createInterface({ input: child.stdout });
-  const line = await new Promise((resolve, reject) => {
-    rl.on('line', (l) => {
-      const m = re.exec(l);
-      if (m) resolve(m);
-    });
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${stderr.slice(0, 2000)}`)));
-  });
-  return { child, match: line };
-}
-
-async function stop(child) {
-  if (child.exitCode !== null) return;
-  child.kill('SIGTERM');
-  await once(child, 'exit');
-}
-
-/**
- * The load generator: `connections` loops, each sending the next request when the previous answer has been
- * read, over a keep-alive agent with exactly that many sockets. Latencies are kept in a bounded typed array.
- */
-async function load(url, headers, expectBody) {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS, maxFreeSockets: CONNECTIONS });
-  const u = new URL(url);
-  const MAX_SAMPLES = 4_000_000;
-  const lat = new Float64Array(MAX_SAMPLES);
-  let n = 0;
-  let errors = 0;
-  let recording = false;
-  let stopAt = Infinity;
-  const one = () =>
-    new Promise((resolve) => {
-      const t0 = performance.now();
-      const req = request({ agent, host: u.hostname, port: u.port, path: u.pathname, method: 'GET', headers }, (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const ok = res.statusCode === 200 && (expectBody === undefined || Buffer.concat(chunks).toString() === expectBody);
-          if (!ok) errors++;
-          if (recording && n < MAX_SAMPLES) lat[n++] = performance.now() - t0;
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        errors++;
-        resolve();
-      });
-      req.end();
-    });
-  const loop = async () => {
-    while (performance.now() < stopAt) await one();
-  };
-  const started = performance.now();
-  stopAt = started + WARMUP_MS + DURATION_MS;
-  const loops = Array.from({ length: CONNECTIONS }, loop);
-  await new Promise((r) => setTimeout(r, WARMUP_MS));
-  recording = true;
-  const t0 = performance.now();
-  const n0 = n;
-  await Promise.all(loops);
-  const elapsed = (performance.now() - t0) / 1000;
-  agent.destroy();
-  const sample = lat.subarray(0, n).sort();
-  const pct = (p) => sample[Math.min(sample.length - 1, Math.floor((p / 100) * sample.length))] ?? NaN;
-  return { rps: Math.round((n - n0) / elapsed), p50_ms: +pct(50).toFixed(3), p99_ms: +pct(99).toFixed(3), requests: n, errors };
-}
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
   const home = mkdtempSync(join(tmpdir(), 'dropkey-bench-serve-'));

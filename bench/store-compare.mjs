@@ -11,13 +11,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { load as loadWith, log, median, startChild as startChildIn, stop } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -41,30 +40,8 @@ if (!values['database-url']) {
   process.exit(2);
 }
 
-const log = (...a) => process.stderr.write(`${a.join(' ')}\n`);
-
-async function startChild(args, env, re) {
-  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => {
-    if (stderr.length < 20_000) stderr += d;
-  });
-  const rl = createInterface({ input: child.stdout });
-  const match = await new Promise((resolve, reject) => {
-    rl.on('line', (l) => {
-      const m = re.exec(l);
-      if (m) resolve(m);
-    });
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${stderr.slice(0, 2000)}`)));
-  });
-  return { child, match };
-}
-
-async function stop(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  await once(child, 'exit');
-}
+const startChild = (args, env, re) => startChildIn(root, args, env, re);
+const load = (url, headers, expectBody) => loadWith(url, headers, expectBody, { connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: DURATION_MS });
 
 async function cli(args, env) {
   const p = spawn(process.execPath, ['dist/cli/main.js', ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -75,48 +52,6 @@ async function cli(args, env) {
   return out.trim();
 }
 
-/** Closed-loop generator (as in serve-token.mjs): CONNECTIONS loops over a keep-alive agent; every body checked. */
-async function load(url, headers, expectBody) {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS, maxFreeSockets: CONNECTIONS });
-  const u = new URL(url);
-  const lat = new Float64Array(4_000_000);
-  let n = 0;
-  let errors = 0;
-  let recording = false;
-  const one = () =>
-    new Promise((resolve) => {
-      const t0 = performance.now();
-      const req = request({ agent, host: u.hostname, port: u.port, path: u.pathname, method: 'GET', headers }, (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          if (res.statusCode !== 200 || Buffer.concat(chunks).toString() !== expectBody) errors++;
-          if (recording && n < lat.length) lat[n++] = performance.now() - t0;
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        errors++;
-        resolve();
-      });
-      req.end();
-    });
-  const stopAt = performance.now() + WARMUP_MS + DURATION_MS;
-  const loops = Array.from({ length: CONNECTIONS }, async () => {
-    while (performance.now() < stopAt) await one();
-  });
-  await new Promise((r) => setTimeout(r, WARMUP_MS));
-  recording = true;
-  const t0 = performance.now();
-  await Promise.all(loops);
-  const elapsed = (performance.now() - t0) / 1000;
-  agent.destroy();
-  const sample = lat.subarray(0, n).sort();
-  const pct = (p) => sample[Math.min(sample.length - 1, Math.floor((p / 100) * sample.length))] ?? NaN;
-  return { rps: Math.round(n / elapsed), p50_ms: +pct(50).toFixed(3), p99_ms: +pct(99).toFixed(3), errors };
-}
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
   const { DEMO_ACCOUNT_EMAIL } = await import(`${root}dist/emulator/index.js`);
