@@ -11,10 +11,11 @@ import { diagnoseTokenShape, type Finding, normalizePastedToken, type Severity }
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
 import type { FetchLike } from '../oauth/token.js';
 import type { AppRecord, ConnectionRecord } from '../store/types.js';
-import type { Dropkey } from './dropkey.js';
+import type { ConnectionsContext } from './context.js';
 import { DEFAULT_CONNECTION, validateName } from './names.js';
 import { identify, type Identity, rpcCall } from './protocol.js';
 import { loginCommand } from './refresher.js';
+import { getToken } from './tokens.js';
 
 // One finding shape for the shape check and the live checks, so the CLI prints both the same way.
 export type { Finding, Severity };
@@ -268,13 +269,13 @@ async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void>
   }
 }
 
-async function doctorConnection(dk: Dropkey, ctx: Ctx, name: string, need: string[]): Promise<void> {
-  const rec = await dk.store.getConnection(name);
+async function doctorConnection(conn: ConnectionsContext, ctx: Ctx, name: string, need: string[]): Promise<void> {
+  const rec = await conn.store.getConnection(name);
   if (!rec) {
     add(ctx, { id: 'not_found', severity: 'error', message: `There is no connection named "${name}".`, fix: `see them with: dropkey list; create it with: dropkey login --connection ${name}` });
     return;
   }
-  const app = await dk.store.getApp(rec.app);
+  const app = await conn.store.getApp(rec.app);
   const fixLogin = loginCommand(rec);
   if (!app) {
     add(ctx, { id: 'app_missing', severity: 'error', message: `The connection uses app "${rec.app}", which is no longer registered.`, fix: `dropkey app add --name ${rec.app} --key <APP_KEY> [--secret -]` });
@@ -303,13 +304,13 @@ async function doctorConnection(dk: Dropkey, ctx: Ctx, name: string, need: strin
   // A real refresh checks the refresh token and the app key and secret (invalid_client) in one go.
   let token: string | undefined;
   try {
-    const t = await dk.getToken(name, rec.refreshToken ? { forceRefresh: true, ...(ctx.signal ? { signal: ctx.signal } : {}) } : {});
+    const t = await getToken(conn, name, rec.refreshToken ? { forceRefresh: true, ...(ctx.signal ? { signal: ctx.signal } : {}) } : {});
     token = t.accessToken;
   } catch (err) {
     refreshFinding(ctx, err, rec, fixLogin);
   }
   if (!token) return;
-  const fresh = (await dk.store.getConnection(name)) ?? rec;
+  const fresh = (await conn.store.getConnection(name)) ?? rec;
   let id: Identity | undefined;
   try {
     id = await identify(ctx, token, app.team, ctx.signal);
@@ -387,10 +388,10 @@ function refreshFinding(ctx: Ctx, err: unknown, rec: ConnectionRecord, fixLogin:
   }
 }
 
-export async function runDoctor(dk: Dropkey, deps: { urls: DropboxUrls; fetch: FetchLike; now: () => number }, input: DoctorInput): Promise<DoctorReport> {
+export async function runDoctor(conn: ConnectionsContext, input: DoctorInput): Promise<DoctorReport> {
   // --need takes scope names or route names (files/upload → files.content.write); unknown items are reported.
   const { scopes: need, unknown } = resolveNeeds((input.need ?? []).flatMap((s) => s.split(/[\s,]+/)).filter(Boolean));
-  const ctx: Ctx = { ...deps, findings: [], signal: input.signal };
+  const ctx: Ctx = { urls: conn.urls, fetch: conn.fetch, now: conn.now, findings: [], signal: input.signal };
   if (unknown.length > 0) {
     add(ctx, {
       id: 'unknown_need',
@@ -406,7 +407,7 @@ export async function runDoctor(dk: Dropkey, deps: { urls: DropboxUrls; fetch: F
   } else {
     const name = validateName('connection', input.connection ?? DEFAULT_CONNECTION);
     subject = name;
-    await doctorConnection(dk, ctx, name, need);
+    await doctorConnection(conn, ctx, name, need);
   }
   return { healthy: !ctx.findings.some((f) => f.severity === 'error'), subject, findings: ctx.findings };
 }

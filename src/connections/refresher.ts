@@ -12,8 +12,8 @@ import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
 import type { AppRecord, ConnectionPatch, ConnectionRecord, Store } from '../store/types.js';
 import type { Logger } from './redact.js';
 import { redactText } from './redact.js';
-import { type ResolvedRetry, withRetry } from './retry.js';
-import type { Sleep } from './types.js';
+import { type ResolvedRetry, withRetry } from '../dropbox/retry.js';
+import type { Sleep } from '../sleep.js';
 
 /** What one refresh-token grant returned (already validated by the oauth layer). */
 export interface RefreshResult {

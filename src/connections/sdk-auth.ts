@@ -11,7 +11,10 @@
  * checkAndRefreshAccessToken asks dropkey for a token (refreshing through the shared, locked refresher when
  * needed) and caches it for the getAccessToken call that follows.
  */
-import type { Dropkey } from './dropkey.js';
+import type { ConnectionsContext } from './context.js';
+import { validateName } from './names.js';
+import { notFound } from './refresher.js';
+import { getToken } from './tokens.js';
 
 export interface SdkAuthOptions {
   /**
@@ -39,11 +42,20 @@ export interface DropkeySdkAuth {
   refreshAccessToken(): Promise<void>;
 }
 
-export function createSdkAuth(dk: Dropkey, connection: string, appKey: string | undefined, options: SdkAuthOptions = {}): DropkeySdkAuth {
+/** The SDK auth object of a stored connection (Dropkey.sdkAuth). */
+export async function sdkAuth(ctx: ConnectionsContext, name: string, options: SdkAuthOptions = {}): Promise<DropkeySdkAuth> {
+  validateName('connection', name);
+  const rec = await ctx.store.getConnection(name);
+  if (!rec) throw notFound(name);
+  const app = await ctx.store.getApp(rec.app);
+  return createSdkAuth(ctx, name, app?.key, { fetch: ctx.fetch, ...options });
+}
+
+function createSdkAuth(ctx: ConnectionsContext, connection: string, appKey: string | undefined, options: SdkAuthOptions = {}): DropkeySdkAuth {
   let token: string | undefined;
   let expiresAt: number | null = null;
   const load = async (force: boolean): Promise<void> => {
-    const t = await dk.getToken(connection, {
+    const t = await getToken(ctx, connection, {
       ...(options.minValidSeconds === undefined ? {} : { minValidSeconds: options.minValidSeconds }),
       ...(force ? { forceRefresh: true } : {}),
     });

@@ -1,19 +1,10 @@
 import type { DropboxUrls } from '../dropbox/hosts.js';
 import type { AppAccess, ConnectionState, Store } from '../store/types.js';
+import type { RetryOptions } from '../dropbox/retry.js';
+import type { Sleep } from '../sleep.js';
 import type { Logger } from './redact.js';
 
-export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
-
-export interface RetryOptions {
-  /** Attempts in all, the first one included (default 4, like the Python SDK's max_retries_on_error). */
-  attempts?: number;
-  /** First back-off delay in ms; doubles each time (default 500). */
-  baseDelayMs?: number;
-  /** Upper bound for the sum of all waits of one operation, Retry-After included (default 30 000). */
-  maxTotalWaitMs?: number;
-  /** Timeout of one HTTP attempt in ms (default 30 000). */
-  attemptTimeoutMs?: number;
-}
+export type { RetryOptions, Sleep };
 
 export interface DropkeyOptions {
   /** Data directory (the store's home). Ignored when `store` is given. */

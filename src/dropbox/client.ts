@@ -12,7 +12,8 @@ import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
 import type { DropboxUrls } from './hosts.js';
 import { errorTag, isRetryable, networkError, readDropboxError } from './errors.js';
 import { httpHeaderSafeJson } from './header-json.js';
-import { retryDelay, retryPolicy, type RetryPolicy, type Sleep } from './retry.js';
+import type { Sleep } from '../sleep.js';
+import { retryDelay, retryPolicy, type RetryPolicy } from './retry.js';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 

@@ -1,10 +1,17 @@
 /**
- * Retry timing shared by the API client: exponential backoff with jitter for 5xx/network failures, and
- * Dropbox's own wait for 429/503 (Retry-After seconds, §3.3, §3.4; RateLimitError.retry_after defaults to 1).
+ * dropkey's one retry module, for every call to Dropbox. Transient failures are network errors, timeouts, 5xx and
+ * 429 (Retry-After in seconds, https://www.dropbox.com/developers/documentation/http/documentation#error-handling);
+ * everything else (400 invalid_grant, invalid_client, 409 route errors...) is final and surfaces at once.
+ * Two policies share that classification and the one Sleep (src/sleep.ts):
+ * - the API client's (`retryPolicy`, `retryDelay`): exponential back-off with jitter, Dropbox's own wait for 429/503;
+ * - the token endpoint's and identity checks' (`resolveRetry`, `withRetry`): a bounded budget of attempts and total
+ *   wait, with a per-attempt timeout, for the facade's refreshes, logins, imports and revokes.
  */
+import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
+import { defaultSleep, type Sleep } from '../sleep.js';
 import { retryAfterOf } from './errors.js';
 
-export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
+// ---------------------------------------------------------------- the API client's policy
 
 export interface RetryPolicy {
   /** Retries after the first attempt (default 3, so 4 attempts at most). */
@@ -19,19 +26,6 @@ export interface RetryPolicy {
   sleep: Sleep;
 }
 
-export const defaultSleep: Sleep = (ms, signal) =>
-  new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 
 export function retryPolicy(p: Partial<RetryPolicy> = {}): RetryPolicy {
   return {
@@ -62,4 +56,158 @@ export function retryDelay(err: unknown, retry: number, status: number | undefin
   }
   if (status === 429) return 1000;
   return backoffDelay(retry, policy);
+}
+
+// ---------------------------------------------------------------- what is transient
+
+export interface Transient {
+  /** Plain words for lastError and logs, e.g. "Dropbox answered 503". */
+  reason: string;
+  /** Server-requested wait (Retry-After), in ms. */
+  retryAfterMs?: number;
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
+]);
+
+function errorChain(err: unknown): unknown[] {
+  const out: unknown[] = [];
+  let e: unknown = err;
+  for (let i = 0; i < 6 && e !== undefined && e !== null; i++) {
+    out.push(e);
+    e = (e as { cause?: unknown }).cause;
+  }
+  return out;
+}
+
+function retryAfterMsOf(err: DropboxApiError): number | undefined {
+  const fromDetails = err.details?.['retryAfter'] ?? err.details?.['retry_after'];
+  if (typeof fromDetails === 'number' && Number.isFinite(fromDetails)) return fromDetails * 1000;
+  const body = err.error as { retry_after?: unknown } | null | undefined;
+  if (body && typeof body === 'object' && typeof body.retry_after === 'number') return body.retry_after * 1000;
+  const header = err.response?.headers.get('retry-after');
+  if (header && /^\d+$/.test(header.trim())) return Number(header.trim()) * 1000;
+  return undefined;
+}
+
+/** Returns how to retry `err`, or undefined when it is final. */
+export function classifyTransient(err: unknown): Transient | undefined {
+  if (err instanceof DropboxApiError) {
+    if (err.status === 429) {
+      const ms = retryAfterMsOf(err);
+      return { reason: 'Dropbox is rate limiting requests (HTTP 429)', ...(ms === undefined ? {} : { retryAfterMs: ms }) };
+    }
+    if (err.status >= 500) {
+      const ms = retryAfterMsOf(err);
+      return { reason: `Dropbox had a server error (HTTP ${err.status})`, ...(ms === undefined ? {} : { retryAfterMs: ms }) };
+    }
+    return undefined;
+  }
+  for (const e of errorChain(err)) {
+    if (e instanceof DropkeyError) {
+      if (e.code === ErrorCodes.DROPBOX_UNAVAILABLE) return { reason: e.message };
+      if (e.code !== ErrorCodes.INTERNAL) return undefined;
+    }
+    const name = (e as { name?: unknown }).name;
+    const code = (e as { code?: unknown }).code;
+    if (name === 'TimeoutError') return { reason: 'the request to Dropbox timed out' };
+    if (typeof code === 'string' && NETWORK_CODES.has(code)) return { reason: `could not reach Dropbox (${code})` };
+    if (e instanceof TypeError && /fetch failed|terminated|network/i.test(e.message)) {
+      return { reason: 'could not reach Dropbox (network error)' };
+    }
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------- the facade's budgeted policy
+
+export interface RetryOptions {
+  /** Attempts in all, the first one included (default 4, like the Python SDK's max_retries_on_error). */
+  attempts?: number;
+  /** First back-off delay in ms; doubles each time (default 500). */
+  baseDelayMs?: number;
+  /** Upper bound for the sum of all waits of one operation, Retry-After included (default 30 000). */
+  maxTotalWaitMs?: number;
+  /** Timeout of one HTTP attempt in ms (default 30 000). */
+  attemptTimeoutMs?: number;
+}
+
+export interface ResolvedRetry {
+  attempts: number;
+  baseDelayMs: number;
+  maxTotalWaitMs: number;
+  attemptTimeoutMs: number;
+}
+
+export function resolveRetry(o: RetryOptions | undefined): ResolvedRetry {
+  return {
+    attempts: Math.max(1, o?.attempts ?? 4),
+    baseDelayMs: Math.max(0, o?.baseDelayMs ?? 500),
+    maxTotalWaitMs: Math.max(0, o?.maxTotalWaitMs ?? 30_000),
+    attemptTimeoutMs: Math.max(1, o?.attemptTimeoutMs ?? 30_000),
+  };
+}
+
+/**
+ * Runs `fn` until it succeeds, fails finally, or the retry budget is spent. `fn` receives the caller's signal
+ * and owns its per-attempt timeout (a timed-out attempt surfaces as a retryable network error, not a
+ * cancellation). A Retry-After larger than the remaining wait budget is not
+ * honoured by sleeping less: the operation gives up instead, since calling early would only be refused again.
+ */
+export async function withRetry<T>(
+  fn: (signal: AbortSignal | undefined, attempt: number) => Promise<T>,
+  options: {
+    retry: ResolvedRetry;
+    sleep: Sleep;
+    signal?: AbortSignal;
+    onRetry?: (info: Transient & { attempt: number; waitMs: number }) => void;
+  },
+): Promise<T> {
+  const { retry, sleep } = options;
+  let waited = 0;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn(options.signal, attempt);
+    } catch (err) {
+      if (options.signal?.aborted) {
+        throw new DropkeyError(ErrorCodes.CANCELLED, 'The operation was cancelled.', { cause: err });
+      }
+      const transient = classifyTransient(err);
+      if (!transient) throw err;
+      const backoff = retry.baseDelayMs * 2 ** (attempt - 1);
+      const waitMs = transient.retryAfterMs ?? backoff;
+      if (attempt >= retry.attempts || waited + waitMs > retry.maxTotalWaitMs) {
+        throw new DropkeyError(
+          ErrorCodes.DROPBOX_UNAVAILABLE,
+          `Dropbox did not answer successfully after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${transient.reason}.`,
+          {
+            cause: err,
+            // No HTTP answer at all is also what a wrong base URL (DROPKEY_DROPBOX_URL, the urls option) looks like.
+            hint:
+              err instanceof DropboxApiError
+                ? 'This is usually temporary: try again in a minute.'
+                : 'This is usually temporary: try again in a minute. If it keeps happening, check the network, and the Dropbox URL if one is set (DROPKEY_DROPBOX_URL).',
+            details: { attempts: attempt },
+          },
+        );
+      }
+      options.onRetry?.({ ...transient, attempt, waitMs });
+      waited += waitMs;
+      await sleep(waitMs, options.signal);
+    }
+  }
 }

@@ -307,7 +307,7 @@ export class TokenService {
     }
     const token = { info, body: tokenBody(info) };
     const now = clock();
-    const marginMs = dropkey._internals.marginMs;
+    const marginMs = dropkey.refreshMarginSeconds * 1000;
     const until = Math.min(now + config.tokenCacheMs, info.expiresAt === null ? Infinity : info.expiresAt - marginMs);
     if (until > now) this.#cache.set(name, { token, until });
     return token;

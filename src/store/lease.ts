@@ -14,6 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../errors.js';
+import { defaultSleep } from '../sleep.js';
 import type { Clock, LockLease, LockOptions, Sleep } from './types.js';
 
 export interface LeasePrimitives {
@@ -38,19 +39,8 @@ export interface LeaseDeps {
 const FIRST_DELAY_MS = 5;
 const MAX_DELAY_MS = 100;
 
-export const realSleep: Sleep = (ms, signal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+/** The store's default wait: the package's one real timer (src/sleep.ts). */
+export const realSleep: Sleep = defaultSleep;
 
 export async function withLease<T>(
   p: LeasePrimitives,

@@ -69,7 +69,7 @@ export interface LockOptions {
 export type Clock = () => number;
 
 /** Waits `ms` (injected with the clock so tests stay fast); rejects when `signal` aborts. */
-export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
+export type { Sleep } from '../sleep.js';
 
 /** Handed to the function run under a lock. */
 export interface LockLease {

@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import { createApp, type ServerApp } from '../../src/server/app.js';
 import { bind, type Listener } from '../../src/server/node.js';
 import { createProxyModule } from '../../src/server/proxy/index.js';
-import { defaultSleep, type Sleep } from '../../src/dropbox/retry.js';
+import { defaultSleep, type Sleep } from '../../src/sleep.js';
 import { dropboxContentHash, patternBytes } from '../helpers/content-hash.js';
 import { emulatorFetch } from '../helpers/dropbox-sdk.js';
 import { headerSafeJson } from '../helpers/emulator.js';

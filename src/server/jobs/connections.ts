@@ -7,7 +7,6 @@
  */
 import type { Dropkey } from '../../connections/dropkey.js';
 import type { ConnectionInfo } from '../../connections/types.js';
-import { rpcCall } from '../../connections/protocol.js';
 import { errorTag } from '../../dropbox/errors.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { isVersionConflict } from '../../store/index.js';
@@ -132,17 +131,9 @@ export async function checkHealth(
   return summary;
 }
 
-async function probe(dropkey: Dropkey, name: string, team: boolean, signal: AbortSignal | undefined, token?: string): Promise<void> {
-  const route = team ? 'team/get_info' : 'check/user';
-  const arg = team ? undefined : { query: 'dropkey' };
-  const opts = signal ? { signal } : {};
-  if (token !== undefined) {
-    // A specific token (the one a forced refresh just gave): no further refresh behind our back.
-    const deps = { urls: dropkey.urls, fetch: dropkey._internals.fetch };
-    await rpcCall(deps, token, route, arg ?? null, { ...opts, timeoutMs: dropkey._internals.retry.attemptTimeoutMs });
-    return;
-  }
-  await dropkey.client(name).rpc(route, arg, opts);
+/** check/user (team/get_info for team apps); with `token`, exactly the one a forced refresh just gave. */
+function probe(dropkey: Dropkey, name: string, team: boolean, signal: AbortSignal | undefined, token?: string): Promise<void> {
+  return dropkey.checkAccess(name, { team, ...(signal ? { signal } : {}), ...(token === undefined ? {} : { accessToken: token }) });
 }
 
 async function checkOne(d: ConnectionJobDeps, c: ConnectionInfo, team: boolean, signal: AbortSignal | undefined): Promise<'healthy' | 'broken' | 'inconclusive'> {

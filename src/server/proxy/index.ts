@@ -19,7 +19,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Hono } from 'hono';
 import { validateName } from '../../connections/names.js';
-import { defaultSleep, type Sleep } from '../../dropbox/retry.js';
+import { defaultSleep, type Sleep } from '../../sleep.js';
 import { parseRetryAfter } from '../../dropbox/errors.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppContext, AppEnv, ServerModule } from '../context.js';

@@ -1,10 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { defaultSleep } from './retry.js';
-import { defaultSleep as clientSleep } from '../dropbox/retry.js';
+import { defaultSleep } from '../sleep.js';
+import { realSleep } from '../store/lease.js';
+import { retryPolicy } from './retry.js';
 
-test('the facade and the Dropbox client share one defaultSleep (no second copy to drift)', () => {
-  assert.equal(defaultSleep, clientSleep);
+test('the facade, the Dropbox client and the store share one defaultSleep (no second copy to drift)', () => {
+  assert.equal(retryPolicy().sleep, defaultSleep);
+  assert.equal(realSleep, defaultSleep);
 });
 
 test('defaultSleep: resolves after the delay; an abort rejects with the signal\'s reason and clears the timer', async () => {

@@ -1,0 +1,140 @@
+/**
+ * Dropbox apps (key, secret, scopes, team or user, access type): registering, changing, listing and removing
+ * them, and finding the one a login or import should use.
+ */
+import { DropkeyError, ErrorCodes } from '../errors.js';
+import type { AppAccess, AppRecord } from '../store/types.js';
+import type { ConnectionsContext } from './context.js';
+import { cleanSecretInput, validateScopes } from './input.js';
+import { validateName } from './names.js';
+import type { AppInfo } from './types.js';
+
+export interface AddAppInput {
+  name: string;
+  key: string;
+  secret?: string | null;
+  scopes?: string[];
+  team?: boolean;
+  access?: AppAccess | null;
+}
+
+export function appInfo(a: AppRecord): AppInfo {
+  return {
+    name: a.name,
+    key: a.key,
+    hasSecret: a.secret !== null && a.secret !== '',
+    scopes: [...a.scopes],
+    team: a.team,
+    access: a.access,
+    createdAt: a.createdAt,
+    updatedAt: a.updatedAt,
+  };
+}
+
+function validateAppKey(input: unknown): string {
+  const key = typeof input === 'string' ? input.trim() : '';
+  // Dropbox's keys are 15 lowercase letters and digits; other servers (the emulator, a proxy) may use "-" or ".".
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(key)) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, key === '' ? 'The app key is missing.' : 'The app key does not look like an app key (letters and digits, no spaces).', {
+      hint: 'Copy the "App key" from the Settings tab of your app in the Dropbox App Console: dropkey app add --name NAME --key KEY',
+    });
+  }
+  return key;
+}
+
+function validateAppSecret(input: string | null | undefined, key: string): string | null {
+  const secret = input === undefined || input === null ? null : cleanSecretInput(input, 'app secret');
+  if (secret !== null && secret === key) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The app secret is the same as the app key.', {
+      hint: 'Copy the "App secret" (click Show on the Settings tab), not the key.',
+    });
+  }
+  return secret;
+}
+
+function validateAccess(input: unknown): AppAccess | null {
+  const access = input ?? null;
+  if (access !== null && access !== 'full' && access !== 'app_folder') {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `Unknown access type ${JSON.stringify(access)}.`, { hint: 'Use "full" or "app_folder".' });
+  }
+  return access;
+}
+
+export async function addApp(ctx: ConnectionsContext, input: AddAppInput): Promise<AppInfo> {
+  const name = validateName('app', input.name);
+  const key = validateAppKey(input.key);
+  const secret = validateAppSecret(input.secret, key);
+  const scopes = validateScopes(input.scopes);
+  const access = validateAccess(input.access);
+  const existing = await ctx.store.getApp(name);
+  if (existing) {
+    throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An app named "${name}" already exists.`, {
+      hint: `Pick another name, or remove it first: dropkey app remove ${name}`,
+    });
+  }
+  const rec = await ctx.store.createApp({ name, key, secret, scopes, team: input.team === true, access });
+  ctx.log.info({ app: name, team: rec.team }, 'app added');
+  return appInfo(rec);
+}
+
+export async function updateApp(ctx: ConnectionsContext, name: string, patch: Partial<Omit<AddAppInput, 'name'>>): Promise<AppInfo> {
+  const app = await findApp(ctx, name);
+  const key = patch.key === undefined ? app.key : validateAppKey(patch.key);
+  const changes: Partial<Omit<AppRecord, 'name' | 'createdAt'>> = {};
+  if (patch.key !== undefined) changes.key = key;
+  if (patch.secret !== undefined) changes.secret = validateAppSecret(patch.secret, key);
+  if (patch.scopes !== undefined) changes.scopes = validateScopes(patch.scopes);
+  if (patch.team !== undefined) changes.team = patch.team === true;
+  if (patch.access !== undefined) changes.access = validateAccess(patch.access);
+  const rec = await ctx.store.updateApp(app.name, changes);
+  ctx.log.info({ app: name, fields: Object.keys(changes) }, 'app updated');
+  return appInfo(rec);
+}
+
+export async function listApps(ctx: ConnectionsContext): Promise<AppInfo[]> {
+  return (await ctx.store.listApps()).map(appInfo);
+}
+
+export async function getApp(ctx: ConnectionsContext, name: string): Promise<AppInfo> {
+  return appInfo(await findApp(ctx, name));
+}
+
+export async function removeApp(ctx: ConnectionsContext, name: string): Promise<void> {
+  const app = await findApp(ctx, name);
+  const users = (await ctx.store.listConnections()).filter((c) => c.app === app.name).map((c) => c.name);
+  if (users.length > 0) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `App "${name}" is still used by connection${users.length > 1 ? 's' : ''} ${users.map((u) => `"${u}"`).join(', ')}.`, {
+      hint: `Revoke them first: ${users.map((u) => `dropkey revoke --connection ${u}`).join('; ')}`,
+    });
+  }
+  await ctx.store.deleteApp(app.name);
+}
+
+/** The app named `name`, or DROPKEY_NOT_FOUND with the commands that list and add apps. */
+export async function findApp(ctx: ConnectionsContext, name: string): Promise<AppRecord> {
+  validateName('app', name);
+  const app = await ctx.store.getApp(name);
+  if (!app) {
+    throw new DropkeyError(ErrorCodes.NOT_FOUND, `No app named "${name}".`, {
+      hint: `See the apps with: dropkey app list. Add one with: dropkey app add --name ${name} --key <APP_KEY>`,
+      details: { app: name },
+    });
+  }
+  return app;
+}
+
+/** The app to use when none is named: the connection's own, else the only one there is. */
+export async function resolveApp(ctx: ConnectionsContext, name: string | undefined, connection: string): Promise<AppRecord> {
+  if (name !== undefined) return findApp(ctx, name);
+  const existing = await ctx.store.getConnection(connection);
+  if (existing) return findApp(ctx, existing.app);
+  const apps = await ctx.store.listApps();
+  if (apps.length === 1) return apps[0]!;
+  throw new DropkeyError(
+    ErrorCodes.BAD_INPUT,
+    apps.length === 0 ? 'No Dropbox app is registered yet.' : `Several apps are registered (${apps.map((a) => a.name).join(', ')}); say which one to use.`,
+    {
+      hint: apps.length === 0 ? 'Add one first: dropkey app add --name NAME --key KEY [--secret -]' : `Add --app NAME, e.g. --app ${apps[0]!.name}`,
+    },
+  );
+}
