@@ -35,7 +35,7 @@ import { jobsModule } from './jobs/index.js';
 import { webhooksModule } from './webhooks/index.js';
 import { proxyModule } from './proxy/index.js';
 import { uiModule } from './ui/index.js';
-import { createServices, type ServerServices } from './services.js';
+import { createServices, type ServerServices } from './services/index.js';
 
 /** The modules mounted by default. Helpers adding ui/proxy/webhooks: import the module and add it here. */
 export const MODULES: ServerModule[] = [opsModule, apiModule, oauthModule, proxyModule, webhooksModule, jobsModule, uiModule];
@@ -142,6 +142,7 @@ export function createApp(deps: ServerDeps, options: { modules?: ServerModule[] 
       if (timer) clearInterval(timer);
       timer = undefined;
       for (const s of stoppers.splice(0)) await s.stop().catch((err) => logger.warn({ err }, 'a module failed to stop'));
+      services.upstreamAgents.destroy();
       await services.usage.flush();
     },
   };

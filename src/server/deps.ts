@@ -4,7 +4,9 @@
  */
 import type { Logger as PinoLogger } from 'pino';
 import type { Dropkey } from '../connections/dropkey.js';
+import type { KeyRotationController } from '../store/rotation.js';
 import type { ServerStore } from '../store/server-types.js';
+import type { WebhookStore } from '../store/webhook-types.js';
 import type { ServerEvents } from './events.js';
 import type { ServerMetrics } from './metrics.js';
 import type { RandomBytes } from './security/secrets.js';
@@ -39,6 +41,10 @@ export type Logger = PinoLogger;
 export interface ServerDeps {
   dropkey: Dropkey;
   serverStore: ServerStore;
+  /** Webhook endpoints, outbox and job runs; without it the webhook routes answer 503 and background jobs stay off. */
+  webhookStore?: WebhookStore;
+  /** Re-encrypts stored secrets under the active master key (the UI's master key page); without it the page shows the CLI way. */
+  keyRotation?: KeyRotationController;
   /** Epoch ms. */
   clock: () => number;
   logger: Logger;

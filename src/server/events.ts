@@ -22,6 +22,8 @@ export interface ServerEvent {
 export type EventListener = (event: ServerEvent) => void | Promise<void>;
 
 export class ServerEvents {
+  /** When each connection last emitted connection.refresh_failed on this bus (jobs/events.ts throttles on it). */
+  readonly refreshFailedAt = new Map<string, number>();
   readonly #listeners = new Set<EventListener>();
   readonly #onError: (err: unknown, event: ServerEvent) => void;
 

@@ -27,7 +27,6 @@ import { instrumentFetch } from './upstream.js';
 import { jobsModule } from './jobs/index.js';
 import { createProxyModule, proxyModule } from './proxy/index.js';
 import { openSharedBackoff } from './proxy/shared-backoff.js';
-import { registerKeyRotation } from './ui/master-key.js';
 import { keyRotationFor } from '../store/rotation.js';
 
 type Env = Record<string, string | undefined>;
@@ -176,9 +175,9 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
       fetch: upstreamFetch,
       metrics,
       events,
+      // The web UI's master key page re-encrypts through the same code as `dropkey keys rotate`.
+      keyRotation: keyRotationFor(stores.store, stores.keyring, nonEmpty(o.env['DROPKEY_DATABASE_URL'])),
     }, { modules });
-    // The web UI's master key page re-encrypts through the same code as `dropkey keys rotate`.
-    registerKeyRotation(app.services, keyRotationFor(stores.store, stores.keyring, nonEmpty(o.env['DROPKEY_DATABASE_URL'])));
     listener.setApp(app);
     o.stdout.write(`dropkey serve listening on http://${shownHost}:${listener.port}\n`);
     if (publicUrl !== localUrl) o.stdout.write(`public URL: ${publicUrl} (OAuth redirect URI: ${app.services.paths.redirectUri})\n`);

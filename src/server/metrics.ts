@@ -151,6 +151,14 @@ export function createServerMetrics(registry = new Registry()) {
     // Added by the proxy: answers by status code; label values are bounded (connections, HTTP statuses).
     proxyRequests: registry.register(new Counter('dropkey_proxy_requests_total', 'Requests answered by the proxy, by connection and HTTP status.', ['connection', 'status'])),
     httpRequests: registry.register(new Counter('dropkey_http_requests_total', 'HTTP requests served, by status class (2xx, 4xx, ...).', ['status'])),
+    // Background work (jobs/, webhooks/). Label values are bounded: job names, results, event types.
+    jobRuns: registry.register(
+      new Counter('dropkey_job_runs_total', 'Background job attempts on this instance, by job and result (ran, failed, locked, recent, stopped).', ['job', 'result']),
+    ),
+    webhookAttempts: registry.register(
+      new Counter('dropkey_webhook_attempts_total', 'Webhook delivery attempts made by this instance, by result (succeeded, retry, failed).', ['result']),
+    ),
+    connectionEvents: registry.register(new Counter('dropkey_connection_events_total', 'Connection events emitted by this instance, by type.', ['type'])),
   };
 }
 

@@ -7,7 +7,7 @@
  */
 import { after, afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { JOB_NAMES, schedulerOf } from '../../src/server/jobs/index.js';
+import { JOB_NAMES } from '../../src/server/jobs/index.js';
 import { Scheduler } from '../../src/server/jobs/scheduler.js';
 import { verifyWebhookSignature } from '../../src/server/webhooks/signing.js';
 import { driveConsent } from '../helpers/consent.js';
@@ -75,8 +75,8 @@ describe('scheduler', () => {
     assert.equal(runs.lastOutcome, 'ok');
     assert.equal((await rig.refreshGrants()) - grants, 1, 'still one refresh');
     // Sequentially (no lock contention), another instance's run this period still counts: b skips.
-    assert.equal(await schedulerOf(b.app.services)!.runNow(JOB_NAMES.refresh), 'recent');
-    assert.equal(await schedulerOf(a.app.services)!.runNow(JOB_NAMES.refresh), 'recent');
+    assert.equal(await b.app.services.scheduler!.runNow(JOB_NAMES.refresh), 'recent');
+    assert.equal(await a.app.services.scheduler!.runNow(JOB_NAMES.refresh), 'recent');
     const m = a.app.services.metrics.registry.render() + b.app.services.metrics.registry.render();
     assert.equal([...m.matchAll(/^dropkey_job_runs_total\{job="connections.refresh",result="ran"\} (\d+)$/gm)].reduce((n, x) => n + Number(x[1]), 0), 2);
     const listed = (await (await a.call('GET', '/api/v1/jobs', { key: await a.key(['admin'], '*') })).json()) as any;
@@ -141,7 +141,7 @@ describe('proactive refresh failures', () => {
     // The account owner unlinks the app: revoking the access token disables its refresh token too (§1.5).
     assert.equal((await rig.emu.rpc('auth/token/revoke', undefined, c.accessToken)).status, 200);
     rig.timers.advance(235 * MIN);
-    const scheduler = schedulerOf(inst.app.services)!;
+    const scheduler = inst.app.services.scheduler!;
     assert.equal(await scheduler.runNow(JOB_NAMES.refresh, { force: true }), 'ran');
     const info = await inst.dk.get('doomed');
     assert.equal(info.state, 'needs_reauth');
@@ -174,7 +174,7 @@ describe('proactive refresh failures', () => {
     await rig.connection(inst.dk, 'flaky');
     rig.timers.advance(235 * MIN);
     await rig.emu.control.fault({ route: 'oauth2/token', status: 503, count: 20 });
-    const scheduler = schedulerOf(inst.app.services)!;
+    const scheduler = inst.app.services.scheduler!;
     await scheduler.runNow(JOB_NAMES.refresh, { force: true });
     await scheduler.runNow(JOB_NAMES.refresh, { force: true });
     const events = inst.events.filter((e) => e.connection === 'flaky');
@@ -226,7 +226,7 @@ describe('health checks', () => {
     const grants = await rig.refreshGrants();
     // check/user refuses the token twice: before and after the forced refresh.
     await rig.emu.control.fault({ route: 'check/user', status: 401, count: 2 });
-    const scheduler = schedulerOf(inst.app.services)!;
+    const scheduler = inst.app.services.scheduler!;
     assert.equal(await scheduler.runNow(JOB_NAMES.health, { force: true }), 'ran');
     assert.equal((await rig.refreshGrants()) - grants, 1, 'one forced refresh before giving up');
     const info = await inst.dk.get('hc');
@@ -241,7 +241,7 @@ describe('health checks', () => {
     rig = await makeRig();
     const inst = await rig.instance();
     await rig.connection(inst.dk, 'hc2');
-    const scheduler = schedulerOf(inst.app.services)!;
+    const scheduler = inst.app.services.scheduler!;
     await rig.emu.control.fault({ route: 'check/user', status: 401, count: 1 });
     await scheduler.runNow(JOB_NAMES.health, { force: true });
     assert.equal((await inst.dk.get('hc2')).state, 'active');
@@ -262,7 +262,7 @@ describe('health checks', () => {
     assert.equal((await inst.dk.get('bare')).refreshable, false);
     await rig.emu.rpc('auth/token/revoke', undefined, grant.access_token);
     const grants = await rig.refreshGrants();
-    await schedulerOf(inst.app.services)!.runNow(JOB_NAMES.health, { force: true });
+    await inst.app.services.scheduler!.runNow(JOB_NAMES.health, { force: true });
     assert.equal((await rig.refreshGrants()) - grants, 0);
     const info = await inst.dk.get('bare');
     assert.equal(info.state, 'revoked');
@@ -274,7 +274,7 @@ describe('health checks', () => {
     const inst = await rig.instance();
     const c = await rig.connection(inst.dk, 'gone');
     await rig.emu.rpc('auth/token/revoke', undefined, c.accessToken);
-    await schedulerOf(inst.app.services)!.runNow(JOB_NAMES.health, { force: true });
+    await inst.app.services.scheduler!.runNow(JOB_NAMES.health, { force: true });
     assert.equal((await inst.dk.get('gone')).state, 'needs_reauth');
     const ev = inst.events.filter((e) => e.connection === 'gone');
     assert.deepEqual(ev.map((e) => [e.type, e.data['detected_by']]), [['connection.needs_reauth', 'health_check']]);

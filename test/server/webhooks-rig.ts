@@ -16,7 +16,7 @@ import { createApp, MODULES, type ServerApp } from '../../src/server/app.js';
 import type { ServerModule } from '../../src/server/context.js';
 import { defaultConfig } from '../../src/server/deps.js';
 import { ServerEvents, type ServerEvent } from '../../src/server/events.js';
-import { createJobsModule, schedulerOf, type JobsOptions } from '../../src/server/jobs/index.js';
+import { createJobsModule, type JobsOptions } from '../../src/server/jobs/index.js';
 import type { RunResult } from '../../src/server/jobs/scheduler.js';
 import { ManualTimers } from '../../src/server/jobs/timers.js';
 import { createLogger } from '../../src/server/logger.js';
@@ -151,7 +151,7 @@ export async function makeRig(o: { databaseUrl?: string } = {}): Promise<Rig> {
           for (let k = 0; k < 3; k++) {
             await new Promise((r) => setImmediate(r));
             await webhookService(app.services).worker.idle();
-            await schedulerOf(app.services)?.idle();
+            await app.services.scheduler?.idle();
           }
         },
         nextAttempts(n = 1) {

@@ -1,8 +1,9 @@
 /**
  * `dropkey apikey create|list|revoke`: API keys for `dropkey serve`'s JSON API, managed straight in the store
- * (a running server sees a new key at once and a revoked one within its key cache time, 5 s).
+ * (a running server sees a new key at once and a revoked one within its key cache time, 5 s). It goes through
+ * the server's own ApiKeyService (server/services/api-keys.ts): the same checks, the same audit entries.
  */
-import type { Command } from '../context.js';
+import type { Command, CommandContext } from '../context.js';
 import { parseOptions, usageError } from '../config.js';
 import { writeJson } from '../output.js';
 
@@ -23,9 +24,15 @@ const command: Command = {
     const [sub, ...rest] = ctx.argv;
     if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw usageError('apikey', sub === undefined ? 'say create, list or revoke' : `unknown subcommand "${sub}"`);
     const { openServerStores } = await import('../../server/main.js');
-    const { validateName } = await import('../../connections/names.js');
-    const { validateKeyName, validatePermissions } = await import('../../server/services.js');
-    const { generateApiKey } = await import('../../server/security/secrets.js');
+    const { ApiKeyService } = await import('../../server/services/api-keys.js');
+    const { AuditLog } = await import('../../server/services/audit.js');
+    const open = async () => {
+      const stores = await openServerStores(ctx.env);
+      const deps = { serverStore: stores.serverStore, clock: Date.now };
+      // No key cache here: every CLI run is a fresh process.
+      const keys = new ApiKeyService({ ...deps, config: { apiKeyCacheMs: 0 } }, new AuditLog({ ...deps, logger: auditWarnings(ctx) }));
+      return { stores, keys };
+    };
 
     if (sub === 'create') {
       const { values } = parseOptions('apikey', rest, {
@@ -36,8 +43,6 @@ const command: Command = {
         json: { type: 'boolean' },
       });
       if (values.name === undefined) throw usageError('apikey', 'create needs --name NAME');
-      const name = validateKeyName(values.name);
-      const permissions = validatePermissions(values.permission ?? []);
       const listed = values.connection ?? [];
       if (values['all-connections'] && listed.length > 0) throw usageError('apikey', 'give --connection or --all-connections, not both');
       if (!values['all-connections'] && listed.length === 0) throw usageError('apikey', 'create needs --connection NAME (repeatable) or --all-connections');
@@ -47,13 +52,15 @@ const command: Command = {
       if (names.includes('*') && names.some((c) => c !== '*')) {
         throw usageError('apikey', '--connection "*" (every connection) cannot be combined with connection names; give one or the other');
       }
-      const connections = values['all-connections'] || names.includes('*') ? ('*' as const) : [...new Set(names.map((c) => validateName('connection', c)))];
-      const stores = await openServerStores(ctx.env);
+      const { stores, keys } = await open();
       try {
-        const { key, prefix, hash } = generateApiKey();
-        const now = Date.now();
-        const rec = await stores.serverStore.createApiKey({ name, prefix, hash, permissions, connections, createdBy: 'cli' }, now);
-        await stores.serverStore.appendAudit([{ at: now, actor: 'cli', action: 'apikey.created', target: name, details: { permissions, connections, prefix } }]);
+        const { key, record: rec } = await keys.create({
+          name: values.name,
+          permissions: values.permission ?? [],
+          connections: values['all-connections'] || names.includes('*') ? '*' : names,
+          actor: 'cli',
+        });
+        const { name, permissions, connections } = rec;
         const missing = connections === '*' ? [] : (await Promise.all(connections.map(async (c) => ((await stores.store.getConnection(c)) ? null : c)))).filter((c): c is string => c !== null);
         if (values.json) {
           writeJson(ctx, { key, name: rec.name, prefix: rec.prefix, permissions: rec.permissions, connections: rec.connections });
@@ -70,9 +77,9 @@ const command: Command = {
 
     if (sub === 'list') {
       const { values } = parseOptions('apikey', rest, { json: { type: 'boolean' } });
-      const stores = await openServerStores(ctx.env);
+      const { stores, keys: service } = await open();
       try {
-        const keys = await stores.serverStore.listApiKeys();
+        const keys = await service.list();
         const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
         if (values.json) {
           writeJson(ctx, keys.map((k) => ({ name: k.name, prefix: k.prefix, permissions: k.permissions, connections: k.connections, created_at: iso(k.createdAt), last_used_at: iso(k.lastUsedAt), revoked_at: iso(k.revokedAt), token_handouts: k.tokenHandouts })));
@@ -94,16 +101,19 @@ const command: Command = {
 
     const { positionals } = parseOptions('apikey', rest, {}, { positionals: 1 });
     if (positionals[0] === undefined) throw usageError('apikey', 'revoke needs the key name');
-    const name = validateKeyName(positionals[0]);
-    const stores = await openServerStores(ctx.env);
+    const name = positionals[0];
+    const { stores, keys } = await open();
     try {
-      const now = Date.now();
-      await stores.serverStore.revokeApiKey(name, now);
-      await stores.serverStore.appendAudit([{ at: now, actor: 'cli', action: 'apikey.revoked', target: name, details: {} }]);
+      await keys.revoke(name, 'cli');
       ctx.stdout.write(`Revoked API key "${name}". A running server refuses it within 5 seconds.\n`);
     } finally {
       await stores.close();
     }
   },
 };
+/** The audit log never fails an action that already happened (AuditLog); on the command line it says so. */
+function auditWarnings(ctx: CommandContext): { error(obj: object, msg: string): void } {
+  return { error: (_obj, msg) => void ctx.stderr.write(`Warning: ${msg}.\n`) };
+}
+
 export default command;

@@ -3,21 +3,19 @@
  * the one-time setup token), checks its permission and connection scope, and throws on failure: the error
  * boundary in app.ts writes every error as {"error": {"code", "message"}}.
  *
- * Permissions: token:read → the token endpoint; admin → refresh, delete, connect links, API keys, audit;
+ * Permissions: token:read → the token endpoint; admin → refresh, test, delete, connect links, API keys, audit;
  * any permission → listing and reading connections (metadata only, filtered to the key's scope).
  * Managing API keys and reading the audit log needs an admin key for ALL connections ('*'), so a scoped admin key
  * cannot mint itself a wider one.
  */
 import { Hono } from 'hono';
-import type { ConnectionInfo } from '../../connections/types.js';
 import { validateName } from '../../connections/names.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { ApiKeyRecord } from '../../store/server-types.js';
 import { type AppContext, type AppEnv, clientIp, readJsonObject, type ServerModule } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
-import { reportRefreshFailure } from '../jobs/events.js';
 import { createConnectLink } from '../oauth/flow.js';
-import { authorize, type ServerServices, withReconnectUrl } from '../services.js';
+import { authorize, type ServerServices } from '../services/index.js';
 import { createFirstAdmin } from '../setup.js';
 import { connectionJson as connectionView } from '../../connections/json.js';
 
@@ -109,20 +107,19 @@ export function apiRoutes(s: ServerServices): Hono<AppEnv> {
     const name = connectionParam(c);
     authorize(key, 'admin', name);
     s.usage.used(key);
-    s.tokens.invalidate(name);
-    let info: ConnectionInfo;
-    try {
-      info = await s.dropkey.refresh(name, { force: true, signal: c.req.raw.signal });
-    } catch (err) {
-      reportRefreshFailure(s, name, err, { detected_by: 'refresh_request' }); // connection events
-      await s.audit.write(actorOf(key), 'connection.refresh_failed', name, { code: err instanceof DropkeyError ? err.code : 'unknown' });
-      // Never a 2xx: the facade throws even when the old token still works (details.refreshed = false).
-      throw withReconnectUrl(s.paths, name, err);
-    } finally {
-      s.tokens.invalidate(name);
-    }
-    await s.audit.write(actorOf(key), 'connection.refreshed', name);
+    // Never a 2xx on failure: the facade throws even when the old token still works (details.refreshed = false).
+    const info = await s.connections.refresh(name, { actor: actorOf(key), detectedBy: 'refresh_request', signal: c.req.raw.signal });
     return c.json({ connection: connectionView(info) });
+  });
+
+  api.post('/connections/:name/test', async (c) => {
+    const key = c.get('apiKey');
+    const name = connectionParam(c);
+    authorize(key, 'admin', name);
+    s.usage.used(key);
+    const result = await s.connections.test(name, { actor: actorOf(key), signal: c.req.raw.signal });
+    if (!result.ok) throw result.error;
+    return c.json({ connection: name, ok: true, message: result.message });
   });
 
   api.delete('/connections/:name', async (c) => {
@@ -130,16 +127,7 @@ export function apiRoutes(s: ServerServices): Hono<AppEnv> {
     const name = connectionParam(c);
     authorize(key, 'admin', name);
     s.usage.used(key);
-    const before = await s.dropkey.get(name);
-    const result = await s.dropkey.revoke(name);
-    s.tokens.invalidate(name);
-    await s.audit.write(actorOf(key), 'connection.revoked', name, { revoked_at_dropbox: result.revokedAtDropbox });
-    s.events.emit({
-      type: 'connection.revoked',
-      at: s.clock(),
-      connection: name,
-      data: { app: before.app, account_id: before.accountId, email: before.email, revoked_at_dropbox: result.revokedAtDropbox },
-    });
+    const result = await s.connections.revoke(name, { actor: actorOf(key) });
     return c.json({ connection: name, revoked_at_dropbox: result.revokedAtDropbox, message: result.message });
   });
 

@@ -124,6 +124,29 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
           },
         },
       },
+      '/connections/{name}/test': {
+        post: {
+          operationId: 'testConnection',
+          summary: 'Ask Dropbox whose connection this is',
+          tags: ['connections'],
+          security: keyAuth,
+          parameters: [nameParam],
+          description:
+            'Needs admin. Calls users/get_current_account (team/get_info for a team app) with the connection\'s token, refreshed first when needed, ' +
+            'and says who Dropbox sees, in plain words. The same check as the web UI\'s Test button; both are audited as connection.tested.',
+          responses: {
+            '200': {
+              description: 'Dropbox accepted the token.',
+              content: json({ type: 'object', properties: { connection: { type: 'string' }, ok: { const: true }, message: { type: 'string' } } }),
+            },
+            ...common,
+            '404': err('No such connection (DROPKEY_NOT_FOUND).'),
+            '409': err('DROPKEY_REAUTH_REQUIRED or DROPKEY_TOKEN_EXPIRED: there is no valid token to test with.'),
+            '502': err('Dropbox refused the token or the call (DROPKEY_DROPBOX_API; `error.message` says why).'),
+            '503': err('Dropbox unreachable or failing (DROPKEY_DROPBOX_UNAVAILABLE, after retries).'),
+          },
+        },
+      },
       '/connect-links': {
         post: {
           operationId: 'createConnectLink',

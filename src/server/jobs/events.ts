@@ -51,8 +51,6 @@ export function classifyRefreshError(err: unknown): { type: ServerEventType; rea
 /** refresh_failed is sent at most this often per connection and bus: a Dropbox outage must not flood receivers. */
 export const REFRESH_FAILED_QUIET_MS = 10 * 60_000;
 
-const lastRefreshFailed = new WeakMap<ServerEvents, Map<string, number>>();
-
 /**
  * Emits connection.needs_reauth / connection.refresh_failed for a refresh error (see classifyRefreshError).
  * needs_reauth is a one-time transition by construction; refresh_failed is throttled per connection
@@ -68,8 +66,7 @@ export function reportRefreshFailure(
   const c = classifyRefreshError(err);
   if (!c) return null;
   const now = s.clock();
-  let seen = lastRefreshFailed.get(s.events);
-  if (!seen) lastRefreshFailed.set(s.events, (seen = new Map()));
+  const seen = s.events.refreshFailedAt;
   if (c.type === 'connection.refresh_failed') {
     const last = seen.get(connection);
     if (last !== undefined && now - last < REFRESH_FAILED_QUIET_MS && now >= last) return null;

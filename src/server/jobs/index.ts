@@ -7,12 +7,10 @@ import { Hono } from 'hono';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppEnv, ServerModule } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
-import { authorize, type ServerServices } from '../services.js';
+import { authorize, type ServerServices } from '../services/index.js';
 import { checkHealth, refreshExpiring } from './connections.js';
-import { backgroundMetrics } from './metrics.js';
 import { Scheduler, type RunResult } from './scheduler.js';
 import { realTimers, type Timers } from './timers.js';
-import '../webhooks/service.js'; // ServerDeps.webhookStore
 
 export interface JobsOptions {
   timers?: Timers;
@@ -29,13 +27,6 @@ export interface JobsOptions {
 
 export const JOB_NAMES = { refresh: 'connections.refresh', health: 'connections.health', purge: 'webhooks.purge' } as const;
 
-const schedulers = new WeakMap<ServerServices, Scheduler>();
-
-/** The running scheduler of an app (after start()), for tests and an admin "run now". */
-export function schedulerOf(s: ServerServices): Scheduler | undefined {
-  return schedulers.get(s);
-}
-
 export function createScheduler(s: ServerServices, o: JobsOptions = {}): Scheduler {
   const store = s.webhookStore;
   if (!store) throw new DropkeyError(ErrorCodes.INTERNAL, 'Background jobs need the webhook store (job run records).');
@@ -47,7 +38,7 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
     logger: s.logger,
     ...(o.random ? { random: o.random } : {}),
     onResult: (job, result) => {
-      backgroundMetrics(s.metrics).jobRuns.inc({ job, result });
+      s.metrics.jobRuns.inc({ job, result });
       o.onResult?.(job, result);
     },
   });
@@ -135,12 +126,13 @@ export function createJobsModule(o: JobsOptions = {}): ServerModule {
         return { stop: async () => {} };
       }
       const scheduler = createScheduler(s, o);
-      schedulers.set(s, scheduler);
+      // Tests and an admin "run now" reach the running scheduler here.
+      s.scheduler = scheduler;
       scheduler.start();
       return {
         stop: async () => {
           await scheduler.stop();
-          schedulers.delete(s);
+          if (s.scheduler === scheduler) s.scheduler = undefined;
         },
       };
     },

@@ -26,10 +26,10 @@ import type { AppContext, AppEnv, ServerModule } from '../context.js';
 import { HttpError, mapError, ServerErrorCodes } from '../errors.js';
 import { reportRefreshFailure } from '../jobs/events.js';
 import { securityHeaders } from '../security/headers.js';
-import { authorize, type ServerServices } from '../services.js';
+import { authorize, type ServerServices } from '../services/index.js';
 import { backoffKey, MemoryBackoffStore, type BackoffState, type BackoffStore, type RateLimitReason } from './backoff.js';
 import { requestHeaders, responseHeaders, upstreamQuery } from './forward.js';
-import { NodeTransport, UpstreamAgents, WebTransport, type ByteCounters, type Transport, type UpstreamAnswer } from './transport.js';
+import { NodeTransport, WebTransport, type ByteCounters, type Transport, type UpstreamAnswer } from './transport.js';
 import { isRouteName, routeInfo, type RouteInfo } from './routes.js';
 
 export interface ProxyOptions {
@@ -48,9 +48,6 @@ const DEFAULT_REPLAY_LIMIT = 1024 * 1024;
 const TOO_MANY_REQUESTS = 429;
 const MAX_429_RETRIES = 3;
 
-/** Upstream connection pools per app, closed when the app stops. */
-const agentsOf = new WeakMap<ServerServices, UpstreamAgents>();
-
 export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono<AppEnv> {
   const backoff = options.backoff ?? new MemoryBackoffStore();
   const maxWaitMs = options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
@@ -64,8 +61,7 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
     download: (n) => s.metrics.proxyBytes.inc({ direction: 'download' }, n),
   };
   const extraHeaders = securityHeaders({ authorizeUrl: urls.authorize, https: s.config.publicUrl.startsWith('https:') });
-  const agents = new UpstreamAgents();
-  agentsOf.set(s, agents);
+  const agents = s.upstreamAgents;
   /** Node pipes under the Node listener; fetch and web streams when the app is called without a socket. */
   const transportFor = (c: AppContext): Transport => {
     const { incoming, outgoing } = (c.env ?? {}) as { incoming?: IncomingMessage; outgoing?: ServerResponse };
@@ -274,12 +270,8 @@ export function createProxyModule(options: ProxyOptions = {}): ServerModule {
   return {
     name: 'proxy',
     mount: '/proxy',
+    // No start(): the upstream pools are the app's (services.upstreamAgents), closed by app.stop().
     routes: (s) => proxyRoutes(s, options),
-    start: (s) => ({
-      async stop() {
-        agentsOf.get(s)?.destroy();
-      },
-    }),
   };
 }
 

@@ -15,10 +15,8 @@ import type { AppInfo, ConnectionInfo } from '../../connections/types.js';
 import { redactText } from '../../connections/redact.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppEnv } from '../context.js';
-import { mapError } from '../errors.js';
 import { browserBinding, createConnectLink, startBrowserLogin } from '../oauth/flow.js';
-import { reportRefreshFailure } from '../jobs/events.js';
-import { type ServerServices, withReconnectUrl } from '../services.js';
+import type { ServerServices } from '../services/index.js';
 import { expiresIn, iso, STATE_LABEL, stateExplanation, when } from './format.js';
 import { type Html, html } from './html.js';
 import { actorOf, errorText, field, guard, guardPost, isUserError, wantsJson } from './kit.js';
@@ -165,12 +163,6 @@ ${linkForm(ui, apps, c.name)}
   });
 }
 
-/** Plain words for a failure shown on a page: the boundary's message (already redacted), with its hint. */
-function failureText(err: unknown): string {
-  const m = mapError(err);
-  return m.body.hint ? `${m.body.message} ${m.body.hint}` : m.body.message;
-}
-
 export function connectionRoutes(r: Hono<AppEnv>, s: ServerServices): void {
   r.get(
     '/connections',
@@ -253,24 +245,8 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
     '/connections/:name/test',
     guardPost(s, async (c, ui) => {
       const name = validateName('connection', c.req.param('name'));
-      const info = await s.dropkey.get(name);
-      const app = await s.dropkey.getApp(info.app).catch(() => undefined);
-      let notice: Notice;
-      try {
-        const client = s.dropkey.client(name);
-        if (app?.team) {
-          const t = await client.rpc<{ name?: string; num_provisioned_users?: number }>('team/get_info');
-          notice = { kind: 'ok', text: `Dropbox answered: team "${t.name ?? '?'}" with ${t.num_provisioned_users ?? '?'} members.` };
-        } else {
-          const a = await client.rpc<{ email?: string; name?: { display_name?: string } }>('users/get_current_account');
-          notice = { kind: 'ok', text: `Dropbox answered: ${a.name?.display_name ?? 'account'} <${a.email ?? '?'}>.` };
-        }
-        await s.audit.write(actorOf(ui), 'connection.tested', name, { ok: true });
-      } catch (err) {
-        if (!(err instanceof DropkeyError)) throw err;
-        notice = { kind: 'error', text: `The test failed: ${failureText(err)}` };
-        await s.audit.write(actorOf(ui), 'connection.tested', name, { ok: false, code: err.code });
-      }
+      const result = await s.connections.test(name, { actor: actorOf(ui) });
+      const notice: Notice = result.ok ? { kind: 'ok', text: result.message } : { kind: 'error', text: `The test failed: ${errorText(result.error)}` };
       return c.html(await detailPage(s, ui, name, [notice]));
     }),
   );
@@ -279,20 +255,12 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
     '/connections/:name/refresh',
     guardPost(s, async (c, ui) => {
       const name = validateName('connection', c.req.param('name'));
-      s.tokens.invalidate(name);
       try {
-        await s.dropkey.refresh(name, { force: true, signal: c.req.raw.signal });
+        await s.connections.refresh(name, { actor: actorOf(ui), detectedBy: 'ui', signal: c.req.raw.signal });
       } catch (err) {
         if (!(err instanceof DropkeyError) || err.code === ErrorCodes.NOT_FOUND) throw err;
-        // The same connection events as the token API and the refresh route (webhooks: refresh_failed, needs_reauth).
-        reportRefreshFailure(s, name, err, { detected_by: 'ui' });
-        await s.audit.write(actorOf(ui), 'connection.refresh_failed', name, { code: err.code });
-        const shown = withReconnectUrl(s.paths, name, err);
-        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: `Refreshing failed: ${failureText(shown)}` }]), 502);
-      } finally {
-        s.tokens.invalidate(name);
+        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: `Refreshing failed: ${errorText(err)}` }]), 502);
       }
-      await s.audit.write(actorOf(ui), 'connection.refreshed', name);
       return c.redirect(`/connections/${enc(name)}?refreshed=1`, 303);
     }),
   );
@@ -321,21 +289,12 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
           }),
         );
       }
-      let result;
       try {
-        result = await s.dropkey.revoke(name, { force, signal: c.req.raw.signal });
+        await s.connections.revoke(name, { actor: actorOf(ui), force, signal: c.req.raw.signal });
       } catch (err) {
         if (!(err instanceof DropkeyError)) throw err;
-        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: failureText(err) }]), 502);
+        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: errorText(err) }]), 502);
       }
-      s.tokens.invalidate(name);
-      await s.audit.write(actorOf(ui), 'connection.revoked', name, { revoked_at_dropbox: result.revokedAtDropbox });
-      s.events.emit({
-        type: 'connection.revoked',
-        at: s.clock(),
-        connection: name,
-        data: { app: before.app, account_id: before.accountId, email: before.email, revoked_at_dropbox: result.revokedAtDropbox },
-      });
       return c.redirect(`/connections?revoked=${enc(name)}`, 303);
     }),
   );

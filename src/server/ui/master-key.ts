@@ -7,29 +7,22 @@
  * the master key"). The operator puts the new key first in DROPKEY_MASTER_KEY on every instance, then presses the
  * button (or runs the CLI) once.
  *
- * main.ts registers the rotation for its app (registerKeyRotation); apps built without it (tests of other pages)
+ * main.ts gives the app its rotation (ServerDeps.keyRotation); apps built without it (tests of other pages)
  * show the page with the CLI instructions only.
  */
 import type { Hono } from 'hono';
-import type { KeyRotationController } from '../../store/rotation.js';
 import type { AppEnv } from '../context.js';
-import type { ServerServices } from '../services.js';
+import type { ServerServices } from '../services/index.js';
 import { html } from './html.js';
 import { actorOf, guard, guardPost } from './kit.js';
 import { type Notice, page } from './layout.js';
 import type { UiSession } from './session.js';
 
-const controllers = new WeakMap<ServerServices, KeyRotationController>();
-/** One rotation at a time per instance (a double click must not start two walks). */
-const running = new WeakSet<ServerServices>();
-
-export function registerKeyRotation(s: ServerServices, c: KeyRotationController): void {
-  controllers.set(s, c);
-}
-
 export function masterKeyRoutes(r: Hono<AppEnv>, s: ServerServices): void {
+  /** One rotation at a time per instance (a double click must not start two walks). */
+  let running = false;
   const view = async (ui: UiSession, notices: Notice[]): Promise<string> => {
-    const ctl = controllers.get(s);
+    const ctl = s.keyRotation;
     const st = ctl ? await ctl.status() : undefined;
     const pending = st && ctl ? Object.entries(st.byKeyId).filter(([id]) => id !== ctl.activeKeyId).reduce((n, [, k]) => n + k, 0) : 0;
     const ids = ctl && st ? [...new Set([...ctl.keyIds, ...Object.keys(st.byKeyId)])] : [];
@@ -68,22 +61,20 @@ ${
   r.post(
     '/master-key/rotate',
     guardPost(s, async (c, ui) => {
-      const ctl = controllers.get(s);
+      const ctl = s.keyRotation;
       if (!ctl) return c.html(await view(ui, [{ kind: 'error', text: 'Key rotation is not available on this server.' }]), 404);
-      if (running.has(s)) return c.html(await view(ui, [{ kind: 'error', text: 'A rotation is already running on this instance.' }]), 409);
-      running.add(s);
+      if (running) return c.html(await view(ui, [{ kind: 'error', text: 'A rotation is already running on this instance.' }]), 409);
+      running = true;
       try {
         const report = await ctl.rotate();
-        await s.serverStore.appendAudit([
-          { at: s.clock(), actor: actorOf(ui), action: 'keys.rotated', target: report.activeKeyId, details: { rewritten: report.rewritten, remaining: report.remaining } },
-        ]);
+        await s.audit.write(actorOf(ui), 'keys.rotated', report.activeKeyId, { rewritten: report.rewritten, remaining: report.remaining });
         const notice: Notice =
           report.remaining === 0
             ? { kind: 'ok', text: `Re-encrypted ${report.rewritten} secret(s); every secret is under key ${report.activeKeyId}.` }
             : { kind: 'error', text: `Re-encrypted ${report.rewritten} secret(s), but ${report.remaining} are still under other keys: some instance still writes with an old active key. Give every instance the new key first, then try again.` };
         return c.html(await view(ui, [notice]), report.remaining === 0 ? 200 : 409);
       } finally {
-        running.delete(s);
+        running = false;
       }
     }),
   );

@@ -1,24 +1,23 @@
 /**
  * The webhook service of one app: manages endpoints (admin API, UI), turns server events into queued deliveries,
- * and owns the delivery worker. One per ServerServices (webhookService(s) finds it), so the API routes, the UI
- * and the module's start() share it.
+ * and owns the delivery worker. One per app, kept in its services' `webhooks` field (webhookService(s) makes it on
+ * first use), so the API routes, the UI and the module's start() share it.
  */
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { DeliveryAttempt, DeliveryRecord, DeliveryStatus, WebhookEndpoint, WebhookStore } from '../../store/webhook-types.js';
+import type { ServerDeps } from '../deps.js';
 import type { ServerEvent, ServerEventType } from '../events.js';
-import { backgroundMetrics } from '../jobs/metrics.js';
 import type { Timers } from '../jobs/timers.js';
 import { realTimers } from '../jobs/timers.js';
-import type { ServerServices } from '../services.js';
+import type { AuditLog } from '../services/audit.js';
 import { DeliveryWorker, type DeliveryWorkerOptions } from './delivery.js';
 import { generateWebhookSecret } from './signing.js';
 
-declare module '../deps.js' {
-  interface ServerDeps {
-    /** Webhook endpoints, outbox and job runs (src/store/webhook-types.ts); opened by main.ts next to serverStore. */
-    webhookStore?: WebhookStore;
-  }
-}
+/** What the service is built from: the app's services (structurally, so this file need not import them). */
+export type WebhookServiceDeps = Pick<ServerDeps, 'webhookStore' | 'clock' | 'events' | 'metrics' | 'logger'> & {
+  audit: AuditLog;
+  randomBytes: NonNullable<ServerDeps['randomBytes']>;
+};
 
 /** Every event type an endpoint can subscribe to (issue 4 §6), plus the admin's test event. */
 export const WEBHOOK_EVENT_TYPES: readonly (ServerEventType | 'webhook.test')[] = [
@@ -39,7 +38,7 @@ export interface WebhookOptions {
   onAttempt?: DeliveryWorkerOptions['onAttempt'];
 }
 
-export function webhookStoreOf(s: ServerServices): WebhookStore {
+export function webhookStoreOf(s: Pick<ServerDeps, 'webhookStore'>): WebhookStore {
   if (!s.webhookStore) {
     throw new DropkeyError(ErrorCodes.INTERNAL, 'Webhooks are not available: the server was started without a webhook store.', {
       hint: 'Pass webhookStore in the server deps (main.ts opens it with openSqliteWebhookStore).',
@@ -90,12 +89,12 @@ export function eventBody(id: string, type: string, at: number, connection: stri
 
 export class WebhookService {
   readonly worker: DeliveryWorker;
-  readonly #s: ServerServices;
+  readonly #s: WebhookServiceDeps;
   readonly #store: WebhookStore;
   readonly #timers: Timers;
   #unsubscribe: (() => void) | undefined;
 
-  constructor(s: ServerServices, options: WebhookOptions = {}) {
+  constructor(s: WebhookServiceDeps, options: WebhookOptions = {}) {
     this.#s = s;
     this.#store = webhookStoreOf(s);
     this.#timers = options.timers ?? realTimers;
@@ -108,7 +107,7 @@ export class WebhookService {
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
       ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
       onAttempt: (delivery, outcome) => {
-        backgroundMetrics(s.metrics).webhookAttempts.inc({ result: outcome.result });
+        s.metrics.webhookAttempts.inc({ result: outcome.result });
         options.onAttempt?.(delivery, outcome);
       },
     });
@@ -120,7 +119,7 @@ export class WebhookService {
    */
   subscribe(): void {
     this.#unsubscribe ??= this.#s.events.on(async (e) => {
-      backgroundMetrics(this.#s.metrics).connectionEvents.inc({ type: e.type });
+      this.#s.metrics.connectionEvents.inc({ type: e.type });
       await this.enqueue(e);
     });
   }
@@ -210,14 +209,8 @@ export class WebhookService {
   }
 }
 
-const services = new WeakMap<ServerServices, WebhookService>();
-
 /** The app's webhook service (created on first use with `options`). */
-export function webhookService(s: ServerServices, options?: WebhookOptions): WebhookService {
-  let w = services.get(s);
-  if (!w) {
-    w = new WebhookService(s, options);
-    services.set(s, w);
-  }
-  return w;
+export function webhookService(s: WebhookServiceDeps & { webhooks: WebhookService | undefined }, options?: WebhookOptions): WebhookService {
+  s.webhooks ??= new WebhookService(s, options);
+  return s.webhooks;
 }

@@ -1,0 +1,155 @@
+/**
+ * API keys: created (shown once, stored hashed), listed, revoked, and checked on every API request; plus the
+ * permission checks the routes make. The server and `dropkey apikey` both go through ApiKeyService, so both
+ * validate the same way and write the same audit entries.
+ */
+import { randomBytes } from 'node:crypto';
+import { validateName } from '../../connections/names.js';
+import { DropkeyError, ErrorCodes } from '../../errors.js';
+import { API_PERMISSIONS, type ApiKeyRecord, type ApiPermission, type ServerStore } from '../../store/server-types.js';
+import type { ServerConfig } from '../deps.js';
+import { HttpError, ServerErrorCodes } from '../errors.js';
+import { generateApiKey, hexEqual, looksLikeApiKey, type RandomBytes, sha256Hex } from '../security/secrets.js';
+import type { AuditLog } from './audit.js';
+
+export interface ApiKeyDeps {
+  serverStore: ServerStore;
+  /** Epoch ms. */
+  clock: () => number;
+  /** Read on every lookup: how long a key found in the store is trusted from memory. */
+  config: Pick<ServerConfig, 'apiKeyCacheMs'>;
+  /** Randomness for new keys (default crypto.randomBytes). */
+  randomBytes?: RandomBytes;
+}
+
+export interface CreateApiKeyInput {
+  name: string;
+  permissions: string[];
+  connections: string[] | '*';
+  actor: string;
+}
+
+export function validateKeyName(name: unknown): string {
+  if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `Invalid API key name ${JSON.stringify(String(name).slice(0, 80))}.`, {
+      hint: 'Use 1-64 letters, digits, "_", "-" or "." (starting with a letter or digit).',
+    });
+  }
+  return name;
+}
+
+export function validatePermissions(perms: unknown): ApiPermission[] {
+  const list = Array.isArray(perms) ? perms.flatMap((p) => String(p).split(/[\s,|]+/)).filter(Boolean) : [];
+  if (list.length === 0) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'An API key needs at least one permission.', { hint: `Choose from: ${API_PERMISSIONS.join(', ')}.` });
+  }
+  const out: ApiPermission[] = [];
+  for (const p of list) {
+    if (!(API_PERMISSIONS as readonly string[]).includes(p)) {
+      throw new DropkeyError(ErrorCodes.BAD_INPUT, `Unknown permission "${p.slice(0, 40)}".`, { hint: `Choose from: ${API_PERMISSIONS.join(', ')}.` });
+    }
+    if (!out.includes(p as ApiPermission)) out.push(p as ApiPermission);
+  }
+  return out;
+}
+
+export class ApiKeyService {
+  readonly #cache = new Map<string, { rec: ApiKeyRecord; at: number }>();
+
+  constructor(private readonly deps: ApiKeyDeps, private readonly audit: AuditLog) {}
+
+  /** Creates a key and returns it in full: the only time it is ever visible. */
+  async create(input: CreateApiKeyInput): Promise<{ key: string; record: ApiKeyRecord }> {
+    const name = validateKeyName(input.name);
+    const permissions = validatePermissions(input.permissions);
+    let connections: string[] | '*';
+    if (input.connections === '*') connections = '*';
+    else {
+      if (!Array.isArray(input.connections) || input.connections.length === 0) {
+        throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Say which connections the key may use.', {
+          hint: 'List connection names, or "*" for all connections.',
+        });
+      }
+      connections = [...new Set(input.connections.map((c) => validateName('connection', String(c))))];
+    }
+    const { key, prefix, hash } = generateApiKey(this.deps.randomBytes ?? randomBytes);
+    const record = await this.deps.serverStore.createApiKey({ name, prefix, hash, permissions, connections, createdBy: input.actor }, this.deps.clock());
+    await this.audit.write(input.actor, 'apikey.created', name, { permissions, connections, prefix });
+    return { key, record };
+  }
+
+  async revoke(name: string, actor: string): Promise<ApiKeyRecord> {
+    const rec = await this.deps.serverStore.revokeApiKey(validateKeyName(name), this.deps.clock());
+    this.#cache.delete(rec.hash);
+    await this.audit.write(actor, 'apikey.revoked', name, { prefix: rec.prefix });
+    return rec;
+  }
+
+  list(): Promise<ApiKeyRecord[]> {
+    return this.deps.serverStore.listApiKeys();
+  }
+
+  /**
+   * The live key named by an `Authorization: Bearer dk_...` header, or DROPKEY_UNAUTHORIZED. The lookup is by
+   * SHA-256 of the presented key (so no secret-dependent comparison happens in the database), then the stored
+   * hash is compared with timingSafeEqual. Lookups are cached for apiKeyCacheMs.
+   */
+  async authenticate(header: string | undefined): Promise<ApiKeyRecord> {
+    const m = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+    if (!m) {
+      throw new HttpError(ServerErrorCodes.UNAUTHORIZED, 'This API needs an API key: send "Authorization: Bearer dk_...".', {
+        hint: 'Create a key with: dropkey apikey create --name NAME --connection NAME --permission token:read',
+        headers: { 'WWW-Authenticate': 'Bearer realm="dropkey"' },
+      });
+    }
+    const presented = m[1]!;
+    const invalid = () =>
+      new HttpError(ServerErrorCodes.UNAUTHORIZED, 'The API key is unknown or revoked.', {
+        hint: 'Check the key, or create a new one with: dropkey apikey create',
+        headers: { 'WWW-Authenticate': 'Bearer realm="dropkey", error="invalid_token"' },
+      });
+    if (!looksLikeApiKey(presented)) throw invalid();
+    const hash = sha256Hex(presented);
+    const now = this.deps.clock();
+    let hit = this.#cache.get(hash);
+    if (!hit || now - hit.at > this.deps.config.apiKeyCacheMs) {
+      const rec = await this.deps.serverStore.getApiKeyByHash(hash);
+      if (!rec) {
+        this.#cache.delete(hash);
+        throw invalid();
+      }
+      hit = { rec, at: now };
+      if (this.#cache.size > 10_000) this.#cache.clear();
+      this.#cache.set(hash, hit);
+    }
+    if (!hexEqual(hit.rec.hash, hash) || hit.rec.revokedAt !== null) throw invalid();
+    return hit.rec;
+  }
+
+  invalidateAll(): void {
+    this.#cache.clear();
+  }
+}
+
+export function hasPermission(key: ApiKeyRecord, permission: ApiPermission): boolean {
+  return key.permissions.includes(permission);
+}
+
+export function mayUseConnection(key: ApiKeyRecord, connection: string): boolean {
+  return key.connections === '*' || key.connections.includes(connection);
+}
+
+/** Throws 403 unless the key has the permission (and, given a connection, is scoped to it). */
+export function authorize(key: ApiKeyRecord, permission: ApiPermission | ApiPermission[], connection?: string): void {
+  const perms = Array.isArray(permission) ? permission : [permission];
+  if (!perms.some((p) => hasPermission(key, p))) {
+    throw new HttpError(ServerErrorCodes.FORBIDDEN, `This API key lacks the ${perms.map((p) => `"${p}"`).join(' or ')} permission.`, {
+      hint: `Create a key with it: dropkey apikey create --name NAME --permission ${perms[0]} --connection ...`,
+    });
+  }
+  if (connection !== undefined && !mayUseConnection(key, connection)) {
+    throw new HttpError(ServerErrorCodes.FORBIDDEN, `This API key may not use connection "${connection}".`, {
+      hint: 'Use a key scoped to this connection (dropkey apikey create --connection NAME ...).',
+    });
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Tokens for the token API, from memory while they are fresh enough: the hot path of `dropkey serve`
+ * (bench/serve-token.mjs). A miss asks the facade, which reads the store and refreshes when due.
+ */
+import type { TokenInfo } from '../../connections/types.js';
+import { DropkeyError, ErrorCodes } from '../../errors.js';
+import type { ServerDeps } from '../deps.js';
+import { reportRefreshFailure } from '../jobs/events.js';
+import type { ServerPaths } from './paths.js';
+
+export interface CachedToken {
+  info: TokenInfo;
+  /** The token API's JSON body, serialized once per token. */
+  body: string;
+}
+
+export function tokenBody(t: TokenInfo): string {
+  return JSON.stringify({
+    access_token: t.accessToken,
+    token_type: 'bearer',
+    expires_at: t.expiresAt === null ? null : new Date(t.expiresAt).toISOString(),
+    scope: t.scopes.join(' '),
+    account_id: t.accountId,
+    team_id: t.teamId,
+  });
+}
+
+/**
+ * Valid tokens from memory. An entry is served while it is younger than tokenCacheMs AND the token keeps at
+ * least the facade's refresh margin; otherwise the facade is asked (a store read, and a refresh when due).
+ * Concurrent misses for one connection share one facade call.
+ */
+export class TokenService {
+  readonly #cache = new Map<string, { token: CachedToken; until: number }>();
+  readonly #inflight = new Map<string, Promise<CachedToken>>();
+
+  constructor(private readonly deps: ServerDeps, private readonly paths: ServerPaths) {}
+
+  get(name: string): Promise<CachedToken> {
+    const hit = this.#cache.get(name);
+    if (hit && this.deps.clock() < hit.until) return Promise.resolve(hit.token);
+    let p = this.#inflight.get(name);
+    if (!p) {
+      p = this.#load(name).finally(() => this.#inflight.delete(name));
+      this.#inflight.set(name, p);
+    }
+    return p;
+  }
+
+  async #load(name: string): Promise<CachedToken> {
+    const { dropkey, clock, config } = this.deps;
+    let info: TokenInfo;
+    try {
+      info = await dropkey.getToken(name);
+    } catch (err) {
+      this.#cache.delete(name);
+      // Connection events for a refresh that failed here (needs_reauth once per transition, refresh_failed throttled).
+      reportRefreshFailure(this.deps, name, err, { detected_by: 'token_request' });
+      throw withReconnectUrl(this.paths, name, err);
+    }
+    const token = { info, body: tokenBody(info) };
+    const now = clock();
+    const marginMs = dropkey.refreshMarginSeconds * 1000;
+    const until = Math.min(now + config.tokenCacheMs, info.expiresAt === null ? Infinity : info.expiresAt - marginMs);
+    if (until > now) this.#cache.set(name, { token, until });
+    return token;
+  }
+
+  invalidate(name: string): void {
+    this.#cache.delete(name);
+  }
+}
+
+/** A REAUTH_REQUIRED error gets the page where an admin reconnects (issue 4 §3: 409 with the reconnect URL). */
+export function withReconnectUrl(paths: { reconnect(name: string): string }, name: string, err: unknown): unknown {
+  if (!(err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED)) return err;
+  const url = paths.reconnect(name);
+  return new DropkeyError(ErrorCodes.REAUTH_REQUIRED, err.message, {
+    cause: err,
+    hint: `An admin must connect it again: ${url}`,
+    details: { connection: name, reconnect_url: url },
+  });
+}
