@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { errorTag } from '../dropbox/errors.js';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import { makeRig, type Rig } from '../../test/connections/setup.js';
 import { validateName } from './names.js';
@@ -396,5 +397,21 @@ describe('client()', () => {
     const results = await Promise.all(Array.from({ length: 5 }, () => client.rpc<{ email: string }>('users/get_current_account')));
     assert.ok(results.every((r) => r.email === a.email));
     assert.equal(await rig.tokenCalls(), 1, 'concurrent 401s share one refresh');
+  });
+  test('checkAccess: Dropbox accepts the connection; a given token is checked as is, without a refresh', async () => {
+    const a = await rig.appWithAccount({ name: 'chk' });
+    const g = await a.grant();
+    await rig.dk.import({ connection: 'chk', app: 'chk', refreshToken: g.refresh_token! });
+    await rig.dk.checkAccess('chk');
+    const old = await rig.dk.getAccessToken('chk');
+    await rig.emu.rpc('auth/token/revoke', undefined, old);
+    await rig.emu.control.clearRequests();
+    await assert.rejects(rig.dk.checkAccess('chk', { team: false, accessToken: old }), (e: unknown) => errorTag(e) === 'invalid_access_token');
+    assert.equal(await rig.tokenCalls(), 0, 'no refresh behind the caller\'s back');
+    await rejectsWith(rig.dk.checkAccess('nobody'), ErrorCodes.NOT_FOUND);
+  });
+
+  test('refreshMarginSeconds is the option, 300 by default', () => {
+    assert.equal(rig.dk.refreshMarginSeconds, 300);
   });
 });

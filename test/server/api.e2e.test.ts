@@ -211,6 +211,27 @@ describe('connections', () => {
     const audit = await rig.serverStore.listAudit({ action: 'connection.revoked', target: 'doomed' });
     assert.equal(audit.length, 1);
   });
+  test('test needs admin, says who Dropbox sees, audits both outcomes; a refused token is an error, never a 2xx', async () => {
+    await rig.connection('probed');
+    const reader = await rig.key(['token:read'], '*');
+    assert.equal((await rig.call('POST', '/api/v1/connections/probed/test', { key: reader })).status, 403);
+    const admin = await rig.key(['admin'], '*', 'tester');
+    const res = await rig.call('POST', '/api/v1/connections/probed/test', { key: admin });
+    assert.equal(res.status, 200);
+    const body = await json(res);
+    assert.equal(body.ok, true);
+    assert.match(body.message, /^Dropbox answered: /);
+    const tok = await json(await rig.call('GET', '/api/v1/connections/probed/token', { key: reader }));
+    // Dropbox revokes the token behind dropkey's back: the test says so, through the error boundary.
+    await rig.emu.rpc('auth/token/revoke', undefined, tok.access_token);
+    rig.app.services.tokens.invalidate('probed');
+    const bad = await rig.call('POST', '/api/v1/connections/probed/test', { key: admin });
+    assert.ok(bad.status >= 400, `status ${bad.status}`);
+    assertError(await json(bad), 'DROPKEY_DROPBOX_API');
+    const audit = await rig.serverStore.listAudit({ action: 'connection.tested', target: 'probed' });
+    assert.deepEqual(audit.map((e) => [e.actor, e.details['ok']]).reverse(), [['apikey:tester', true], ['apikey:tester', false]]);
+    assert.equal((await rig.call('POST', '/api/v1/connections/nobody/test', { key: admin })).status, 404);
+  });
 });
 
 describe('connect links, API keys, audit', () => {

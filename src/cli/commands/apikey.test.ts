@@ -49,3 +49,23 @@ test('named connections stay named (deduplicated, comma lists allowed); "*" alon
   assert.equal((await cli(['apikey', 'create', '--name', 'all', '--permission', 'proxy', '--all-connections'])).code, 0);
   assert.equal(await scopeOf('all'), '*');
 });
+
+test('create and revoke go through the server\'s ApiKeyService: the same audit entries and the same name check', async () => {
+  assert.equal((await cli(['apikey', 'create', '--name', 'audited', '--permission', 'token:read', '--connection', 'alpha'])).code, 0);
+  assert.equal((await cli(['apikey', 'revoke', 'audited'])).code, 0);
+  const bad = await cli(['apikey', 'revoke', 'no such/key']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.err, /Invalid API key name/);
+  const { openServerStores } = await import('../../server/main.js');
+  const stores = await openServerStores(env);
+  try {
+    const entries = (await stores.serverStore.listAudit({ target: 'audited', limit: 10 })).reverse();
+    assert.deepEqual(entries.map((e) => [e.actor, e.action]), [['cli', 'apikey.created'], ['cli', 'apikey.revoked']]);
+    const [created, revoked] = entries;
+    assert.deepEqual(created!.details, { permissions: ['token:read'], connections: ['alpha'], prefix: created!.details['prefix'] });
+    assert.match(String(created!.details['prefix']), /^dk_/);
+    assert.deepEqual(revoked!.details, { prefix: created!.details['prefix'] });
+  } finally {
+    await stores.close();
+  }
+});
