@@ -10,6 +10,8 @@
 export { Dropkey } from './connections/dropkey.js';
 export type {
   AddAppInput,
+  CheckAccessOptions,
+  ClientOptions,
   ConnectResult,
   FinishLoginInput,
   ImportInput,
