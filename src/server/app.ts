@@ -50,7 +50,7 @@ export interface ServerApp {
   modules: readonly ServerModule[];
   /** Starts periodic work (usage flush, purge, modules' start()). Called by the listener, not by tests that need no timers. */
   start(): void;
-  /** Stops periodic work and writes pending counters. Does not close the stores (the owner of deps does). */
+  /** Stops periodic work, closes the upstream pools and writes pending counters. Does not close the stores (the owner of deps does). */
   stop(): Promise<void>;
 }
 
