@@ -12,8 +12,9 @@
  *   ui       '/'        web UI, LAST (it may own a catch-all)                          (ui/)
  * A module is { name, mount, routes(services), start?(services) } (context.ts). Background work (refresher,
  * health checks, webhook delivery) goes in `start`, which node.ts calls after listening and stops on shutdown.
- * Every module receives the same ServerServices (services/, one file per service): deps + paths, audit, usage
- * counters, API keys, token cache, connection actions (refresh, revoke, test), rate limits. New API routes must also be described in api/openapi.ts (a test checks).
+ * Every module receives the same ServerServices (services.ts; one file per service in services/): deps + paths,
+ * audit, usage counters, API keys, token cache, connection actions (refresh, revoke, test), rate limits.
+ * New API routes must also be described in api/openapi.ts (a test checks).
  *
  * ERRORS: routes throw (DropkeyError, HttpError); the onError below is the ONE place errors become responses:
  * JSON {"error": {...}} under /api and /proxy, an HTML page elsewhere, the popup result in popup mode.
@@ -35,7 +36,7 @@ import { jobsModule } from './jobs/index.js';
 import { webhooksModule } from './webhooks/index.js';
 import { proxyModule } from './proxy/index.js';
 import { uiModule } from './ui/index.js';
-import { createServices, type ServerServices } from './services/index.js';
+import { createServices, type ServerServices } from './services.js';
 
 /** The modules mounted by default. Helpers adding ui/proxy/webhooks: import the module and add it here. */
 export const MODULES: ServerModule[] = [opsModule, apiModule, oauthModule, proxyModule, webhooksModule, jobsModule, uiModule];

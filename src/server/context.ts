@@ -5,7 +5,7 @@ import type { Context, Hono } from 'hono';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import { HttpError, ServerErrorCodes } from './errors.js';
 import type { ApiKeyRecord } from '../store/server-types.js';
-import type { ServerServices } from './services/index.js';
+import type { ServerServices } from './services.js';
 
 export interface AppEnv {
   Bindings: { incoming?: { socket?: { remoteAddress?: string } } };

@@ -123,15 +123,6 @@ export function mapError(err: unknown): MappedError {
   };
 }
 
-/**
- * An error in the words a person reads on a page (the UI's forms and notices): the message and hint this boundary
- * answers with (mapError), so a form says exactly what the API would, redacted the same way.
- */
-export function errorText(err: unknown): string {
-  const m = mapError(err);
-  return m.body.hint ? `${m.body.message} ${m.body.hint}` : m.body.message;
-}
-
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch]!);
 }

@@ -6,7 +6,7 @@
 import { Hono } from 'hono';
 import type { AppEnv, ServerModule } from './context.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
-import type { ServerServices } from './services/index.js';
+import type { ServerServices } from './services.js';
 
 export function opsRoutes(s: ServerServices): Hono<AppEnv> {
   const r = new Hono<AppEnv>();

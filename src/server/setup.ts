@@ -10,7 +10,7 @@ import { DropkeyError, ErrorCodes } from '../errors.js';
 import type { AdminUser } from '../store/server-types.js';
 import { HttpError, ServerErrorCodes } from './errors.js';
 import { hashPassword, passwordProblem, randomToken, sha256Hex } from './security/secrets.js';
-import type { ServerServices } from './services/index.js';
+import type { ServerServices } from './services.js';
 
 export const SETUP_TOKEN_TTL_MS = 24 * 3600_000;
 

@@ -15,7 +15,7 @@ import type { ApiKeyRecord } from '../../store/server-types.js';
 import { type AppContext, type AppEnv, clientIp, readJsonObject, type ServerModule } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
 import { createConnectLink } from '../oauth/flow.js';
-import { authorize, type ServerServices } from '../services/index.js';
+import { authorize, type ServerServices } from '../services.js';
 import { createFirstAdmin } from '../setup.js';
 import { connectionJson as connectionView } from '../../connections/json.js';
 

@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppEnv, ServerModule } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
-import { authorize, type ServerServices } from '../services/index.js';
+import { authorize, type ServerServices } from '../services.js';
 import { checkHealth, refreshExpiring } from './connections.js';
 import { Scheduler, type RunResult } from './scheduler.js';
 import { realTimers, type Timers } from './timers.js';

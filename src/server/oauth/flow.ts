@@ -11,7 +11,7 @@ import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { ReturnMode } from '../../store/server-types.js';
 import type { AppContext } from '../context.js';
 import { randomToken, sha256Hex } from '../security/secrets.js';
-import type { ServerServices } from '../services/index.js';
+import type { ServerServices } from '../services.js';
 
 const MAX_LINK_TTL_S = 7 * 24 * 3600;
 const MIN_LINK_TTL_S = 60;

@@ -12,7 +12,7 @@ import type { ConnectLinkRecord, PendingOAuthRecord } from '../../store/server-t
 import { type AppContext, type AppEnv, clientIp, type ServerModule } from '../context.js';
 import { escapeHtml, HttpError, htmlPage, ServerErrorCodes } from '../errors.js';
 import { hexEqual, sha256Hex } from '../security/secrets.js';
-import type { ServerServices } from '../services/index.js';
+import type { ServerServices } from '../services.js';
 import { browserBinding, readBinding, startBrowserLogin } from './flow.js';
 
 export const POPUP_SCRIPT_PATH = '/oauth/popup.js';

@@ -26,7 +26,7 @@ import type { AppContext, AppEnv, ServerModule } from '../context.js';
 import { HttpError, mapError, ServerErrorCodes } from '../errors.js';
 import { reportRefreshFailure } from '../jobs/events.js';
 import { securityHeaders } from '../security/headers.js';
-import { authorize, type ServerServices } from '../services/index.js';
+import { authorize, type ServerServices } from '../services.js';
 import { backoffKey, MemoryBackoffStore, type BackoffState, type BackoffStore, type RateLimitReason } from './backoff.js';
 import { requestHeaders, responseHeaders, upstreamQuery } from './forward.js';
 import { NodeTransport, WebTransport, type ByteCounters, type Transport, type UpstreamAnswer } from './transport.js';

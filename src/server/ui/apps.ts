@@ -11,7 +11,7 @@ import { KNOWN_SCOPES } from '../../dropbox/scopes.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppAccess } from '../../store/types.js';
 import type { AppEnv } from '../context.js';
-import type { ServerServices } from '../services/index.js';
+import type { ServerServices } from '../services.js';
 import { when } from './format.js';
 import { type Html, html } from './html.js';
 import { actorOf, errorText, field, fields, type Form, guard, guardPost, isUserError } from './kit.js';

@@ -8,7 +8,7 @@ import type { Hono } from 'hono';
 import type { AppEnv } from '../context.js';
 import { clientIp } from '../context.js';
 import { dummyPasswordHash, sha256Hex, verifyPassword } from '../security/secrets.js';
-import type { ServerServices } from '../services/index.js';
+import type { ServerServices } from '../services.js';
 import { createFirstAdmin } from '../setup.js';
 import { html } from './html.js';
 import { errorText, field, guardPost, isUserError, readForm, safeNext } from './kit.js';

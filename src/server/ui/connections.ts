@@ -15,8 +15,9 @@ import type { AppInfo, ConnectionInfo } from '../../connections/types.js';
 import { redactText } from '../../connections/redact.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppEnv } from '../context.js';
+import { mapError } from '../errors.js';
 import { browserBinding, createConnectLink, startBrowserLogin } from '../oauth/flow.js';
-import type { ServerServices } from '../services/index.js';
+import type { ServerServices } from '../services.js';
 import { expiresIn, iso, STATE_LABEL, stateExplanation, when } from './format.js';
 import { type Html, html } from './html.js';
 import { actorOf, errorText, field, guard, guardPost, isUserError, wantsJson } from './kit.js';
@@ -163,6 +164,12 @@ ${linkForm(ui, apps, c.name)}
   });
 }
 
+/** Plain words for a failure shown on a page: the boundary's message (already redacted), with its hint. */
+function failureText(err: unknown): string {
+  const m = mapError(err);
+  return m.body.hint ? `${m.body.message} ${m.body.hint}` : m.body.message;
+}
+
 export function connectionRoutes(r: Hono<AppEnv>, s: ServerServices): void {
   r.get(
     '/connections',
@@ -246,7 +253,7 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
     guardPost(s, async (c, ui) => {
       const name = validateName('connection', c.req.param('name'));
       const result = await s.connections.test(name, { actor: actorOf(ui) });
-      const notice: Notice = result.ok ? { kind: 'ok', text: result.message } : { kind: 'error', text: `The test failed: ${errorText(result.error)}` };
+      const notice: Notice = result.ok ? { kind: 'ok', text: result.message } : { kind: 'error', text: `The test failed: ${failureText(result.error)}` };
       return c.html(await detailPage(s, ui, name, [notice]));
     }),
   );
@@ -259,7 +266,7 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
         await s.connections.refresh(name, { actor: actorOf(ui), detectedBy: 'ui', signal: c.req.raw.signal });
       } catch (err) {
         if (!(err instanceof DropkeyError) || err.code === ErrorCodes.NOT_FOUND) throw err;
-        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: `Refreshing failed: ${errorText(err)}` }]), 502);
+        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: `Refreshing failed: ${failureText(err)}` }]), 502);
       }
       return c.redirect(`/connections/${enc(name)}?refreshed=1`, 303);
     }),
@@ -293,7 +300,7 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
         await s.connections.revoke(name, { actor: actorOf(ui), force, signal: c.req.raw.signal });
       } catch (err) {
         if (!(err instanceof DropkeyError)) throw err;
-        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: errorText(err) }]), 502);
+        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: failureText(err) }]), 502);
       }
       return c.redirect(`/connections?revoked=${enc(name)}`, 303);
     }),

@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import { Hono } from 'hono';
 import type { AppEnv, ServerModule } from '../context.js';
-import type { ServerServices } from '../services/index.js';
+import type { ServerServices } from '../services.js';
 import { appRoutes } from './apps.js';
 import { APP_CSS } from './assets/app-css.js';
 import { APP_ICON } from './assets/icon-svg.js';

@@ -6,7 +6,7 @@
 import type { Hono } from 'hono';
 import { API_PERMISSIONS, type ApiKeyRecord } from '../../store/server-types.js';
 import type { AppEnv } from '../context.js';
-import type { ServerServices } from '../services/index.js';
+import type { ServerServices } from '../services.js';
 import { when } from './format.js';
 import { type Html, html } from './html.js';
 import { actorOf, errorText, field, fields, guard, guardPost, isUserError } from './kit.js';

@@ -6,11 +6,8 @@
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { readBody, type AppContext } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
-import type { ServerServices } from '../services/index.js';
+import type { ServerServices } from '../services.js';
 import { checkCsrf, readSession, type UiSession } from './session.js';
-
-// Form errors are worded by the one error boundary (server/errors.ts), like every other answer.
-export { errorText } from '../errors.js';
 
 const MAX_FORM_BYTES = 64 * 1024;
 
@@ -54,6 +51,10 @@ export function isUserError(err: unknown): err is DropkeyError {
     err instanceof DropkeyError &&
     (err.code === ErrorCodes.BAD_INPUT || err.code === ErrorCodes.ALREADY_EXISTS || err.code === ErrorCodes.NOT_FOUND)
   );
+}
+
+export function errorText(err: DropkeyError): string {
+  return err.hint ? `${err.message} ${err.hint}` : err.message;
 }
 
 export const actorOf = (ui: UiSession) => `admin:${ui.admin.email}`;

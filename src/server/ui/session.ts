@@ -21,7 +21,7 @@ import type { AdminUser } from '../../store/server-types.js';
 import type { AppContext } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
 import { randomToken, sha256Hex } from '../security/secrets.js';
-import type { ServerServices } from '../services/index.js';
+import type { ServerServices } from '../services.js';
 
 export interface UiSession {
   admin: AdminUser;

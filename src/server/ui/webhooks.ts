@@ -10,7 +10,7 @@
 import type { Hono } from 'hono';
 import type { DeliveryAttempt, DeliveryRecord, WebhookEndpoint } from '../../store/webhook-types.js';
 import type { AppEnv } from '../context.js';
-import type { ServerServices } from '../services/index.js';
+import type { ServerServices } from '../services.js';
 import { webhookService, WEBHOOK_EVENT_TYPES, type WebhookService } from '../webhooks/service.js';
 import { when } from './format.js';
 import { type Html, html } from './html.js';

@@ -19,7 +19,7 @@ import type { ApiKeyRecord, ApiPermission } from '../../store/server-types.js';
 import type { DeliveryAttempt, DeliveryRecord, DeliveryStatus, WebhookEndpoint } from '../../store/webhook-types.js';
 import { type AppEnv, readJsonObject, type ServerModule } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
-import { authorize, type ServerServices } from '../services/index.js';
+import { authorize, type ServerServices } from '../services.js';
 import { webhookService, type WebhookOptions } from './service.js';
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());

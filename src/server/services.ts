@@ -1,6 +1,6 @@
 /**
  * The server's shared services, built once per app from ServerDeps and handed to every sub-app (api, ui, oauth,
- * proxy, webhooks, jobs). One file per service:
+ * proxy, webhooks, jobs). This file only puts them together; each service is one file in services/:
  *   paths.ts        URLs of the server's own pages
  *   audit.ts        the audit log (also used by `dropkey apikey`)
  *   usage.ts        token hand-outs and key use, counted in memory, written every flush interval
@@ -10,25 +10,25 @@
  * Every field is plain: what a module makes later (the webhook service, the scheduler) has its own field here.
  */
 import { randomBytes } from 'node:crypto';
-import type { ServerDeps } from '../deps.js';
-import type { Scheduler } from '../jobs/scheduler.js';
-import { UpstreamAgents } from '../proxy/transport.js';
-import { securityHeaders } from '../security/headers.js';
-import { RateLimiter } from '../security/rate-limit.js';
-import type { WebhookService } from '../webhooks/service.js';
-import { ApiKeyService } from './api-keys.js';
-import { AuditLog } from './audit.js';
-import { ConnectionService } from './connections.js';
-import { ServerPaths } from './paths.js';
-import { TokenService } from './tokens.js';
-import { UsageRecorder } from './usage.js';
+import type { ServerDeps } from './deps.js';
+import type { Scheduler } from './jobs/scheduler.js';
+import { UpstreamAgents } from './proxy/transport.js';
+import { securityHeaders } from './security/headers.js';
+import { RateLimiter } from './security/rate-limit.js';
+import type { WebhookService } from './webhooks/service.js';
+import { ApiKeyService } from './services/api-keys.js';
+import { AuditLog } from './services/audit.js';
+import { ConnectionService } from './services/connections.js';
+import { ServerPaths } from './services/paths.js';
+import { TokenService } from './services/tokens.js';
+import { UsageRecorder } from './services/usage.js';
 
-export { ServerPaths } from './paths.js';
-export { AuditLog } from './audit.js';
-export { UsageRecorder } from './usage.js';
-export { ApiKeyService, authorize, type CreateApiKeyInput, hasPermission, mayUseConnection, validateKeyName, validatePermissions } from './api-keys.js';
-export { type CachedToken, TokenService, tokenBody, withReconnectUrl } from './tokens.js';
-export { type ActionSource, ConnectionService, type TestResult } from './connections.js';
+export { ServerPaths } from './services/paths.js';
+export { AuditLog } from './services/audit.js';
+export { UsageRecorder } from './services/usage.js';
+export { ApiKeyService, authorize, type CreateApiKeyInput, hasPermission, mayUseConnection, validateKeyName, validatePermissions } from './services/api-keys.js';
+export { type CachedToken, TokenService, tokenBody, withReconnectUrl } from './services/tokens.js';
+export { type ActionSource, ConnectionService, type TestResult } from './services/connections.js';
 
 export interface ServerServices extends ServerDeps {
   paths: ServerPaths;
