@@ -19,13 +19,14 @@ import { homedir as osHomedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { Keyring, keyringFromMasterKey, loadOrCreateKeyFile } from './crypto.js';
+import { Keyring, keyringFromMasterKey } from './cipher.js';
+import { loadOrCreateKeyFile } from './key-file.js';
 import { openSqliteStore, type SqliteStore } from './sqlite/index.js';
 import type { PostgresStore } from './postgres/index.js';
 import type { Clock, Sleep } from './types.js';
 
 export type * from './types.js';
-export { Keyring } from './crypto.js';
+export { Keyring } from './cipher.js';
 
 export const DB_FILE = 'dropkey.db';
 export const KEY_FILE = 'master.key';

@@ -5,7 +5,7 @@
  * JSON text and `team` as 0/1, PostgreSQL as text[] and boolean).
  */
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import type { Keyring } from './crypto.js';
+import type { Keyring } from './cipher.js';
 import type { AppRecord, ConnectionPatch, ConnectionRecord } from './types.js';
 
 /** Chooses the keyring once the database is open, knowing whether it already holds encrypted data. */

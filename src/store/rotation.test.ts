@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Keyring, parseCiphertext } from './crypto.js';
+import { Keyring, parseCiphertext } from './cipher.js';
 import { keyStatus, rotateSecrets, SECRET_COLUMNS, type SecretColumn, type SecretTablePort } from './rotation.js';
 
 const conn = SECRET_COLUMNS.find((c) => c.table === 'connections' && c.column === 'refresh_token_enc')!;

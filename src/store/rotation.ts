@@ -10,7 +10,7 @@
  * stale data. Writers that already hold the new key list write under the new key themselves, so the walk
  * converges; remaining > 0 after the passes means some instance still writes under an old key.
  *
- * The ciphertext format and the AAD contexts are crypto.ts's (parseCiphertext, secretContext); nothing here
+ * The ciphertext format and the AAD contexts are cipher.ts's (parseCiphertext, secretContext); nothing here
  * decrypts except through Keyring.reencrypt.
  */
 import { randomBytes } from 'node:crypto';
@@ -18,7 +18,7 @@ import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } fro
 import { constants as fsConstants } from 'node:fs';
 import { dirname } from 'node:path';
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { parseCiphertext, secretContext, type Keyring } from './crypto.js';
+import { parseCiphertext, secretContext, type Keyring } from './cipher.js';
 
 /** One encrypted column: its table, the primary key that names the row in the AAD, and the AAD's field. */
 export interface SecretColumn {
@@ -251,59 +251,6 @@ export async function postgresSecretPort(connectionString: string, schema: strin
       await pool.end();
     },
   };
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Key file
-
-/**
- * Replaces the key file with `keyring` atomically: the new text is written and fsynced to a private temporary
- * file beside it, then renamed over it (readers see the old file or the new one, never a mix), then the
- * directory is fsynced. Callers only ever pass keyrings that still hold every key the old file had, until the
- * rotation proved a key unused.
- */
-export function replaceKeyFile(path: string, keyring: Keyring): void {
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  // The temporary file holds every master key: it must not stay behind when a step fails (disk full, EIO).
-  const discardTmp = () => {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* already gone */
-    }
-  };
-  const fd = openSync(tmp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600);
-  try {
-    writeSync(fd, keyring.serialize());
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    discardTmp();
-    throw new DropkeyError(ErrorCodes.KEY_ERROR, `cannot write the new master key file beside ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
-      cause: err,
-      hint: 'the old key file is unchanged; free some disk space or fix the directory, then run the command again',
-    });
-  }
-  closeSync(fd);
-  try {
-    renameSync(tmp, path);
-  } catch (err) {
-    discardTmp();
-    throw new DropkeyError(ErrorCodes.KEY_ERROR, `cannot replace the master key file ${path}: ${(err as Error).message}`, {
-      cause: err,
-      hint: 'the old key file is unchanged; check that its directory is writable by you',
-    });
-  }
-  try {
-    const dfd = openSync(dirname(path), 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
-  } catch {
-    /* not supported everywhere; the file itself is synced */
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

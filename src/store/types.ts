@@ -1,7 +1,7 @@
 /**
  * The storage interface every driver implements (SQLite now, PostgreSQL later), with plaintext domain records.
  * Drivers encrypt secret fields (app secret, access token, refresh token) before they touch disk, through the
- * shared Keyring (src/store/crypto.ts), and record the key id in every ciphertext so keys can rotate.
+ * shared Keyring (src/store/cipher.ts), and record the key id in every ciphertext so keys can rotate.
  *
  * All methods are async so that network drivers fit the same shape.
  */

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Scheduler, type RunResult } from '../../src/server/jobs/scheduler.js';
 import { ManualTimers } from '../../src/server/jobs/timers.js';
-import { Keyring } from '../../src/store/crypto.js';
+import { Keyring } from '../../src/store/cipher.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 import { dropSchema, freshSchemaName, TEST_DATABASE_URL, withAdmin } from '../../src/store/postgres/test-helpers.js';
 import { openPostgresWebhookStore } from '../../src/store/postgres/webhook-store.js';

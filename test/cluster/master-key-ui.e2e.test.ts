@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { keyringFromMasterKey } from '../../src/store/crypto.js';
+import { keyringFromMasterKey } from '../../src/store/cipher.js';
 import { openStore } from '../../src/store/index.js';
 import { withAdmin } from '../../src/store/postgres/test-helpers.js';
 import { csrfOf, textOf, UiClient } from '../server/ui-client.js';

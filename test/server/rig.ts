@@ -14,7 +14,7 @@ import { ServerEvents, type ServerEvent } from '../../src/server/events.js';
 import { createLogger } from '../../src/server/logger.js';
 import { createServerMetrics } from '../../src/server/metrics.js';
 import { instrumentFetch } from '../../src/server/upstream.js';
-import { keyringFromMasterKey } from '../../src/store/crypto.js';
+import { keyringFromMasterKey } from '../../src/store/cipher.js';
 import { openStore } from '../../src/store/index.js';
 import type { ApiPermission, ServerStore } from '../../src/store/server-types.js';
 import { openSqliteServerStore } from '../../src/store/sqlite/server-store.js';

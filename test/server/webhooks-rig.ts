@@ -24,7 +24,7 @@ import { createServerMetrics } from '../../src/server/metrics.js';
 import { instrumentFetch } from '../../src/server/upstream.js';
 import { createWebhooksModule } from '../../src/server/webhooks/index.js';
 import { webhookService, type WebhookOptions } from '../../src/server/webhooks/service.js';
-import { keyringFromMasterKey } from '../../src/store/crypto.js';
+import { keyringFromMasterKey } from '../../src/store/cipher.js';
 import { openStore } from '../../src/store/index.js';
 import type { ApiPermission, ServerStore } from '../../src/store/server-types.js';
 import { openSqliteServerStore } from '../../src/store/sqlite/server-store.js';

@@ -7,7 +7,7 @@ import type { Command, CommandContext } from '../context.js';
 import { intOption, parseOptions, usageError } from '../config.js';
 import { writeJson } from '../output.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import type { Keyring } from '../../store/crypto.js';
+import type { Keyring } from '../../store/cipher.js';
 
 const usage = `Usage:
   dropkey keys status [--json]
@@ -78,7 +78,8 @@ interface Opened {
 }
 
 async function open(ctx: Ctx): Promise<Opened> {
-  const { keyringFromMasterKey, loadOrCreateKeyFile } = await import('../../store/crypto.js');
+  const { keyringFromMasterKey } = await import('../../store/cipher.js');
+  const { loadOrCreateKeyFile } = await import('../../store/key-file.js');
   const { openStore, resolveHome, selectDriver, storePaths } = await import('../../store/index.js');
   const { postgresSecretPort, sqliteSecretPort } = await import('../../store/rotation.js');
   const home = resolveHome(ctx.env, process.platform, { cwd: ctx.cwd });
@@ -135,7 +136,8 @@ async function rotate(
   v: { json?: boolean; stdin?: boolean; 'new-key-file'?: string; 'drop-old'?: boolean; batchSize: number | undefined },
 ): Promise<number> {
   const o = await open(ctx);
-  const { keyStatus, replaceKeyFile, rotateSecrets } = await import('../../store/rotation.js');
+  const { keyStatus, rotateSecrets } = await import('../../store/rotation.js');
+  const { replaceKeyFile } = await import('../../store/key-file.js');
   const supplied = v.stdin ? await readKey(ctx, 'stdin') : v['new-key-file'] !== undefined ? await readKey(ctx, v['new-key-file']) : undefined;
   const say = (line: string) => (v.json ? undefined : ctx.stderr.write(`${line}\n`));
 
@@ -199,7 +201,8 @@ async function rotate(
 
 /** Removes unused keys from the key file (re-counted under the store, so a key still in use is never dropped). */
 async function pruneKeyFile(o: Opened, ring: Keyring): Promise<string[]> {
-  const { keyStatus, replaceKeyFile } = await import('../../store/rotation.js');
+  const { keyStatus } = await import('../../store/rotation.js');
+  const { replaceKeyFile } = await import('../../store/key-file.js');
   const st = await o.withStore(ring, (port) => keyStatus(port));
   const unused = ring.keyIds.filter((id) => id !== ring.activeKeyId && (st.byKeyId[id] ?? 0) === 0);
   let next = ring;
@@ -237,11 +240,11 @@ async function readKey(ctx: Ctx, from: string): Promise<Buffer> {
       throw new DropkeyError(ErrorCodes.BAD_INPUT, `cannot read the new key file ${from}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { hint: 'give a readable file holding one key (dropkey keys generate > FILE)' });
     }
   }
-  const { keyringFromMasterKey } = await import('../../store/crypto.js');
+  const { keyringFromMasterKey } = await import('../../store/cipher.js');
   const value = text.trim();
   if (value.includes(',')) throw new DropkeyError(ErrorCodes.BAD_INPUT, 'give exactly one new key, not a list', { hint: 'dropkey keys generate prints one' });
   // keyringFromMasterKey validates the text exactly like DROPKEY_MASTER_KEY; the bytes come back through its
-  // serialized form so that decoding lives in one place (crypto.ts).
+  // serialized form so that decoding lives in one place (store/cipher.ts).
   let ring: Keyring;
   try {
     ring = keyringFromMasterKey(value);

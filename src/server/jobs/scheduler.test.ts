@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Keyring } from '../../store/crypto.js';
+import { Keyring } from '../../store/cipher.js';
 import { openStore } from '../../store/index.js';
 import { openSqliteWebhookStore } from '../../store/sqlite/webhook-store.js';
 import type { Store } from '../../store/types.js';

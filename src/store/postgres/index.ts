@@ -17,7 +17,7 @@
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import { Keyring, secretContext } from '../crypto.js';
+import { Keyring, secretContext } from '../cipher.js';
 import { realSleep, withLease, type LeasePrimitives } from '../lease.js';
 import {
   alreadyExists,

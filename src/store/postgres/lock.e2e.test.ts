@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, it, test } from 'node:test';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { sampleApp, sampleConnection } from '../contract.js';
-import { Keyring } from '../crypto.js';
+import { Keyring } from '../cipher.js';
 import { openPostgresStore } from './index.js';
 import { migrations } from './migrations.js';
 import { dropSchema, freshSchemaName, SKIP_REASON, TEST_DATABASE_URL, withAdmin } from './test-helpers.js';

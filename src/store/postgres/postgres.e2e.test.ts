@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it, test } from 'node:test';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { sampleApp, sampleConnection, storeContractTests } from '../contract.js';
-import { Keyring } from '../crypto.js';
+import { Keyring } from '../cipher.js';
 import { openStore, selectDriver, storePaths } from '../index.js';
 import { openPostgresStore, type PostgresStore } from './index.js';
 import { migrations } from './migrations.js';

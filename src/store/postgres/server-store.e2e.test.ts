@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Keyring } from '../crypto.js';
+import { Keyring } from '../cipher.js';
 import type { NewPendingOAuth } from '../server-types.js';
 import { openPostgresStore } from './index.js';
 import { openPostgresServerStore, serverMigrations, type PostgresServerStore } from './server-store.js';

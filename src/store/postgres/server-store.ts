@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import type { Keyring } from '../crypto.js';
+import type { Keyring } from '../cipher.js';
 import {
   API_PERMISSIONS,
   type AdminCredentials,

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import pg from 'pg';
 import type { StoreHarness } from '../contract.js';
-import type { Keyring } from '../crypto.js';
+import type { Keyring } from '../cipher.js';
 import { openPostgresStore, type PostgresStore } from './index.js';
 
 export const TEST_DATABASE_URL = process.env['DROPKEY_TEST_DATABASE_URL']?.trim() || undefined;

@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import { secretContext, type Keyring } from '../crypto.js';
+import { secretContext, type Keyring } from '../cipher.js';
 import type {
   AttemptOutcome,
   ClaimedDelivery,

@@ -17,7 +17,8 @@ import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import { Keyring, secretContext, warnIfLoose } from '../crypto.js';
+import { Keyring, secretContext } from '../cipher.js';
+import { warnIfLoose } from '../key-file.js';
 import { realSleep, withLease, type LeasePrimitives } from '../lease.js';
 import {
   alreadyExists,

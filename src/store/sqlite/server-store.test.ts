@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Keyring } from '../crypto.js';
+import { Keyring } from '../cipher.js';
 import { openStore } from '../index.js';
 import type { ServerStore } from '../server-types.js';
 import { openSqliteServerStore } from './server-store.js';

@@ -10,7 +10,7 @@ import type Database from 'better-sqlite3';
 import { openDatabaseFile } from './driver.js';
 import { randomUUID } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import type { Keyring } from '../crypto.js';
+import type { Keyring } from '../cipher.js';
 import { errorMapper, type ErrorMapper } from './index.js';
 import {
   API_PERMISSIONS,

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { sampleApp, sampleConnection, storeContractTests } from '../contract.js';
-import { Keyring } from '../crypto.js';
+import { Keyring } from '../cipher.js';
 import type { Store } from '../types.js';
 import { openSqliteStore } from './index.js';
 import { migrate, migrations } from './migrations.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { deriveKeyId, Keyring } from '../crypto.js';
+import { deriveKeyId, Keyring } from '../cipher.js';
 import { openStore } from '../index.js';
 import type { WebhookStore } from '../webhook-types.js';
 import { openSqliteWebhookStore, WEBHOOK_MIGRATIONS_TABLE } from './webhook-store.js';

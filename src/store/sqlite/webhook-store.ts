@@ -11,7 +11,7 @@ import type Database from 'better-sqlite3';
 import { openDatabaseFile } from './driver.js';
 import { randomUUID } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import { secretContext, type Keyring } from '../crypto.js';
+import { secretContext, type Keyring } from '../cipher.js';
 import type {
   AttemptOutcome,
   ClaimedDelivery,

@@ -1,26 +1,25 @@
 /**
- * Encryption at rest for secret fields (app secrets, access and refresh tokens): AES-256-GCM, one random 96-bit IV
+ * The cipher: encryption at rest for secret fields (app secrets, access and refresh tokens): AES-256-GCM, one random 96-bit IV
  * per value, additional authenticated data (AAD) binding each ciphertext to its record and field, and the key id
  * recorded in every ciphertext so master keys can rotate (issue 5) while old ciphertexts stay readable.
  * Rationale and limits: docs/decisions/0001-encryption-at-rest.md.
  *
  * Ciphertext format (ASCII, safe in any text column):  dk1.<keyId>.<iv b64url>.<ciphertext||tag b64url>
  *
+ * Where keys come from: DROPKEY_MASTER_KEY (keyringFromMasterKey, here) or the key file (./key-file.ts).
+ *
  * Key material never leaves this module in readable form: no error message, log line, toJSON() or
  * util.inspect() output of a Keyring contains a key or a plaintext.
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { constants as fsConstants } from 'node:fs';
-import { dirname } from 'node:path';
 import { inspect } from 'node:util';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 
 const FORMAT = 'dk1';
-const KEY_BYTES = 32;
+export const KEY_BYTES = 32;
 const IV_BYTES = 12; // NIST SP 800-38D §8.2.2: 96-bit random IVs
 const TAG_BYTES = 16;
-const KEY_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const KEY_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const B64URL_RE = /^[A-Za-z0-9_-]*$/;
 
 /** Where the active key came from; shown in messages so users know what to fix. */
@@ -43,6 +42,15 @@ export function deriveKeyId(key: Buffer): string {
   return 'k' + createHmac('sha256', key).update('dropkey key id v1').digest('hex').slice(0, 16);
 }
 
+/**
+ * How a keyring loaded from a key file notices that the file changed (./key-file.ts supplies it): `stamp` is cheap
+ * and identifies a version of the file; `load` reads and parses it.
+ */
+export interface KeyFileWatch {
+  stamp(): string | undefined;
+  load(): Keyring;
+}
+
 export interface KeyEntry {
   id: string;
   key: Buffer;
@@ -54,11 +62,12 @@ export class Keyring {
   readonly #keys: Map<string, KeyEntry>;
   #activeId: string;
   readonly source: KeySource;
-  /** For a key-file keyring: what the file looked like when last read (see #followKeyFile). */
+  /** For a key-file keyring: how to re-read it, and what the file looked like when last read (see #followKeyFile). */
+  readonly #watch: KeyFileWatch | undefined;
   #fileStamp: string | undefined;
 
   /** The first entry of `keys` is not special: `activeId` names the key new ciphertexts use. */
-  constructor(keys: KeyEntry[], activeId: string, source: KeySource = { kind: 'memory' }) {
+  constructor(keys: KeyEntry[], activeId: string, source: KeySource = { kind: 'memory' }, watch?: KeyFileWatch) {
     this.#keys = new Map();
     for (const k of keys) {
       if (k.key.length !== KEY_BYTES) throw keyError(`key "${k.id}" is not ${KEY_BYTES} bytes long`);
@@ -69,7 +78,8 @@ export class Keyring {
     if (!this.#keys.has(activeId)) throw keyError(`the active key id "${activeId}" is not among the keys`);
     this.#activeId = activeId;
     this.source = source;
-    if (source.kind === 'file') this.#fileStamp = fileStamp(source.path);
+    this.#watch = watch;
+    this.#fileStamp = watch?.stamp();
   }
 
   /** A one-key keyring (e.g. from DROPKEY_MASTER_KEY). */
@@ -103,14 +113,13 @@ export class Keyring {
    * Returns true when the file brought a change.
    */
   #followKeyFile(): boolean {
-    if (this.source.kind !== 'file') return false;
-    const path = this.source.path;
-    const stamp = fileStamp(path);
+    if (this.#watch === undefined) return false;
+    const stamp = this.#watch.stamp();
     if (stamp === undefined || stamp === this.#fileStamp) return false;
     this.#fileStamp = stamp;
     let fresh: Keyring;
     try {
-      fresh = parseKeyFile(readFileSync(path, 'utf8'), path);
+      fresh = this.#watch.load();
     } catch {
       return false;
     }
@@ -185,16 +194,16 @@ export class Keyring {
   withNewActiveKey(key: Buffer = randomBytes(KEY_BYTES), created: number = Date.now()): Keyring {
     const id = deriveKeyId(key);
     const entries = [...this.#keys.values()].filter((e) => e.id !== id);
-    return new Keyring([...entries, { id, key, created }], id, this.source);
+    return new Keyring([...entries, { id, key, created }], id, this.source, this.#watch);
   }
 
   /** A new keyring without `id` (after every ciphertext moved to another key). The active key cannot be dropped. */
   withoutKey(id: string): Keyring {
     if (id === this.#activeId) throw keyError(`cannot remove the active key "${id}"`);
-    return new Keyring([...this.#keys.values()].filter((e) => e.id !== id), this.#activeId, this.source);
+    return new Keyring([...this.#keys.values()].filter((e) => e.id !== id), this.#activeId, this.source, this.#watch);
   }
 
-  /** The key file JSON (contains key material: only for writeKeyFile). */
+  /** The key file JSON (contains key material: only for the key file writers in ./key-file.ts). */
   serialize(): string {
     const file: KeyFileV1 = {
       version: 1,
@@ -221,16 +230,6 @@ interface KeyFileV1 {
   version: 1;
   active: string;
   keys: { id: string; key: string; created: string }[];
-}
-
-/** Identifies a version of a file cheaply (key files are replaced by rename, so the inode changes too). */
-function fileStamp(path: string): string | undefined {
-  try {
-    const st = statSync(path);
-    return `${st.ino}:${st.size}:${st.mtimeMs}`;
-  } catch {
-    return undefined;
-  }
 }
 
 function aad(keyId: string, context: string): Buffer {
@@ -314,170 +313,6 @@ function decodeMasterKey(s: string): Buffer | undefined {
   return undefined;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Key file
-
-export interface KeyFileOptions {
-  /** Receives warnings (loose permissions). Default: process.emitWarning. */
-  warn?: (message: string) => void;
-  /** When false, a missing key file is an error instead of being created (the store already holds secrets). */
-  create?: boolean;
-}
-
-/**
- * Loads the key file at `path`, creating it with a fresh key on first use.
- *
- * Creation is atomic and never replaces anything: the JSON is written and fsynced to a private temporary file,
- * then hard-linked to `path`, which fails if `path` exists (same guarantee as O_EXCL, and no other process can ever
- * read a half-written key file). If linking is not supported, it falls back to open(O_CREAT|O_EXCL).
- * A key file that exists but cannot be parsed is refused and left untouched: replacing it would make every stored
- * secret unreadable.
- */
-export function loadOrCreateKeyFile(path: string, options: KeyFileOptions = {}): Keyring {
-  const warn = options.warn ?? ((m: string) => process.emitWarning(m, 'DropkeyWarning'));
-  const dir = dirname(path);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  warnIfLoose(dir, warn);
-
-  let created = false;
-  if (options.create !== false) created = createKeyFileExclusive(path);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new DropkeyError(ErrorCodes.KEY_ERROR, `the master key file ${path} is missing, but the store already holds encrypted secrets`, {
-        hint: `restore ${path} from a backup, or set DROPKEY_MASTER_KEY to the key the store was created with`,
-      });
-    }
-    throw new DropkeyError(ErrorCodes.KEY_ERROR, `cannot read the master key file ${path}: ${(cause as Error).message}`, {
-      cause,
-      hint: `check the file's owner and permissions (it should be readable by you only: chmod 600 ${path})`,
-    });
-  }
-  if (!created) {
-    const mode = statSync(path).mode & 0o777;
-    if (mode & 0o077) warn(`the master key file ${path} is readable by other users (mode ${mode.toString(8)}); run: chmod 600 ${path}`);
-  }
-  return parseKeyFile(text, path);
-}
-
-/** Parses key file text; a wrong format is refused with a message that never echoes key material. */
-export function parseKeyFile(text: string, path: string): Keyring {
-  const refuse = (what: string) =>
-    new DropkeyError(ErrorCodes.KEY_ERROR, `the master key file ${path} is not usable: ${what}`, {
-      hint:
-        `dropkey will not replace it, because that would make every stored secret unreadable. ` +
-        `Restore ${path} from a backup, or set DROPKEY_MASTER_KEY to the key it held. ` +
-        `If you are sure nothing was ever stored with it, move it away and dropkey will create a new one.`,
-      details: { path },
-    });
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
-    throw refuse(text.trim() === '' ? 'it is empty' : 'it is not JSON');
-  }
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw refuse('it is not a JSON object');
-  const obj = data as Record<string, unknown>;
-  if (obj['version'] !== 1) {
-    throw refuse(
-      typeof obj['version'] === 'number' ? `it has format version ${obj['version']}, which this dropkey does not know (upgrade dropkey)` : 'it has no format version',
-    );
-  }
-  if (!Array.isArray(obj['keys']) || obj['keys'].length === 0) throw refuse('it lists no keys');
-  const entries: KeyEntry[] = [];
-  for (const [i, k] of (obj['keys'] as unknown[]).entries()) {
-    if (typeof k !== 'object' || k === null) throw refuse(`key #${i + 1} is not an object`);
-    const { id, key, created } = k as Record<string, unknown>;
-    if (typeof id !== 'string' || !KEY_ID_RE.test(id)) throw refuse(`key #${i + 1} has no valid id`);
-    if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{43}=$/.test(key)) throw refuse(`key "${id}" is not 32 bytes of base64`);
-    const buf = Buffer.from(key, 'base64');
-    if (buf.length !== KEY_BYTES) throw refuse(`key "${id}" is not 32 bytes long`);
-    if (entries.some((e) => e.id === id)) throw refuse(`key id "${id}" appears twice`);
-    const createdMs = typeof created === 'string' ? Date.parse(created) : typeof created === 'number' ? created : NaN;
-    entries.push({ id, key: buf, created: Number.isFinite(createdMs) ? createdMs : null });
-  }
-  const active = obj['active'];
-  if (typeof active !== 'string' || !entries.some((e) => e.id === active)) throw refuse('its "active" key id is not among its keys');
-  return new Keyring(entries, active, { kind: 'file', path });
-}
-
-/** Returns true if this call created the file, false if it already existed. */
-function createKeyFileExclusive(path: string): boolean {
-  const key = randomBytes(KEY_BYTES);
-  const id = deriveKeyId(key);
-  const text = new Keyring([{ id, key, created: Date.now() }], id).serialize();
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  writePrivateFile(tmp, text, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY);
-  try {
-    linkSync(tmp, path);
-    fsyncDir(dirname(path));
-    return true;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return false;
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw keyFileWriteError(path, err);
-  } finally {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* already gone */
-    }
-  }
-  // No hard links on this file system: O_EXCL still guarantees we never replace an existing key file.
-  try {
-    writePrivateFile(path, text, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY);
-    fsyncDir(dirname(path));
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw keyFileWriteError(path, err);
-  }
-}
-
-function writePrivateFile(path: string, text: string, flags: number): void {
-  const fd = openSync(path, flags, 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function fsyncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    /* not supported on every platform; the file itself is already synced */
-  }
-}
-
-function keyFileWriteError(path: string, cause: unknown): DropkeyError {
-  return new DropkeyError(ErrorCodes.KEY_ERROR, `cannot create the master key file ${path}: ${(cause as Error).message}`, {
-    cause,
-    hint: 'check that the data directory is writable by you (set DROPKEY_HOME to choose another one), or set DROPKEY_MASTER_KEY',
-  });
-}
-
-/** Warns when a directory holding secrets can be written by others (they could swap the key file or database). */
-export function warnIfLoose(dir: string, warn: (message: string) => void): void {
-  try {
-    const mode = statSync(dir).mode & 0o777;
-    if (process.platform !== 'win32' && mode & 0o022) {
-      warn(`the dropkey data directory ${dir} is writable by other users (mode ${mode.toString(8)}); run: chmod 700 ${dir}`);
-    }
-  } catch {
-    /* reported by whoever uses the directory next */
-  }
-}
-
 function describeSource(source: KeySource): string {
   switch (source.kind) {
     case 'env':
@@ -504,6 +339,6 @@ function restoreHint(): string {
   return 'restore the database or key file from a backup, or store the secret again (dropkey import / dropkey login)';
 }
 
-function keyError(message: string, hint?: string): DropkeyError {
+export function keyError(message: string, hint?: string): DropkeyError {
   return new DropkeyError(ErrorCodes.KEY_ERROR, message, hint === undefined ? {} : { hint });
 }

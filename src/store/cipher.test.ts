@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { describe, it } from 'node:test';
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { deriveKeyId, isCiphertext, Keyring, keyringFromMasterKey, loadOrCreateKeyFile, parseCiphertext, secretContext } from './crypto.js';
-import { replaceKeyFile } from './rotation.js';
+import { deriveKeyId, isCiphertext, Keyring, keyringFromMasterKey, parseCiphertext, secretContext } from './cipher.js';
+import { loadOrCreateKeyFile, replaceKeyFile } from './key-file.js';
 
 const ctx = secretContext('connection', 'default', 'refresh_token');
 
