@@ -203,11 +203,11 @@ try {
   // The server's store: an app, a connection from the grant's refresh token, and a proxy key.
   const env = { DROPKEY_HOME: home, DROPKEY_MASTER_KEY: masterKey, DROPKEY_DROPBOX_URL: emuUrl, DROPKEY_LOG_LEVEL: 'warn' };
   const stores = await openServerStores(env);
-  const dk = await Dropkey.open({ store: stores.store, urls: dropboxUrlsFromBase(emuUrl) });
+  const dk = await Dropkey.open({ store: stores.core, urls: dropboxUrlsFromBase(emuUrl) });
   await dk.addApp({ name: 'bench', key: app.key, secret: app.secret });
   await dk.import({ connection: 'bench', app: 'bench', refreshToken: grant.refresh_token });
   const { key, prefix, hash: keyHash } = generateApiKey();
-  await stores.serverStore.createApiKey({ name: 'bench', prefix, hash: keyHash, permissions: ['proxy'], connections: ['bench'], createdBy: 'bench' }, Date.now());
+  await stores.server.createApiKey({ name: 'bench', prefix, hash: keyHash, permissions: ['proxy'], connections: ['bench'], createdBy: 'bench' }, Date.now());
   await dk.close();
   await stores.close();
 

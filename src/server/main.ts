@@ -9,14 +9,8 @@ import type { Writable } from 'node:stream';
 import { Dropkey } from '../connections/dropkey.js';
 import { dropboxUrlsFromEnv, type DropboxUrls } from '../dropbox/hosts.js';
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { keyringFromMasterKey, type Keyring } from '../store/cipher.js';
-import { loadOrCreateKeyFile } from '../store/key-file.js';
-import { openStore, resolveHome, selectDriver, storePaths } from '../store/index.js';
-import type { Store } from '../store/types.js';
-import type { ServerStore } from '../store/server-types.js';
-import { openSqliteServerStore } from '../store/sqlite/server-store.js';
-import { openSqliteWebhookStore } from '../store/sqlite/webhook-store.js';
-import type { WebhookStore } from '../store/webhook-types.js';
+import { openStores, resolveHome } from '../store/index.js';
+import type { Stores } from '../store/types.js';
 import { createApp, MODULES, type ServerApp } from './app.js';
 import { defaultConfig, type ServerConfig } from './deps.js';
 import { ServerEvents } from './events.js';
@@ -27,7 +21,7 @@ import { ensureSetupToken } from './setup.js';
 import { instrumentFetch } from './upstream.js';
 import { jobsModule } from './jobs/index.js';
 import { createProxyModule, proxyModule } from './proxy/index.js';
-import { openSharedBackoff } from './proxy/shared-backoff.js';
+import { SharedBackoffStore } from './proxy/shared-backoff.js';
 import { keyRotationFor } from '../store/rotation.js';
 
 type Env = Record<string, string | undefined>;
@@ -36,64 +30,12 @@ function nonEmpty(v: string | undefined): string | undefined {
   return v === undefined || v.trim() === '' ? undefined : v.trim();
 }
 
-export interface OpenedStores {
-  store: Store;
-  serverStore: ServerStore;
-  /** Webhooks, their delivery log and background job runs (src/store/webhook-types.ts). */
-  webhookStore: WebhookStore;
-  keyring: Keyring;
-  close(): Promise<void>;
-}
-
 /**
- * Opens the core store and the server store on the same database with the same keyring. The seam for the
- * PostgreSQL driver (issue 5): pick the server store driver to match the core store's.
+ * Every store `dropkey serve` needs (core, server, webhooks, locks, shared back-off, key rotation) over one
+ * database handle, from the environment: the driver is the store's business (openStores picks it from the URL).
  */
-export async function openServerStores(env: Env): Promise<OpenedStores> {
-  const home = resolveHome(env);
-  const masterKey = nonEmpty(env['DROPKEY_MASTER_KEY']);
-  const store = await openStore({ home, masterKey, databaseUrl: nonEmpty(env['DROPKEY_DATABASE_URL']) });
-  try {
-    // openStore created the key file on first use when no master key is set, so it exists now.
-    const keyring = masterKey ? keyringFromMasterKey(masterKey) : loadOrCreateKeyFile(storePaths(home).keyFile, { create: false });
-    let serverStore: ServerStore;
-    let openWebhookStore: () => Promise<WebhookStore>;
-    if ('path' in store) {
-      serverStore = await openSqliteServerStore({ path: store.path, keyring });
-      openWebhookStore = () => openSqliteWebhookStore({ path: store.path, keyring });
-    } else {
-      // PostgreSQL (issue 5): the server tables live in the core store's schema.
-      const driver = selectDriver(nonEmpty(env['DROPKEY_DATABASE_URL']), storePaths(home));
-      if (driver.kind !== 'postgres') throw new DropkeyError(ErrorCodes.INTERNAL, 'the store and DROPKEY_DATABASE_URL disagree');
-      const { openPostgresServerStore } = await import('../store/postgres/server-store.js');
-      serverStore = await openPostgresServerStore({ connectionString: driver.connectionString, keyring, schema: store.schema });
-      openWebhookStore = async () => {
-        const { openPostgresWebhookStore } = await import('../store/postgres/webhook-store.js');
-        return openPostgresWebhookStore({ connectionString: driver.connectionString, keyring, schema: store.schema });
-      };
-    }
-    let webhookStore: WebhookStore;
-    try {
-      webhookStore = await openWebhookStore();
-    } catch (err) {
-      await serverStore.close();
-      throw err;
-    }
-    return {
-      store,
-      serverStore,
-      webhookStore,
-      keyring,
-      async close() {
-        await webhookStore.close();
-        await serverStore.close();
-        await store.close();
-      },
-    };
-  } catch (err) {
-    await store.close();
-    throw err;
-  }
+export async function openServerStores(env: Env): Promise<Stores> {
+  return openStores({ home: resolveHome(env), masterKey: nonEmpty(env['DROPKEY_MASTER_KEY']), databaseUrl: nonEmpty(env['DROPKEY_DATABASE_URL']) });
 }
 
 export function validatePublicUrl(value: string): string {
@@ -157,19 +99,19 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
     const publicUrl = explicitPublic ? validatePublicUrl(explicitPublic) : localUrl;
     const metrics = createServerMetrics();
     const upstreamFetch = instrumentFetch(o.fetch ?? globalThis.fetch, urls, metrics);
-    const dropkey = await Dropkey.open({ store: stores.store, urls, fetch: upstreamFetch, now: Date.now, logger });
+    const dropkey = await Dropkey.open({ store: stores.core, urls, fetch: upstreamFetch, now: Date.now, logger });
     const events = new ServerEvents((err, event) => logger.error({ err, event: event.type }, 'event listener failed'));
     // Issue 5: the proxy's 429 back-off is shared through the database by every instance on it;
     // DROPKEY_JOBS=off keeps background jobs off this instance (they still run once across the others).
-    const backoff = await openSharedBackoff(stores.store, nonEmpty(o.env['DROPKEY_DATABASE_URL']), (err) =>
-      logger.warn({ err }, 'shared 429 back-off unreachable: using this instance\'s memory until the database answers'),
-    );
+    const backoff = new SharedBackoffStore(stores.backoff, {
+      onError: (err) => logger.warn({ err }, 'shared 429 back-off unreachable: using this instance\'s memory until the database answers'),
+    });
     const jobsOff = nonEmpty(o.env['DROPKEY_JOBS'])?.toLowerCase() === 'off';
     const modules = MODULES.filter((m) => !(jobsOff && m === jobsModule)).map((m) => (m === proxyModule ? createProxyModule({ backoff }) : m));
     const app = createApp({
       dropkey,
-      serverStore: stores.serverStore,
-      webhookStore: stores.webhookStore,
+      serverStore: stores.server,
+      webhookStore: stores.webhooks,
       clock: Date.now,
       logger,
       config: defaultConfig(publicUrl, o.config),
@@ -177,7 +119,7 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
       metrics,
       events,
       // The web UI's master key page re-encrypts through the same code as `dropkey keys rotate`.
-      keyRotation: keyRotationFor(stores.store, stores.keyring, nonEmpty(o.env['DROPKEY_DATABASE_URL'])),
+      keyRotation: keyRotationFor(stores.secrets, stores.keyring),
     }, { modules });
     listener.setApp(app);
     o.stdout.write(`dropkey serve listening on http://${shownHost}:${listener.port}\n`);
@@ -193,7 +135,6 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
         logger.info({}, 'shutting down: finishing in-flight requests');
         await l.close();
         await app.stop();
-        await backoff.close();
         await dropkey.close();
         await stores.close();
         logger.info({}, 'stopped');

@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { sampleApp, sampleConnection } from './contract.js';
+import { sampleApp, sampleConnection } from './contract/core.test-support.js';
 import { openStore } from './index.js';
 
 function filesUnder(dir: string): string[] {

@@ -342,3 +342,13 @@ function restoreHint(): string {
 export function keyError(message: string, hint?: string): DropkeyError {
   return new DropkeyError(ErrorCodes.KEY_ERROR, message, hint === undefined ? {} : { hint });
 }
+
+/** The key id of a ciphertext; undefined for values that are not ciphertexts (other meta rows). */
+export function ciphertextKeyId(value: string): string | undefined {
+  if (!value.startsWith(`${FORMAT}.`)) return undefined;
+  try {
+    return parseCiphertext(value).keyId;
+  } catch {
+    return undefined;
+  }
+}

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { sampleApp, sampleConnection } from './contract.js';
+import { sampleApp, sampleConnection } from './contract/core.test-support.js';
 import { isVersionConflict, openStore, resolveHome, selectDriver, storePaths } from './index.js';
 
 function home(): string {

@@ -1,7 +1,7 @@
 /**
  * dropkey's storage entry point. Usage:
  *
- *   import { openStore, resolveHome } from '../store/index.js';
+ *   import { openStore, openStores, resolveHome } from '../store/index.js';
  *   const home = resolveHome(env);                        // DROPKEY_HOME, else XDG data dir (see resolveHome)
  *   const store = await openStore({ home, masterKey: env.DROPKEY_MASTER_KEY });  // key file home/master.key if unset
  *   await store.createApp({ name: 'backup', key: 'abc', secret: null, scopes: [], team: false, access: null });
@@ -12,6 +12,10 @@
  *   });
  *   await store.close();
  *
+ *   const stores = await openStores({ home, databaseUrl });  // every store over one handle: core, server, webhooks,
+ *   await stores.server.countAdmins();                     // locks, backoff, secrets (see Stores in ./types.ts)
+ *   await stores.close();
+ *
  * Errors are DropkeyErrors: KEY_ERROR (master key), STORE (database; isVersionConflict() for optimistic
  * concurrency), ALREADY_EXISTS, NOT_FOUND, BAD_INPUT, LOCK_TIMEOUT, CANCELLED.
  */
@@ -19,11 +23,11 @@ import { homedir as osHomedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { Keyring, keyringFromMasterKey } from './cipher.js';
+import { keyringFromMasterKey, type Keyring } from './cipher.js';
 import { loadOrCreateKeyFile } from './key-file.js';
-import { openSqliteStore, type SqliteStore } from './sqlite/index.js';
-import type { PostgresStore } from './postgres/index.js';
-import type { Clock, Sleep } from './types.js';
+import type { KeyringProvider } from './records.js';
+import { openDriver as openSqliteDriver } from './sqlite/index.js';
+import type { Clock, KeyRotation, Sleep, Store, Stores } from './types.js';
 
 export type * from './types.js';
 export { Keyring } from './cipher.js';
@@ -63,17 +67,15 @@ export function storePaths(home: string): StorePaths {
 }
 
 /**
- * Opens the store chosen by the options. The master key comes from (in order) `keyring`, `masterKey`
- * (DROPKEY_MASTER_KEY), or the key file. The key file is created only for a store that holds no encrypted data yet:
- * if it went missing from a store that does, opening fails instead of starting a new key (which would orphan every
- * stored secret).
+ * Opens every store dropkey needs (core, server, webhooks, locks, back-off, key rotation) over one handle of the
+ * driver the options choose (selectDriver: SQLite file or PostgreSQL URL). The master key comes from (in order)
+ * `keyring`, `masterKey` (DROPKEY_MASTER_KEY), or the key file. The key file is created only for a store that holds
+ * no encrypted data yet: if it went missing from a store that does, opening fails instead of starting a new key
+ * (which would orphan every stored secret).
  */
-export async function openStore(options: OpenStoreOptions): Promise<SqliteStore | PostgresStore> {
+export async function openStores(options: OpenStoreOptions): Promise<Stores> {
   const paths = storePaths(options.home);
   const driver = selectDriver(options.databaseUrl, paths);
-  const keyring =
-    options.keyring ??
-    (options.masterKey !== undefined && options.masterKey.trim() !== '' ? keyringFromMasterKey(options.masterKey) : undefined);
   // The key file and the database share a directory: say each thing once.
   const seen = new Set<string>();
   const emit = options.warn ?? ((m: string) => process.emitWarning(m, 'DropkeyWarning'));
@@ -81,28 +83,31 @@ export async function openStore(options: OpenStoreOptions): Promise<SqliteStore 
     if (!seen.has(m)) emit(m);
     seen.add(m);
   };
-  if (driver.kind === 'postgres') {
-    // Imported lazily so SQLite users (every CLI call) never load pg.
-    const { openPostgresStore } = await import('./postgres/index.js');
-    return openPostgresStore({
-      connectionString: driver.connectionString,
-      ...(driver.schema === undefined ? {} : { schema: driver.schema }),
-      keyring: keyring ?? (({ hasEncryptedData }) => loadOrCreateKeyFile(paths.keyFile, { create: !hasEncryptedData, warn })),
-      ...(options.clock ? { clock: options.clock } : {}),
-      ...(options.sleep ? { sleep: options.sleep } : {}),
-      warn,
-    });
-  }
-  return openSqliteStore({
-    path: driver.path,
-    keyring:
-      keyring ??
-      (({ hasEncryptedData }) =>
-        loadOrCreateKeyFile(paths.keyFile, { create: !hasEncryptedData, warn })),
+  const keyring: Keyring | KeyringProvider =
+    options.keyring ??
+    (options.masterKey !== undefined && options.masterKey.trim() !== ''
+      ? keyringFromMasterKey(options.masterKey)
+      : ({ hasEncryptedData }) => loadOrCreateKeyFile(paths.keyFile, { create: !hasEncryptedData, warn }));
+  const common = {
+    keyring,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.sleep ? { sleep: options.sleep } : {}),
     warn,
-  });
+  };
+  if (driver.kind === 'postgres') {
+    // Imported lazily so SQLite users (every CLI call) never load pg.
+    const { openDriver } = await import('./postgres/index.js');
+    return openDriver({ connectionString: driver.connectionString, ...(driver.schema === undefined ? {} : { schema: driver.schema }), ...common });
+  }
+  return openSqliteDriver({ location: driver.path, ...common });
+}
+
+/**
+ * The core store alone (apps, connections, locks), for the CLI and the library: openStores(options).core, whose
+ * close() closes the database handle.
+ */
+export async function openStore(options: OpenStoreOptions): Promise<Store & KeyRotation> {
+  return (await openStores(options)).core;
 }
 
 /**
@@ -162,6 +167,3 @@ export function resolveHome(
 export function isVersionConflict(err: unknown): boolean {
   return err instanceof DropkeyError && err.code === ErrorCodes.STORE && err.details?.['conflict'] === true;
 }
-
-export type { SqliteStore } from './sqlite/index.js';
-export type { PostgresStore } from './postgres/index.js';

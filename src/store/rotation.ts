@@ -13,21 +13,10 @@
  * The ciphertext format and the AAD contexts are cipher.ts's (parseCiphertext, secretContext); nothing here
  * decrypts except through Keyring.reencrypt.
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { constants as fsConstants } from 'node:fs';
-import { dirname } from 'node:path';
-import { DropkeyError, ErrorCodes } from '../errors.js';
-import { parseCiphertext, secretContext, type Keyring } from './cipher.js';
+import { secretContext, type Keyring } from './cipher.js';
+import type { SecretColumn, SecretTablePort } from './types.js';
 
-/** One encrypted column: its table, the primary key that names the row in the AAD, and the AAD's field. */
-export interface SecretColumn {
-  table: string;
-  key: string;
-  column: string;
-  /** The AAD record type and field the drivers use (see secretContext call sites). */
-  context: (rowKey: string) => string;
-}
+export type { SecretColumn, SecretTablePort } from './types.js';
 
 /**
  * Every encrypted column dropkey writes, in both drivers (same table names: SQLite file / PostgreSQL schema).
@@ -45,20 +34,6 @@ export const SECRET_COLUMNS: readonly SecretColumn[] = [
   // webhook store (src/store/{sqlite,postgres}/webhook-store.ts): endpoint signing secrets
   { table: 'webhook_endpoints', key: 'id', column: 'secret_enc', context: (k) => secretContext('webhook_endpoints', k, 'secret') },
 ];
-
-/** The little SQL each driver must offer; values are dropkey ciphertexts (`dk1.<keyId>.…`). */
-export interface SecretTablePort {
-  readonly kind: 'sqlite' | 'postgres';
-  /** Tables that exist (server and webhook tables exist only once `dropkey serve` ran). */
-  tables(): Promise<Set<string>>;
-  /** Up to `limit` rows after `afterKey` (key order) whose value is a ciphertext not under `keyId`. */
-  batch(c: SecretColumn, keyId: string, afterKey: string | null, limit: number): Promise<{ key: string; value: string }[]>;
-  /** Writes every change whose row still holds `from`; returns how many rows matched. One short transaction. */
-  compareAndSet(c: SecretColumn, changes: { key: string; from: string; to: string }[]): Promise<number>;
-  /** Ciphertexts per key id in the column. */
-  countByKeyId(c: SecretColumn): Promise<Map<string, number>>;
-  close(): Promise<void>;
-}
 
 export interface RotationProgress {
   table: string;
@@ -146,114 +121,6 @@ export async function keyStatus(port: SecretTablePort): Promise<KeyStatus> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Drivers
-
-const PREFIX = 'dk1.';
-
-/** The key id of a ciphertext; undefined for values that are not ciphertexts (other meta rows). */
-function keyIdOf(value: string): string | undefined {
-  if (!value.startsWith(PREFIX)) return undefined;
-  try {
-    return parseCiphertext(value).keyId;
-  } catch {
-    return undefined;
-  }
-}
-
-/** SQLite: its own connection to the store's file (WAL: readers and the store's writers keep working). */
-export async function sqliteSecretPort(path: string): Promise<SecretTablePort> {
-  const { default: Database } = await import('better-sqlite3');
-  const db = new Database(path, { fileMustExist: true });
-  db.pragma('busy_timeout = 5000');
-  const id = (s: string) => `"${s}"`;
-  return {
-    kind: 'sqlite',
-    async tables() {
-      return new Set((db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
-    },
-    async batch(c, keyId, afterKey, limit) {
-      const rows = db
-        .prepare(
-          `SELECT ${id(c.key)} AS key, ${id(c.column)} AS value FROM ${id(c.table)}
-           WHERE ${id(c.column)} LIKE 'dk1.%' AND substr(${id(c.column)}, 1, length(@p)) <> @p AND (@after IS NULL OR ${id(c.key)} > @after)
-           ORDER BY ${id(c.key)} LIMIT @limit`,
-        )
-        .all({ p: `${PREFIX}${keyId}.`, after: afterKey, limit }) as { key: string; value: string }[];
-      return rows;
-    },
-    async compareAndSet(c, changes) {
-      const stmt = db.prepare(`UPDATE ${id(c.table)} SET ${id(c.column)} = ? WHERE ${id(c.key)} = ? AND ${id(c.column)} = ?`);
-      return db.transaction(() => changes.reduce((n, ch) => n + stmt.run(ch.to, ch.key, ch.from).changes, 0)).immediate();
-    },
-    async countByKeyId(c) {
-      const counts = new Map<string, number>();
-      for (const r of db.prepare(`SELECT ${id(c.column)} AS value FROM ${id(c.table)} WHERE ${id(c.column)} LIKE 'dk1.%'`).iterate() as Iterable<{ value: string }>) {
-        const k = keyIdOf(r.value);
-        if (k !== undefined) counts.set(k, (counts.get(k) ?? 0) + 1);
-      }
-      return counts;
-    },
-    async close() {
-      db.close();
-    },
-  };
-}
-
-/** PostgreSQL: a two-connection pool of its own on the store's schema; each batch is one short transaction. */
-export async function postgresSecretPort(connectionString: string, schema: string): Promise<SecretTablePort> {
-  const { default: pg } = await import('pg');
-  const { quoteIdent } = await import('./postgres/migrations.js');
-  const pool = new pg.Pool({ connectionString, max: 2, application_name: 'dropkey keys' });
-  pool.on('error', () => {}); // a dropped idle connection is reported by the next query
-  const t = (name: string) => `${quoteIdent(schema)}.${quoteIdent(name)}`;
-  const q = quoteIdent;
-  return {
-    kind: 'postgres',
-    async tables() {
-      const r = await pool.query<{ table_name: string }>('SELECT table_name FROM information_schema.tables WHERE table_schema = $1', [schema]);
-      return new Set(r.rows.map((x) => x.table_name));
-    },
-    async batch(c, keyId, afterKey, limit) {
-      const r = await pool.query<{ key: string; value: string }>(
-        `SELECT ${q(c.key)} AS key, ${q(c.column)} AS value FROM ${t(c.table)}
-         WHERE starts_with(${q(c.column)}, 'dk1.') AND NOT starts_with(${q(c.column)}, $1) AND ($2::text IS NULL OR ${q(c.key)} COLLATE "C" > $2)
-         ORDER BY ${q(c.key)} COLLATE "C" LIMIT $3`,
-        [`${PREFIX}${keyId}.`, afterKey, limit],
-      );
-      return r.rows;
-    },
-    async compareAndSet(c, changes) {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        const r = await client.query(
-          `UPDATE ${t(c.table)} AS x SET ${q(c.column)} = v.to_value
-           FROM unnest($1::text[], $2::text[], $3::text[]) AS v(k, from_value, to_value)
-           WHERE x.${q(c.key)} = v.k AND x.${q(c.column)} = v.from_value`,
-          [changes.map((ch) => ch.key), changes.map((ch) => ch.from), changes.map((ch) => ch.to)],
-        );
-        await client.query('COMMIT');
-        return r.rowCount ?? 0;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw new DropkeyError(ErrorCodes.STORE, `re-encrypting ${c.table}.${c.column} failed: ${(err as Error).message}`, { cause: err });
-      } finally {
-        client.release();
-      }
-    },
-    async countByKeyId(c) {
-      const r = await pool.query<{ kid: string; n: string }>(
-        `SELECT split_part(${q(c.column)}, '.', 2) AS kid, count(*) AS n FROM ${t(c.table)} WHERE starts_with(${q(c.column)}, 'dk1.') GROUP BY 1`,
-      );
-      return new Map(r.rows.map((x) => [x.kid, Number(x.n)]));
-    },
-    async close() {
-      await pool.end();
-    },
-  };
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // For a running server (the web UI's admin action)
 
 /** Rotation on an open store with the keyring it was opened with: what `dropkey keys rotate` does, minus key files. */
@@ -264,32 +131,12 @@ export interface KeyRotationController {
   rotate(o?: RotateOptions): Promise<RotationReport>;
 }
 
-/**
- * `store` is the open core store (SqliteStore has `path`, PostgresStore `schema`); `databaseUrl` is
- * DROPKEY_DATABASE_URL, needed for PostgreSQL whose store does not expose its credentials.
- */
-export function keyRotationFor(store: object, keyring: Keyring, databaseUrl: string | undefined): KeyRotationController {
-  const openPort = async (): Promise<SecretTablePort> => {
-    if ('path' in store && typeof store.path === 'string') return sqliteSecretPort(store.path);
-    const { selectDriver, storePaths } = await import('./index.js');
-    const driver = selectDriver(databaseUrl, storePaths('.'));
-    if (driver.kind !== 'postgres' || !('schema' in store) || typeof store.schema !== 'string') {
-      throw new DropkeyError(ErrorCodes.INTERNAL, 'the store and DROPKEY_DATABASE_URL disagree');
-    }
-    return postgresSecretPort(driver.connectionString, store.schema);
-  };
-  const withPort = async <T>(fn: (p: SecretTablePort) => Promise<T>): Promise<T> => {
-    const port = await openPort();
-    try {
-      return await fn(port);
-    } finally {
-      await port.close();
-    }
-  };
+/** Rotation over a driver's secret port (Stores.secrets) with the keyring the stores were opened with. */
+export function keyRotationFor(port: SecretTablePort, keyring: Keyring): KeyRotationController {
   return {
     activeKeyId: keyring.activeKeyId,
     keyIds: keyring.keyIds,
-    status: () => withPort((p) => keyStatus(p)),
-    rotate: (o) => withPort((p) => rotateSecrets(p, keyring, o)),
+    status: () => keyStatus(port),
+    rotate: (o) => rotateSecrets(port, keyring, o),
   };
 }

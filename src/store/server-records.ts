@@ -4,7 +4,7 @@
  * encodings differ (SQLite keeps lists as JSON text, PostgreSQL as text[]).
  */
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import type { AdminUser, ConnectLinkRecord, PendingOAuthRecord, ReturnMode } from './server-types.js';
+import { API_PERMISSIONS, type AdminUser, type ApiKeyRecord, type ApiPermission, type AuditEntry, type ConnectLinkRecord, type PendingOAuthRecord, type ReturnMode, type SessionRecord } from './server-types.js';
 
 export interface AdminRow {
   id: string;
@@ -45,6 +45,37 @@ export interface PendingRowOf<Scopes> {
   expires_at: number;
 }
 
+export interface SessionRow {
+  id_hash: string;
+  user_id: string;
+  csrf_token: string;
+  created_at: number;
+  expires_at: number;
+}
+
+export interface ApiKeyRowOf<List, Connections> {
+  id: string;
+  name: string;
+  prefix: string;
+  hash: string;
+  permissions: List;
+  connections: Connections;
+  created_at: number;
+  created_by: string;
+  last_used_at: number | null;
+  revoked_at: number | null;
+  token_handouts: number;
+}
+
+export interface AuditRowOf<Details> {
+  id: number;
+  at: number;
+  actor: string;
+  action: string;
+  target: string | null;
+  details: Details;
+}
+
 /** AAD of a pending login's encrypted PKCE verifier: the ciphertext only opens in its own row. */
 export function verifierContext(id: string): string {
   return JSON.stringify(['server_pending_oauth', id, 'code_verifier']);
@@ -52,6 +83,38 @@ export function verifierContext(id: string): string {
 
 export function toAdmin(r: AdminRow): AdminUser {
   return { id: r.id, email: r.email, createdAt: r.created_at, lastLoginAt: r.last_login_at };
+}
+
+export function toSession(r: SessionRow): SessionRecord {
+  return { idHash: r.id_hash, userId: r.user_id, csrfToken: r.csrf_token, createdAt: r.created_at, expiresAt: r.expires_at };
+}
+
+/** `permissions` and `connections` decoded by the driver ('*' for every connection); unknown permissions dropped. */
+export function toApiKey(r: ApiKeyRowOf<unknown, unknown>, permissions: string[], connections: string[] | '*'): ApiKeyRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    prefix: r.prefix,
+    hash: r.hash,
+    permissions: permissions.filter((p): p is ApiPermission => (API_PERMISSIONS as readonly string[]).includes(p)),
+    connections,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    lastUsedAt: r.last_used_at,
+    revokedAt: r.revoked_at,
+    tokenHandouts: r.token_handouts,
+  };
+}
+
+/** `details` decoded by the driver; anything but a JSON object becomes {} (a damaged column must not hide the entry). */
+export function toAudit(r: AuditRowOf<unknown>, details: unknown): AuditEntry {
+  const d = details && typeof details === 'object' && !Array.isArray(details) ? (details as Record<string, unknown>) : {};
+  return { id: Number(r.id), at: r.at, actor: r.actor, action: r.action, target: r.target, details: d };
+}
+
+/** The audit query's page size: 100 by default, 1 to 1000. */
+export function auditLimit(limit: number | undefined): number {
+  return Math.min(Math.max(1, Math.floor(limit ?? 100)), 1000);
 }
 
 export function toLink(r: LinkRow): ConnectLinkRecord {

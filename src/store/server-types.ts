@@ -190,5 +190,4 @@ export interface ServerStore {
   ping(): Promise<void>;
   /** Deletes expired sessions, links, pending logins and setup tokens. */
   purgeExpired(now: number): Promise<void>;
-  close(): Promise<void>;
 }

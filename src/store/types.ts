@@ -1,10 +1,14 @@
 /**
- * The storage interface every driver implements (SQLite now, PostgreSQL later), with plaintext domain records.
+ * The storage interfaces every driver (./sqlite, ./postgres) implements, with plaintext domain records: the core
+ * Store, the locks, the back-off table, key rotation's port and Stores, the set one driver opens over one handle.
  * Drivers encrypt secret fields (app secret, access token, refresh token) before they touch disk, through the
  * shared Keyring (src/store/cipher.ts), and record the key id in every ciphertext so keys can rotate.
  *
  * All methods are async so that network drivers fit the same shape.
  */
+import type { Keyring } from './cipher.js';
+import type { ServerStore } from './server-types.js';
+import type { WebhookStore } from './webhook-types.js';
 
 export type AppAccess = 'full' | 'app_folder';
 
@@ -80,7 +84,17 @@ export interface LockLease {
   readonly signal: AbortSignal;
 }
 
-export interface Store {
+/** Named locks shared by every process and instance on one database (lease rows, see ./lease.ts). */
+export interface LockStore {
+  /**
+   * Runs fn while holding a named lock shared by every process and instance on this store.
+   * A holder that dies loses the lock after ttlMs. fn should re-read what it needs after the lock is taken.
+   */
+  withLock<T>(key: string, options: LockOptions, fn: (lease: LockLease) => Promise<T>): Promise<T>;
+}
+
+/** The core store: apps and connections (what the CLI and the library use), plus the locks. */
+export interface Store extends LockStore {
   getApp(name: string): Promise<AppRecord | undefined>;
   listApps(): Promise<AppRecord[]>;
   /** Creates an app; fails with DROPKEY_ALREADY_EXISTS if the name is taken. */
@@ -104,12 +118,7 @@ export interface Store {
   ): Promise<ConnectionRecord>;
   deleteConnection(name: string): Promise<void>;
 
-  /**
-   * Runs fn while holding a named lock shared by every process and instance on this store.
-   * A holder that dies loses the lock after ttlMs. fn should re-read what it needs after the lock is taken.
-   */
-  withLock<T>(key: string, options: LockOptions, fn: (lease: LockLease) => Promise<T>): Promise<T>;
-
+  /** Closes the database handle (and with it every store opened with this one, see Stores). */
   close(): Promise<void>;
 }
 
@@ -120,4 +129,62 @@ export interface Store {
  */
 export interface KeyRotation {
   reencryptSecrets(): Promise<{ rewritten: number; remaining: number }>;
+}
+
+/**
+ * The proxy's 429 back-off shared by every instance on one database (src/server/proxy/shared-backoff.ts keeps the
+ * policy: memory first, degrade when the database is away). `until` is epoch ms; `reason` is Dropbox's.
+ */
+export interface BackoffRecord {
+  until: number;
+  reason: string;
+}
+
+export interface BackoffTable {
+  /** The block for `key` still in force at `now`, if any. */
+  get(key: string, now: number): Promise<BackoffRecord | undefined>;
+  /** Sets the block unless one lasting at least as long is already recorded; also drops long-finished rows. */
+  block(key: string, record: BackoffRecord, now: number): Promise<void>;
+}
+
+/** One encrypted column: its table, the primary key that names the row in the AAD, and the AAD's field. */
+export interface SecretColumn {
+  table: string;
+  key: string;
+  column: string;
+  /** The AAD record type and field the drivers use (see secretContext call sites). */
+  context: (rowKey: string) => string;
+}
+
+/** The little SQL key rotation (./rotation.ts) needs; values are dropkey ciphertexts (`dk1.<keyId>.…`). */
+export interface SecretTablePort {
+  /** Tables that exist. */
+  tables(): Promise<Set<string>>;
+  /** Up to `limit` rows after `afterKey` (key order) whose value is a ciphertext not under `keyId`. */
+  batch(c: SecretColumn, keyId: string, afterKey: string | null, limit: number): Promise<{ key: string; value: string }[]>;
+  /** Writes every change whose row still holds `from`; returns how many rows matched. One short transaction. */
+  compareAndSet(c: SecretColumn, changes: { key: string; from: string; to: string }[]): Promise<number>;
+  /** Ciphertexts per key id in the column. */
+  countByKeyId(c: SecretColumn): Promise<Map<string, number>>;
+}
+
+/**
+ * Every store dropkey needs, over ONE database handle (a SQLite connection, or a PostgreSQL pool) opened by one
+ * driver (./sqlite/index.ts, ./postgres/index.ts) whose one migrator owns every table. Opened by openStores
+ * (./index.ts). close() closes the handle; core.close() does the same (the CLI only holds the core store).
+ */
+export interface Stores {
+  readonly kind: 'sqlite' | 'postgres';
+  /** For messages: the database file, or `host:port/database#schema` (never credentials). */
+  readonly location: string;
+  /** The keyring the store was opened with (checked against the store's key check). */
+  readonly keyring: Keyring;
+  readonly core: Store & KeyRotation;
+  readonly server: ServerStore;
+  readonly webhooks: WebhookStore;
+  readonly locks: LockStore;
+  readonly backoff: BackoffTable;
+  /** Key rotation's view of every encrypted column (./rotation.ts). */
+  readonly secrets: SecretTablePort;
+  close(): Promise<void>;
 }

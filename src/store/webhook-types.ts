@@ -140,5 +140,4 @@ export interface WebhookStore {
   // ---- operations
   /** Re-encrypts signing secrets not under the keyring's active key (issue 5 §4, like KeyRotation). */
   reencryptSecrets(): Promise<{ rewritten: number; remaining: number }>;
-  close(): Promise<void>;
 }

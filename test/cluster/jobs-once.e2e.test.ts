@@ -10,9 +10,8 @@ import { test } from 'node:test';
 import { Scheduler, type RunResult } from '../../src/server/jobs/scheduler.js';
 import { ManualTimers } from '../../src/server/jobs/timers.js';
 import { Keyring } from '../../src/store/cipher.js';
-import { openPostgresStore } from '../../src/store/postgres/index.js';
-import { dropSchema, freshSchemaName, TEST_DATABASE_URL, withAdmin } from '../../src/store/postgres/test-helpers.js';
-import { openPostgresWebhookStore } from '../../src/store/postgres/webhook-store.js';
+import { openDriver } from '../../src/store/postgres/index.js';
+import { dropSchema, freshSchemaName, TEST_DATABASE_URL, withAdmin } from '../../src/store/postgres/test-helpers.test-support.js';
 
 const INTERVAL = 60_000;
 const PERIODS = 20;
@@ -30,10 +29,10 @@ test('a scheduled job runs once per period across 3 instances on one PostgreSQL 
     let maxInside = 0;
     const instances: Scheduler[] = [];
     for (let i = 0; i < 3; i++) {
-      const store = await openPostgresStore({ connectionString: TEST_DATABASE_URL!, schema, keyring, maxConnections: 3 });
-      const webhooks = await openPostgresWebhookStore({ connectionString: TEST_DATABASE_URL!, schema, keyring, maxConnections: 2 });
-      closers.push(() => webhooks.close(), () => store.close());
-      const scheduler = new Scheduler({ locks: store, runs: webhooks, timers, logger: quiet, random: Math.random, onResult: (_n, r) => void results.push(r) });
+      const stores = await openDriver({ connectionString: TEST_DATABASE_URL!, schema, keyring, maxConnections: 5 });
+      const store = stores.core;
+      closers.push(() => stores.close());
+      const scheduler = new Scheduler({ locks: stores.locks, runs: stores.webhooks, timers, logger: quiet, random: Math.random, onResult: (_n, r) => void results.push(r) });
       scheduler.add({
         name: 'cluster.count',
         intervalMs: INTERVAL,

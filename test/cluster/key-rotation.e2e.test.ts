@@ -17,10 +17,9 @@ import { openServerStores } from '../../src/server/main.js';
 import { Keyring, keyringFromMasterKey, parseCiphertext } from '../../src/store/cipher.js';
 import { parseKeyFile } from '../../src/store/key-file.js';
 import { openStore } from '../../src/store/index.js';
-import { dropSchema, freshSchemaName, TEST_DATABASE_URL, withAdmin } from '../../src/store/postgres/test-helpers.js';
+import { dropSchema, freshSchemaName, TEST_DATABASE_URL, withAdmin } from '../../src/store/postgres/test-helpers.test-support.js';
 import { SECRET_COLUMNS } from '../../src/store/rotation.js';
 import type { Store } from '../../src/store/types.js';
-import type { WebhookStore } from '../../src/store/webhook-types.js';
 import { withSchema } from './rig.js';
 
 const CONNECTIONS = 230; // more than two batches of 100
@@ -119,12 +118,12 @@ async function assertCatalogComplete(scan: Scan): Promise<void> {
   }
 }
 
-async function seed(store: Store, env: Record<string, string>, webhooks: (keyring: Keyring) => Promise<WebhookStore>): Promise<void> {
+async function seed(store: Store, env: Record<string, string>): Promise<void> {
   const stores = await openServerStores(env);
   try {
-    await stores.store.createApp({ name: 'app', key: 'appkey1', secret: 'app-secret-1', scopes: [], team: false, access: null });
+    await stores.core.createApp({ name: 'app', key: 'appkey1', secret: 'app-secret-1', scopes: [], team: false, access: null });
     for (let i = 0; i < CONNECTIONS; i++) {
-      await stores.store.createConnection({
+      await stores.core.createConnection({
         name: `c${String(i).padStart(4, '0')}`,
         app: 'app',
         accountId: `dbid:${i}`,
@@ -142,13 +141,11 @@ async function seed(store: Store, env: Record<string, string>, webhooks: (keyrin
       });
     }
     const now = Date.now();
-    await stores.serverStore.createPendingOAuth(
+    await stores.server.createPendingOAuth(
       { stateHash: 'a'.repeat(64), bindingHash: 'b'.repeat(64), sessionIdHash: null, linkId: null, connection: 'c0000', app: 'app', codeVerifier: 'verifier-xyz', redirectUri: 'http://127.0.0.1:1/cb', scopes: [], returnMode: 'redirect', returnTo: null, actor: 'test', expiresAt: now + 600_000 } as never,
       now,
     );
-    const wh = await webhooks(stores.keyring);
-    await wh.createEndpoint({ url: 'https://hooks.example.com/x', description: '', events: ['connection.created'], secret: 'whsec-1', createdBy: 'test' }, now);
-    await wh.close();
+    await stores.webhooks.createEndpoint({ url: 'https://hooks.example.com/x', description: '', events: ['connection.created'], secret: 'whsec-1', createdBy: 'test' }, now);
   } finally {
     await stores.close();
   }
@@ -200,9 +197,8 @@ describe('dropkey keys rotate', () => {
     const env = { DROPKEY_HOME: home };
     try {
       const store = await openStore({ home });
-      const path = (store as { path: string }).path;
-      const { openSqliteWebhookStore } = await import('../../src/store/sqlite/webhook-store.js');
-      await seed(store, env, (keyring) => openSqliteWebhookStore({ path, keyring }));
+      const path = join(home, 'dropkey.db');
+      await seed(store, env);
       const keyFile = join(home, 'master.key');
       const oldRing = parseKeyFile(readFileSync(keyFile, 'utf8'), keyFile);
       const scan = sqliteScan(path);
@@ -269,9 +265,8 @@ describe('dropkey keys rotate', () => {
     const envBoth = { ...envOld, DROPKEY_MASTER_KEY: `${newKey},${oldKey}` };
     const envNew = { ...envOld, DROPKEY_MASTER_KEY: newKey };
     try {
-      const { openPostgresWebhookStore } = await import('../../src/store/postgres/webhook-store.js');
       const store = await openStore({ home, masterKey: oldKey, databaseUrl });
-      await seed(store, envOld, (keyring) => openPostgresWebhookStore({ connectionString: TEST_DATABASE_URL!, schema, keyring }));
+      await seed(store, envOld);
       await store.close();
       const scan = postgresScan(schema);
       currentRows = postgresRows(schema);
@@ -300,8 +295,8 @@ describe('dropkey keys rotate', () => {
       const status = JSON.parse((await cli(['keys', 'status', '--json'], envNew)).stdout);
       assert.deepEqual(Object.keys(status.secrets_by_key_id), [newRing.activeKeyId]);
       const stores = await openServerStores(envNew);
-      assert.equal((await stores.store.getApp('app'))?.secret, 'app-secret-1');
-      const pending = await stores.serverStore.takePendingOAuth('a'.repeat(64), Date.now());
+      assert.equal((await stores.core.getApp('app'))?.secret, 'app-secret-1');
+      const pending = await stores.server.takePendingOAuth('a'.repeat(64), Date.now());
       assert.equal(pending?.codeVerifier, 'verifier-xyz');
       await stores.close();
     } finally {

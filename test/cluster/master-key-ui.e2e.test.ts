@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { keyringFromMasterKey } from '../../src/store/cipher.js';
 import { openStore } from '../../src/store/index.js';
-import { withAdmin } from '../../src/store/postgres/test-helpers.js';
+import { withAdmin } from '../../src/store/postgres/test-helpers.test-support.js';
 import { csrfOf, textOf, UiClient } from '../server/ui-client.js';
 import { skipReason, startCluster } from './rig.js';
 

@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { Agent, request } from 'node:http';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/types.js';
-import { dropSchema, freshSchemaName, TEST_DATABASE_URL, withAdmin } from '../../src/store/postgres/test-helpers.js';
+import { dropSchema, freshSchemaName, TEST_DATABASE_URL, withAdmin } from '../../src/store/postgres/test-helpers.test-support.js';
 import { startEmulator, type StartedEmulator } from '../helpers/emulator.js';
 
 export { TEST_DATABASE_URL };

@@ -7,8 +7,7 @@
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { test } from 'node:test';
-import { BACKOFF_TABLE } from '../../src/server/proxy/shared-backoff.js';
-import { withAdmin } from '../../src/store/postgres/test-helpers.js';
+import { withAdmin } from '../../src/store/postgres/test-helpers.test-support.js';
 import { skipReason, startCluster } from './rig.js';
 
 const skip = skipReason();
@@ -48,7 +47,7 @@ test('a 429 met by one instance makes callers on another instance wait out Retry
     const deadline = Date.now() + 10_000;
     let blockedUntil: number | undefined;
     while (blockedUntil === undefined) {
-      const rows = await withAdmin((db) => db.query(`SELECT until FROM "${c.schema}".${BACKOFF_TABLE}`).then((r) => r.rows as { until: string }[]).catch(() => []));
+      const rows = await withAdmin((db) => db.query(`SELECT until FROM "${c.schema}".proxy_backoff`).then((r) => r.rows as { until: string }[]).catch(() => []));
       if (rows[0]) blockedUntil = Number(rows[0].until);
       else if (Date.now() > deadline) throw new Error('instance A never recorded the back-off');
       else await new Promise((res) => setTimeout(res, 10));

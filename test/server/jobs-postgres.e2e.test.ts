@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JOB_NAMES } from '../../src/server/jobs/index.js';
-import { SKIP_REASON, TEST_DATABASE_URL } from '../../src/store/postgres/test-helpers.js';
+import { SKIP_REASON, TEST_DATABASE_URL } from '../../src/store/postgres/test-helpers.test-support.js';
 import { makeRig, startReceiver, type Instance, type Receiver, type Rig } from './webhooks-rig.js';
 
 const MIN = 60_000;

@@ -76,11 +76,11 @@ before(async () => {
   // The server's store, prepared as `dropkey app add`, `dropkey import` and `dropkey apikey create` would.
   const env = { DROPKEY_HOME: home, DROPKEY_MASTER_KEY: randomBytes(32).toString('base64'), DROPKEY_DROPBOX_URL: emu.url, DROPKEY_LOG_LEVEL: 'warn' };
   const stores = await openServerStores(env);
-  const dk = await Dropkey.open({ store: stores.store, urls: dropboxUrlsFromBase(emu.url) });
+  const dk = await Dropkey.open({ store: stores.core, urls: dropboxUrlsFromBase(emu.url) });
   await dk.addApp({ name: 'main', key: app.key, secret: app.secret!, scopes: app.scopes });
   await dk.import({ connection: 'big', app: 'main', refreshToken: grant.refresh_token! });
   const k = generateApiKey();
-  await stores.serverStore.createApiKey({ name: 'big', prefix: k.prefix, hash: k.hash, permissions: ['proxy'], connections: ['big'], createdBy: 'test' }, Date.now());
+  await stores.server.createApiKey({ name: 'big', prefix: k.prefix, hash: k.hash, permissions: ['proxy'], connections: ['big'], createdBy: 'test' }, Date.now());
   key = k.key;
   await dk.close();
   await stores.close();

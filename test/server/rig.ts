@@ -14,10 +14,8 @@ import { ServerEvents, type ServerEvent } from '../../src/server/events.js';
 import { createLogger } from '../../src/server/logger.js';
 import { createServerMetrics } from '../../src/server/metrics.js';
 import { instrumentFetch } from '../../src/server/upstream.js';
-import { keyringFromMasterKey } from '../../src/store/cipher.js';
-import { openStore } from '../../src/store/index.js';
+import { openStores } from '../../src/store/index.js';
 import type { ApiPermission, ServerStore } from '../../src/store/server-types.js';
-import { openSqliteServerStore } from '../../src/store/sqlite/server-store.js';
 import type { Store } from '../../src/store/types.js';
 import { startEmulator, type StartedEmulator } from '../helpers/emulator.js';
 
@@ -51,9 +49,8 @@ export async function makeServerRig(o: { config?: Partial<ServerConfig> } = {}):
   const home = mkdtempSync(join(tmpdir(), 'dropkey-serve-'));
   const masterKey = randomBytes(32).toString('base64');
   const clock = { now: Date.now() };
-  const store = await openStore({ home, masterKey });
-  const keyring = keyringFromMasterKey(masterKey);
-  const serverStore = await openSqliteServerStore({ path: (store as { path: string }).path, keyring });
+  const stores = await openStores({ home, masterKey });
+  const { core: store, server: serverStore } = stores;
   const logs: string[] = [];
   const logger = createLogger({ level: 'debug', destination: { write: (s: string) => void logs.push(s) } });
   const metrics = createServerMetrics();
@@ -144,8 +141,7 @@ export async function makeServerRig(o: { config?: Partial<ServerConfig> } = {}):
     async close() {
       await app.stop();
       await dk.close();
-      await serverStore.close();
-      await store.close();
+      await stores.close();
       await emu.close();
       rmSync(home, { recursive: true, force: true });
     },

@@ -24,11 +24,8 @@ import { createServerMetrics } from '../../src/server/metrics.js';
 import { instrumentFetch } from '../../src/server/upstream.js';
 import { createWebhooksModule } from '../../src/server/webhooks/index.js';
 import { webhookService, type WebhookOptions } from '../../src/server/webhooks/service.js';
-import { keyringFromMasterKey } from '../../src/store/cipher.js';
-import { openStore } from '../../src/store/index.js';
+import { openStores } from '../../src/store/index.js';
 import type { ApiPermission, ServerStore } from '../../src/store/server-types.js';
-import { openSqliteServerStore } from '../../src/store/sqlite/server-store.js';
-import { openSqliteWebhookStore } from '../../src/store/sqlite/webhook-store.js';
 import type { Store } from '../../src/store/types.js';
 import type { AttemptOutcome, DeliveryRecord, WebhookStore } from '../../src/store/webhook-types.js';
 import { startEmulator, type StartedEmulator } from '../helpers/emulator.js';
@@ -93,20 +90,8 @@ export async function makeRig(o: { databaseUrl?: string } = {}): Promise<Rig> {
     home,
     masterKey,
     async instance(o = {}) {
-      const keyring = keyringFromMasterKey(masterKey);
-      const store = await openStore({ home, masterKey, ...(pg ? { databaseUrl: `${pg.url}${pg.url.includes('?') ? '&' : '?'}schema=${pg.schema}` } : {}) });
-      let serverStore: ServerStore;
-      let webhookStore: WebhookStore;
-      if (pg) {
-        const { openPostgresServerStore } = await import('../../src/store/postgres/server-store.js');
-        const { openPostgresWebhookStore } = await import('../../src/store/postgres/webhook-store.js');
-        serverStore = await openPostgresServerStore({ connectionString: pg.url, keyring, schema: pg.schema });
-        webhookStore = await openPostgresWebhookStore({ connectionString: pg.url, keyring, schema: pg.schema }, timers.now());
-      } else {
-        const path = (store as { path: string }).path;
-        serverStore = await openSqliteServerStore({ path, keyring });
-        webhookStore = await openSqliteWebhookStore({ path, keyring }, timers.now());
-      }
+      const stores = await openStores({ home, masterKey, ...(pg ? { databaseUrl: `${pg.url}${pg.url.includes('?') ? '&' : '?'}schema=${pg.schema}` } : {}) });
+      const { core: store, server: serverStore, webhooks: webhookStore } = stores;
       const logs: string[] = [];
       const logger = createLogger({ level: 'debug', destination: { write: (s: string) => void logs.push(s) } });
       const metrics = createServerMetrics();
@@ -175,9 +160,7 @@ export async function makeRig(o: { databaseUrl?: string } = {}): Promise<Rig> {
           if (i >= 0) instances.splice(i, 1);
           await app.stop();
           await dk.close();
-          await webhookStore.close();
-          await serverStore.close();
-          await store.close();
+          await stores.close();
         },
       };
       instances.push(inst);
@@ -213,7 +196,7 @@ export async function makeRig(o: { databaseUrl?: string } = {}): Promise<Rig> {
       await emu.close();
       rmSync(home, { recursive: true, force: true });
       if (pg) {
-        const { dropSchema } = await import('../../src/store/postgres/test-helpers.js');
+        const { dropSchema } = await import('../../src/store/postgres/test-helpers.test-support.js');
         await dropSchema(pg.schema);
       }
     },

@@ -1,6 +1,6 @@
 /**
- * `dropkey serve`'s store wiring with DROPKEY_DATABASE_URL=postgres://...: openServerStores opens the core store and
- * the server store on one PostgreSQL schema, and two "instances" see each other's records.
+ * `dropkey serve`'s store wiring with DROPKEY_DATABASE_URL=postgres://...: openServerStores opens every store on one
+ * PostgreSQL schema through one pool, and two "instances" see each other's records.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, test } from 'node:test';
 import { openServerStores } from '../../src/server/main.js';
-import { dropSchema, freshSchemaName, SKIP_REASON, TEST_DATABASE_URL } from '../../src/store/postgres/test-helpers.js';
+import { dropSchema, freshSchemaName, SKIP_REASON, TEST_DATABASE_URL } from '../../src/store/postgres/test-helpers.test-support.js';
 
 if (!TEST_DATABASE_URL) {
   test('dropkey serve stores on PostgreSQL', { skip: SKIP_REASON }, () => {});
@@ -29,11 +29,11 @@ if (!TEST_DATABASE_URL) {
         const a = await openServerStores(env(homes[0]!));
         const b = await openServerStores(env(homes[1]!));
         try {
-          await a.store.createApp({ name: 'backup', key: 'k', secret: 's3cret', scopes: [], team: false, access: null });
-          assert.equal((await b.store.getApp('backup'))?.secret, 's3cret');
-          const admin = await a.serverStore.createAdmin({ email: 'ops@example.com', passwordHash: 'scrypt$x' }, Date.now());
-          assert.equal((await b.serverStore.getAdmin(admin.id))?.email, 'ops@example.com');
-          await b.serverStore.ping();
+          await a.core.createApp({ name: 'backup', key: 'k', secret: 's3cret', scopes: [], team: false, access: null });
+          assert.equal((await b.core.getApp('backup'))?.secret, 's3cret');
+          const admin = await a.server.createAdmin({ email: 'ops@example.com', passwordHash: 'scrypt$x' }, Date.now());
+          assert.equal((await b.server.getAdmin(admin.id))?.email, 'ops@example.com');
+          await b.server.ping();
         } finally {
           await a.close();
           await b.close();

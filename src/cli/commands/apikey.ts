@@ -28,7 +28,7 @@ const command: Command = {
     const { AuditLog } = await import('../../server/services/audit.js');
     const open = async () => {
       const stores = await openServerStores(ctx.env);
-      const deps = { serverStore: stores.serverStore, clock: Date.now };
+      const deps = { serverStore: stores.server, clock: Date.now };
       // No key cache here: every CLI run is a fresh process.
       const keys = new ApiKeyService({ ...deps, config: { apiKeyCacheMs: 0 } }, new AuditLog({ ...deps, logger: auditWarnings(ctx) }));
       return { stores, keys };
@@ -61,7 +61,7 @@ const command: Command = {
           actor: 'cli',
         });
         const { name, permissions, connections } = rec;
-        const missing = connections === '*' ? [] : (await Promise.all(connections.map(async (c) => ((await stores.store.getConnection(c)) ? null : c)))).filter((c): c is string => c !== null);
+        const missing = connections === '*' ? [] : (await Promise.all(connections.map(async (c) => ((await stores.core.getConnection(c)) ? null : c)))).filter((c): c is string => c !== null);
         if (values.json) {
           writeJson(ctx, { key, name: rec.name, prefix: rec.prefix, permissions: rec.permissions, connections: rec.connections });
         } else {

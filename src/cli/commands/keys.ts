@@ -80,13 +80,11 @@ interface Opened {
 async function open(ctx: Ctx): Promise<Opened> {
   const { keyringFromMasterKey } = await import('../../store/cipher.js');
   const { loadOrCreateKeyFile } = await import('../../store/key-file.js');
-  const { openStore, resolveHome, selectDriver, storePaths } = await import('../../store/index.js');
-  const { postgresSecretPort, sqliteSecretPort } = await import('../../store/rotation.js');
+  const { openStore, openStores, resolveHome, storePaths } = await import('../../store/index.js');
   const home = resolveHome(ctx.env, process.platform, { cwd: ctx.cwd });
   const paths = storePaths(home);
   const masterKey = nonEmpty(ctx.env['DROPKEY_MASTER_KEY']);
   const databaseUrl = nonEmpty(ctx.env['DROPKEY_DATABASE_URL']);
-  const driver = selectDriver(databaseUrl, paths);
   if (!masterKey && !existsSync(paths.keyFile)) {
     // Opening the store decides: an empty store gets its key file (as on any first use); a store that holds
     // secrets without its key file is refused with the restore hint.
@@ -98,17 +96,12 @@ async function open(ctx: Ctx): Promise<Opened> {
     mode: masterKey ? 'env' : 'file',
     keyFile: paths.keyFile,
     async withStore(ring, fn) {
-      // Opening the store checks the keyring against the store's key check and runs its migrations.
-      const store = await openStore({ home, databaseUrl, keyring: ring });
+      // Opening the stores checks the keyring against the store's key check and runs the migrations.
+      const stores = await openStores({ home, databaseUrl, keyring: ring });
       try {
-        const port = 'path' in store ? await sqliteSecretPort(store.path) : await postgresSecretPort(driver.kind === 'postgres' ? driver.connectionString : '', store.schema);
-        try {
-          return await fn(port);
-        } finally {
-          await port.close();
-        }
+        return await fn(stores.secrets);
       } finally {
-        await store.close();
+        await stores.close();
       }
     },
   };

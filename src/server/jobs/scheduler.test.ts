@@ -4,28 +4,25 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Keyring } from '../../store/cipher.js';
-import { openStore } from '../../store/index.js';
-import { openSqliteWebhookStore } from '../../store/sqlite/webhook-store.js';
-import type { Store } from '../../store/types.js';
+import { openStores } from '../../store/index.js';
+import type { Stores } from '../../store/types.js';
 import type { WebhookStore } from '../../store/webhook-types.js';
 import { Scheduler, type RunResult } from './scheduler.js';
 import { ManualTimers } from './timers.js';
 
 let dir: string;
-let store: Store & { path: string };
+let stores: Stores;
 let runs: WebhookStore;
 const quiet = { info() {}, warn() {}, error() {}, debug() {} } as never;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dropkey-sched-'));
   const masterKey = randomBytes(32).toString('base64');
-  store = (await openStore({ home: dir, masterKey })) as Store & { path: string };
-  runs = await openSqliteWebhookStore({ path: store.path, keyring: Keyring.fromKey(Buffer.from(masterKey, 'base64')) });
+  stores = await openStores({ home: dir, masterKey });
+  runs = stores.webhooks;
 });
 after(async () => {
-  await runs.close();
-  await store.close();
+  await stores.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -39,7 +36,7 @@ async function settle(s: Scheduler): Promise<void> {
 test('intervals are jittered within ±jitter of the interval', async () => {
   for (const [random, expected] of [[0, 54_000], [0.5, 60_000], [0.999999, 66_000]] as const) {
     const timers = new ManualTimers();
-    const s = new Scheduler({ locks: store, runs, timers, logger: quiet, random: () => random });
+    const s = new Scheduler({ locks: stores.locks, runs, timers, logger: quiet, random: () => random });
     let n = 0;
     s.add({ name: `jit${random}`, intervalMs: 60_000, jitter: 0.1, initialDelayMs: 0, run: async () => void n++ });
     s.start();
@@ -54,7 +51,7 @@ test('intervals are jittered within ±jitter of the interval', async () => {
 test('a run is skipped while another holder has the job lock; a failing run is recorded and rescheduled', async () => {
   const timers = new ManualTimers();
   const results: RunResult[] = [];
-  const s = new Scheduler({ locks: store, runs, timers, logger: quiet, random: () => 0.5, onResult: (_n, r) => void results.push(r) });
+  const s = new Scheduler({ locks: stores.locks, runs, timers, logger: quiet, random: () => 0.5, onResult: (_n, r) => void results.push(r) });
   let calls = 0;
   s.add({
     name: 'flaky',
@@ -68,7 +65,7 @@ test('a run is skipped while another holder has the job lock; a failing run is r
   let release!: () => void;
   let held!: () => void;
   const holding = new Promise<void>((r) => (held = r));
-  const other = store.withLock('job:flaky', { ttlMs: 60_000, waitMs: 0 }, async () => {
+  const other = stores.locks.withLock('job:flaky', { ttlMs: 60_000, waitMs: 0 }, async () => {
     held();
     await new Promise<void>((r) => (release = r));
   });

@@ -25,7 +25,6 @@ function table(): BackoffTable & { rows: Map<string, BackoffState>; down: boolea
       const cur = t.rows.get(key);
       if (!cur || cur.until < state.until) t.rows.set(key, state);
     },
-    async close() {},
   };
   return t;
 }

@@ -1,6 +1,7 @@
 /**
- * The connection pool and statement runner shared by the PostgreSQL Store and ServerStore: session settings, int8
- * parsing, error mapping, retry after a lost session, and the in-flight counter tests use with virtual time.
+ * The ONE connection pool and statement runner every PostgreSQL store of the driver shares (core, server, webhooks,
+ * locks, back-off, key rotation): session settings, int8 parsing, error mapping, retry after a lost session, and
+ * the in-flight counter tests use with virtual time.
  */
 import pg from 'pg';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
@@ -103,19 +104,25 @@ export class PgDatabase {
     if (this.#closed) throw new DropkeyError(ErrorCodes.INTERNAL, `store: cannot ${operation}: the store is closed`);
   }
 
-  /** One statement outside a transaction (reads, and writes that are safe to repeat), retried on a lost session. */
-  query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+  /**
+   * One statement outside a transaction (reads, and writes that are safe to repeat), retried on a lost session.
+   * With `timeoutMs`, the whole call (waiting for a connection included) fails after that long instead of the
+   * pool's connect and statement timeouts: for callers that would rather go without than wait (the back-off).
+   */
+  query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = [], options: { timeoutMs?: number } = {}): Promise<pg.QueryResult<R>> {
     this.#checkOpen(operation);
-    return this.track(async () => {
+    const { timeoutMs } = options;
+    const run = this.track(async () => {
       for (let attempt = 1; ; attempt++) {
         try {
-          return await this.pool.query<R>(sql, params);
+          return timeoutMs === undefined ? await this.pool.query<R>(sql, params) : await this.pool.query<R>({ text: sql, values: params, query_timeout: timeoutMs } as pg.QueryConfig);
         } catch (cause) {
           if (attempt < this.#attempts && isConnectionError(cause) && !isConnectFailure(cause)) continue;
           throw this.#fail(operation, cause);
         }
       }
     });
+    return timeoutMs === undefined ? run : deadline(run, timeoutMs, () => this.#fail(operation, new Error(`timeout exceeded when trying to connect (${timeoutMs} ms)`)));
   }
 
   /**
@@ -201,4 +208,15 @@ export function codeOf(err: unknown): string {
 function isConnectFailure(err: unknown): boolean {
   const code = codeOf(err);
   return code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === '57P03' || /timeout exceeded when trying to connect/i.test((err as Error)?.message ?? '');
+}
+
+/** `p`, or the error `late()` makes once `ms` passed (p keeps running; its outcome is then ignored). */
+function deadline<T>(p: Promise<T>, ms: number, late: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(late()), ms);
+    timer.unref();
+  });
+  p.catch(() => {}); // a failure after the deadline has nobody left to tell
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

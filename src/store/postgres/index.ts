@@ -1,50 +1,33 @@
 /**
- * The PostgreSQL store (node-postgres): one database shared by every dropkey instance and CLI of a deployment
- * (issue 5). Same records, same encryption (the Keyring, same ciphertext format and AAD) and same contract as the
- * SQLite store (src/store/contract.ts). Design choices: docs/decisions/0002-postgres-store.md.
+ * The PostgreSQL driver (node-postgres): one database shared by every dropkey instance and CLI of a deployment,
+ * every dropkey table in one schema (default `dropkey`), reached through ONE pool that every store of the driver
+ * uses (core, server, webhooks, locks, back-off, key rotation), with ONE migrator (./migrations.ts) run on open.
+ * Design choices: docs/decisions/0002-postgres-store.md, docs/decisions/0004-store-layout.md.
  *
- * - All tables live in one schema (default `dropkey`), created and migrated on start (./migrations.ts).
- * - Read-then-write operations run in transactions with row locks (SELECT ... FOR UPDATE); duplicates are caught as
- *   unique violations (23505) so two instances creating the same name at once get one winner and one
- *   DROPKEY_ALREADY_EXISTS.
  * - Connection loss (PostgreSQL restarted, pg_terminate_backend, a network blip) breaks only the operations in flight
  *   on the lost sessions. An operation that failed before COMMIT was sent is retried on a fresh connection; the pool
- *   replaces dead connections by itself, so the store recovers without a restart.
- * - withLock is a lease row (shared ../lease.ts: ttl, heartbeat, takeover) plus a liveness session: a holder records
- *   the advisory-lock key its process holds on a dedicated connection, so when the process dies, PostgreSQL drops
- *   that session and others take the lease at once instead of after the ttl.
+ *   replaces dead connections by itself, so the stores recover without a restart.
+ * - Besides the pool, the locks keep one liveness connection once a lock was taken (./locks.ts).
  */
-import pg from 'pg';
-import { randomBytes } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import { Keyring, secretContext } from '../cipher.js';
-import { realSleep, withLease, type LeasePrimitives } from '../lease.js';
-import {
-  alreadyExists,
-  appInUse,
-  checkName,
-  checkScopes,
-  checkState,
-  CONNECTION_COLUMNS,
-  connectionPatchColumns,
-  emptyToNull,
-  KEY_CHECK,
-  KEY_CHECK_CONTEXT,
-  notFound,
-  refuseClearingRefreshToken,
-  toAppRecord,
-  toConnectionRecord,
-  versionConflict,
-  type AppRowOf,
-  type ConnectionRowOf,
-  type KeyringProvider,
-} from '../records.js';
-import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, Sleep, Store } from '../types.js';
-import { checkout, codeOf, createPool, PgDatabase, poolConfig, type PgPoolOptions, type Queryable } from './db.js';
+import type { Keyring } from '../cipher.js';
+import { realSleep } from '../lease.js';
+import type { KeyringProvider } from '../records.js';
+import type { Clock, Sleep, Stores } from '../types.js';
+import type { NewId } from '../webhook-records.js';
+import { PgBackoffTable } from './backoff.js';
+import { PostgresCoreStore } from './core.js';
+import { checkout, createPool, PgDatabase, poolConfig, type PgPoolOptions } from './db.js';
 import { describeServer, errorMapper } from './errors.js';
-import { LIVENESS_LOCK_NS, migrate, NewerSchemaError, quoteIdent } from './migrations.js';
+import { PgLocks } from './locks.js';
+import { checkSchemaName, migrate, NewerSchemaError } from './migrations.js';
+import { postgresSecretPort } from './secrets.js';
+import { PgServerStore } from './server-store.js';
+import { PgWebhookStore } from './webhook-store.js';
 
-export interface PostgresStoreOptions extends PgPoolOptions {
+export { checkSchemaName } from './migrations.js';
+
+export interface PostgresDriverOptions extends PgPoolOptions {
   keyring: Keyring | KeyringProvider;
   clock?: Clock;
   /** Used only to wait for locks (and their heartbeat). */
@@ -53,43 +36,29 @@ export interface PostgresStoreOptions extends PgPoolOptions {
   schema?: string;
   /** Receives warnings (clock skew against the server). Default: process.emitWarning. */
   warn?: (message: string) => void;
+  /** Ids for webhook endpoints and deliveries (default crypto.randomUUID-based). */
+  newId?: NewId;
 }
 
-export type PostgresStore = Store &
-  KeyRotation & {
-    /** `host:port/database#schema`, for messages (no credentials). */
-    readonly location: string;
-    readonly schema: string;
-    /** Resolves when no database operation of this store is in flight (tests pair it with virtual time). */
-    idle(): Promise<void>;
-    readonly pendingOperations: number;
-  };
+export type PostgresStores = Stores & {
+  readonly kind: 'postgres';
+  readonly schema: string;
+  /** Resolves when no database operation of these stores is in flight (tests pair it with virtual time). */
+  idle(): Promise<void>;
+  readonly pendingOperations: number;
+};
 
-const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 /** Clock difference to the server above which lock leases (compared across instances' clocks) become unreliable. */
 const SKEW_WARN_MS = 2_000;
 
-/** Scopes are text[], `team` is boolean. */
-type AppRow = AppRowOf<string[], boolean>;
-type ConnectionRow = ConnectionRowOf<string[]>;
-
-export function checkSchemaName(schema: string): string {
-  if (!SCHEMA_RE.test(schema)) {
-    throw new DropkeyError(ErrorCodes.BAD_INPUT, `invalid PostgreSQL schema name "${String(schema).slice(0, 80)}"`, {
-      hint: 'use lower-case letters, digits and "_", starting with a letter, e.g. dropkey',
-    });
-  }
-  return schema;
-}
-
-export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
+/** Opens the pool, migrates the schema (creating it when missing), checks the keyring, and returns every store. */
+export async function openDriver(options: PostgresDriverOptions): Promise<PostgresStores> {
   const schema = checkSchemaName(options.schema ?? 'dropkey');
   const clock = options.clock ?? Date.now;
   const sleep = options.sleep ?? realSleep;
   const warn = options.warn ?? ((m: string) => process.emitWarning(m, 'DropkeyWarning'));
   const server = describeServer(options.connectionString);
   const fail = errorMapper(server);
-  // Besides the pool, each store has one liveness connection (see Liveness).
   const config = poolConfig(options);
   const pool = createPool(config);
 
@@ -112,17 +81,42 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     throw fail('prepare the database (connect and migrate)', cause);
   }
 
-  const store = new PostgresStoreImpl(new PgDatabase(pool, config, fail), config, schema, `${server}#${schema}`, clock, sleep);
+  const db = new PgDatabase(pool, config, fail);
+  const locks = new PgLocks(db, config, schema, clock, sleep);
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      await locks.close();
+      await db.close();
+    })());
+  const core = new PostgresCoreStore(db, schema, clock, locks, close);
   try {
-    await store.checkKeyring(options.keyring);
+    await core.checkKeyring(options.keyring);
   } catch (cause) {
-    await store.close();
+    await close();
     throw cause instanceof DropkeyError ? cause : fail('check the master key', cause);
   }
-  return store;
+  const keyring = core.keyring;
+  return {
+    kind: 'postgres',
+    location: `${server}#${schema}`,
+    schema,
+    keyring,
+    core,
+    server: new PgServerStore(db, schema, keyring),
+    webhooks: new PgWebhookStore(db, schema, keyring, options.newId),
+    locks,
+    backoff: new PgBackoffTable(db, schema),
+    secrets: postgresSecretPort(db, schema),
+    idle: () => db.idle(),
+    get pendingOperations() {
+      return db.pending;
+    },
+    close,
+  };
 }
 
-async function checkSkew(client: pg.PoolClient, clock: Clock, warn: (m: string) => void, server: string): Promise<void> {
+async function checkSkew(client: import('pg').PoolClient, clock: Clock, warn: (m: string) => void, server: string): Promise<void> {
   const before = clock();
   const r = await client.query<{ now: number }>('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now');
   const after = clock();
@@ -135,402 +129,3 @@ async function checkSkew(client: pg.PoolClient, clock: Clock, warn: (m: string) 
   }
 }
 
-/**
- * The liveness session: one dedicated connection per store holding a session-level advisory lock on a random key.
- * Lease rows record that key; a waiter that can take the same key (pg_try_advisory_xact_lock) knows the holder's
- * session is gone, i.e. the holder process died or lost its connection, and takes the lease without waiting for
- * the ttl. A collision with another instance's key only makes a dead holder look alive (the ttl still applies).
- */
-class Liveness {
-  readonly #config: pg.ClientConfig;
-  #client: pg.Client | null = null;
-  #key: number | null = null;
-  #starting: Promise<number | null> | null = null;
-  #closed = false;
-
-  constructor(config: pg.ClientConfig) {
-    this.#config = config;
-  }
-
-  /** The key of a live session, connecting when needed; null when that is impossible now (the ttl applies). */
-  key(): Promise<number | null> {
-    if (this.#closed) return Promise.resolve(null);
-    if (this.#key !== null) return Promise.resolve(this.#key);
-    this.#starting ??= this.#start().finally(() => (this.#starting = null));
-    return this.#starting;
-  }
-
-  async #start(): Promise<number | null> {
-    const client = new pg.Client({ ...this.#config, application_name: `${this.#config.application_name ?? 'dropkey'} liveness` });
-    const lost = () => {
-      if (this.#client === client) {
-        this.#client = null;
-        this.#key = null;
-      }
-    };
-    client.on('error', lost);
-    client.on('end', lost);
-    try {
-      await client.connect();
-      for (let i = 0; i < 5; i++) {
-        const key = randomBytes(4).readInt32BE(0);
-        const r = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LIVENESS_LOCK_NS, key]);
-        if (r.rows[0]?.ok) {
-          if (this.#closed) break;
-          this.#client = client;
-          this.#key = key;
-          return key;
-        }
-      }
-    } catch {
-      /* PostgreSQL unreachable: the lease works without liveness (ttl only); we try again at the next heartbeat */
-    }
-    await client.end().catch(() => {});
-    return null;
-  }
-
-  async close(): Promise<void> {
-    this.#closed = true;
-    await this.#starting;
-    const c = this.#client;
-    this.#client = null;
-    this.#key = null;
-    await c?.end().catch(() => {});
-  }
-}
-
-class PostgresStoreImpl implements PostgresStore {
-  readonly location: string;
-  readonly schema: string;
-  readonly #db: PgDatabase;
-  readonly #t: { meta: string; apps: string; connections: string; locks: string };
-  readonly #clock: Clock;
-  readonly #sleep: Sleep;
-  readonly #liveness: Liveness;
-  #keyring: Keyring | undefined;
-  #closed = false;
-
-  constructor(db: PgDatabase, config: pg.PoolConfig, schema: string, location: string, clock: Clock, sleep: Sleep) {
-    this.#db = db;
-    this.schema = schema;
-    this.location = location;
-    const s = quoteIdent(schema);
-    this.#t = { meta: `${s}.meta`, apps: `${s}.apps`, connections: `${s}.connections`, locks: `${s}.locks` };
-    this.#clock = clock;
-    this.#sleep = sleep;
-    this.#liveness = new Liveness(config);
-  }
-
-  get pendingOperations(): number {
-    return this.#db.pending;
-  }
-
-  idle(): Promise<void> {
-    return this.#db.idle();
-  }
-
-  get #ring(): Keyring {
-    if (!this.#keyring) throw new DropkeyError(ErrorCodes.INTERNAL, 'store: the keyring is not set');
-    return this.#keyring;
-  }
-
-  #query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
-    return this.#db.query<R>(operation, sql, params);
-  }
-
-  #tx<T>(operation: string, work: (q: Queryable) => Promise<T>): Promise<T> {
-    return this.#db.tx(operation, work);
-  }
-
-
-  /** Picks the keyring, then verifies it opens the key check (or writes the key check on first use). */
-  async checkKeyring(given: Keyring | KeyringProvider): Promise<void> {
-    const read = async () =>
-      (await this.#query<{ value: string }>('check the master key', `SELECT value FROM ${this.#t.meta} WHERE key = $1`, [KEY_CHECK])).rows[0]?.value;
-    const existing = await read();
-    const keyring = typeof given === 'function' ? given({ hasEncryptedData: existing !== undefined }) : given;
-    if (existing !== undefined) {
-      keyring.decrypt(existing, KEY_CHECK_CONTEXT); // throws DROPKEY_KEY_ERROR naming the key id and the fix
-    } else {
-      // First use: several instances may start at once with different keys; the first insert wins and the others
-      // fail now (the re-check below) rather than after writing secrets under their own key.
-      const value = keyring.encrypt(randomBytes(16).toString('base64url'), KEY_CHECK_CONTEXT);
-      await this.#query('check the master key', `INSERT INTO ${this.#t.meta} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, [KEY_CHECK, value]);
-      keyring.decrypt((await read())!, KEY_CHECK_CONTEXT);
-    }
-    this.#keyring = keyring;
-  }
-
-  #seal(value: string | null, table: 'app' | 'connection', name: string, field: string): string | null {
-    return value === null ? null : this.#ring.encrypt(value, secretContext(table, name, field));
-  }
-
-  #open(value: string | null, table: 'app' | 'connection', name: string, field: string): string | null {
-    return value === null ? null : this.#ring.decrypt(value, secretContext(table, name, field));
-  }
-
-  #toApp(r: AppRow): AppRecord {
-    return toAppRecord(r, [...r.scopes], r.team, (v, field) => this.#open(v, 'app', r.name, field));
-  }
-
-  #toConnection(r: ConnectionRow): ConnectionRecord {
-    return toConnectionRecord(r, [...r.scopes], (v, field) => this.#open(v, 'connection', r.name, field));
-  }
-
-  // ---- apps ----------------------------------------------------------------------------------------------------
-
-  async getApp(name: string): Promise<AppRecord | undefined> {
-    const r = await this.#query<AppRow>('read an app', `SELECT * FROM ${this.#t.apps} WHERE name = $1`, [name]);
-    return r.rows[0] && this.#toApp(r.rows[0]);
-  }
-
-  async listApps(): Promise<AppRecord[]> {
-    const r = await this.#query<AppRow>('list apps', `SELECT * FROM ${this.#t.apps} ORDER BY name COLLATE "C"`);
-    return r.rows.map((row) => this.#toApp(row));
-  }
-
-  async createApp(app: Omit<AppRecord, 'createdAt' | 'updatedAt'>): Promise<AppRecord> {
-    checkName('app', app.name);
-    const now = this.#clock();
-    const row: AppRow = {
-      name: app.name,
-      app_key: app.key,
-      secret_enc: this.#seal(app.secret, 'app', app.name, 'secret'),
-      scopes: checkScopes(app.scopes),
-      team: app.team === true,
-      access: app.access,
-      created_at: now,
-      updated_at: now,
-    };
-    await this.#tx('create an app', async (q) => {
-      try {
-        await q.query(
-          `INSERT INTO ${this.#t.apps} (name, app_key, secret_enc, scopes, team, access, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-          [row.name, row.app_key, row.secret_enc, row.scopes, row.team, row.access, row.created_at, row.updated_at],
-        );
-      } catch (err) {
-        if (codeOf(err) === '23505') throw alreadyExists('app', app.name);
-        throw err;
-      }
-    });
-    return this.#toApp(row);
-  }
-
-  async updateApp(name: string, patch: Partial<Omit<AppRecord, 'name' | 'createdAt'>>): Promise<AppRecord> {
-    const sets: string[] = [];
-    const params: unknown[] = [name];
-    const set = (col: string, v: unknown) => {
-      params.push(v);
-      sets.push(`${col} = $${params.length}`);
-    };
-    if (patch.key !== undefined) set('app_key', patch.key);
-    if (patch.secret !== undefined) set('secret_enc', this.#seal(patch.secret, 'app', name, 'secret'));
-    if (patch.scopes !== undefined) set('scopes', checkScopes(patch.scopes));
-    if (patch.team !== undefined) set('team', patch.team === true);
-    if (patch.access !== undefined) set('access', patch.access);
-    set('updated_at', this.#clock());
-    const row = await this.#tx('update an app', async (q) => {
-      const r = await q.query<AppRow>(`UPDATE ${this.#t.apps} SET ${sets.join(', ')} WHERE name = $1 RETURNING *`, params);
-      if (!r.rows[0]) throw notFound('app', name, 'dropkey app list');
-      return r.rows[0];
-    });
-    return this.#toApp(row);
-  }
-
-  async deleteApp(name: string): Promise<void> {
-    await this.#tx('remove an app', async (q) => {
-      // FOR UPDATE conflicts with the KEY SHARE lock a concurrent connection insert takes on the app row through its
-      // foreign key, so the check below cannot miss a connection being created at the same moment.
-      const app = await q.query(`SELECT 1 FROM ${this.#t.apps} WHERE name = $1 FOR UPDATE`, [name]);
-      if (app.rowCount === 0) throw notFound('app', name, 'dropkey app list');
-      const users = (await q.query<{ name: string }>(`SELECT name FROM ${this.#t.connections} WHERE app = $1 ORDER BY name COLLATE "C"`, [name])).rows.map((r) => r.name);
-      if (users.length > 0) throw appInUse(name, users);
-      await q.query(`DELETE FROM ${this.#t.apps} WHERE name = $1`, [name]);
-    });
-  }
-
-  // ---- connections ---------------------------------------------------------------------------------------------
-
-  async getConnection(name: string): Promise<ConnectionRecord | undefined> {
-    const r = await this.#query<ConnectionRow>('read a connection', `SELECT * FROM ${this.#t.connections} WHERE name = $1`, [name]);
-    return r.rows[0] && this.#toConnection(r.rows[0]);
-  }
-
-  async listConnections(): Promise<ConnectionRecord[]> {
-    const r = await this.#query<ConnectionRow>('list connections', `SELECT * FROM ${this.#t.connections} ORDER BY name COLLATE "C"`);
-    return r.rows.map((row) => this.#toConnection(row));
-  }
-
-  async createConnection(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>): Promise<ConnectionRecord> {
-    checkName('connection', rec.name);
-    const now = this.#clock();
-    const row: ConnectionRow = {
-      name: rec.name,
-      app: rec.app,
-      account_id: rec.accountId,
-      team_id: rec.teamId,
-      email: rec.email,
-      display_name: rec.displayName,
-      team_name: rec.teamName,
-      scopes: checkScopes(rec.scopes),
-      access_token_enc: this.#seal(emptyToNull(rec.accessToken), 'connection', rec.name, 'access_token'),
-      access_token_expires_at: rec.accessTokenExpiresAt,
-      refresh_token_enc: this.#seal(emptyToNull(rec.refreshToken), 'connection', rec.name, 'refresh_token'),
-      state: checkState(rec.state),
-      last_error: rec.lastError,
-      last_refresh_at: rec.lastRefreshAt,
-      created_at: now,
-      updated_at: now,
-      version: 1,
-    };
-    await this.#tx('create a connection', async (q) => {
-      try {
-        await q.query(
-          `INSERT INTO ${this.#t.connections} (${CONNECTION_COLUMNS.join(', ')}) VALUES (${CONNECTION_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
-          CONNECTION_COLUMNS.map((c) => row[c]),
-        );
-      } catch (err) {
-        // The unique check runs as the row is inserted, the foreign key check after it: a duplicate wins.
-        if (codeOf(err) === '23505') throw alreadyExists('connection', rec.name);
-        if (codeOf(err) === '23503') throw notFound('app', rec.app, 'dropkey app add --name NAME --key APP_KEY');
-        throw err;
-      }
-    });
-    return this.#toConnection(row);
-  }
-
-  async updateConnection(
-    name: string,
-    patch: ConnectionPatch,
-    options: { expectedVersion?: number; allowClearRefreshToken?: boolean } = {},
-  ): Promise<ConnectionRecord> {
-    refuseClearingRefreshToken(name, patch, options.allowClearRefreshToken);
-    const changes = { ...connectionPatchColumns(patch, { seal: (v, field) => this.#seal(v, 'connection', name, field), scopes: (sc) => sc }), updated_at: this.#clock() };
-    const params: unknown[] = [name];
-    const sets = Object.entries(changes).map(([col, v]) => {
-      params.push(v);
-      return `${col} = $${params.length}`;
-    });
-    const row = await this.#tx('update a connection', async (q) => {
-      const cur = await q.query<{ version: number }>(`SELECT version FROM ${this.#t.connections} WHERE name = $1 FOR UPDATE`, [name]);
-      const version = cur.rows[0]?.version;
-      if (version === undefined) throw notFound('connection', name, 'dropkey list');
-      if (options.expectedVersion !== undefined && version !== options.expectedVersion) throw versionConflict(name, version, options.expectedVersion);
-      try {
-        const r = await q.query<ConnectionRow>(`UPDATE ${this.#t.connections} SET ${sets.join(', ')}, version = version + 1 WHERE name = $1 RETURNING *`, params);
-        return r.rows[0]!;
-      } catch (err) {
-        if (codeOf(err) === '23503' && patch.app !== undefined) throw notFound('app', patch.app, 'dropkey app list');
-        throw err;
-      }
-    });
-    return this.#toConnection(row);
-  }
-
-  async deleteConnection(name: string): Promise<void> {
-    const r = await this.#tx('remove a connection', (q) => q.query(`DELETE FROM ${this.#t.connections} WHERE name = $1`, [name]));
-    if (r.rowCount === 0) throw notFound('connection', name, 'dropkey list');
-  }
-
-  // ---- locks ---------------------------------------------------------------------------------------------------
-
-  async withLock<T>(key: string, options: LockOptions, fn: (lease: LockLease) => Promise<T>): Promise<T> {
-    const locks = this.#t.locks;
-    const primitives: LeasePrimitives = {
-      tryAcquire: async (name, owner, now, expiresAt) => {
-        const session = await this.#db.track(() => this.#liveness.key());
-        // Take the row when it is free, expired, already ours (a retry after a lost reply), or when its holder's
-        // liveness session is gone (we can take that session's advisory lock: the holder died). A session lost to a
-        // server restart after it was recorded proves nothing (every session ended), so then only the ttl applies
-        // until the holder's heartbeat records its new session.
-        const r = await this.#query<{ acquired: boolean; expires_at: number }>(
-          'take a lock',
-          `WITH attempt AS (
-             INSERT INTO ${locks} AS l (name, owner, expires_at, acquired_at, holder_session, session_stamped_at)
-             VALUES ($1, $2, $3, $4, $5, now())
-             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
-               acquired_at = excluded.acquired_at, holder_session = excluded.holder_session,
-               session_stamped_at = excluded.session_stamped_at
-             WHERE l.expires_at <= $4 OR l.owner = $2
-               OR (l.holder_session IS NOT NULL AND l.session_stamped_at > pg_postmaster_start_time()
-                   AND pg_try_advisory_xact_lock(${LIVENESS_LOCK_NS}, l.holder_session))
-             RETURNING expires_at
-           )
-           SELECT true AS acquired, expires_at FROM attempt
-           UNION ALL
-           SELECT false, expires_at FROM ${locks} WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM attempt)`,
-          [name, owner, expiresAt, now, session],
-        );
-        const row = r.rows[0];
-        if (row?.acquired) return { acquired: true };
-        return { acquired: false, expiresAt: row?.expires_at ?? null };
-      },
-      extend: async (name, owner, expiresAt) => {
-        const session = await this.#db.track(() => this.#liveness.key());
-        const r = await this.#query('extend a lock', `UPDATE ${locks} SET expires_at = $3, holder_session = $4, session_stamped_at = now() WHERE name = $1 AND owner = $2`, [name, owner, expiresAt, session]);
-        return r.rowCount === 1;
-      },
-      release: async (name, owner) => {
-        if (this.#closed) return; // closing mid-lock: the lease expires by itself (or at once: the liveness session ends)
-        await this.#query('release a lock', `DELETE FROM ${locks} WHERE name = $1 AND owner = $2`, [name, owner]);
-      },
-    };
-    return withLease(primitives, key, options, fn, { clock: this.#clock, sleep: this.#sleep });
-  }
-
-  // ---- key rotation --------------------------------------------------------------------------------------------
-
-  async reencryptSecrets(): Promise<{ rewritten: number; remaining: number }> {
-    const k = this.#ring;
-    const t = this.#t;
-    return this.#tx('re-encrypt secrets', async (q) => {
-      let rewritten = 0;
-      const redo = (value: string | null, ctx: string): string | null => {
-        if (value === null || !k.needsReencrypt(value)) return value;
-        rewritten++;
-        return k.reencrypt(value, ctx);
-      };
-      const apps = await q.query<Pick<AppRow, 'name' | 'secret_enc'>>(`SELECT name, secret_enc FROM ${t.apps} FOR UPDATE`);
-      for (const a of apps.rows) {
-        const s = redo(a.secret_enc, secretContext('app', a.name, 'secret'));
-        if (s !== a.secret_enc) await q.query(`UPDATE ${t.apps} SET secret_enc = $2 WHERE name = $1`, [a.name, s]);
-      }
-      const conns = await q.query<Pick<ConnectionRow, 'name' | 'access_token_enc' | 'refresh_token_enc'>>(
-        `SELECT name, access_token_enc, refresh_token_enc FROM ${t.connections} FOR UPDATE`,
-      );
-      for (const c of conns.rows) {
-        const at = redo(c.access_token_enc, secretContext('connection', c.name, 'access_token'));
-        const rt = redo(c.refresh_token_enc, secretContext('connection', c.name, 'refresh_token'));
-        if (at !== c.access_token_enc || rt !== c.refresh_token_enc) {
-          // version is not bumped: the plaintext did not change, so optimistic writers need not retry.
-          await q.query(`UPDATE ${t.connections} SET access_token_enc = $2, refresh_token_enc = $3 WHERE name = $1`, [c.name, at, rt]);
-        }
-      }
-      const check = await q.query<{ value: string }>(`SELECT value FROM ${t.meta} WHERE key = $1 FOR UPDATE`, [KEY_CHECK]);
-      const cv = check.rows[0]?.value;
-      if (cv !== undefined) {
-        const v = redo(cv, KEY_CHECK_CONTEXT);
-        if (v !== cv) await q.query(`UPDATE ${t.meta} SET value = $2 WHERE key = $1`, [KEY_CHECK, v]);
-      }
-      const p = `dk1.${k.activeKeyId}.`;
-      const n = await q.query<{ n: number }>(
-        `SELECT (
-           (SELECT count(*) FROM ${t.apps} WHERE secret_enc IS NOT NULL AND NOT starts_with(secret_enc, $1)) +
-           (SELECT count(*) FROM ${t.connections} WHERE access_token_enc IS NOT NULL AND NOT starts_with(access_token_enc, $1)) +
-           (SELECT count(*) FROM ${t.connections} WHERE refresh_token_enc IS NOT NULL AND NOT starts_with(refresh_token_enc, $1)) +
-           (SELECT count(*) FROM ${t.meta} WHERE key = $2 AND NOT starts_with(value, $1))
-         )::int8 AS n`,
-        [p, KEY_CHECK],
-      );
-      return { rewritten, remaining: n.rows[0]?.n ?? 0 };
-    });
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.#liveness.close();
-    await this.#db.close();
-  }
-}

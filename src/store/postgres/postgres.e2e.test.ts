@@ -1,6 +1,5 @@
 /**
- * The shared Store contract (src/store/contract.ts) against a real PostgreSQL server, with no PostgreSQL-specific
- * skips, plus what only this driver has: a schema per deployment, concurrent migrations, recovery after the
+ * What only the PostgreSQL driver has (the shared store contracts run in ./contract.e2e.test.ts): a schema per deployment, concurrent migrations, recovery after the
  * server drops our sessions, error mapping, and no secret in plain text in any column.
  */
 import assert from 'node:assert/strict';
@@ -11,18 +10,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, test } from 'node:test';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import { sampleApp, sampleConnection, storeContractTests } from '../contract.js';
+import { sampleApp, sampleConnection } from '../contract/core.test-support.js';
 import { Keyring } from '../cipher.js';
 import { openStore, selectDriver, storePaths } from '../index.js';
-import { openPostgresStore, type PostgresStore } from './index.js';
+import { openDriver, type PostgresDriverOptions } from './index.js';
 import { migrations } from './migrations.js';
-import { dropSchema, freshSchemaName, OutageProxy, postgresHarness, SKIP_REASON, TEST_DATABASE_URL, withAdmin } from './test-helpers.js';
+import { dropSchema, freshSchemaName, OutageProxy, SKIP_REASON, TEST_DATABASE_URL, withAdmin } from './test-helpers.test-support.js';
 
 if (!TEST_DATABASE_URL) {
   test('PostgreSQL store', { skip: SKIP_REASON }, () => {});
 } else {
-  storeContractTests('postgres', () => postgresHarness(Keyring.generate()));
   driverTests(TEST_DATABASE_URL);
+}
+
+/** The core store alone, on a driver of its own (its close() closes the pool). */
+async function openPostgresStore(o: PostgresDriverOptions) {
+  return (await openDriver(o)).core;
 }
 
 function driverTests(url: string): void {
@@ -96,7 +99,7 @@ function driverTests(url: string): void {
         const results = await Promise.allSettled(
           Array.from({ length: 8 }, () => openPostgresStore({ connectionString: url, keyring: Keyring.generate(), schema })),
         );
-        const ok = results.filter((r): r is PromiseFulfilledResult<PostgresStore> => r.status === 'fulfilled');
+        const ok = results.filter((r): r is PromiseFulfilledResult<Awaited<ReturnType<typeof openPostgresStore>>> => r.status === 'fulfilled');
         assert.equal(ok.length, 1);
         for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as DropkeyError).code, ErrorCodes.KEY_ERROR);
         for (const r of ok) await r.value.close();

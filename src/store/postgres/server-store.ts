@@ -1,7 +1,7 @@
 /**
- * The PostgreSQL ServerStore (`dropkey serve` on several instances, issue 5): the same schema as the core store,
- * its own tables (`server_*`) and its own migrations table (`server_migrations`), mirroring the SQLite one
- * (../sqlite/server-store.ts) record for record, message for message.
+ * The PostgreSQL ServerStore (`dropkey serve` on several instances) on the driver's pool (./index.ts), mirroring the
+ * SQLite one (../sqlite/server-store.ts) record for record, message for message; row mapping is
+ * ../server-records.ts's, tables come from the driver's one migrator.
  *
  * Concurrency across instances: single-use things (connect links, pending logins, the setup token) are consumed by
  * one conditional statement (UPDATE ... WHERE used_at IS NULL, DELETE ... RETURNING), so two instances racing for
@@ -9,207 +9,58 @@
  * (23505) become DROPKEY_ALREADY_EXISTS.
  */
 import { randomUUID } from 'node:crypto';
-import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { Keyring } from '../cipher.js';
-import {
-  API_PERMISSIONS,
-  type AdminCredentials,
-  type AdminUser,
-  type ApiKeyRecord,
-  type ApiPermission,
-  type AuditEntry,
-  type ConnectLinkRecord,
-  type NewApiKey,
-  type NewAuditEntry,
-  type NewPendingOAuth,
-  type PendingOAuthRecord,
-  type ServerStore,
-  type SessionRecord,
+import type {
+  AdminCredentials,
+  AdminUser,
+  ApiKeyRecord,
+  AuditEntry,
+  ConnectLinkRecord,
+  NewApiKey,
+  NewAuditEntry,
+  NewPendingOAuth,
+  PendingOAuthRecord,
+  ServerStore,
+  SessionRecord,
 } from '../server-types.js';
 import {
   adminExists,
   apiKeyExists,
+  auditLimit,
   noLiveApiKey,
   noSuchAdmin,
   toAdmin,
+  toApiKey as mapApiKey,
+  toAudit,
   toLink,
   toPending,
+  toSession,
   verifierContext,
   type AdminRow,
+  type ApiKeyRowOf,
+  type AuditRowOf,
   type LinkRow,
   type PendingRowOf,
+  type SessionRow,
 } from '../server-records.js';
-import { checkout, codeOf, createPool, PgDatabase, poolConfig, type PgPoolOptions, type Queryable } from './db.js';
-import { describeServer, errorMapper } from './errors.js';
-import { checkSchemaName } from './index.js';
-import { migrate, NewerSchemaError, quoteIdent, type PgMigration } from './migrations.js';
+import { codeOf, type PgDatabase, type Queryable } from './db.js';
+import { quoteIdent } from './migrations.js';
 
-/** Append only; never edit a released migration. */
-export const serverMigrations: PgMigration[] = [
-  {
-    version: 1,
-    name: 'server tables',
-    sql: (s) => `
-      CREATE TABLE ${s}.server_admins (
-        id text PRIMARY KEY,
-        email text NOT NULL,
-        email_key text NOT NULL UNIQUE,
-        password_hash text NOT NULL CHECK (password_hash LIKE 'scrypt$%'),
-        created_at bigint NOT NULL,
-        last_login_at bigint
-      );
-
-      CREATE TABLE ${s}.server_setup_tokens (
-        token_hash text PRIMARY KEY,
-        expires_at bigint NOT NULL
-      );
-
-      CREATE TABLE ${s}.server_sessions (
-        id_hash text PRIMARY KEY,
-        user_id text NOT NULL REFERENCES ${s}.server_admins(id) ON DELETE CASCADE,
-        csrf_token text NOT NULL,
-        created_at bigint NOT NULL,
-        expires_at bigint NOT NULL
-      );
-      CREATE INDEX server_sessions_user ON ${s}.server_sessions(user_id);
-
-      CREATE TABLE ${s}.server_api_keys (
-        id text PRIMARY KEY,
-        name text NOT NULL,
-        prefix text NOT NULL,
-        hash text NOT NULL UNIQUE,
-        permissions text[] NOT NULL,
-        -- NULL means every connection ('*').
-        connections text[],
-        created_at bigint NOT NULL,
-        created_by text NOT NULL,
-        last_used_at bigint,
-        revoked_at bigint,
-        token_handouts bigint NOT NULL DEFAULT 0
-      );
-      -- One live key per name; revoked keys keep their rows (audit) and free the name.
-      CREATE UNIQUE INDEX server_api_keys_live_name ON ${s}.server_api_keys(name) WHERE revoked_at IS NULL;
-
-      CREATE TABLE ${s}.server_audit (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        at bigint NOT NULL,
-        actor text NOT NULL,
-        action text NOT NULL,
-        target text,
-        details jsonb NOT NULL
-      );
-      CREATE INDEX server_audit_action ON ${s}.server_audit(action, id);
-      CREATE INDEX server_audit_target ON ${s}.server_audit(target, id);
-
-      CREATE TABLE ${s}.server_connect_links (
-        id text PRIMARY KEY,
-        token_hash text NOT NULL UNIQUE,
-        connection text NOT NULL,
-        app text NOT NULL,
-        created_at bigint NOT NULL,
-        created_by text NOT NULL,
-        expires_at bigint NOT NULL,
-        used_at bigint
-      );
-
-      CREATE TABLE ${s}.server_pending_oauth (
-        id text PRIMARY KEY,
-        state_hash text NOT NULL UNIQUE,
-        binding_hash text NOT NULL,
-        session_id_hash text,
-        link_id text,
-        connection text NOT NULL,
-        app text NOT NULL,
-        code_verifier_enc text NOT NULL CHECK (code_verifier_enc LIKE 'dk1.%'),
-        redirect_uri text NOT NULL,
-        scopes text[] NOT NULL,
-        return_mode text NOT NULL CHECK (return_mode IN ('popup', 'redirect', 'link')),
-        return_to text,
-        actor text NOT NULL,
-        created_at bigint NOT NULL,
-        expires_at bigint NOT NULL
-      );
-    `,
-  },
-];
-
-export interface PostgresServerStoreOptions extends PgPoolOptions {
-  /** The same keyring the core store uses (encrypts pending-login code verifiers). */
-  keyring: Keyring;
-  /** The core store's schema (default `dropkey`). */
-  schema?: string;
-}
-
-export type PostgresServerStore = ServerStore & { readonly schema: string };
-
+/** Lists are text[]; `connections` is NULL for every connection ('*'). */
+type ApiKeyRow = ApiKeyRowOf<string[], string[] | null>;
 type PendingRow = PendingRowOf<string[]>;
 
-interface ApiKeyRow {
-  id: string;
-  name: string;
-  prefix: string;
-  hash: string;
-  permissions: string[];
-  connections: string[] | null;
-  created_at: number;
-  created_by: string;
-  last_used_at: number | null;
-  revoked_at: number | null;
-  token_handouts: number;
-}
-
-export async function openPostgresServerStore(options: PostgresServerStoreOptions, now: number = Date.now()): Promise<PostgresServerStore> {
-  const schema = checkSchemaName(options.schema ?? 'dropkey');
-  const server = describeServer(options.connectionString);
-  const fail = errorMapper(server);
-  // The server tables see little traffic next to the core store (sign-ins, key lookups cached in memory, audit).
-  const config = poolConfig({ maxConnections: 5, ...options, applicationName: options.applicationName ?? 'dropkey server' });
-  const pool = createPool(config);
-  try {
-    const { client, release } = await checkout(pool);
-    try {
-      await migrate(client, schema, now, serverMigrations, 'server_migrations');
-    } finally {
-      release();
-    }
-  } catch (cause) {
-    await pool.end().catch(() => {});
-    if (cause instanceof NewerSchemaError) {
-      throw new DropkeyError(ErrorCodes.STORE, 'the server tables were written by a newer dropkey', {
-        cause,
-        hint: 'upgrade dropkey; an older version cannot safely use this database',
-      });
-    }
-    throw fail('prepare the server tables (migrations)', cause);
-  }
-  return new PgServerStore(new PgDatabase(pool, config, fail), schema, options.keyring);
-}
-
 function toApiKey(r: ApiKeyRow): ApiKeyRecord {
-  return {
-    id: r.id,
-    name: r.name,
-    prefix: r.prefix,
-    hash: r.hash,
-    permissions: r.permissions.filter((p): p is ApiPermission => (API_PERMISSIONS as readonly string[]).includes(p)),
-    connections: r.connections === null ? '*' : [...r.connections],
-    createdAt: r.created_at,
-    createdBy: r.created_by,
-    lastUsedAt: r.last_used_at,
-    revokedAt: r.revoked_at,
-    tokenHandouts: r.token_handouts,
-  };
+  return mapApiKey(r, r.permissions, r.connections === null ? '*' : [...r.connections]);
 }
 
-class PgServerStore implements PostgresServerStore {
-  readonly schema: string;
+export class PgServerStore implements ServerStore {
   readonly #db: PgDatabase;
   readonly #keyring: Keyring;
   readonly #t: Record<'admins' | 'setup' | 'sessions' | 'keys' | 'audit' | 'links' | 'pending', string>;
 
   constructor(db: PgDatabase, schema: string, keyring: Keyring) {
     this.#db = db;
-    this.schema = schema;
     this.#keyring = keyring;
     const s = quoteIdent(schema);
     this.#t = {
@@ -316,12 +167,8 @@ class PgServerStore implements PostgresServerStore {
   }
 
   async getSession(idHash: string, now: number): Promise<SessionRecord | undefined> {
-    const [r] = await this.#rows<{ id_hash: string; user_id: string; csrf_token: string; created_at: number; expires_at: number }>(
-      'read a session',
-      `SELECT * FROM ${this.#t.sessions} WHERE id_hash = $1 AND expires_at > $2`,
-      [idHash, now],
-    );
-    return r && { idHash: r.id_hash, userId: r.user_id, csrfToken: r.csrf_token, createdAt: r.created_at, expiresAt: r.expires_at };
+    const [r] = await this.#rows<SessionRow>('read a session', `SELECT * FROM ${this.#t.sessions} WHERE id_hash = $1 AND expires_at > $2`, [idHash, now]);
+    return r && toSession(r);
   }
 
   async deleteSession(idHash: string): Promise<void> {
@@ -431,20 +278,12 @@ class PgServerStore implements PostgresServerStore {
     if (query.beforeId !== undefined) add((p) => `id < ${p}`, query.beforeId);
     if (query.action !== undefined) add((p) => `action = ${p}`, query.action);
     if (query.target !== undefined) add((p) => `target = ${p}`, query.target);
-    const limit = Math.min(Math.max(1, Math.floor(query.limit ?? 100)), 1000);
-    const rows = await this.#rows<{ id: number; at: number; actor: string; action: string; target: string | null; details: unknown }>(
+    const rows = await this.#rows<AuditRowOf<unknown>>(
       'read the audit log',
-      `SELECT * FROM ${this.#t.audit} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ${limit}`,
+      `SELECT * FROM ${this.#t.audit} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ${auditLimit(query.limit)}`,
       params,
     );
-    return rows.map((r) => ({
-      id: r.id,
-      at: r.at,
-      actor: r.actor,
-      action: r.action,
-      target: r.target,
-      details: r.details && typeof r.details === 'object' && !Array.isArray(r.details) ? (r.details as Record<string, unknown>) : {},
-    }));
+    return rows.map((r) => toAudit(r, r.details));
   }
 
   // ---- connect links
@@ -534,9 +373,5 @@ class PgServerStore implements PostgresServerStore {
       // Used or expired links stay a week for the UI's history, then go.
       await q.query(`DELETE FROM ${this.#t.links} WHERE expires_at <= $1`, [now - 7 * 24 * 3600 * 1000]);
     });
-  }
-
-  async close(): Promise<void> {
-    await this.#db.close();
   }
 }

@@ -1,7 +1,6 @@
 /**
- * The PostgreSQL WebhookStore (see ../webhook-types.ts), mirroring the SQLite one (../sqlite/webhook-store.ts):
- * webhook endpoints, the event outbox and delivery log, and scheduled-job run records, in the core store's schema
- * with their own migrations table (`webhook_schema_migrations`).
+ * The PostgreSQL WebhookStore (see ../webhook-types.ts) on the driver's pool (./index.ts), mirroring the SQLite one
+ * (../sqlite/webhook-store.ts); row mapping is ../webhook-records.ts's, tables come from the driver's one migrator.
  *
  * What several instances need from it:
  * - claimDue takes due deliveries with `FOR UPDATE SKIP LOCKED` and stamps the claim in the same transaction, so
@@ -10,9 +9,7 @@
  *   so two instances starting the same job in one period get one "go ahead".
  * Signing secrets are encrypted with the Keyring with the same AAD as SQLite, and a CHECK refuses plain text.
  */
-import { randomUUID } from 'node:crypto';
-import { DropkeyError, ErrorCodes } from '../../errors.js';
-import { secretContext, type Keyring } from '../cipher.js';
+import type { Keyring } from '../cipher.js';
 import type {
   AttemptOutcome,
   ClaimedDelivery,
@@ -25,193 +22,38 @@ import type {
   WebhookEndpoint,
   WebhookStore,
 } from '../webhook-types.js';
-import { checkout, createPool, PgDatabase, poolConfig, type PgPoolOptions, type Queryable } from './db.js';
-import { describeServer, errorMapper } from './errors.js';
-import { checkSchemaName } from './index.js';
-import { migrate, NewerSchemaError, quoteIdent, type PgMigration } from './migrations.js';
+import {
+  deliverySelect,
+  endpointSecretContext as secretCtx,
+  toAttempt,
+  toDelivery,
+  toEndpoint as mapEndpoint,
+  toJobRun,
+  type AttemptRow,
+  type DeliveryRow,
+  type EndpointRowOf,
+  type JobRunRow,
+  randomId,
+  type NewId,
+} from '../webhook-records.js';
+import type { PgDatabase, Queryable } from './db.js';
+import { quoteIdent } from './migrations.js';
 
-export const WEBHOOK_MIGRATIONS_TABLE = 'webhook_schema_migrations';
-
-/** Append only; never edit a released migration. */
-export const webhookMigrations: PgMigration[] = [
-  {
-    version: 1,
-    name: 'webhooks and job runs',
-    sql: (s) => `
-      CREATE TABLE ${s}.webhook_endpoints (
-        id text PRIMARY KEY,
-        url text NOT NULL,
-        description text NOT NULL,
-        events text[] NOT NULL,
-        secret_enc text NOT NULL CHECK (secret_enc LIKE 'dk1.%'),
-        enabled boolean NOT NULL,
-        created_at bigint NOT NULL,
-        created_by text NOT NULL,
-        updated_at bigint NOT NULL
-      );
-
-      CREATE TABLE ${s}.webhook_events (
-        id text PRIMARY KEY,
-        type text NOT NULL,
-        connection text,
-        at bigint NOT NULL,
-        body text NOT NULL
-      );
-
-      CREATE TABLE ${s}.webhook_deliveries (
-        id text PRIMARY KEY,
-        -- Insertion order for listings (SQLite uses its rowid).
-        seq bigint GENERATED ALWAYS AS IDENTITY,
-        event_id text NOT NULL REFERENCES ${s}.webhook_events(id) ON DELETE CASCADE,
-        endpoint_id text NOT NULL REFERENCES ${s}.webhook_endpoints(id) ON DELETE CASCADE,
-        status text NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
-        attempts integer NOT NULL DEFAULT 0,
-        next_attempt_at bigint,
-        claimed_until bigint,
-        last_attempt_at bigint,
-        last_status_code integer,
-        last_error text,
-        last_duration_ms bigint,
-        created_at bigint NOT NULL,
-        completed_at bigint
-      );
-      CREATE INDEX webhook_deliveries_due ON ${s}.webhook_deliveries(status, next_attempt_at);
-      CREATE INDEX webhook_deliveries_endpoint ON ${s}.webhook_deliveries(endpoint_id, created_at);
-      CREATE INDEX webhook_deliveries_event ON ${s}.webhook_deliveries(event_id);
-
-      CREATE TABLE ${s}.webhook_attempts (
-        delivery_id text NOT NULL REFERENCES ${s}.webhook_deliveries(id) ON DELETE CASCADE,
-        attempt integer NOT NULL,
-        at bigint NOT NULL,
-        status_code integer,
-        error text,
-        duration_ms bigint NOT NULL,
-        PRIMARY KEY (delivery_id, attempt)
-      );
-
-      CREATE TABLE ${s}.job_runs (
-        name text PRIMARY KEY,
-        last_started_at bigint,
-        last_finished_at bigint,
-        last_outcome text,
-        last_error text,
-        runs integer NOT NULL DEFAULT 0
-      );
-    `,
-  },
-];
-
-export interface PostgresWebhookStoreOptions extends PgPoolOptions {
-  /** The keyring the core store uses. */
-  keyring: Keyring;
-  /** The core store's schema (default `dropkey`). */
-  schema?: string;
-  /** Ids for endpoints and deliveries (default crypto.randomUUID-based). */
-  newId?: (prefix: string) => string;
-}
-
-interface EndpointRow {
-  id: string;
-  url: string;
-  description: string;
-  events: string[];
-  secret_enc: string;
-  enabled: boolean;
-  created_at: number;
-  created_by: string;
-  updated_at: number;
-}
-
-interface DeliveryRow {
-  id: string;
-  event_id: string;
-  event_type: string;
-  connection: string | null;
-  endpoint_id: string;
-  endpoint_url: string;
-  status: DeliveryStatus;
-  attempts: number;
-  next_attempt_at: number | null;
-  last_attempt_at: number | null;
-  last_status_code: number | null;
-  last_error: string | null;
-  last_duration_ms: number | null;
-  created_at: number;
-  completed_at: number | null;
-}
-
-const secretCtx = (id: string) => secretContext('webhook_endpoints', id, 'secret');
+/** Event types are text[], `enabled` is boolean. */
+type EndpointRow = EndpointRowOf<string[], boolean>;
 
 function toEndpoint(r: EndpointRow): WebhookEndpoint {
-  return {
-    id: r.id,
-    url: r.url,
-    description: r.description,
-    events: [...r.events],
-    enabled: r.enabled,
-    createdAt: r.created_at,
-    createdBy: r.created_by,
-    updatedAt: r.updated_at,
-  };
+  return mapEndpoint(r, [...r.events], r.enabled);
 }
 
-function toDelivery(r: DeliveryRow): DeliveryRecord {
-  return {
-    id: r.id,
-    eventId: r.event_id,
-    eventType: r.event_type,
-    connection: r.connection,
-    endpointId: r.endpoint_id,
-    endpointUrl: r.endpoint_url,
-    status: r.status,
-    attempts: r.attempts,
-    nextAttemptAt: r.next_attempt_at,
-    lastAttemptAt: r.last_attempt_at,
-    lastStatusCode: r.last_status_code,
-    lastError: r.last_error,
-    lastDurationMs: r.last_duration_ms,
-    createdAt: r.created_at,
-    completedAt: r.completed_at,
-  };
-}
-
-export async function openPostgresWebhookStore(options: PostgresWebhookStoreOptions, now: number = Date.now()): Promise<WebhookStore> {
-  const schema = checkSchemaName(options.schema ?? 'dropkey');
-  const fail = errorMapper(describeServer(options.connectionString));
-  const config = poolConfig({ maxConnections: 5, ...options, applicationName: options.applicationName ?? 'dropkey webhooks' });
-  const pool = createPool(config);
-  try {
-    const { client, release } = await checkout(pool);
-    try {
-      await migrate(client, schema, now, webhookMigrations, WEBHOOK_MIGRATIONS_TABLE);
-    } finally {
-      release();
-    }
-  } catch (cause) {
-    await pool.end().catch(() => {});
-    if (cause instanceof NewerSchemaError) {
-      throw new DropkeyError(ErrorCodes.STORE, 'the webhook tables were written by a newer dropkey', {
-        cause,
-        hint: 'upgrade dropkey; an older version cannot safely use this database',
-      });
-    }
-    throw fail('prepare the webhook tables (migrations)', cause);
-  }
-  return new PgWebhookStore(new PgDatabase(pool, config, fail), schema, options.keyring, options.newId ?? defaultId);
-}
-
-function defaultId(prefix: string): string {
-  return `${prefix}_${randomUUID().replace(/-/g, '')}`;
-}
-
-class PgWebhookStore implements WebhookStore {
+export class PgWebhookStore implements WebhookStore {
   readonly #db: PgDatabase;
   readonly #keyring: Keyring;
-  readonly #newId: (prefix: string) => string;
+  readonly #newId: NewId;
   readonly #t: Record<'endpoints' | 'events' | 'deliveries' | 'attempts' | 'jobs', string>;
   readonly #deliverySelect: string;
 
-  constructor(db: PgDatabase, schema: string, keyring: Keyring, newId: (prefix: string) => string) {
+  constructor(db: PgDatabase, schema: string, keyring: Keyring, newId: NewId = randomId) {
     this.#db = db;
     this.#keyring = keyring;
     this.#newId = newId;
@@ -223,13 +65,7 @@ class PgWebhookStore implements WebhookStore {
       attempts: `${s}.webhook_attempts`,
       jobs: `${s}.job_runs`,
     };
-    this.#deliverySelect = `
-      SELECT d.id, d.event_id, e.type AS event_type, e.connection, d.endpoint_id, w.url AS endpoint_url, d.status,
-             d.attempts, d.next_attempt_at, d.last_attempt_at, d.last_status_code, d.last_error, d.last_duration_ms,
-             d.created_at, d.completed_at
-      FROM ${this.#t.deliveries} d
-      JOIN ${this.#t.events} e ON e.id = d.event_id
-      JOIN ${this.#t.endpoints} w ON w.id = d.endpoint_id`;
+    this.#deliverySelect = deliverySelect(this.#t);
   }
 
   // ---- endpoints
@@ -377,15 +213,12 @@ class PgWebhookStore implements WebhookStore {
     const r = await this.#db.query<DeliveryRow>('read a webhook delivery', `${this.#deliverySelect} WHERE d.id = $1`, [id]);
     const row = r.rows[0];
     if (!row) return undefined;
-    const attempts = await this.#db.query<{ attempt: number; at: number; status_code: number | null; error: string | null; duration_ms: number }>(
+    const attempts = await this.#db.query<AttemptRow>(
       'read a webhook delivery',
       `SELECT attempt, at, status_code, error, duration_ms FROM ${this.#t.attempts} WHERE delivery_id = $1 ORDER BY attempt`,
       [id],
     );
-    return {
-      ...toDelivery(row),
-      attemptLog: attempts.rows.map((a) => ({ attempt: a.attempt, at: a.at, statusCode: a.status_code, error: a.error, durationMs: a.duration_ms })),
-    };
+    return { ...toDelivery(row), attemptLog: attempts.rows.map(toAttempt) };
   }
 
   async redeliver(id: string, now: number): Promise<boolean> {
@@ -433,22 +266,8 @@ class PgWebhookStore implements WebhookStore {
   }
 
   async listJobRuns(): Promise<JobRunRecord[]> {
-    const r = await this.#db.query<{
-      name: string;
-      last_started_at: number | null;
-      last_finished_at: number | null;
-      last_outcome: string | null;
-      last_error: string | null;
-      runs: number;
-    }>('list job runs', `SELECT * FROM ${this.#t.jobs} ORDER BY name COLLATE "C"`);
-    return r.rows.map((row) => ({
-      name: row.name,
-      lastStartedAt: row.last_started_at,
-      lastFinishedAt: row.last_finished_at,
-      lastOutcome: row.last_outcome,
-      lastError: row.last_error,
-      runs: row.runs,
-    }));
+    const r = await this.#db.query<JobRunRow>('list job runs', `SELECT * FROM ${this.#t.jobs} ORDER BY name COLLATE "C"`);
+    return r.rows.map(toJobRun);
   }
 
   // ---- operations
@@ -468,9 +287,5 @@ class PgWebhookStore implements WebhookStore {
       }
       return { rewritten, remaining };
     });
-  }
-
-  async close(): Promise<void> {
-    await this.#db.close();
   }
 }

@@ -1,208 +1,51 @@
 /**
- * The SQLite ServerStore: the same database file as the core store (one file to back up), its own tables and its
- * own migrations table (`server_migrations`), so the core schema and this one evolve independently.
+ * The SQLite ServerStore (`dropkey serve`'s admins, sessions, API keys, audit log, connect links, pending logins and
+ * setup tokens) on the driver's connection (./index.ts); its tables come from the driver's one migrator.
  *
- * Same discipline as ./index.ts: WAL, busy_timeout, IMMEDIATE transactions for read-then-write, driver errors
- * mapped to DROPKEY_STORE naming the operation (never parameter values). Credentials arrive already hashed; the
- * pending-login code verifier is encrypted with the Keyring, bound to its row (AAD).
+ * IMMEDIATE transactions for read-then-write, driver errors mapped to DROPKEY_STORE naming the operation (never
+ * parameter values), writes relaxed to synchronous=NORMAL (see RunOptions.relaxed). Credentials arrive already
+ * hashed; the pending-login code verifier is encrypted with the Keyring, bound to its row (AAD).
  */
-import type Database from 'better-sqlite3';
-import { openDatabaseFile } from './driver.js';
 import { randomUUID } from 'node:crypto';
-import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { Keyring } from '../cipher.js';
-import { errorMapper, type ErrorMapper } from './index.js';
-import {
-  API_PERMISSIONS,
-  type AdminCredentials,
-  type AdminUser,
-  type ApiKeyRecord,
-  type ApiPermission,
-  type AuditEntry,
-  type ConnectLinkRecord,
-  type NewApiKey,
-  type NewAuditEntry,
-  type NewPendingOAuth,
-  type PendingOAuthRecord,
-  type ServerStore,
-  type SessionRecord,
+import type {
+  AdminCredentials,
+  AdminUser,
+  ApiKeyRecord,
+  AuditEntry,
+  ConnectLinkRecord,
+  NewApiKey,
+  NewAuditEntry,
+  NewPendingOAuth,
+  PendingOAuthRecord,
+  ServerStore,
+  SessionRecord,
 } from '../server-types.js';
 import {
   adminExists,
   apiKeyExists,
+  auditLimit,
   noLiveApiKey,
   noSuchAdmin,
   toAdmin,
+  toApiKey as mapApiKey,
+  toAudit,
   toLink,
   toPending,
+  toSession,
   verifierContext,
   type AdminRow,
+  type ApiKeyRowOf,
+  type AuditRowOf,
   type LinkRow,
   type PendingRowOf,
+  type SessionRow,
 } from '../server-records.js';
+import type { SqliteDatabase, SqliteHandle } from './db.js';
 
-interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
-
-/** Append only; never edit a released migration. */
-export const serverMigrations: Migration[] = [
-  {
-    version: 1,
-    name: 'server tables',
-    sql: `
-      CREATE TABLE server_admins (
-        id TEXT PRIMARY KEY,
-        email TEXT NOT NULL,
-        email_key TEXT NOT NULL UNIQUE,
-        password_hash TEXT NOT NULL CHECK (password_hash LIKE 'scrypt$%'),
-        created_at INTEGER NOT NULL,
-        last_login_at INTEGER
-      ) STRICT;
-
-      CREATE TABLE server_setup_tokens (
-        token_hash TEXT PRIMARY KEY,
-        expires_at INTEGER NOT NULL
-      ) STRICT;
-
-      CREATE TABLE server_sessions (
-        id_hash TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL REFERENCES server_admins(id) ON DELETE CASCADE,
-        csrf_token TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        expires_at INTEGER NOT NULL
-      ) STRICT;
-      CREATE INDEX server_sessions_user ON server_sessions(user_id);
-
-      CREATE TABLE server_api_keys (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        prefix TEXT NOT NULL,
-        hash TEXT NOT NULL UNIQUE,
-        permissions TEXT NOT NULL,
-        connections TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        created_by TEXT NOT NULL,
-        last_used_at INTEGER,
-        revoked_at INTEGER,
-        token_handouts INTEGER NOT NULL DEFAULT 0
-      ) STRICT;
-      -- One live key per name; revoked keys keep their rows (audit) and free the name.
-      CREATE UNIQUE INDEX server_api_keys_live_name ON server_api_keys(name) WHERE revoked_at IS NULL;
-
-      CREATE TABLE server_audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at INTEGER NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        target TEXT,
-        details TEXT NOT NULL
-      ) STRICT;
-      CREATE INDEX server_audit_action ON server_audit(action, id);
-      CREATE INDEX server_audit_target ON server_audit(target, id);
-
-      CREATE TABLE server_connect_links (
-        id TEXT PRIMARY KEY,
-        token_hash TEXT NOT NULL UNIQUE,
-        connection TEXT NOT NULL,
-        app TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        created_by TEXT NOT NULL,
-        expires_at INTEGER NOT NULL,
-        used_at INTEGER
-      ) STRICT;
-
-      CREATE TABLE server_pending_oauth (
-        id TEXT PRIMARY KEY,
-        state_hash TEXT NOT NULL UNIQUE,
-        binding_hash TEXT NOT NULL,
-        session_id_hash TEXT,
-        link_id TEXT,
-        connection TEXT NOT NULL,
-        app TEXT NOT NULL,
-        code_verifier_enc TEXT NOT NULL CHECK (code_verifier_enc LIKE 'dk1.%'),
-        redirect_uri TEXT NOT NULL,
-        scopes TEXT NOT NULL,
-        return_mode TEXT NOT NULL CHECK (return_mode IN ('popup', 'redirect', 'link')),
-        return_to TEXT,
-        actor TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        expires_at INTEGER NOT NULL
-      ) STRICT;
-    `,
-  },
-];
-
-export interface SqliteServerStoreOptions {
-  /** The core store's database file (SqliteStore.path). */
-  path: string;
-  /** The same keyring the core store uses (encrypts pending-login code verifiers). */
-  keyring: Keyring;
-  busyTimeoutMs?: number;
-}
-
+/** Lists are JSON text; `connections` is '*' for every connection. */
+type ApiKeyRow = ApiKeyRowOf<string, string>;
 type PendingRow = PendingRowOf<string>;
-
-interface ApiKeyRow {
-  id: string;
-  name: string;
-  prefix: string;
-  hash: string;
-  permissions: string;
-  connections: string;
-  created_at: number;
-  created_by: string;
-  last_used_at: number | null;
-  revoked_at: number | null;
-  token_handouts: number;
-}
-
-function migrate(db: Database.Database, now: number): void {
-  const run = db.transaction(() => {
-    db.exec(`CREATE TABLE IF NOT EXISTS server_migrations (
-      version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
-    const applied = new Set((db.prepare('SELECT version FROM server_migrations').all() as { version: number }[]).map((r) => r.version));
-    const known = Math.max(0, ...serverMigrations.map((m) => m.version));
-    if (Math.max(0, ...applied) > known) {
-      throw new DropkeyError(ErrorCodes.STORE, 'the server tables were written by a newer dropkey', {
-        hint: 'upgrade dropkey; an older version cannot safely use this database',
-      });
-    }
-    for (const m of serverMigrations) {
-      if (applied.has(m.version)) continue;
-      db.exec(m.sql);
-      db.prepare('INSERT INTO server_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, now);
-    }
-  });
-  // IMMEDIATE: two instances starting at once serialize here; the second sees the first one's work.
-  run.immediate();
-}
-
-export async function openSqliteServerStore(options: SqliteServerStoreOptions, now: number = Date.now()): Promise<ServerStore> {
-  const fail = errorMapper(options.path);
-  let db: Database.Database;
-  try {
-    db = openDatabaseFile(options.path, { timeout: options.busyTimeoutMs ?? 5000 }).db;
-  } catch (cause) {
-    throw fail('open the database', cause);
-  }
-  try {
-    db.pragma('journal_mode = WAL');
-    // NORMAL, not FULL like the core store: in WAL mode a commit then survives a process crash but not a power
-    // cut, and needs no fsync. The periodic usage flush would otherwise stall the event loop (better-sqlite3 is
-    // synchronous) on every write; nothing here is as precious as a refresh token (those stay FULL in the core
-    // store's own connection).
-    db.pragma('synchronous = NORMAL');
-    db.pragma('foreign_keys = ON');
-    migrate(db, now);
-  } catch (cause) {
-    db.close();
-    throw fail('prepare the server tables (migrations)', cause);
-  }
-  return new SqliteServerStore(db, options.keyring, fail);
-}
 
 function parseJsonArray(text: string): string[] {
   try {
@@ -214,41 +57,24 @@ function parseJsonArray(text: string): string[] {
 }
 
 function toApiKey(r: ApiKeyRow): ApiKeyRecord {
-  const perms = parseJsonArray(r.permissions).filter((p): p is ApiPermission => (API_PERMISSIONS as readonly string[]).includes(p));
-  return {
-    id: r.id,
-    name: r.name,
-    prefix: r.prefix,
-    hash: r.hash,
-    permissions: perms,
-    connections: r.connections === '*' ? '*' : parseJsonArray(r.connections),
-    createdAt: r.created_at,
-    createdBy: r.created_by,
-    lastUsedAt: r.last_used_at,
-    revokedAt: r.revoked_at,
-    tokenHandouts: r.token_handouts,
-  };
+  return mapApiKey(r, parseJsonArray(r.permissions), r.connections === '*' ? '*' : parseJsonArray(r.connections));
 }
 
-class SqliteServerStore implements ServerStore {
-  readonly #db: Database.Database;
+export class SqliteServerStore implements ServerStore {
+  readonly #h: SqliteHandle;
   readonly #keyring: Keyring;
-  readonly #fail: ErrorMapper;
-  #closed = false;
 
-  constructor(db: Database.Database, keyring: Keyring, fail: ErrorMapper) {
-    this.#db = db;
+  constructor(h: SqliteHandle, keyring: Keyring) {
+    this.#h = h;
     this.#keyring = keyring;
-    this.#fail = fail;
+  }
+
+  get #db(): SqliteDatabase {
+    return this.#h.db;
   }
 
   #run<T>(operation: string, work: () => T, immediate = false): T {
-    if (this.#closed) throw new DropkeyError(ErrorCodes.INTERNAL, `store: cannot ${operation}: the store is closed`);
-    try {
-      return immediate ? this.#db.transaction(work).immediate() : work();
-    } catch (cause) {
-      throw this.#fail(operation, cause);
-    }
+    return this.#h.run(operation, work, { immediate, relaxed: true });
   }
 
   // ---- admins
@@ -345,11 +171,9 @@ class SqliteServerStore implements ServerStore {
     const r = this.#run(
       'read a session',
       () =>
-        this.#db.prepare('SELECT * FROM server_sessions WHERE id_hash = ? AND expires_at > ?').get(idHash, now) as
-          | { id_hash: string; user_id: string; csrf_token: string; created_at: number; expires_at: number }
-          | undefined,
+        this.#db.prepare('SELECT * FROM server_sessions WHERE id_hash = ? AND expires_at > ?').get(idHash, now) as SessionRow | undefined,
     );
-    return r && { idHash: r.id_hash, userId: r.user_id, csrfToken: r.csrf_token, createdAt: r.created_at, expiresAt: r.expires_at };
+    return r && toSession(r);
   }
 
   async deleteSession(idHash: string): Promise<void> {
@@ -463,19 +287,9 @@ class SqliteServerStore implements ServerStore {
       where.push('target = ?');
       params.push(query.target);
     }
-    const limit = Math.min(Math.max(1, Math.floor(query.limit ?? 100)), 1000);
-    const sql = `SELECT * FROM server_audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ${limit}`;
-    const rows = this.#run('read the audit log', () => this.#db.prepare(sql).all(...params) as { id: number; at: number; actor: string; action: string; target: string | null; details: string }[]);
-    return rows.map((r) => {
-      let details: Record<string, unknown> = {};
-      try {
-        const v = JSON.parse(r.details) as unknown;
-        if (v && typeof v === 'object' && !Array.isArray(v)) details = v as Record<string, unknown>;
-      } catch {
-        // A damaged details column must not hide the entry itself.
-      }
-      return { id: r.id, at: r.at, actor: r.actor, action: r.action, target: r.target, details };
-    });
+    const sql = `SELECT * FROM server_audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ${auditLimit(query.limit)}`;
+    const rows = this.#run('read the audit log', () => this.#db.prepare(sql).all(...params) as AuditRowOf<string>[]);
+    return rows.map((r) => toAudit(r, parseJson(r.details)));
   }
 
   // ---- connect links
@@ -589,10 +403,13 @@ class SqliteServerStore implements ServerStore {
       true,
     );
   }
+}
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#db.close();
+/** A damaged details column must not hide the entry itself: it reads as {}. */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
   }
 }

@@ -1,17 +1,13 @@
 /**
  * The SQLite WebhookStore (see ../webhook-types.ts): webhook endpoints, the event outbox and delivery log, and
- * scheduled-job run records, in the same database file as the core store, with their own migrations table
- * ('webhook_schema_migrations', so the core's schema_migrations never sees an unknown version).
+ * scheduled-job run records, on the driver's connection (./index.ts); its tables come from the driver's one
+ * migrator, its row mapping from ../webhook-records.ts (shared with PostgreSQL).
  *
- * Same discipline as ./index.ts: WAL, busy_timeout, IMMEDIATE transactions for read-then-write (claims), driver
- * errors mapped to DROPKEY_STORE naming the operation, never parameter values. Signing secrets are encrypted with
- * the Keyring, bound to their row (AAD), and a CHECK refuses anything that is not a ciphertext.
+ * IMMEDIATE transactions for read-then-write (claims), driver errors mapped to DROPKEY_STORE naming the operation,
+ * never parameter values. Signing secrets are encrypted with the Keyring, bound to their row (AAD), and a CHECK
+ * refuses anything that is not a ciphertext.
  */
-import type Database from 'better-sqlite3';
-import { openDatabaseFile } from './driver.js';
-import { randomUUID } from 'node:crypto';
-import { DropkeyError, ErrorCodes } from '../../errors.js';
-import { secretContext, type Keyring } from '../cipher.js';
+import type { Keyring } from '../cipher.js';
 import type {
   AttemptOutcome,
   ClaimedDelivery,
@@ -24,136 +20,26 @@ import type {
   WebhookEndpoint,
   WebhookStore,
 } from '../webhook-types.js';
-import { migrate, NewerSchemaError, type Migration } from './migrations.js';
+import {
+  deliverySelect,
+  endpointSecretContext as secretCtx,
+  toAttempt,
+  toDelivery,
+  toEndpoint as mapEndpoint,
+  toJobRun,
+  type AttemptRow,
+  type DeliveryRow,
+  type EndpointRowOf,
+  type JobRunRow,
+  randomId,
+  type NewId,
+} from '../webhook-records.js';
+import type { SqliteDatabase, SqliteHandle } from './db.js';
 
-export const WEBHOOK_MIGRATIONS_TABLE = 'webhook_schema_migrations';
+/** Event types are JSON text, `enabled` is 0 or 1. */
+type EndpointRow = EndpointRowOf<string, number>;
 
-/** Append only; never edit a released migration. */
-export const webhookMigrations: Migration[] = [
-  {
-    version: 1,
-    name: 'webhooks and job runs',
-    sql: `
-      CREATE TABLE webhook_endpoints (
-        id TEXT PRIMARY KEY,
-        url TEXT NOT NULL,
-        description TEXT NOT NULL,
-        events TEXT NOT NULL,
-        secret_enc TEXT NOT NULL CHECK (secret_enc LIKE 'dk1.%'),
-        enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),
-        created_at INTEGER NOT NULL,
-        created_by TEXT NOT NULL,
-        updated_at INTEGER NOT NULL
-      ) STRICT;
-
-      CREATE TABLE webhook_events (
-        id TEXT PRIMARY KEY,
-        type TEXT NOT NULL,
-        connection TEXT,
-        at INTEGER NOT NULL,
-        body TEXT NOT NULL
-      ) STRICT;
-
-      CREATE TABLE webhook_deliveries (
-        id TEXT PRIMARY KEY,
-        event_id TEXT NOT NULL REFERENCES webhook_events(id) ON DELETE CASCADE,
-        endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
-        status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at INTEGER,
-        claimed_until INTEGER,
-        last_attempt_at INTEGER,
-        last_status_code INTEGER,
-        last_error TEXT,
-        last_duration_ms INTEGER,
-        created_at INTEGER NOT NULL,
-        completed_at INTEGER
-      ) STRICT;
-      CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
-      CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries(endpoint_id, created_at);
-
-      CREATE TABLE webhook_attempts (
-        delivery_id TEXT NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
-        attempt INTEGER NOT NULL,
-        at INTEGER NOT NULL,
-        status_code INTEGER,
-        error TEXT,
-        duration_ms INTEGER NOT NULL,
-        PRIMARY KEY (delivery_id, attempt)
-      ) STRICT;
-
-      CREATE TABLE job_runs (
-        name TEXT PRIMARY KEY,
-        last_started_at INTEGER,
-        last_finished_at INTEGER,
-        last_outcome TEXT,
-        last_error TEXT,
-        runs INTEGER NOT NULL DEFAULT 0
-      ) STRICT;
-    `,
-  },
-];
-
-export interface SqliteWebhookStoreOptions {
-  /** The core store's database file (SqliteStore.path). */
-  path: string;
-  /** The keyring the core store uses. */
-  keyring: Keyring;
-  busyTimeoutMs?: number;
-  /** Ids for endpoints and deliveries (default crypto.randomUUID-based). */
-  newId?: (prefix: string) => string;
-}
-
-interface EndpointRow {
-  id: string;
-  url: string;
-  description: string;
-  events: string;
-  secret_enc: string;
-  enabled: number;
-  created_at: number;
-  created_by: string;
-  updated_at: number;
-}
-
-interface DeliveryRow {
-  id: string;
-  event_id: string;
-  event_type: string;
-  connection: string | null;
-  endpoint_id: string;
-  endpoint_url: string;
-  status: DeliveryStatus;
-  attempts: number;
-  next_attempt_at: number | null;
-  last_attempt_at: number | null;
-  last_status_code: number | null;
-  last_error: string | null;
-  last_duration_ms: number | null;
-  created_at: number;
-  completed_at: number | null;
-}
-
-const DELIVERY_SELECT = `
-  SELECT d.id, d.event_id, e.type AS event_type, e.connection, d.endpoint_id, w.url AS endpoint_url, d.status,
-         d.attempts, d.next_attempt_at, d.last_attempt_at, d.last_status_code, d.last_error, d.last_duration_ms,
-         d.created_at, d.completed_at
-  FROM webhook_deliveries d
-  JOIN webhook_events e ON e.id = d.event_id
-  JOIN webhook_endpoints w ON w.id = d.endpoint_id`;
-
-function storeError(operation: string, cause: unknown): DropkeyError {
-  if (cause instanceof DropkeyError) return cause;
-  const code = String((cause as { code?: unknown })?.code ?? '');
-  const busy = code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
-  return new DropkeyError(ErrorCodes.STORE, `store: cannot ${operation}${busy ? ': the database is busy' : code ? ` (${code})` : ''}`, {
-    cause,
-    details: { operation, ...(code ? { sqliteCode: code } : {}), ...(busy ? { retryable: true } : {}) },
-    ...(busy ? { hint: 'try again in a moment' } : {}),
-  });
-}
-
-const secretCtx = (id: string) => secretContext('webhook_endpoints', id, 'secret');
+const DELIVERY_SELECT = deliverySelect({ deliveries: 'webhook_deliveries', events: 'webhook_events', endpoints: 'webhook_endpoints' });
 
 function parseEvents(text: string): string[] {
   try {
@@ -165,86 +51,26 @@ function parseEvents(text: string): string[] {
 }
 
 function toEndpoint(r: EndpointRow): WebhookEndpoint {
-  return {
-    id: r.id,
-    url: r.url,
-    description: r.description,
-    events: parseEvents(r.events),
-    enabled: r.enabled === 1,
-    createdAt: r.created_at,
-    createdBy: r.created_by,
-    updatedAt: r.updated_at,
-  };
+  return mapEndpoint(r, parseEvents(r.events), r.enabled === 1);
 }
 
-function toDelivery(r: DeliveryRow): DeliveryRecord {
-  return {
-    id: r.id,
-    eventId: r.event_id,
-    eventType: r.event_type,
-    connection: r.connection,
-    endpointId: r.endpoint_id,
-    endpointUrl: r.endpoint_url,
-    status: r.status,
-    attempts: r.attempts,
-    nextAttemptAt: r.next_attempt_at,
-    lastAttemptAt: r.last_attempt_at,
-    lastStatusCode: r.last_status_code,
-    lastError: r.last_error,
-    lastDurationMs: r.last_duration_ms,
-    createdAt: r.created_at,
-    completedAt: r.completed_at,
-  };
-}
-
-export async function openSqliteWebhookStore(options: SqliteWebhookStoreOptions, now: number = Date.now()): Promise<WebhookStore> {
-  let db: Database.Database;
-  try {
-    db = openDatabaseFile(options.path, { timeout: options.busyTimeoutMs ?? 5000 }).db;
-  } catch (cause) {
-    throw storeError('open the database', cause);
-  }
-  try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('foreign_keys = ON');
-    migrate(db, now, webhookMigrations, WEBHOOK_MIGRATIONS_TABLE);
-  } catch (cause) {
-    db.close();
-    if (cause instanceof NewerSchemaError) {
-      throw new DropkeyError(ErrorCodes.STORE, 'the webhook tables were written by a newer dropkey', {
-        cause,
-        hint: 'upgrade dropkey; an older version cannot safely use this database',
-      });
-    }
-    throw storeError('prepare the webhook tables (migrations)', cause);
-  }
-  return new SqliteWebhookStore(db, options.keyring, options.newId ?? defaultId);
-}
-
-function defaultId(prefix: string): string {
-  return `${prefix}_${randomUUID().replace(/-/g, '')}`;
-}
-
-class SqliteWebhookStore implements WebhookStore {
-  readonly #db: Database.Database;
+export class SqliteWebhookStore implements WebhookStore {
+  readonly #h: SqliteHandle;
   readonly #keyring: Keyring;
-  readonly #newId: (prefix: string) => string;
-  #closed = false;
+  readonly #newId: NewId;
 
-  constructor(db: Database.Database, keyring: Keyring, newId: (prefix: string) => string) {
-    this.#db = db;
+  constructor(h: SqliteHandle, keyring: Keyring, newId: NewId = randomId) {
+    this.#h = h;
     this.#keyring = keyring;
     this.#newId = newId;
   }
 
+  get #db(): SqliteDatabase {
+    return this.#h.db;
+  }
+
   #run<T>(operation: string, work: () => T, immediate = false): T {
-    if (this.#closed) throw new DropkeyError(ErrorCodes.INTERNAL, `store: cannot ${operation}: the store is closed`);
-    try {
-      return immediate ? this.#db.transaction(work).immediate() : work();
-    } catch (cause) {
-      throw storeError(operation, cause);
-    }
+    return this.#h.run(operation, work, { immediate });
   }
 
   // ---- endpoints
@@ -410,11 +236,8 @@ class SqliteWebhookStore implements WebhookStore {
       if (!r) return undefined;
       const attempts = this.#db
         .prepare('SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt')
-        .all(id) as { attempt: number; at: number; status_code: number | null; error: string | null; duration_ms: number }[];
-      return {
-        ...toDelivery(r),
-        attemptLog: attempts.map((a) => ({ attempt: a.attempt, at: a.at, statusCode: a.status_code, error: a.error, durationMs: a.duration_ms })),
-      };
+        .all(id) as AttemptRow[];
+      return { ...toDelivery(r), attemptLog: attempts.map(toAttempt) };
     });
   }
 
@@ -478,25 +301,7 @@ class SqliteWebhookStore implements WebhookStore {
   }
 
   async listJobRuns(): Promise<JobRunRecord[]> {
-    return this.#run('list job runs', () =>
-      (
-        this.#db.prepare('SELECT * FROM job_runs ORDER BY name').all() as {
-          name: string;
-          last_started_at: number | null;
-          last_finished_at: number | null;
-          last_outcome: string | null;
-          last_error: string | null;
-          runs: number;
-        }[]
-      ).map((r) => ({
-        name: r.name,
-        lastStartedAt: r.last_started_at,
-        lastFinishedAt: r.last_finished_at,
-        lastOutcome: r.last_outcome,
-        lastError: r.last_error,
-        runs: r.runs,
-      })),
-    );
+    return this.#run('list job runs', () => (this.#db.prepare('SELECT * FROM job_runs ORDER BY name').all() as JobRunRow[]).map(toJobRun));
   }
 
   // ---- operations
@@ -519,11 +324,5 @@ class SqliteWebhookStore implements WebhookStore {
       },
       true,
     );
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#db.close();
   }
 }

@@ -6,7 +6,7 @@
  * settle() lets a few macrotask turns pass; that is enough for drivers whose I/O is synchronous (better-sqlite3).
  * A network driver passes its own settle (e.g. one that waits until its pool is idle).
  */
-import type { Clock, Sleep } from './types.js';
+import type { Clock, Sleep } from '../types.js';
 
 interface Timer {
   at: number;

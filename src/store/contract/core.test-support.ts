@@ -1,21 +1,32 @@
 /**
- * The Store contract: one suite every driver runs (src/store/sqlite/sqlite.test.ts; the PostgreSQL driver of
- * issue 5 runs it too). A harness opens any number of handles on ONE fresh database, the way separate processes
- * or instances would; lock tests use virtual time (src/store/virtual-time.ts) so they are fast and deterministic.
+ * The core Store contract (apps and connections): one suite every driver runs (../sqlite/contract.test.ts,
+ * ../postgres/contract.e2e.test.ts). A harness opens any number of handles on ONE fresh database, the way separate
+ * processes or instances would. The locks have their own contract (./locks.test-support.ts).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DropkeyError, ErrorCodes, type ErrorCode } from '../errors.js';
-import type { AppRecord, Clock, ConnectionRecord, Sleep, Store } from './types.js';
-import { FrozenSleep, VirtualTime } from './virtual-time.js';
+import { DropkeyError, ErrorCodes, type ErrorCode } from '../../errors.js';
+import type { AppRecord, Clock, ConnectionRecord, Sleep, Store, Stores } from '../types.js';
+import type { MakeHarness } from './harness.test-support.js';
+import { FrozenSleep, VirtualTime } from './virtual-time.test-support.js';
 
-export interface StoreHarness {
-  /** Opens another handle on the same database (as another process would), with the given clock and sleep. */
-  open(options: { clock: Clock; sleep: Sleep }): Promise<Store>;
+/** One fresh database: open() gives another handle on it (as another process would) with the given clock and sleep. */
+export interface Harness<T> {
+  open(options: { clock: Clock; sleep: Sleep }): Promise<T>;
   /** Closes what open() opened and deletes the database. */
   cleanup(): Promise<void>;
   /** How VirtualTime lets woken tasks run; drivers with network I/O supply their own. */
   settle?: () => Promise<void>;
+}
+
+export type StoreHarness = Harness<Store>;
+
+/** A Harness of one store of a driver harness (`pick` chooses it from the Stores of each handle). */
+export function harnessOf<T>(make: MakeHarness, pick: (s: Stores) => T): () => Promise<Harness<T>> {
+  return async () => {
+    const h = await make();
+    return { open: async (o) => pick(await h.open(o)), cleanup: () => h.cleanup(), ...(h.settle ? { settle: h.settle } : {}) };
+  };
 }
 
 type NewApp = Omit<AppRecord, 'createdAt' | 'updatedAt'>;
@@ -49,7 +60,7 @@ export const sampleConnection = (name = 'default', app = 'backup', over: Partial
   ...over,
 });
 
-async function rejectsWith(p: Promise<unknown>, code: ErrorCode, re?: RegExp): Promise<DropkeyError> {
+export async function rejectsWith(p: Promise<unknown>, code: ErrorCode, re?: RegExp): Promise<DropkeyError> {
   try {
     await p;
   } catch (err) {
@@ -61,7 +72,7 @@ async function rejectsWith(p: Promise<unknown>, code: ErrorCode, re?: RegExp): P
   assert.fail(`expected ${code}, but it resolved`);
 }
 
-function deferred<T = void>() {
+export function deferred<T = void>() {
   let resolve!: (v: T) => void;
   let reject!: (e: unknown) => void;
   const promise = new Promise<T>((res, rej) => {
@@ -238,163 +249,6 @@ export function storeContractTests(name: string, makeHarness: () => Promise<Stor
           await h.cleanup();
         }
       });
-    });
-
-    describe('locks', () => {
-      const lock = { ttlMs: 10_000, waitMs: 60_000 };
-
-      it('is exclusive across handles: 3 handles x 4 tasks never overlap and lose no update', async () => {
-        const h = await makeHarness();
-        try {
-          const vt = new VirtualTime(undefined, h.settle);
-          const stores = [];
-          for (let i = 0; i < 3; i++) stores.push(await h.open({ clock: vt.clock, sleep: vt.sleep }));
-          let inside = 0;
-          let maxInside = 0;
-          let counter = 0;
-          const tasks = stores.flatMap((s) =>
-            Array.from({ length: 4 }, () =>
-              s.withLock('refresh:default', lock, async () => {
-                inside++;
-                maxInside = Math.max(maxInside, inside);
-                const read = counter;
-                await vt.sleep(7); // work that takes time while others poll
-                counter = read + 1;
-                inside--;
-              }),
-            ),
-          );
-          await vt.runUntil(Promise.all(tasks));
-          assert.equal(maxInside, 1);
-          assert.equal(counter, 12);
-        } finally {
-          await h.cleanup();
-        }
-      });
-
-      it('returns fn’s value, rethrows fn’s error, and releases the lock either way', () =>
-        withStore(async (s) => {
-          assert.equal(await s.withLock('k', lock, async () => 42), 42);
-          await assert.rejects(s.withLock('k', lock, async () => Promise.reject(new Error('boom'))), /boom/);
-          assert.equal(await s.withLock('k', { ttlMs: 10_000, waitMs: 0 }, async () => 'free'), 'free');
-        }));
-
-      it('different keys do not block each other', () =>
-        withStore(async (s, vt) => {
-          const hold = deferred();
-          const a = s.withLock('refresh:a', lock, () => hold.promise);
-          await vt.settle();
-          assert.equal(await s.withLock('refresh:b', { ttlMs: 10_000, waitMs: 0 }, async () => 'b'), 'b');
-          hold.resolve();
-          await vt.runUntil(a);
-        }));
-
-      it('times out with LOCK_TIMEOUT after waitMs while a live holder keeps it', async () => {
-        const h = await makeHarness();
-        try {
-          const vt = new VirtualTime(undefined, h.settle);
-          const a = await h.open({ clock: vt.clock, sleep: vt.sleep });
-          const b = await h.open({ clock: vt.clock, sleep: vt.sleep });
-          const hold = deferred();
-          const holding = a.withLock('refresh:default', { ttlMs: 3_000, waitMs: 0 }, () => hold.promise);
-          await vt.settle();
-          const t0 = vt.clock();
-          let ran = false;
-          const err = await vt
-            .runUntil(b.withLock('refresh:default', { ttlMs: 3_000, waitMs: 20_000 }, async () => void (ran = true)))
-            .then(() => assert.fail('expected a timeout'), (e: unknown) => e);
-          assert.ok(err instanceof DropkeyError && err.code === ErrorCodes.LOCK_TIMEOUT, String(err));
-          assert.match(err.message, /refresh:default/);
-          assert.ok(err.hint);
-          assert.equal(ran, false);
-          // 20 s is far past the 3 s ttl: only the holder's heartbeat kept the lease alive.
-          assert.ok(vt.clock() - t0 >= 20_000, `waited ${vt.clock() - t0} ms`);
-          hold.resolve();
-          await vt.runUntil(holding);
-        } finally {
-          await h.cleanup();
-        }
-      });
-
-      it('a slow live holder keeps the lock past ttl (heartbeat); the waiter gets it right after release', async () => {
-        const h = await makeHarness();
-        try {
-          const vt = new VirtualTime(undefined, h.settle);
-          const a = await h.open({ clock: vt.clock, sleep: vt.sleep });
-          const b = await h.open({ clock: vt.clock, sleep: vt.sleep });
-          const events: string[] = [];
-          const t0 = vt.clock();
-          let releasedAt = 0;
-          const holder = a.withLock('k', { ttlMs: 1_000, waitMs: 0 }, async (lease) => {
-            events.push('a in');
-            await vt.sleep(10_000); // ten times the ttl
-            assert.equal(lease.signal.aborted, false);
-            events.push('a out');
-            releasedAt = vt.clock();
-          });
-          await vt.settle();
-          const waiter = b.withLock('k', { ttlMs: 1_000, waitMs: 60_000 }, async () => {
-            events.push('b in');
-            return vt.clock();
-          });
-          const bAt = await vt.runUntil(Promise.all([holder, waiter]).then(([, t]) => t));
-          assert.deepEqual(events, ['a in', 'a out', 'b in']);
-          assert.ok(releasedAt - t0 >= 10_000);
-          assert.ok(bAt - releasedAt <= 200, `b got the lock ${bAt - releasedAt} ms after release`);
-        } finally {
-          await h.cleanup();
-        }
-      });
-
-      it('a holder that died is taken over after ttlMs, and its late release does not free the new holder', async () => {
-        const h = await makeHarness();
-        try {
-          const vt = new VirtualTime(undefined, h.settle);
-          const frozen = new FrozenSleep(); // the dead process: its heartbeat never runs
-          const dead = await h.open({ clock: vt.clock, sleep: frozen.sleep });
-          const b = await h.open({ clock: vt.clock, sleep: vt.sleep });
-          const c = await h.open({ clock: vt.clock, sleep: vt.sleep });
-          const deadFn = deferred();
-          let deadLease: AbortSignal | undefined;
-          const deadHolding = dead.withLock('k', { ttlMs: 5_000, waitMs: 0 }, (lease) => {
-            deadLease = lease.signal;
-            return deadFn.promise;
-          });
-          await vt.settle();
-          vt.jump(4_999);
-          await rejectsWith(b.withLock('k', { ttlMs: 5_000, waitMs: 0 }, async () => 'early'), ErrorCodes.LOCK_TIMEOUT);
-          vt.jump(1);
-          const bFn = deferred<string>();
-          const bHolding = b.withLock('k', { ttlMs: 5_000, waitMs: 0 }, () => bFn.promise);
-          await vt.settle();
-          // The dead holder comes back: its heartbeat finds the lease gone and says so, and its release is a no-op.
-          frozen.thaw();
-          await vt.settle();
-          assert.equal(deadLease?.aborted, true, 'the old holder learns it lost the lease');
-          deadFn.resolve();
-          await deadHolding;
-          await rejectsWith(c.withLock('k', { ttlMs: 5_000, waitMs: 0 }, async () => 'stolen'), ErrorCodes.LOCK_TIMEOUT);
-          bFn.resolve('b done');
-          assert.equal(await vt.runUntil(bHolding), 'b done');
-          assert.equal(await c.withLock('k', { ttlMs: 5_000, waitMs: 0 }, async () => 'c'), 'c');
-        } finally {
-          await h.cleanup();
-        }
-      });
-
-      it('waiting stops with CANCELLED when the signal aborts', () =>
-        withStore(async (s, vt) => {
-          const hold = deferred();
-          const holding = s.withLock('k', lock, () => hold.promise);
-          await vt.settle();
-          const ac = new AbortController();
-          const waiting = s.withLock('k', { ...lock, signal: ac.signal }, async () => 'never');
-          await vt.settle();
-          ac.abort();
-          await rejectsWith(vt.runUntil(waiting), ErrorCodes.CANCELLED, /k/);
-          hold.resolve();
-          await vt.runUntil(holding);
-        }));
     });
   });
 }
