@@ -105,6 +105,46 @@ function driverTests(url: string): void {
         for (const r of ok) await r.value.close();
       }));
 
+    it('a schema of the pre-one-migrator layout (three migration tables) moves forward with every row in place', () =>
+      withSchema(async (schema, keyring) => {
+        const T0 = 1_700_000_000_000;
+        const first = await openDriver({ connectionString: url, keyring, schema });
+        try {
+          await first.core.createApp(sampleApp());
+          await first.server.createAdmin({ email: 'ann@example.com', passwordHash: 'scrypt$old' }, T0);
+          const e = await first.webhooks.createEndpoint({ url: 'https://hooks.example.com/a', description: '', events: ['*'], secret: 'whsec-old', createdBy: 'cli' }, T0);
+          await first.webhooks.enqueueEvent({ id: 'evt_old', type: 'x', connection: null, at: T0, body: '{}' }, T0);
+          await first.backoff.block('default', { until: T0 + 3_600_000, reason: 'too_many_requests' }, T0);
+          void e;
+        } finally {
+          await first.close();
+        }
+        // The bookkeeping as dropkey kept it before: the core's versions 1-2 in schema_migrations, the server and
+        // webhook tables in their own migration tables, the back-off table made on first use. The tables themselves
+        // are the same (released migrations are never edited), so only the bookkeeping is rewound.
+        await withAdmin(async (c) => {
+          await c.query(`DELETE FROM "${schema}".schema_migrations WHERE version > 2`);
+          for (const [t, name] of [['server_migrations', 'server tables'], ['webhook_schema_migrations', 'webhooks and job runs']] as const) {
+            await c.query(`CREATE TABLE "${schema}".${t} (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)`);
+            await c.query(`INSERT INTO "${schema}".${t} VALUES (1, $1, $2)`, [name, T0]);
+          }
+        });
+        const s = await openDriver({ connectionString: url, keyring, schema });
+        try {
+          assert.equal((await s.core.getApp('backup'))?.secret, sampleApp().secret);
+          assert.equal((await s.server.getAdminByEmail('ann@example.com'))?.passwordHash, 'scrypt$old');
+          const [claimed] = await s.webhooks.claimDue(T0, 1_000, 10);
+          assert.equal(claimed?.secret, 'whsec-old');
+          assert.equal((await s.backoff.get('default', T0))?.reason, 'too_many_requests');
+        } finally {
+          await s.close();
+        }
+        const rows = await withAdmin((c) => c.query(`SELECT version, name FROM "${schema}".schema_migrations ORDER BY version`));
+        assert.deepEqual(rows.rows, migrations.map((m) => ({ version: m.version, name: m.name })));
+        const legacy = await withAdmin((c) => c.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = $1 AND tablename IN ('server_migrations', 'webhook_schema_migrations')`, [schema]));
+        assert.equal(legacy.rows[0].n, 0, 'the old bookkeeping is gone');
+      }));
+
     it('refuses a schema written by a newer dropkey, without touching it', () =>
       withSchema(async (schema, keyring) => {
         await (await openPostgresStore({ connectionString: url, keyring, schema })).close();
