@@ -10,26 +10,7 @@ import type pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { secretContext, type Keyring } from '../cipher.js';
-import {
-  alreadyExists,
-  appInUse,
-  checkName,
-  checkScopes,
-  checkState,
-  CONNECTION_COLUMNS,
-  connectionPatchColumns,
-  emptyToNull,
-  KEY_CHECK,
-  KEY_CHECK_CONTEXT,
-  notFound,
-  refuseClearingRefreshToken,
-  toAppRecord,
-  toConnectionRecord,
-  versionConflict,
-  type AppRowOf,
-  type ConnectionRowOf,
-  type KeyringProvider,
-} from '../records.js';
+import { alreadyExists, appInUse, checkName, checkScopes, checkState, CONNECTION_COLUMNS, connectionPatchColumns, emptyToNull, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf, type KeyringProvider } from '../records.js';
 import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
 import { codeOf, type PgDatabase, type Queryable } from './db.js';
 import { quoteIdent } from './migrations.js';

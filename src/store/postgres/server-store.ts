@@ -10,39 +10,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Keyring } from '../cipher.js';
-import type {
-  AdminCredentials,
-  AdminUser,
-  ApiKeyRecord,
-  AuditEntry,
-  ConnectLinkRecord,
-  NewApiKey,
-  NewAuditEntry,
-  NewPendingOAuth,
-  PendingOAuthRecord,
-  ServerStore,
-  SessionRecord,
-} from '../server-types.js';
-import {
-  adminExists,
-  apiKeyExists,
-  auditLimit,
-  noLiveApiKey,
-  noSuchAdmin,
-  toAdmin,
-  toApiKey as mapApiKey,
-  toAudit,
-  toLink,
-  toPending,
-  toSession,
-  verifierContext,
-  type AdminRow,
-  type ApiKeyRowOf,
-  type AuditRowOf,
-  type LinkRow,
-  type PendingRowOf,
-  type SessionRow,
-} from '../server-records.js';
+import type { AdminCredentials, AdminUser, ApiKeyRecord, AuditEntry, ConnectLinkRecord, NewApiKey, NewAuditEntry, NewPendingOAuth, PendingOAuthRecord, ServerStore, SessionRecord } from '../server-types.js';
+import { adminExists, apiKeyExists, auditLimit, noLiveApiKey, noSuchAdmin, toAdmin, toApiKey as mapApiKey, toAudit, toLink, toPending, toSession, verifierContext, type AdminRow, type ApiKeyRowOf, type AuditRowOf, type LinkRow, type PendingRowOf, type SessionRow } from '../server-records.js';
 import { codeOf, type PgDatabase, type Queryable } from './db.js';
 import { quoteIdent } from './migrations.js';
 

@@ -10,32 +10,8 @@
  * Signing secrets are encrypted with the Keyring with the same AAD as SQLite, and a CHECK refuses plain text.
  */
 import type { Keyring } from '../cipher.js';
-import type {
-  AttemptOutcome,
-  ClaimedDelivery,
-  DeliveryAttempt,
-  DeliveryRecord,
-  DeliveryStatus,
-  JobRunRecord,
-  NewWebhookEndpoint,
-  NewWebhookEvent,
-  WebhookEndpoint,
-  WebhookStore,
-} from '../webhook-types.js';
-import {
-  deliverySelect,
-  endpointSecretContext as secretCtx,
-  toAttempt,
-  toDelivery,
-  toEndpoint as mapEndpoint,
-  toJobRun,
-  type AttemptRow,
-  type DeliveryRow,
-  type EndpointRowOf,
-  type JobRunRow,
-  randomId,
-  type NewId,
-} from '../webhook-records.js';
+import type { AttemptOutcome, ClaimedDelivery, DeliveryAttempt, DeliveryRecord, DeliveryStatus, JobRunRecord, NewWebhookEndpoint, NewWebhookEvent, WebhookEndpoint, WebhookStore } from '../webhook-types.js';
+import { deliverySelect, endpointSecretContext as secretCtx, toAttempt, toDelivery, toEndpoint as mapEndpoint, toJobRun, type AttemptRow, type DeliveryRow, type EndpointRowOf, type JobRunRow, randomId, type NewId } from '../webhook-records.js';
 import type { PgDatabase, Queryable } from './db.js';
 import { quoteIdent } from './migrations.js';
 

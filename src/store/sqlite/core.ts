@@ -7,25 +7,7 @@
  */
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { secretContext, type Keyring } from '../cipher.js';
-import {
-  alreadyExists,
-  appInUse,
-  checkName,
-  checkScopes,
-  checkState,
-  CONNECTION_COLUMNS,
-  connectionPatchColumns,
-  emptyToNull,
-  KEY_CHECK,
-  KEY_CHECK_CONTEXT,
-  notFound,
-  refuseClearingRefreshToken,
-  toAppRecord,
-  toConnectionRecord,
-  versionConflict,
-  type AppRowOf,
-  type ConnectionRowOf,
-} from '../records.js';
+import { alreadyExists, appInUse, checkName, checkScopes, checkState, CONNECTION_COLUMNS, connectionPatchColumns, emptyToNull, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf } from '../records.js';
 import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
 import type { SqliteDatabase, SqliteHandle } from './db.js';
 

@@ -8,32 +8,8 @@
  * refuses anything that is not a ciphertext.
  */
 import type { Keyring } from '../cipher.js';
-import type {
-  AttemptOutcome,
-  ClaimedDelivery,
-  DeliveryAttempt,
-  DeliveryRecord,
-  DeliveryStatus,
-  JobRunRecord,
-  NewWebhookEndpoint,
-  NewWebhookEvent,
-  WebhookEndpoint,
-  WebhookStore,
-} from '../webhook-types.js';
-import {
-  deliverySelect,
-  endpointSecretContext as secretCtx,
-  toAttempt,
-  toDelivery,
-  toEndpoint as mapEndpoint,
-  toJobRun,
-  type AttemptRow,
-  type DeliveryRow,
-  type EndpointRowOf,
-  type JobRunRow,
-  randomId,
-  type NewId,
-} from '../webhook-records.js';
+import type { AttemptOutcome, ClaimedDelivery, DeliveryAttempt, DeliveryRecord, DeliveryStatus, JobRunRecord, NewWebhookEndpoint, NewWebhookEvent, WebhookEndpoint, WebhookStore } from '../webhook-types.js';
+import { deliverySelect, endpointSecretContext as secretCtx, toAttempt, toDelivery, toEndpoint as mapEndpoint, toJobRun, type AttemptRow, type DeliveryRow, type EndpointRowOf, type JobRunRow, randomId, type NewId } from '../webhook-records.js';
 import type { SqliteDatabase, SqliteHandle } from './db.js';
 
 /** Event types are JSON text, `enabled` is 0 or 1. */
