@@ -104,6 +104,50 @@ export function toConnectionRecord(r: ConnectionRowOf<unknown>, scopes: string[]
   };
 }
 
+/** How a driver stores what differs between drivers: sealed secrets (bound to the row), scopes, the team flag. */
+export interface RowEncoding<S, T = never> {
+  seal: (value: string | null, field: string) => string | null;
+  scopes: (scopes: string[]) => S;
+  team?: (team: boolean) => T;
+}
+
+/** The row of a new app, validated and encoded. */
+export function newAppRow<S, T>(app: Omit<AppRecord, 'createdAt' | 'updatedAt'>, now: number, encode: Required<RowEncoding<S, T>>): AppRowOf<S, T> {
+  return {
+    name: app.name,
+    app_key: app.key,
+    secret_enc: encode.seal(app.secret, 'secret'),
+    scopes: encode.scopes(checkScopes(app.scopes)),
+    team: encode.team(app.team === true),
+    access: app.access,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
+/** The row of a new connection (version 1), validated and encoded; an empty token is stored as none. */
+export function newConnectionRow<S>(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>, now: number, encode: RowEncoding<S>): ConnectionRowOf<S> {
+  return {
+    name: rec.name,
+    app: rec.app,
+    account_id: rec.accountId,
+    team_id: rec.teamId,
+    email: rec.email,
+    display_name: rec.displayName,
+    team_name: rec.teamName,
+    scopes: encode.scopes(checkScopes(rec.scopes)),
+    access_token_enc: encode.seal(emptyToNull(rec.accessToken), 'access_token'),
+    access_token_expires_at: rec.accessTokenExpiresAt,
+    refresh_token_enc: encode.seal(emptyToNull(rec.refreshToken), 'refresh_token'),
+    state: checkState(rec.state),
+    last_error: rec.lastError,
+    last_refresh_at: rec.lastRefreshAt,
+    created_at: now,
+    updated_at: now,
+    version: 1,
+  };
+}
+
 /**
  * The columns a connection patch changes, validated and encoded (secrets sealed, scopes in the driver's form).
  * Leaves out `updated_at` and `version`, which each driver sets in its own transaction.

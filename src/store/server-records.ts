@@ -4,7 +4,7 @@
  * encodings differ (SQLite keeps lists as JSON text, PostgreSQL as text[]).
  */
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { API_PERMISSIONS, type AdminUser, type ApiKeyRecord, type ApiPermission, type AuditEntry, type ConnectLinkRecord, type PendingOAuthRecord, type ReturnMode, type SessionRecord } from './server-types.js';
+import { API_PERMISSIONS, type AdminUser, type NewApiKey, type NewPendingOAuth, type ApiKeyRecord, type ApiPermission, type AuditEntry, type ConnectLinkRecord, type PendingOAuthRecord, type ReturnMode, type SessionRecord } from './server-types.js';
 
 export interface AdminRow {
   id: string;
@@ -115,6 +115,49 @@ export function toAudit(r: AuditRowOf<unknown>, details: unknown): AuditEntry {
 /** The audit query's page size: 100 by default, 1 to 1000. */
 export function auditLimit(limit: number | undefined): number {
   return Math.min(Math.max(1, Math.floor(limit ?? 100)), 1000);
+}
+
+/** The row of a new connect link (unused). */
+export function newLinkRow(l: Omit<ConnectLinkRecord, 'id' | 'usedAt' | 'createdAt'>, now: number, id: string): LinkRow {
+  return { id, token_hash: l.tokenHash, connection: l.connection, app: l.app, created_at: now, created_by: l.createdBy, expires_at: l.expiresAt, used_at: null };
+}
+
+/** The row of a new API key (no use yet), its lists in the driver's encoding. */
+export function newApiKeyRow<L, C>(k: NewApiKey, now: number, id: string, encode: { list: (items: string[]) => L; connections: (c: string[] | '*') => C }): ApiKeyRowOf<L, C> {
+  return {
+    id,
+    name: k.name,
+    prefix: k.prefix,
+    hash: k.hash,
+    permissions: encode.list([...k.permissions]),
+    connections: encode.connections(k.connections),
+    created_at: now,
+    created_by: k.createdBy,
+    last_used_at: null,
+    revoked_at: null,
+    token_handouts: 0,
+  };
+}
+
+/** The row of a new pending login: its code verifier already sealed (verifierContext(id)), scopes encoded. */
+export function newPendingRow<S>(p: NewPendingOAuth, now: number, id: string, codeVerifierEnc: string, scopes: S): PendingRowOf<S> {
+  return {
+    id,
+    state_hash: p.stateHash,
+    binding_hash: p.bindingHash,
+    session_id_hash: p.sessionIdHash,
+    link_id: p.linkId,
+    connection: p.connection,
+    app: p.app,
+    code_verifier_enc: codeVerifierEnc,
+    redirect_uri: p.redirectUri,
+    scopes,
+    return_mode: p.returnMode,
+    return_to: p.returnTo,
+    actor: p.actor,
+    created_at: now,
+    expires_at: p.expiresAt,
+  };
 }
 
 export function toLink(r: LinkRow): ConnectLinkRecord {

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { secretContext } from './cipher.js';
-import type { DeliveryRecord, DeliveryStatus, JobRunRecord, WebhookEndpoint } from './webhook-types.js';
+import type { AttemptOutcome, DeliveryRecord, DeliveryStatus, JobRunRecord, WebhookEndpoint } from './webhook-types.js';
 
 export interface EndpointRowOf<Events, Enabled> {
   id: string;
@@ -116,6 +116,26 @@ export function toJobRun(r: JobRunRow): JobRunRecord {
     lastError: r.last_error,
     runs: r.runs,
   };
+}
+
+/**
+ * A delivery's columns after an attempt, in the order of ATTEMPT_COLUMNS: pending again (retry) or finished, the
+ * attempt count never going back (attempts may be recorded out of order), the claim released by the caller's SQL.
+ */
+export const ATTEMPT_COLUMNS = ['status', 'attempts', 'next_attempt_at', 'last_attempt_at', 'last_status_code', 'last_error', 'last_duration_ms', 'completed_at'] as const;
+
+export function afterAttempt(o: AttemptOutcome, attemptsSoFar: number): unknown[] {
+  const status: DeliveryStatus = o.result === 'retry' ? 'pending' : o.result;
+  return [
+    status,
+    Math.max(attemptsSoFar, o.attempt),
+    o.result === 'retry' ? o.nextAttemptAt : null,
+    o.at,
+    o.statusCode,
+    o.error,
+    o.durationMs,
+    o.result === 'retry' ? null : o.at + o.durationMs,
+  ];
 }
 
 /** Ids for endpoints (`whe_…`) and deliveries (`whd_…`). */

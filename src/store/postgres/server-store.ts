@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Keyring } from '../cipher.js';
 import type { AdminCredentials, AdminUser, ApiKeyRecord, AuditEntry, ConnectLinkRecord, NewApiKey, NewAuditEntry, NewPendingOAuth, PendingOAuthRecord, ServerStore, SessionRecord } from '../server-types.js';
-import { adminExists, apiKeyExists, auditLimit, noLiveApiKey, noSuchAdmin, toAdmin, toApiKey as mapApiKey, toAudit, toLink, toPending, toSession, verifierContext, type AdminRow, type ApiKeyRowOf, type AuditRowOf, type LinkRow, type PendingRowOf, type SessionRow } from '../server-records.js';
+import { adminExists, apiKeyExists, auditLimit, noLiveApiKey, noSuchAdmin, newApiKeyRow, newLinkRow, newPendingRow, toAdmin, toApiKey as mapApiKey, toAudit, toLink, toPending, toSession, verifierContext, type AdminRow, type ApiKeyRowOf, type AuditRowOf, type LinkRow, type PendingRowOf, type SessionRow } from '../server-records.js';
 import { codeOf, type PgDatabase, type Queryable } from './db.js';
 import { quoteIdent } from './migrations.js';
 
@@ -151,19 +151,7 @@ export class PgServerStore implements ServerStore {
   // ---- API keys
 
   async createApiKey(k: NewApiKey, now: number): Promise<ApiKeyRecord> {
-    const row: ApiKeyRow = {
-      id: randomUUID(),
-      name: k.name,
-      prefix: k.prefix,
-      hash: k.hash,
-      permissions: [...k.permissions],
-      connections: k.connections === '*' ? null : [...k.connections],
-      created_at: now,
-      created_by: k.createdBy,
-      last_used_at: null,
-      revoked_at: null,
-      token_handouts: 0,
-    };
+    const row: ApiKeyRow = newApiKeyRow(k, now, randomUUID(), { list: (x) => x, connections: (x) => (x === '*' ? null : [...x]) });
     await this.#db.tx('create an API key', async (q) => {
       try {
         await q.query(
@@ -258,16 +246,7 @@ export class PgServerStore implements ServerStore {
   // ---- connect links
 
   async createConnectLink(l: Omit<ConnectLinkRecord, 'id' | 'usedAt' | 'createdAt'>, now: number): Promise<ConnectLinkRecord> {
-    const row: LinkRow = {
-      id: randomUUID(),
-      token_hash: l.tokenHash,
-      connection: l.connection,
-      app: l.app,
-      created_at: now,
-      created_by: l.createdBy,
-      expires_at: l.expiresAt,
-      used_at: null,
-    };
+    const row = newLinkRow(l, now, randomUUID());
     await this.#db.tx('create a connect link', (q) =>
       q.query(
         `INSERT INTO ${this.#t.links} (id, token_hash, connection, app, created_at, created_by, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
@@ -308,13 +287,13 @@ export class PgServerStore implements ServerStore {
 
   async createPendingOAuth(p: NewPendingOAuth, now: number): Promise<PendingOAuthRecord> {
     const id = randomUUID();
-    const enc = this.#keyring.encrypt(p.codeVerifier, verifierContext(id));
+    const r: PendingRow = newPendingRow(p, now, id, this.#keyring.encrypt(p.codeVerifier, verifierContext(id)), [...p.scopes]);
     await this.#db.tx('store a pending login', (q) =>
       q.query(
         `INSERT INTO ${this.#t.pending} (id, state_hash, binding_hash, session_id_hash, link_id, connection, app, code_verifier_enc,
            redirect_uri, scopes, return_mode, return_to, actor, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-        [id, p.stateHash, p.bindingHash, p.sessionIdHash, p.linkId, p.connection, p.app, enc, p.redirectUri, [...p.scopes], p.returnMode, p.returnTo, p.actor, now, p.expiresAt],
+        [r.id, r.state_hash, r.binding_hash, r.session_id_hash, r.link_id, r.connection, r.app, r.code_verifier_enc, r.redirect_uri, r.scopes, r.return_mode, r.return_to, r.actor, r.created_at, r.expires_at],
       ),
     );
     return { ...p, id, createdAt: now };

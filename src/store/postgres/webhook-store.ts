@@ -11,7 +11,7 @@
  */
 import type { Keyring } from '../cipher.js';
 import type { AttemptOutcome, ClaimedDelivery, DeliveryAttempt, DeliveryRecord, DeliveryStatus, JobRunRecord, NewWebhookEndpoint, NewWebhookEvent, WebhookEndpoint, WebhookStore } from '../webhook-types.js';
-import { deliverySelect, endpointSecretContext as secretCtx, toAttempt, toDelivery, toEndpoint as mapEndpoint, toJobRun, type AttemptRow, type DeliveryRow, type EndpointRowOf, type JobRunRow, randomId, type NewId } from '../webhook-records.js';
+import { afterAttempt, ATTEMPT_COLUMNS, deliverySelect, endpointSecretContext as secretCtx, toAttempt, toDelivery, toEndpoint as mapEndpoint, toJobRun, type AttemptRow, type DeliveryRow, type EndpointRowOf, type JobRunRow, randomId, type NewId } from '../webhook-records.js';
 import type { PgDatabase, Queryable } from './db.js';
 import { quoteIdent } from './migrations.js';
 
@@ -146,21 +146,9 @@ export class PgWebhookStore implements WebhookStore {
            duration_ms = excluded.duration_ms`,
         [deliveryId, o.attempt, o.at, o.statusCode, o.error, o.durationMs],
       );
-      const status: DeliveryStatus = o.result === 'retry' ? 'pending' : o.result;
       await q.query(
-        `UPDATE ${this.#t.deliveries} SET status = $2, attempts = $3, next_attempt_at = $4, claimed_until = NULL, last_attempt_at = $5,
-           last_status_code = $6, last_error = $7, last_duration_ms = $8, completed_at = $9 WHERE id = $1`,
-        [
-          deliveryId,
-          status,
-          Math.max(attempts, o.attempt),
-          o.result === 'retry' ? o.nextAttemptAt : null,
-          o.at,
-          o.statusCode,
-          o.error,
-          o.durationMs,
-          o.result === 'retry' ? null : o.at + o.durationMs,
-        ],
+        `UPDATE ${this.#t.deliveries} SET ${ATTEMPT_COLUMNS.map((col, i) => `${col} = $${i + 2}`).join(', ')}, claimed_until = NULL WHERE id = $1`,
+        [deliveryId, ...afterAttempt(o, attempts)],
       );
     });
   }

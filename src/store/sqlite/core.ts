@@ -7,7 +7,7 @@
  */
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { secretContext, type Keyring } from '../cipher.js';
-import { alreadyExists, appInUse, checkName, checkScopes, checkState, CONNECTION_COLUMNS, connectionPatchColumns, emptyToNull, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf } from '../records.js';
+import { alreadyExists, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf } from '../records.js';
 import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
 import type { SqliteDatabase, SqliteHandle } from './db.js';
 
@@ -77,16 +77,7 @@ export class SqliteCoreStore implements Store, KeyRotation {
   async createApp(app: Omit<AppRecord, 'createdAt' | 'updatedAt'>): Promise<AppRecord> {
     checkName('app', app.name);
     const now = this.#clock();
-    const row: AppRow = {
-      name: app.name,
-      app_key: app.key,
-      secret_enc: this.#seal(app.secret, 'app', app.name, 'secret'),
-      scopes: JSON.stringify(checkScopes(app.scopes)),
-      team: app.team ? 1 : 0,
-      access: app.access,
-      created_at: now,
-      updated_at: now,
-    };
+    const row: AppRow = newAppRow(app, now, { seal: (v, field) => this.#seal(v, 'app', app.name, field), scopes: (sc) => JSON.stringify(sc), team: (t) => (t ? 1 : 0) });
     this.#run(
       'create an app',
       () => {
@@ -156,25 +147,7 @@ export class SqliteCoreStore implements Store, KeyRotation {
   async createConnection(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>): Promise<ConnectionRecord> {
     checkName('connection', rec.name);
     const now = this.#clock();
-    const row: ConnectionRow = {
-      name: rec.name,
-      app: rec.app,
-      account_id: rec.accountId,
-      team_id: rec.teamId,
-      email: rec.email,
-      display_name: rec.displayName,
-      team_name: rec.teamName,
-      scopes: JSON.stringify(checkScopes(rec.scopes)),
-      access_token_enc: this.#seal(emptyToNull(rec.accessToken), 'connection', rec.name, 'access_token'),
-      access_token_expires_at: rec.accessTokenExpiresAt,
-      refresh_token_enc: this.#seal(emptyToNull(rec.refreshToken), 'connection', rec.name, 'refresh_token'),
-      state: checkState(rec.state),
-      last_error: rec.lastError,
-      last_refresh_at: rec.lastRefreshAt,
-      created_at: now,
-      updated_at: now,
-      version: 1,
-    };
+    const row: ConnectionRow = newConnectionRow(rec, now, { seal: (v, field) => this.#seal(v, 'connection', rec.name, field), scopes: (sc) => JSON.stringify(sc) });
     this.#run(
       'create a connection',
       () => {

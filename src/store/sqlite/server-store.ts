@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Keyring } from '../cipher.js';
 import type { AdminCredentials, AdminUser, ApiKeyRecord, AuditEntry, ConnectLinkRecord, NewApiKey, NewAuditEntry, NewPendingOAuth, PendingOAuthRecord, ServerStore, SessionRecord } from '../server-types.js';
-import { adminExists, apiKeyExists, auditLimit, noLiveApiKey, noSuchAdmin, toAdmin, toApiKey as mapApiKey, toAudit, toLink, toPending, toSession, verifierContext, type AdminRow, type ApiKeyRowOf, type AuditRowOf, type LinkRow, type PendingRowOf, type SessionRow } from '../server-records.js';
+import { adminExists, apiKeyExists, auditLimit, noLiveApiKey, noSuchAdmin, newApiKeyRow, newLinkRow, newPendingRow, toAdmin, toApiKey as mapApiKey, toAudit, toLink, toPending, toSession, verifierContext, type AdminRow, type ApiKeyRowOf, type AuditRowOf, type LinkRow, type PendingRowOf, type SessionRow } from '../server-records.js';
 import type { SqliteDatabase, SqliteHandle } from './db.js';
 
 /** Lists are JSON text; `connections` is '*' for every connection. */
@@ -162,19 +162,7 @@ export class SqliteServerStore implements ServerStore {
         if (this.#db.prepare('SELECT 1 FROM server_api_keys WHERE name = ? AND revoked_at IS NULL').get(k.name)) {
           throw apiKeyExists(k.name);
         }
-        const row: ApiKeyRow = {
-          id: randomUUID(),
-          name: k.name,
-          prefix: k.prefix,
-          hash: k.hash,
-          permissions: JSON.stringify(k.permissions),
-          connections: k.connections === '*' ? '*' : JSON.stringify(k.connections),
-          created_at: now,
-          created_by: k.createdBy,
-          last_used_at: null,
-          revoked_at: null,
-          token_handouts: 0,
-        };
+        const row: ApiKeyRow = newApiKeyRow(k, now, randomUUID(), { list: (x) => JSON.stringify(x), connections: (x) => (x === '*' ? '*' : JSON.stringify(x)) });
         this.#db
           .prepare(
             `INSERT INTO server_api_keys (id, name, prefix, hash, permissions, connections, created_at, created_by, last_used_at, revoked_at, token_handouts)
@@ -264,16 +252,7 @@ export class SqliteServerStore implements ServerStore {
   // ---- connect links
 
   async createConnectLink(l: Omit<ConnectLinkRecord, 'id' | 'usedAt' | 'createdAt'>, now: number): Promise<ConnectLinkRecord> {
-    const row: LinkRow = {
-      id: randomUUID(),
-      token_hash: l.tokenHash,
-      connection: l.connection,
-      app: l.app,
-      created_at: now,
-      created_by: l.createdBy,
-      expires_at: l.expiresAt,
-      used_at: null,
-    };
+    const row = newLinkRow(l, now, randomUUID());
     this.#run('create a connect link', () =>
       this.#db
         .prepare(
@@ -316,23 +295,7 @@ export class SqliteServerStore implements ServerStore {
 
   async createPendingOAuth(p: NewPendingOAuth, now: number): Promise<PendingOAuthRecord> {
     const id = randomUUID();
-    const row: PendingRow = {
-      id,
-      state_hash: p.stateHash,
-      binding_hash: p.bindingHash,
-      session_id_hash: p.sessionIdHash,
-      link_id: p.linkId,
-      connection: p.connection,
-      app: p.app,
-      code_verifier_enc: this.#keyring.encrypt(p.codeVerifier, verifierContext(id)),
-      redirect_uri: p.redirectUri,
-      scopes: JSON.stringify(p.scopes),
-      return_mode: p.returnMode,
-      return_to: p.returnTo,
-      actor: p.actor,
-      created_at: now,
-      expires_at: p.expiresAt,
-    };
+    const row: PendingRow = newPendingRow(p, now, id, this.#keyring.encrypt(p.codeVerifier, verifierContext(id)), JSON.stringify(p.scopes));
     this.#run('store a pending login', () =>
       this.#db
         .prepare(

@@ -9,7 +9,7 @@
  */
 import type { Keyring } from '../cipher.js';
 import type { AttemptOutcome, ClaimedDelivery, DeliveryAttempt, DeliveryRecord, DeliveryStatus, JobRunRecord, NewWebhookEndpoint, NewWebhookEvent, WebhookEndpoint, WebhookStore } from '../webhook-types.js';
-import { deliverySelect, endpointSecretContext as secretCtx, toAttempt, toDelivery, toEndpoint as mapEndpoint, toJobRun, type AttemptRow, type DeliveryRow, type EndpointRowOf, type JobRunRow, randomId, type NewId } from '../webhook-records.js';
+import { afterAttempt, ATTEMPT_COLUMNS, deliverySelect, endpointSecretContext as secretCtx, toAttempt, toDelivery, toEndpoint as mapEndpoint, toJobRun, type AttemptRow, type DeliveryRow, type EndpointRowOf, type JobRunRow, randomId, type NewId } from '../webhook-records.js';
 import type { SqliteDatabase, SqliteHandle } from './db.js';
 
 /** Event types are JSON text, `enabled` is 0 or 1. */
@@ -167,23 +167,9 @@ export class SqliteWebhookStore implements WebhookStore {
         this.#db
           .prepare('INSERT OR REPLACE INTO webhook_attempts (delivery_id, attempt, at, status_code, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?)')
           .run(deliveryId, o.attempt, o.at, o.statusCode, o.error, o.durationMs);
-        const status: DeliveryStatus = o.result === 'retry' ? 'pending' : o.result;
         this.#db
-          .prepare(
-            `UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, claimed_until = NULL, last_attempt_at = ?,
-               last_status_code = ?, last_error = ?, last_duration_ms = ?, completed_at = ? WHERE id = ?`,
-          )
-          .run(
-            status,
-            Math.max(cur.attempts, o.attempt),
-            o.result === 'retry' ? o.nextAttemptAt : null,
-            o.at,
-            o.statusCode,
-            o.error,
-            o.durationMs,
-            o.result === 'retry' ? null : o.at + o.durationMs,
-            deliveryId,
-          );
+          .prepare(`UPDATE webhook_deliveries SET ${ATTEMPT_COLUMNS.map((col) => `${col} = ?`).join(', ')}, claimed_until = NULL WHERE id = ?`)
+          .run(...afterAttempt(o, cur.attempts), deliveryId);
       },
       true,
     );
