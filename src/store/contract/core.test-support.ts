@@ -82,18 +82,20 @@ export function deferred<T = void>() {
   return { promise, resolve, reject };
 }
 
-export function storeContractTests(name: string, makeHarness: () => Promise<StoreHarness>): void {
-  /** Opens one handle with its own virtual time; most tests need no more. */
-  async function withStore(fn: (s: Store, vt: VirtualTime, h: StoreHarness) => Promise<void>): Promise<void> {
-    const h = await makeHarness();
-    const vt = new VirtualTime(undefined, h.settle);
-    try {
-      const s = await h.open({ clock: vt.clock, sleep: vt.sleep });
-      await fn(s, vt, h);
-    } finally {
-      await h.cleanup();
-    }
+/** Opens one handle with its own virtual time (most tests need no more), and cleans the harness up afterwards. */
+export async function withOne<T>(makeHarness: () => Promise<Harness<T>>, fn: (s: T, vt: VirtualTime, h: Harness<T>) => Promise<void>): Promise<void> {
+  const h = await makeHarness();
+  const vt = new VirtualTime(undefined, h.settle);
+  try {
+    const s = await h.open({ clock: vt.clock, sleep: vt.sleep });
+    await fn(s, vt, h);
+  } finally {
+    await h.cleanup();
   }
+}
+
+export function storeContractTests(name: string, makeHarness: () => Promise<StoreHarness>): void {
+  const withStore = (fn: (s: Store, vt: VirtualTime, h: StoreHarness) => Promise<void>) => withOne(makeHarness, fn);
 
   describe(`Store contract: ${name}`, () => {
     describe('apps', () => {

@@ -17,21 +17,12 @@ import { afterEach, describe, it } from 'node:test';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { openStores } from '../index.js';
 import type { LockStore, Stores } from '../types.js';
-import { deferred, rejectsWith, sampleApp, sampleConnection, type Harness } from './core.test-support.js';
+import { deferred, rejectsWith, sampleApp, sampleConnection, withOne, type Harness } from './core.test-support.js';
 import { withHarness, type DriverHarness, type DriverUnderTest } from './harness.test-support.js';
 import { FrozenSleep, VirtualTime } from './virtual-time.test-support.js';
 
 export function lockContractTests(name: string, makeHarness: () => Promise<Harness<LockStore>>): void {
-  async function withStore(fn: (s: LockStore, vt: VirtualTime, h: Harness<LockStore>) => Promise<void>): Promise<void> {
-    const h = await makeHarness();
-    const vt = new VirtualTime(undefined, h.settle);
-    try {
-      const s = await h.open({ clock: vt.clock, sleep: vt.sleep });
-      await fn(s, vt, h);
-    } finally {
-      await h.cleanup();
-    }
-  }
+  const withStore = (fn: (s: LockStore, vt: VirtualTime, h: Harness<LockStore>) => Promise<void>) => withOne(makeHarness, fn);
 
   describe(`Lock contract: ${name}`, () => {
     const lock = { ttlMs: 10_000, waitMs: 60_000 };
