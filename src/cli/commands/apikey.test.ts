@@ -59,7 +59,7 @@ test('create and revoke go through the server\'s ApiKeyService: the same audit e
   const { openServerStores } = await import('../../server/main.js');
   const stores = await openServerStores(env);
   try {
-    const entries = (await stores.serverStore.listAudit({ target: 'audited', limit: 10 })).reverse();
+    const entries = (await stores.server.listAudit({ target: 'audited', limit: 10 })).reverse();
     assert.deepEqual(entries.map((e) => [e.actor, e.action]), [['cli', 'apikey.created'], ['cli', 'apikey.revoked']]);
     const [created, revoked] = entries;
     assert.deepEqual(created!.details, { permissions: ['token:read'], connections: ['alpha'], prefix: created!.details['prefix'] });

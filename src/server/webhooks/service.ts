@@ -41,7 +41,7 @@ export interface WebhookOptions {
 export function webhookStoreOf(s: Pick<ServerDeps, 'webhookStore'>): WebhookStore {
   if (!s.webhookStore) {
     throw new DropkeyError(ErrorCodes.INTERNAL, 'Webhooks are not available: the server was started without a webhook store.', {
-      hint: 'Pass webhookStore in the server deps (main.ts opens it with openSqliteWebhookStore).',
+      hint: 'Pass webhookStore in the server deps (main.ts hands it stores.webhooks from openStores).',
     });
   }
   return s.webhookStore;
