@@ -50,6 +50,7 @@ const { DEMO_ACCOUNT_EMAIL } = await dist('emulator/index.js');
 const { Dropkey } = await dist('connections/dropkey.js');
 const { dropboxUrlsFromBase } = await dist('dropbox/hosts.js');
 const { openServerStores } = await dist('server/main.js');
+const { readConfig } = await dist('config.js');
 const { generateApiKey } = await dist('server/security/secrets.js');
 
 /** Starts the built CLI and resolves with the URL from its "... listening on URL" line. */
@@ -202,7 +203,7 @@ try {
 
   // The server's store: an app, a connection from the grant's refresh token, and a proxy key.
   const env = { DROPKEY_HOME: home, DROPKEY_MASTER_KEY: masterKey, DROPKEY_DROPBOX_URL: emuUrl, DROPKEY_LOG_LEVEL: 'warn' };
-  const stores = await openServerStores(env);
+  const stores = await openServerStores(await readConfig(env));
   const dk = await Dropkey.open({ store: stores.core, urls: dropboxUrlsFromBase(emuUrl) });
   await dk.addApp({ name: 'bench', key: app.key, secret: app.secret });
   await dk.import({ connection: 'bench', app: 'bench', refreshToken: grant.refresh_token });

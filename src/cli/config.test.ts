@@ -4,9 +4,11 @@ import { intOption, loadConfig, parseOptions, redirectUriFor, scopeList } from '
 import { isDropkeyError } from '../errors.js';
 
 test('loadConfig reads home, master key, URLs and the default connection from the given env only', async () => {
-  const c = await loadConfig({ DROPKEY_HOME: '/tmp/x', DROPKEY_MASTER_KEY: 'k', DROPKEY_DROPBOX_URL: 'http://127.0.0.1:9/', DROPKEY_CONNECTION: 'dropbox_default' });
+  // The master key is checked now (a valid one: 64 hex digits).
+  const key = 'ab'.repeat(32);
+  const c = await loadConfig({ DROPKEY_HOME: '/tmp/x', DROPKEY_MASTER_KEY: key, DROPKEY_DROPBOX_URL: 'http://127.0.0.1:9/', DROPKEY_CONNECTION: 'dropbox_default' });
   assert.equal(c.home, '/tmp/x');
-  assert.equal(c.masterKey, 'k');
+  assert.equal(c.masterKey, key);
   assert.equal(c.connection, 'dropbox_default');
   assert.equal(c.urls.token, 'http://127.0.0.1:9/oauth2/token');
   assert.equal(c.urls.api, 'http://127.0.0.1:9');

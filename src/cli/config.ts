@@ -1,13 +1,14 @@
 /**
- * The CLI's configuration: the only module of the CLI that reads environment variables (from ctx.env, never
- * process.env), and the one place that parses command options. Keep this module's imports tiny: `dropkey token`
+ * The CLI's configuration (read through src/config.ts from ctx.env, never process.env), and the one place that
+ * parses command options. Keep this module's imports tiny: `dropkey token`
  * loads it on its hot path (bench/token-startup.mjs).
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseArgs } from 'node:util';
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { dropboxUrlsFromEnv, type DropboxUrls } from '../dropbox/hosts.js';
+import { readConfig, type DropkeyConfig } from '../config.js';
 import { DEFAULT_CONNECTION } from '../connections/names.js';
-import type { CommandContext } from './context.js';
+import type { CommandContext, CommandOptions } from './context.js';
+import { didYouMean } from './suggest.js';
 
 export { DEFAULT_CONNECTION };
 
@@ -24,80 +25,18 @@ export function redirectUriFor(port: number): string {
   return `http://127.0.0.1:${port}${CALLBACK_PATH}`;
 }
 
-export interface CliConfig {
-  /** Data directory (DROPKEY_HOME, else the XDG default chosen by the store). */
-  home: string;
-  /** DROPKEY_MASTER_KEY, when set (otherwise the store uses its key file). Never printed. */
-  masterKey: string | undefined;
-  /** Dropbox base URLs (DROPKEY_DROPBOX_URL and the per-host overrides). */
-  urls: DropboxUrls;
-  /** DROPKEY_DATABASE_URL, when set: another SQLite file (file:) or PostgreSQL (postgres://). Never printed. */
-  databaseUrl: string | undefined;
-  /** DROPKEY_CONNECTION, else "default". */
-  connection: string;
-}
+/** The CLI's view of the configuration: the one every entry point reads (src/config.ts). */
+export type CliConfig = DropkeyConfig;
 
 /**
- * Reads the CLI's environment. The home default comes from the store's resolveHome (XDG rules), loaded lazily
- * so that commands that never touch the store do not pay for it.
+ * Reads the CLI's environment through readConfig: every bad variable is reported at once. Relative DROPKEY_HOME
+ * values resolve against the command's working directory.
  */
-export async function loadConfig(env: CommandContext['env']): Promise<CliConfig> {
-  let home = nonEmpty(env['DROPKEY_HOME']);
-  if (home === undefined) {
-    const { resolveHome } = await import('../store/index.js');
-    home = resolveHome(env);
-  }
-  checkUrlVariables(env);
-  return {
-    home,
-    masterKey: nonEmpty(env['DROPKEY_MASTER_KEY']),
-    urls: dropboxUrlsFromEnv(env),
-    databaseUrl: nonEmpty(env['DROPKEY_DATABASE_URL']),
-    connection: nonEmpty(env['DROPKEY_CONNECTION']) ?? DEFAULT_CONNECTION,
-  };
+export async function loadConfig(env: CommandContext['env'], cwd?: string): Promise<CliConfig> {
+  return readConfig(env, cwd === undefined ? {} : { cwd });
 }
 
-/** The variables dropboxUrlsFromEnv reads (src/dropbox/hosts.ts). */
-const URL_VARIABLES = [
-  'DROPKEY_DROPBOX_URL',
-  'DROPKEY_DROPBOX_AUTHORIZE_URL',
-  'DROPKEY_DROPBOX_TOKEN_URL',
-  'DROPKEY_DROPBOX_API_URL',
-  'DROPKEY_DROPBOX_CONTENT_URL',
-  'DROPKEY_DROPBOX_NOTIFY_URL',
-] as const;
-
-/**
- * A Dropbox URL that is not http(s) can never work, yet would otherwise surface as a network failure retried for
- * half a minute and reported as "usually temporary". Every bad variable is named at once; values are not secrets
- * but are cut short in case something else was pasted there.
- */
-function checkUrlVariables(env: CommandContext['env']): void {
-  const bad: string[] = [];
-  for (const name of URL_VARIABLES) {
-    const v = nonEmpty(env[name]);
-    if (v === undefined) continue;
-    let ok = false;
-    try {
-      const u = new URL(v);
-      ok = (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
-    } catch {
-      ok = false;
-    }
-    if (!ok) bad.push(`${name}=${JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v)}`);
-  }
-  if (bad.length > 0) {
-    throw new DropkeyError(ErrorCodes.BAD_INPUT, `not an http(s) URL: ${bad.join(', ')}.`, {
-      hint: 'Give a full base URL such as http://127.0.0.1:8080 (the address dropkey emulator prints), or unset the variable to use Dropbox itself.',
-    });
-  }
-}
-
-function nonEmpty(v: string | undefined): string | undefined {
-  return v === undefined || v.trim() === '' ? undefined : v;
-}
-
-type Options = NonNullable<ParseArgsConfig['options']>;
+type Options = CommandOptions;
 
 export type ParsedOptions<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: boolean; tokens: false }>>;
 
@@ -115,7 +54,7 @@ export function parseOptions<O extends Options>(
   try {
     parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: positionals > 0, tokens: false });
   } catch (err) {
-    throw usageError(command, describeParseError(err));
+    throw usageError(command, describeParseError(err, options));
   }
   if (parsed.positionals.length > positionals) {
     throw usageError(command, `unexpected argument "${parsed.positionals[positionals]}"`);
@@ -123,14 +62,14 @@ export function parseOptions<O extends Options>(
   return parsed;
 }
 
-function describeParseError(err: unknown): string {
+function describeParseError(err: unknown, options: Options): string {
   const e = err as { code?: string; message?: string };
   const msg = e.message ?? String(err);
   // Node's messages name the flag ("Unknown option '--foo'. To specify a positional..."): keep the first sentence.
   const quoted = /'(-[^']*)'/.exec(msg)?.[1];
   switch (e.code) {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
-      return `unknown option "${quoted ?? msg}"`;
+      return `unknown option "${quoted ?? msg}"${quoted ? didYouMean(quoted.split('=')[0]!, flagNames(options)) : ''}`;
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
       // Node says "Option '--json' does not take an argument" for `--json=3`: not a missing value.
       if (quoted && /does not take an argument/.test(msg)) return `option "${quoted.split(/[ ,=]/)[0]}" takes no value`;
@@ -145,6 +84,20 @@ function describeParseError(err: unknown): string {
     default:
       return msg.split('. ')[0] ?? msg;
   }
+}
+
+/** Every spelling of the options: --long, and -s for those with a short form. */
+function flagNames(options: Options): string[] {
+  const out = [...Object.keys(options).map((n) => `--${n}`), '--help'];
+  for (const o of Object.values(options)) if (o.short) out.push(`-${o.short}`);
+  return out;
+}
+
+/** A usage error for a subcommand that does not exist, with the closest one suggested. */
+export function unknownSubcommand(command: string, sub: string | undefined, subcommands: readonly string[]): DropkeyError {
+  const list = subcommands.length > 1 ? `${subcommands.slice(0, -1).join(', ')} or ${subcommands.at(-1)}` : subcommands.join('');
+  if (sub === undefined) return usageError(command, `missing subcommand (${list})`);
+  return usageError(command, `unknown subcommand "${sub}"${didYouMean(sub, subcommands)} (use ${list})`);
 }
 
 export function usageError(command: string, what: string): DropkeyError {

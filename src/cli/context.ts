@@ -1,5 +1,9 @@
 import { writeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
+import type { ParseArgsConfig } from 'node:util';
+
+/** A command's flags, as node:util parseArgs takes them. */
+export type CommandOptions = NonNullable<ParseArgsConfig['options']>;
 
 /**
  * Everything a command may touch from the outside world. Commands never read `process.*` directly,
@@ -22,10 +26,20 @@ export interface CommandContext {
   signal: AbortSignal;
 }
 
-/** A command module's default export. Throw DropkeyError for failures; return an exit code only for "ran fine but found a problem" (e.g. doctor → 1). */
+/**
+ * A command module's default export, the one source of what the command is: the command table's summaries and the
+ * top-level help come from `summary`, --help prints `usage`, and the flags are parsed (and mistyped ones matched to
+ * a suggestion) from `options` and `subcommands`. Throw DropkeyError for failures; return an exit code only for
+ * "ran fine but found a problem" (e.g. doctor → 1).
+ */
 export interface Command {
+  /** One line for `dropkey --help`. */
   summary: string;
   usage: string;
+  /** The flags the command takes (for a command with subcommands: the flags every subcommand takes, often none). */
+  options: CommandOptions;
+  /** Each subcommand's own flags, for commands such as `app add` or `keys rotate`. */
+  subcommands?: Record<string, CommandOptions>;
   run(ctx: CommandContext): Promise<number | void>;
 }
 

@@ -1,18 +1,12 @@
 import { DropkeyError } from '../errors.js';
-import { commands } from './cli.js';
+import { commands, usage } from './cli.js';
 import type { CommandContext } from './context.js';
 
 import { commandContext } from './process.js';
 import { ExitCodes, reportError } from './report.js';
+import { didYouMean } from './suggest.js';
 
 export { ExitCodes, reportError };
-
-function usage(): string {
-  const names = Object.keys(commands);
-  const width = Math.max(...names.map((n) => n.length));
-  const lines = names.map((n) => `  ${n.padEnd(width)}  ${commands[n]!.summary}`);
-  return `Usage: dropkey <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nRun "dropkey <command> --help" for a command's options.\n`;
-}
 
 /**
  * The only place where errors become exit codes and messages. Messages are written to stderr;
@@ -22,7 +16,7 @@ function usage(): string {
 export async function run(argv: string[], ctx: Omit<CommandContext, 'argv'>): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    ctx.stdout.write(usage());
+    ctx.stdout.write(await usage());
     return name === undefined ? ExitCodes.USAGE : ExitCodes.OK;
   }
   if (name === '--version' || name === '-v') {
@@ -31,13 +25,14 @@ export async function run(argv: string[], ctx: Omit<CommandContext, 'argv'>): Pr
     ctx.stdout.write(`${pkg.version}\n`);
     return ExitCodes.OK;
   }
-  const entry = commands[name];
-  if (!entry) {
-    ctx.stderr.write(`dropkey: unknown command "${name}".\n\n${usage()}`);
+  const load = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!load) {
+    const flag = name.startsWith('-');
+    ctx.stderr.write(`dropkey: unknown ${flag ? 'option' : 'command'} "${name}"${didYouMean(name, flag ? ['--help', '--version'] : Object.keys(commands))}.\n\n${await usage()}`);
     return ExitCodes.USAGE;
   }
   try {
-    const command = (await entry.load()).default;
+    const command = (await load()).default;
     if (rest.includes('--help') || rest.includes('-h')) {
       ctx.stdout.write(`${command.usage.trimEnd()}\n`);
       return ExitCodes.OK;

@@ -2,6 +2,7 @@
  * Reading secrets and pasted codes from standard input. `--secret -`, `--refresh-token -`, `--access-token -` and
  * `--token -` read here so that secrets stay out of shell history and `ps` output.
  */
+import { StringDecoder } from 'node:string_decoder';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import type { CommandContext } from './context.js';
 
@@ -25,50 +26,70 @@ export async function readSecret(ctx: Ctx, what: string): Promise<string> {
     ctx.stderr.write(`Paste the ${what} (input is hidden), then press Enter: `);
     return readHidden(ctx, stdin as Ctx['stdin'] & { setRawMode: (raw: boolean) => unknown });
   }
-  const text = await readAll(ctx, what);
+  const text = await readStdin(ctx, {
+    what,
+    line: false,
+    tooLong: () =>
+      new DropkeyError(ErrorCodes.BAD_INPUT, `the ${what} read from standard input is longer than ${MAX_INPUT} bytes.`, {
+        hint: 'Pipe only the value itself, e.g.: printf %s "$VALUE" | dropkey ...',
+      }),
+    empty: () =>
+      new DropkeyError(ErrorCodes.BAD_INPUT, `no ${what} on standard input.`, {
+        hint: `Pipe it in (printf %s "$VALUE" | dropkey ...) or run the command in a terminal to paste it.`,
+      }),
+  });
   return text.replace(/\r?\n$/, '');
 }
 
-async function readAll(ctx: Ctx, what: string): Promise<string> {
-  const chunks: Buffer[] = [];
+interface StdinRead {
+  /** What is read, for the error messages ("app secret"). */
+  what: string;
+  /** Resolve at the first newline (the line without it) instead of at the end of input. */
+  line: boolean;
+  /** Rejects with timedOut() if nothing complete arrived by then. */
+  timeoutMs?: number;
+  timedOut?: () => DropkeyError;
+  tooLong: () => DropkeyError;
+  /** At the end of input with nothing but blanks read. */
+  empty: () => DropkeyError;
+}
+
+/**
+ * The one reader of standard input when it is not a terminal: collects text up to the end of input (or the first
+ * newline), at most MAX_INPUT bytes, and stops on Ctrl-C (the signal) or the timeout. Listeners are removed and the
+ * stream paused afterwards so that the process can exit.
+ */
+function readStdin(ctx: Ctx, o: StdinRead): Promise<string> {
+  const decoder = new StringDecoder('utf8');
+  let text = '';
   let size = 0;
   return new Promise<string>((resolve, reject) => {
-    const cleanup = (): void => {
+    const timer = o.timeoutMs === undefined ? undefined : setTimeout(() => done(o.timedOut?.() ?? cancelled()), o.timeoutMs);
+    const done = (err: DropkeyError | undefined, value = ''): void => {
+      if (timer) clearTimeout(timer);
       ctx.stdin.off('data', onData);
       ctx.stdin.off('end', onEnd);
       ctx.stdin.off('error', onError);
       ctx.signal.removeEventListener('abort', onAbort);
       ctx.stdin.pause();
+      if (err) reject(err);
+      else resolve(value);
     };
     const onData = (c: Buffer | string): void => {
       const b = typeof c === 'string' ? Buffer.from(c) : c;
       size += b.length;
-      if (size > MAX_INPUT) {
-        cleanup();
-        reject(new DropkeyError(ErrorCodes.BAD_INPUT, `the ${what} read from standard input is longer than ${MAX_INPUT} bytes.`, {
-          hint: 'Pipe only the value itself, e.g.: printf %s "$VALUE" | dropkey ...',
-        }));
-        return;
-      }
-      chunks.push(b);
+      text += decoder.write(b);
+      const nl = o.line ? text.indexOf('\n') : -1;
+      if (nl >= 0) done(undefined, text.slice(0, nl).replace(/\r$/, ''));
+      else if (size > MAX_INPUT) done(o.tooLong());
     };
     const onEnd = (): void => {
-      cleanup();
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '') {
-        reject(new DropkeyError(ErrorCodes.BAD_INPUT, `no ${what} on standard input.`, {
-          hint: `Pipe it in (printf %s "$VALUE" | dropkey ...) or run the command in a terminal to paste it.`,
-        }));
-      } else resolve(text);
+      text += decoder.end();
+      if (text.trim() === '') done(o.empty());
+      else done(undefined, text);
     };
-    const onError = (e: Error): void => {
-      cleanup();
-      reject(new DropkeyError(ErrorCodes.BAD_INPUT, `could not read the ${what} from standard input: ${e.message}`));
-    };
-    const onAbort = (): void => {
-      cleanup();
-      reject(cancelled());
-    };
+    const onError = (e: Error): void => done(new DropkeyError(ErrorCodes.BAD_INPUT, `could not read the ${o.what} from standard input: ${e.message}`));
+    const onAbort = (): void => done(cancelled());
     if (ctx.signal.aborted) return onAbort();
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     ctx.stdin.on('data', onData);
@@ -115,47 +136,20 @@ function readHidden(ctx: Ctx, stdin: Ctx['stdin'] & { setRawMode: (raw: boolean)
  * Resolves with the line without its newline; rejects on end of input, Ctrl-C or the timeout.
  */
 export async function readLine(ctx: Ctx, what: string, timeoutMs: number): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new DropkeyError(ErrorCodes.OAUTH_FAILED, `no ${what} was pasted within ${Math.round(timeoutMs / 1000)} seconds; nothing was saved.`, {
+  const line = await readStdin(ctx, {
+    what,
+    line: true,
+    timeoutMs,
+    timedOut: () =>
+      new DropkeyError(ErrorCodes.OAUTH_FAILED, `no ${what} was pasted within ${Math.round(timeoutMs / 1000)} seconds; nothing was saved.`, {
         hint: 'Run the same dropkey login command again (use --timeout SECONDS for more time).',
-      }));
-    }, timeoutMs);
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      ctx.stdin.off('data', onData);
-      ctx.stdin.off('end', onEnd);
-      ctx.signal.removeEventListener('abort', onAbort);
-      ctx.stdin.pause();
-    };
-    const onData = (c: Buffer | string): void => {
-      buf += typeof c === 'string' ? c : c.toString('utf8');
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) {
-        cleanup();
-        resolve(buf.slice(0, nl).replace(/\r$/, ''));
-      } else if (buf.length > MAX_INPUT) {
-        cleanup();
-        reject(new DropkeyError(ErrorCodes.BAD_INPUT, `the pasted ${what} is too long.`));
-      }
-    };
-    const onEnd = (): void => {
-      cleanup();
-      if (buf.trim() !== '') resolve(buf.replace(/\r?\n?$/, ''));
-      else reject(new DropkeyError(ErrorCodes.BAD_INPUT, `standard input closed before a ${what} was pasted; nothing was saved.`, {
+      }),
+    tooLong: () => new DropkeyError(ErrorCodes.BAD_INPUT, `the pasted ${what} is too long.`),
+    empty: () =>
+      new DropkeyError(ErrorCodes.BAD_INPUT, `standard input closed before a ${what} was pasted; nothing was saved.`, {
         hint: 'Run dropkey login --no-redirect in a terminal, open the URL, and paste the code Dropbox shows.',
-      }));
-    };
-    const onAbort = (): void => {
-      cleanup();
-      reject(cancelled());
-    };
-    if (ctx.signal.aborted) return onAbort();
-    ctx.signal.addEventListener('abort', onAbort, { once: true });
-    ctx.stdin.on('data', onData);
-    ctx.stdin.on('end', onEnd);
-    ctx.stdin.resume();
+      }),
   });
+  // Input that ended without a newline: the last line as it is.
+  return line.replace(/\r?\n?$/, '');
 }

@@ -1,4 +1,5 @@
 import { ErrorCodes, isDropkeyError } from '../errors.js';
+import { debugEnabled } from '../config.js';
 import type { CommandContext } from './context.js';
 
 /** Exit codes: 0 ok, 1 a problem was found or an operation failed, 2 bad usage, 130 interrupted. */
@@ -13,7 +14,7 @@ export function reportError(err: unknown, ctx: Pick<CommandContext, 'stderr' | '
   if (isDropkeyError(err)) {
     ctx.stderr.write(`dropkey: ${err.message}\n`);
     if (err.hint) ctx.stderr.write(`  ${err.hint.split('\n').join('\n  ')}\n`);
-    if (ctx.env['DROPKEY_DEBUG'] && err.cause) ctx.stderr.write(`  cause: ${String((err.cause as Error)?.stack ?? err.cause)}\n`);
+    if (debugEnabled(ctx.env) && err.cause) ctx.stderr.write(`  cause: ${String((err.cause as Error)?.stack ?? err.cause)}\n`);
     if (err.code === ErrorCodes.CANCELLED) return ExitCodes.INTERRUPTED;
     if (err.code === ErrorCodes.BAD_INPUT) return ExitCodes.USAGE;
     return ExitCodes.FAILED;
@@ -25,7 +26,7 @@ export function reportError(err: unknown, ctx: Pick<CommandContext, 'stderr' | '
     return ExitCodes.USAGE;
   }
   ctx.stderr.write(`dropkey: unexpected error: ${e?.message ?? String(err)}\n`);
-  if (ctx.env['DROPKEY_DEBUG']) ctx.stderr.write(`${e?.stack ?? ''}\n`);
+  if (debugEnabled(ctx.env)) ctx.stderr.write(`${e?.stack ?? ''}\n`);
   else ctx.stderr.write('  This is a bug in dropkey. Run again with DROPKEY_DEBUG=1 for details and report it.\n');
   return ExitCodes.FAILED;
 }

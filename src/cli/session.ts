@@ -29,8 +29,8 @@ export async function facadeOn(store: Store, cfg: CliConfig): Promise<Dropkey> {
 }
 
 /** Runs fn with an open facade and always closes the store (releasing the SQLite handle) afterwards. */
-export async function withSession<T>(ctx: Pick<CommandContext, 'env'>, fn: (s: Session) => Promise<T>): Promise<T> {
-  const cfg = await loadConfig(ctx.env);
+export async function withSession<T>(ctx: Pick<CommandContext, 'env' | 'cwd'>, fn: (s: Session) => Promise<T>): Promise<T> {
+  const cfg = await loadConfig(ctx.env, ctx.cwd);
   const store = await openStoreOnly(cfg);
   try {
     const dk = await facadeOn(store, cfg);

@@ -10,7 +10,7 @@
  * `Dropkey.fromEnv(env)` is the one documented helper that maps environment variables to those options.
  */
 import type { DropboxClient } from '../dropbox/client.js';
-import { DROPBOX_URLS, type DropboxUrls, dropboxUrlsFromEnv } from '../dropbox/hosts.js';
+import { DROPBOX_URLS, type DropboxUrls } from '../dropbox/hosts.js';
 import type { Store } from '../store/types.js';
 import * as apps from './apps.js';
 import type { ConnectResult } from './connect.js';
@@ -66,25 +66,23 @@ export class Dropkey {
   }
 
   /**
-   * The one helper that reads environment variables, for library users who configure dropkey like the CLI:
-   * DROPKEY_HOME (data directory; else the XDG default), DROPKEY_MASTER_KEY, DROPKEY_DATABASE_URL (another
-   * store, e.g. PostgreSQL), DROPKEY_DROPBOX_URL and the per-host overrides (see dropboxUrlsFromEnv).
-   * Pass `process.env` or your own map; `overrides` set everything else (fetch, logger, clock...).
+   * For library users who configure dropkey like the CLI: the environment is read and checked by the same
+   * readConfig as the CLI's (src/config.ts: DROPKEY_HOME, DROPKEY_MASTER_KEY, DROPKEY_DATABASE_URL, the Dropbox
+   * URL variables...), every bad value reported at once. Pass `process.env` or your own map; `overrides` set
+   * everything else (fetch, logger, clock...).
    */
   static async fromEnv(
-    env: Record<string, string | undefined> = process.env,
+    env: Record<string, string | undefined>,
     overrides: Omit<DropkeyOptions, 'home' | 'masterKey' | 'urls' | 'databaseUrl'> = {},
   ): Promise<Dropkey> {
-    const { resolveHome } = await import('../store/index.js');
-    const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v.trim() === '' ? undefined : v);
-    const masterKey = nonEmpty(env['DROPKEY_MASTER_KEY']);
-    const databaseUrl = nonEmpty(env['DROPKEY_DATABASE_URL']);
+    const { readConfig } = await import('../config.js');
+    const config = await readConfig(env);
     return Dropkey.open({
       ...overrides,
-      home: resolveHome(env),
-      ...(masterKey ? { masterKey } : {}),
-      ...(databaseUrl ? { databaseUrl } : {}),
-      urls: dropboxUrlsFromEnv(env),
+      home: config.home,
+      ...(config.masterKey ? { masterKey: config.masterKey } : {}),
+      ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}),
+      urls: config.urls,
     });
   }
 

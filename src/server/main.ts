@@ -1,15 +1,14 @@
 /**
- * The server's entry point and its ONLY reader of environment variables:
- *   DROPKEY_HOME, DROPKEY_MASTER_KEY, DROPKEY_DATABASE_URL (store), DROPKEY_JOBS (off: no background jobs on this
- *   instance), DROPKEY_DROPBOX_URL and the per-host overrides
- *   (Dropbox hosts, see dropbox/hosts.ts), DROPKEY_PUBLIC_URL (externally visible URL), DROPKEY_LOG_LEVEL.
- * `dropkey serve` (cli/commands/serve.ts) passes its context's env and options here.
+ * The server's entry point. It reads no environment variable itself: `dropkey serve` (cli/commands/serve.ts) reads
+ * them once through readConfig (src/config.ts: store location and master key, Dropbox URLs, public URL, log level,
+ * DROPKEY_JOBS) and passes the configuration and its options here.
  */
 import type { Writable } from 'node:stream';
 import { Dropkey } from '../connections/dropkey.js';
-import { dropboxUrlsFromEnv, type DropboxUrls } from '../dropbox/hosts.js';
+import type { DropboxUrls } from '../dropbox/hosts.js';
+import { checkPublicUrl, type DropkeyConfig } from '../config.js';
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { openStores, resolveHome } from '../store/index.js';
+import { openStores } from '../store/index.js';
 import type { Stores } from '../store/types.js';
 import { createApp, MODULES, type ServerApp } from './app.js';
 import { defaultConfig, type ServerConfig } from './deps.js';
@@ -24,45 +23,29 @@ import { createProxyModule, proxyModule } from './proxy/index.js';
 import { SharedBackoffStore } from './proxy/shared-backoff.js';
 import { keyRotationFor } from '../store/rotation.js';
 
-type Env = Record<string, string | undefined>;
-
-function nonEmpty(v: string | undefined): string | undefined {
-  return v === undefined || v.trim() === '' ? undefined : v.trim();
-}
+/** What opening the stores needs from the configuration. */
+export type StoreConfig = Pick<DropkeyConfig, 'home' | 'masterKey' | 'databaseUrl'>;
 
 /**
  * Every store `dropkey serve` needs (core, server, webhooks, locks, shared back-off, key rotation) over one
- * database handle, from the environment: the driver is the store's business (openStores picks it from the URL).
+ * database handle, from the configuration: the driver is the store's business (openStores picks it from the URL).
  */
-export async function openServerStores(env: Env): Promise<Stores> {
-  return openStores({ home: resolveHome(env), masterKey: nonEmpty(env['DROPKEY_MASTER_KEY']), databaseUrl: nonEmpty(env['DROPKEY_DATABASE_URL']) });
+export async function openServerStores(config: StoreConfig): Promise<Stores> {
+  return openStores({ home: config.home, masterKey: config.masterKey, databaseUrl: config.databaseUrl });
 }
 
+/** The --public-url option: refused with what is wrong and how to fix it (DROPKEY_PUBLIC_URL is checked by readConfig). */
 export function validatePublicUrl(value: string): string {
-  let u: URL;
-  try {
-    u = new URL(value);
-  } catch {
-    throw new DropkeyError(ErrorCodes.BAD_INPUT, `The public URL ${JSON.stringify(value)} is not a URL.`, { hint: 'Example: --public-url https://dropkey.example.com' });
-  }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The public URL must start with https:// (or http:// for localhost).');
-  if (u.search || u.hash) throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The public URL must not have a query or fragment.');
-  if (u.pathname !== '/' && u.pathname !== '') {
-    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The public URL must be an origin without a path (dropkey serves from the root).', {
-      hint: 'Give your reverse proxy its own host name, e.g. https://dropkey.example.com',
-    });
-  }
-  const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname);
-  if (u.protocol === 'http:' && !loopback) {
-    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Dropbox accepts http:// redirect URIs only for localhost and 127.0.0.1; use https:// for any other host.', {
-      hint: 'Put dropkey behind a TLS-terminating reverse proxy and pass --public-url https://...',
-    });
-  }
-  return u.origin;
+  const r = checkPublicUrl(value);
+  if ('origin' in r) return r.origin;
+  throw new DropkeyError(ErrorCodes.BAD_INPUT, `The public URL ${JSON.stringify(value)}: ${r.problem}.`, {
+    hint: r.fix ?? 'Example: --public-url https://dropkey.example.com',
+  });
 }
 
 export interface RunServerOptions {
-  env: Env;
+  /** The configuration read from the environment by the entry point (readConfig). */
+  config: DropkeyConfig;
   port?: number;
   host?: string;
   publicUrl?: string;
@@ -71,7 +54,7 @@ export interface RunServerOptions {
   logStream?: Writable;
   signal: AbortSignal;
   /** Overrides for tests (e.g. a small flush interval). */
-  config?: Partial<Omit<ServerConfig, 'publicUrl'>>;
+  serverConfig?: Partial<Omit<ServerConfig, 'publicUrl'>>;
   fetch?: typeof fetch;
 }
 
@@ -86,17 +69,16 @@ export interface RunningServer {
 export async function startServer(o: RunServerOptions): Promise<RunningServer> {
   const host = o.host ?? '127.0.0.1';
   const port = o.port ?? 8080;
-  const urls: DropboxUrls = dropboxUrlsFromEnv(o.env);
-  const explicitPublic = o.publicUrl ?? nonEmpty(o.env['DROPKEY_PUBLIC_URL']);
-  if (explicitPublic) validatePublicUrl(explicitPublic);
-  const logger = createLogger({ level: nonEmpty(o.env['DROPKEY_LOG_LEVEL']) ?? 'info', ...(o.logStream ? { destination: o.logStream } : {}) });
-  const stores = await openServerStores(o.env);
+  const urls: DropboxUrls = o.config.urls;
+  const explicitPublic = o.publicUrl === undefined ? o.config.publicUrl : validatePublicUrl(o.publicUrl);
+  const logger = createLogger({ level: o.config.logLevel, ...(o.logStream ? { destination: o.logStream } : {}) });
+  const stores = await openServerStores(o.config);
   let listener: (Listener & { setApp(app: ServerApp): void }) | undefined;
   try {
     listener = await bind(port, host);
     const shownHost = host.includes(':') ? `[${host}]` : host;
     const localUrl = `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost === '[::]' ? '[::1]' : shownHost}:${listener.port}`;
-    const publicUrl = explicitPublic ? validatePublicUrl(explicitPublic) : localUrl;
+    const publicUrl = explicitPublic ?? localUrl;
     const metrics = createServerMetrics();
     const upstreamFetch = instrumentFetch(o.fetch ?? globalThis.fetch, urls, metrics);
     const dropkey = await Dropkey.open({ store: stores.core, urls, fetch: upstreamFetch, now: Date.now, logger });
@@ -106,15 +88,14 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
     const backoff = new SharedBackoffStore(stores.backoff, {
       onError: (err) => logger.warn({ err }, 'shared 429 back-off unreachable: using this instance\'s memory until the database answers'),
     });
-    const jobsOff = nonEmpty(o.env['DROPKEY_JOBS'])?.toLowerCase() === 'off';
-    const modules = MODULES.filter((m) => !(jobsOff && m === jobsModule)).map((m) => (m === proxyModule ? createProxyModule({ backoff }) : m));
+    const modules = MODULES.filter((m) => o.config.jobs || m !== jobsModule).map((m) => (m === proxyModule ? createProxyModule({ backoff }) : m));
     const app = createApp({
       dropkey,
       serverStore: stores.server,
       webhookStore: stores.webhooks,
       clock: Date.now,
       logger,
-      config: defaultConfig(publicUrl, o.config),
+      config: defaultConfig(publicUrl, o.serverConfig),
       fetch: upstreamFetch,
       metrics,
       events,

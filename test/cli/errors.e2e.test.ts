@@ -57,6 +57,44 @@ test('a Dropbox URL that is not http(s) is refused at once, not retried as a net
   assert.doesNotMatch(r.stderr, /attempts|temporary/);
 });
 
+test('did you mean: a mistyped command, flag or subcommand gets the closest one', async () => {
+  const cmd = await t.run(['tokn']);
+  assert.equal(cmd.code, 2);
+  assert.match(cmd.stderr, /unknown command "tokn" \(did you mean "token"\?\)/);
+  const flag = await t.run(['token', '--conection', 'x']);
+  assert.equal(flag.code, 2);
+  assert.match(flag.stderr, /unknown option "--conection" \(did you mean "--connection"\?\)/);
+  const sub = await t.run(['keys', 'rotat']);
+  assert.equal(sub.code, 2);
+  assert.match(sub.stderr, /unknown subcommand "rotat" \(did you mean "rotate"\?\)/);
+  const top = await t.run(['--hepl']);
+  assert.equal(top.code, 2);
+  assert.match(top.stderr, /unknown option "--hepl" \(did you mean "--help"\?\)/);
+});
+
+test('serve refuses a bad DROPKEY_JOBS and DROPKEY_LOG_LEVEL together, as configuration errors (not "a bug"), before binding', async () => {
+  const r = await t.run(['serve', '--port', '0'], { env: { DROPKEY_JOBS: 'maybe', DROPKEY_LOG_LEVEL: 'loud', DROPKEY_DROPBOX_API_URL: 'api.example' } });
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /3 environment variables need fixing/);
+  assert.match(r.stderr, /DROPKEY_JOBS="maybe" is neither on nor off\n\s+accepted: on, true, yes, 1 or off, false, no, 0/);
+  assert.match(r.stderr, /DROPKEY_LOG_LEVEL="loud" is not a log level\n\s+accepted: trace, debug, info, warn, error, fatal, silent/);
+  // serve makes the same URL checks as the other commands.
+  assert.match(r.stderr, /not an http\(s\) URL: DROPKEY_DROPBOX_API_URL="api.example"/);
+  assert.doesNotMatch(r.stderr, /bug in dropkey|listening/);
+  assert.equal(r.stdout, '');
+});
+
+test('DROPKEY_HOME that is a file is named with the problem', async () => {
+  const file = join(t.home, 'not-a-directory');
+  await writeFile(file, 'x');
+  for (const home of [file, join(file, 'sub')]) {
+    const r = await t.run(['list'], { env: { DROPKEY_HOME: home } });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`the data directory ${home.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} (is a file|is under ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}, which is a file), not a directory`));
+    assert.match(r.stderr, /Point DROPKEY_HOME at such a directory/);
+  }
+});
+
 test('unknown connection and missing app say what to run next', async () => {
   const tok = await t.run(['token', '--connection', 'ghost']);
   assert.equal(tok.code, 1);

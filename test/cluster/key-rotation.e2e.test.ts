@@ -14,6 +14,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { run } from '../../src/cli/index.js';
 import { openServerStores } from '../../src/server/main.js';
+import { readConfig } from '../../src/config.js';
 import { Keyring, keyringFromMasterKey, parseCiphertext } from '../../src/store/cipher.js';
 import { parseKeyFile } from '../../src/store/key-file.js';
 import { openStore } from '../../src/store/index.js';
@@ -119,7 +120,7 @@ async function assertCatalogComplete(scan: Scan): Promise<void> {
 }
 
 async function seed(store: Store, env: Record<string, string>): Promise<void> {
-  const stores = await openServerStores(env);
+  const stores = await openServerStores(await readConfig(env));
   try {
     await stores.core.createApp({ name: 'app', key: 'appkey1', secret: 'app-secret-1', scopes: [], team: false, access: null });
     for (let i = 0; i < CONNECTIONS; i++) {
@@ -294,7 +295,7 @@ describe('dropkey keys rotate', () => {
       // Step 3: the old key is dropped; everything opens and reads with the new key alone.
       const status = JSON.parse((await cli(['keys', 'status', '--json'], envNew)).stdout);
       assert.deepEqual(Object.keys(status.secrets_by_key_id), [newRing.activeKeyId]);
-      const stores = await openServerStores(envNew);
+      const stores = await openServerStores(await readConfig(envNew));
       assert.equal((await stores.core.getApp('app'))?.secret, 'app-secret-1');
       const pending = await stores.server.takePendingOAuth('a'.repeat(64), Date.now());
       assert.equal(pending?.codeVerifier, 'verifier-xyz');

@@ -16,6 +16,7 @@ import { after, before, test } from 'node:test';
 import { Dropkey } from '../../src/connections/dropkey.js';
 import { dropboxUrlsFromBase } from '../../src/dropbox/hosts.js';
 import { openServerStores } from '../../src/server/main.js';
+import { readConfig } from '../../src/config.js';
 import { generateApiKey } from '../../src/server/security/secrets.js';
 import { BLOCK_SIZE, patternBytes } from '../helpers/content-hash.js';
 import { headerSafeJson, startEmulator, type StartedEmulator } from '../helpers/emulator.js';
@@ -75,7 +76,7 @@ before(async () => {
 
   // The server's store, prepared as `dropkey app add`, `dropkey import` and `dropkey apikey create` would.
   const env = { DROPKEY_HOME: home, DROPKEY_MASTER_KEY: randomBytes(32).toString('base64'), DROPKEY_DROPBOX_URL: emu.url, DROPKEY_LOG_LEVEL: 'warn' };
-  const stores = await openServerStores(env);
+  const stores = await openServerStores(await readConfig(env));
   const dk = await Dropkey.open({ store: stores.core, urls: dropboxUrlsFromBase(emu.url) });
   await dk.addApp({ name: 'main', key: app.key, secret: app.secret!, scopes: app.scopes });
   await dk.import({ connection: 'big', app: 'main', refreshToken: grant.refresh_token! });

@@ -18,6 +18,7 @@ import { run } from '../../src/cli/index.js';
 import { Dropkey } from '../../src/connections/dropkey.js';
 import { dropboxUrlsFromBase } from '../../src/dropbox/hosts.js';
 import { startServer } from '../../src/server/main.js';
+import { readConfig } from '../../src/config.js';
 import { startEmulator, type StartedEmulator } from '../helpers/emulator.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -109,7 +110,7 @@ describe('startServer', () => {
     const out = capture();
     const logs = capture();
     const ac = new AbortController();
-    const server = await startServer({ env, port: 0, stdout: out.stream, logStream: logs.stream, signal: ac.signal, fetch: upstream });
+    const server = await startServer({ config: await readConfig(env), port: 0, stdout: out.stream, logStream: logs.stream, signal: ac.signal, fetch: upstream });
     const lines = out.text().split('\n');
     assert.match(lines[0]!, /^dropkey serve listening on http:\/\/127\.0\.0\.1:\d+$/);
     assert.match(lines[1]!, /^No admin exists yet\. Create one within 24 hours at: http:\/\/127\.0\.0\.1:\d+\/setup\?token=[A-Za-z0-9_-]{43}$/);
@@ -149,7 +150,7 @@ describe('startServer', () => {
 
   test('bad options are refused before binding: a public URL with a path, or plain http on a non-loopback host', async () => {
     const ac = new AbortController();
-    const o = { env, port: 0, stdout: new PassThrough(), logStream: new PassThrough(), signal: ac.signal };
+    const o = { config: await readConfig(env), port: 0, stdout: new PassThrough(), logStream: new PassThrough(), signal: ac.signal };
     await assert.rejects(startServer({ ...o, publicUrl: 'https://example.com/dropkey' }), { code: 'DROPKEY_BAD_INPUT' });
     await assert.rejects(startServer({ ...o, publicUrl: 'http://dropkey.example.com' }), { code: 'DROPKEY_BAD_INPUT' });
     await assert.rejects(startServer({ ...o, publicUrl: 'not a url' }), { code: 'DROPKEY_BAD_INPUT' });
@@ -160,7 +161,7 @@ describe('startServer', () => {
     const busy = createServer();
     await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
     const port = (busy.address() as { port: number }).port;
-    const o = { env, stdout: new PassThrough(), logStream: new PassThrough(), signal: new AbortController().signal };
+    const o = { config: await readConfig(env), stdout: new PassThrough(), logStream: new PassThrough(), signal: new AbortController().signal };
     try {
       await assert.rejects(startServer({ ...o, port }), (err: any) => err.code === 'DROPKEY_BAD_INPUT' && /already in use/.test(err.message));
       await assert.rejects(startServer({ ...o, port: 0, host: '192.0.2.1' }), (err: any) => err.code === 'DROPKEY_BAD_INPUT' && /not an address/.test(err.message));

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, test } from 'node:test';
 import { openServerStores } from '../../src/server/main.js';
+import { readConfig } from '../../src/config.js';
 import { dropSchema, freshSchemaName, SKIP_REASON, TEST_DATABASE_URL } from '../../src/store/postgres/test-helpers.test-support.js';
 
 if (!TEST_DATABASE_URL) {
@@ -26,8 +27,8 @@ if (!TEST_DATABASE_URL) {
         DROPKEY_DATABASE_URL: `${url}${url.includes('?') ? '&' : '?'}schema=${schema}`,
       });
       try {
-        const a = await openServerStores(env(homes[0]!));
-        const b = await openServerStores(env(homes[1]!));
+        const a = await openServerStores(await readConfig(env(homes[0]!)));
+        const b = await openServerStores(await readConfig(env(homes[1]!)));
         try {
           await a.core.createApp({ name: 'backup', key: 'k', secret: 's3cret', scopes: [], team: false, access: null });
           assert.equal((await b.core.getApp('backup'))?.secret, 's3cret');

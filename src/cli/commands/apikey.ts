@@ -3,8 +3,8 @@
  * (a running server sees a new key at once and a revoked one within its key cache time, 5 s). It goes through
  * the server's own ApiKeyService (server/services/api-keys.ts): the same checks, the same audit entries.
  */
-import type { Command, CommandContext } from '../context.js';
-import { parseOptions, usageError } from '../config.js';
+import type { Command, CommandContext, CommandOptions } from '../context.js';
+import { loadConfig, parseOptions, unknownSubcommand, usageError } from '../config.js';
 import { writeJson } from '../output.js';
 
 const usage = `Usage:
@@ -17,17 +17,32 @@ admin (refresh, revoke, connect links; with --all-connections also API keys and 
 Repeat --permission and --connection for several. The key is printed ONCE: store it in your secret manager.
 `;
 
+const subcommands = {
+  create: {
+    name: { type: 'string' },
+    permission: { type: 'string', multiple: true },
+    connection: { type: 'string', multiple: true },
+    'all-connections': { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
+  list: { json: { type: 'boolean' } },
+  revoke: {},
+} as const satisfies Record<string, CommandOptions>;
+
 const command: Command = {
   summary: 'Create, list or revoke API keys for dropkey serve',
   usage,
+  options: {},
+  subcommands,
   async run(ctx) {
     const [sub, ...rest] = ctx.argv;
-    if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw usageError('apikey', sub === undefined ? 'say create, list or revoke' : `unknown subcommand "${sub}"`);
+    if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw unknownSubcommand('apikey', sub, Object.keys(subcommands));
     const { openServerStores } = await import('../../server/main.js');
     const { ApiKeyService } = await import('../../server/services/api-keys.js');
     const { AuditLog } = await import('../../server/services/audit.js');
     const open = async () => {
-      const stores = await openServerStores(ctx.env);
+      // Read when the stores are opened, so that a usage error is reported as such first.
+      const stores = await openServerStores(await loadConfig(ctx.env, ctx.cwd));
       const deps = { serverStore: stores.server, clock: Date.now };
       // No key cache here: every CLI run is a fresh process.
       const keys = new ApiKeyService({ ...deps, config: { apiKeyCacheMs: 0 } }, new AuditLog({ ...deps, logger: auditWarnings(ctx) }));
@@ -35,13 +50,7 @@ const command: Command = {
     };
 
     if (sub === 'create') {
-      const { values } = parseOptions('apikey', rest, {
-        name: { type: 'string' },
-        permission: { type: 'string', multiple: true },
-        connection: { type: 'string', multiple: true },
-        'all-connections': { type: 'boolean' },
-        json: { type: 'boolean' },
-      });
+      const { values } = parseOptions('apikey create', rest, subcommands.create);
       if (values.name === undefined) throw usageError('apikey', 'create needs --name NAME');
       const listed = values.connection ?? [];
       if (values['all-connections'] && listed.length > 0) throw usageError('apikey', 'give --connection or --all-connections, not both');
@@ -76,7 +85,7 @@ const command: Command = {
     }
 
     if (sub === 'list') {
-      const { values } = parseOptions('apikey', rest, { json: { type: 'boolean' } });
+      const { values } = parseOptions('apikey list', rest, subcommands.list);
       const { stores, keys: service } = await open();
       try {
         const keys = await service.list();
@@ -99,7 +108,7 @@ const command: Command = {
       return;
     }
 
-    const { positionals } = parseOptions('apikey', rest, {}, { positionals: 1 });
+    const { positionals } = parseOptions('apikey revoke', rest, subcommands.revoke, { positionals: 1 });
     if (positionals[0] === undefined) throw usageError('apikey', 'revoke needs the key name');
     const name = positionals[0];
     const { stores, keys } = await open();

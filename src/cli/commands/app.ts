@@ -1,5 +1,5 @@
-import type { Command, CommandContext } from '../context.js';
-import { DEFAULT_LOGIN_PORT, intOption, parseOptions, redirectUriFor, scopeList, usageError } from '../config.js';
+import type { Command, CommandContext, CommandOptions } from '../context.js';
+import { DEFAULT_LOGIN_PORT, intOption, parseOptions, redirectUriFor, scopeList, unknownSubcommand, usageError } from '../config.js';
 import { readSecret } from '../input.js';
 import { table, writeJson } from '../output.js';
 import { withSession } from '../session.js';
@@ -32,9 +32,38 @@ update changes a registered app in place (connections keep working with it), e.g
   --no-secret      Forget the secret (PKCE only). --scope replaces the scope list.
 `;
 
+const subcommands = {
+  add: {
+    name: { type: 'string' },
+    key: { type: 'string' },
+    secret: { type: 'string' },
+    scope: { type: 'string', multiple: true },
+    team: { type: 'boolean' },
+    'app-folder': { type: 'boolean' },
+    port: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  update: {
+    name: { type: 'string' },
+    key: { type: 'string' },
+    secret: { type: 'string' },
+    'no-secret': { type: 'boolean' },
+    scope: { type: 'string', multiple: true },
+    team: { type: 'boolean' },
+    'no-team': { type: 'boolean' },
+    'app-folder': { type: 'boolean' },
+    'full-access': { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
+  list: { json: { type: 'boolean' } },
+  remove: { name: { type: 'string' } },
+} as const satisfies Record<string, CommandOptions>;
+
 const command: Command = {
-  summary: 'Register, list or remove Dropbox apps (key, secret, scopes)',
+  summary: 'Register, update, list or remove Dropbox apps (key, secret, scopes)',
   usage,
+  options: {},
+  subcommands,
   async run(ctx) {
     const [sub, ...rest] = ctx.argv;
     switch (sub) {
@@ -49,7 +78,7 @@ const command: Command = {
       case 'rm':
         return remove(ctx, rest);
       default:
-        throw usageError('app', sub === undefined ? 'missing subcommand (add, update, list or remove)' : `unknown subcommand "${sub}" (use add, update, list or remove)`);
+        throw unknownSubcommand('app', sub, Object.keys(subcommands));
     }
   },
 };
@@ -68,16 +97,7 @@ function appJson(a: AppInfo): Record<string, unknown> {
 }
 
 async function add(ctx: CommandContext, argv: string[]): Promise<void> {
-  const { values } = parseOptions('app add', argv, {
-    name: { type: 'string' },
-    key: { type: 'string' },
-    secret: { type: 'string' },
-    scope: { type: 'string', multiple: true },
-    team: { type: 'boolean' },
-    'app-folder': { type: 'boolean' },
-    port: { type: 'string' },
-    json: { type: 'boolean' },
-  });
+  const { values } = parseOptions('app add', argv, subcommands.add);
   if (values.name === undefined) throw usageError('app add', 'missing --name NAME (a local name for the app, e.g. --name backup)');
   if (values.key === undefined || values.key.trim() === '') throw usageError('app add', 'missing --key KEY (the app key from the App Console)');
   const name = validateName('app', values.name);
@@ -126,18 +146,7 @@ function checklist(app: AppInfo, redirectUri: string): string[] {
 }
 
 async function update(ctx: CommandContext, argv: string[]): Promise<void> {
-  const { values } = parseOptions('app update', argv, {
-    name: { type: 'string' },
-    key: { type: 'string' },
-    secret: { type: 'string' },
-    'no-secret': { type: 'boolean' },
-    scope: { type: 'string', multiple: true },
-    team: { type: 'boolean' },
-    'no-team': { type: 'boolean' },
-    'app-folder': { type: 'boolean' },
-    'full-access': { type: 'boolean' },
-    json: { type: 'boolean' },
-  });
+  const { values } = parseOptions('app update', argv, subcommands.update);
   if (values.name === undefined) throw usageError('app update', 'missing --name NAME (see dropkey app list)');
   const name = validateName('app', values.name);
   if (values.secret !== undefined && values['no-secret']) throw usageError('app update', '--secret and --no-secret contradict each other');
@@ -163,7 +172,7 @@ async function update(ctx: CommandContext, argv: string[]): Promise<void> {
 }
 
 async function list(ctx: CommandContext, argv: string[]): Promise<void> {
-  const { values } = parseOptions('app list', argv, { json: { type: 'boolean' } });
+  const { values } = parseOptions('app list', argv, subcommands.list);
   const apps = await withSession(ctx, ({ dk }) => dk.listApps());
   if (values.json) {
     writeJson(ctx, apps.map(appJson));
@@ -181,7 +190,7 @@ async function list(ctx: CommandContext, argv: string[]): Promise<void> {
 
 async function remove(ctx: CommandContext, argv: string[]): Promise<void> {
   // `--name NAME` as in add and update, or the bare NAME that gh/rclone users type.
-  const { values, positionals } = parseOptions('app remove', argv, { name: { type: 'string' } }, { positionals: 1 });
+  const { values, positionals } = parseOptions('app remove', argv, subcommands.remove, { positionals: 1 });
   if (values.name !== undefined && positionals[0] !== undefined && values.name !== positionals[0]) {
     throw usageError('app remove', `two different app names given ("${values.name}" and "${positionals[0]}")`);
   }

@@ -13,7 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import type { Command, CommandContext } from '../context.js';
+import type { Command, CommandContext, CommandOptions } from '../context.js';
 import { intOption, parseOptions } from '../config.js';
 import { shellQuote } from '../output.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
@@ -28,15 +28,27 @@ Options:
   --exit      Finish right after the demo instead of keeping the emulator and dropkey serve running until Ctrl-C.
 `;
 
+const options = {
+  home: { type: 'string' },
+  port: { type: 'string' },
+  exit: { type: 'boolean' },
+} as const satisfies CommandOptions;
+
+/** The commands the demo runs, loaded as the command table does. */
+const STEPS = {
+  app: () => import('./app.js'),
+  login: () => import('./login.js'),
+  token: () => import('./token.js'),
+  list: () => import('./list.js'),
+  doctor: () => import('./doctor.js'),
+};
+
 const command: Command = {
   summary: 'See the whole flow work against a built-in Dropbox emulator (no account needed)',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseOptions('demo', ctx.argv, {
-      home: { type: 'string' },
-      port: { type: 'string' },
-      exit: { type: 'boolean' },
-    });
+    const { values } = parseOptions('demo', ctx.argv, options);
     const port = intOption('demo', 'port', values.port, { max: 65535 }) ?? 0;
     const out = (s: string): void => void ctx.stdout.write(s);
 
@@ -59,17 +71,28 @@ const command: Command = {
       out(`Data directory: ${home}${ownHome ? ' (temporary)' : ''}\n`);
       out(`Demo app: key ${seed.DEMO_APP_KEY}, secret ${seed.DEMO_APP_SECRET} (public: they only work against the emulator).\n`);
 
-      const { run } = await import('../index.js');
+      // The steps run the command modules themselves (not the CLI's runner, which loads this module: no cycle),
+      // and report a failure as the CLI would.
+      const { reportError } = await import('../report.js');
       const step = async (args: string[], o: { stdin?: CommandContext['stdin']; stderr?: CommandContext['stderr'] } = {}): Promise<void> => {
         out(`\n$ dropkey ${args.map(shellQuote).join(' ')}\n`);
-        const code = await run(args, {
+        const [name, ...rest] = args;
+        const stepCtx: CommandContext = {
+          argv: rest,
           env,
           cwd: ctx.cwd,
           stdin: o.stdin ?? ctx.stdin,
           stdout: ctx.stdout,
           stderr: o.stderr ?? ctx.stderr,
           signal: ctx.signal,
-        });
+        };
+        let code: number;
+        try {
+          const result = await (await STEPS[name as keyof typeof STEPS]()).default.run(stepCtx);
+          code = typeof result === 'number' ? result : 0;
+        } catch (err) {
+          code = reportError(err, stepCtx);
+        }
         if (code !== 0) {
           throw new DropkeyError(ErrorCodes.INTERNAL, `the demo step "dropkey ${args.join(' ')}" failed (exit ${code}); see above.`, {
             hint: 'Report this with the output above. Run with DROPKEY_DEBUG=1 for details.',
@@ -142,8 +165,9 @@ const command: Command = {
       // above, and its token API and proxy can be tried at once (issue 4: the demo runs serve wired to the emulator).
       out('\n$ dropkey serve --port 0\n');
       const { startServer } = await import('../../server/main.js');
+      const { readConfig } = await import('../../config.js');
       const server = await startServer({
-        env: { ...env, DROPKEY_LOG_LEVEL: ctx.env['DROPKEY_LOG_LEVEL'] ?? 'warn' },
+        config: await readConfig({ ...env, DROPKEY_LOG_LEVEL: ctx.env['DROPKEY_LOG_LEVEL'] ?? 'warn' }, { cwd: ctx.cwd }),
         port: 0,
         host: '127.0.0.1',
         stdout: ctx.stdout,

@@ -2,7 +2,7 @@
  * `dropkey doctor`: explains in plain words what is wrong with a connection or a pasted token, each finding with
  * its fix. Exit 0 when healthy, 1 when it found a problem (a finding of severity "error").
  */
-import type { Command } from '../context.js';
+import type { Command, CommandOptions } from '../context.js';
 import { parseOptions, scopeList, usageError } from '../config.js';
 import { readSecret } from '../input.js';
 import { writeJson } from '../output.js';
@@ -27,16 +27,19 @@ Exit status: 0 healthy, 1 a problem was found.
 
 const MARK = { error: 'x', warning: '!', info: 'i' } as const;
 
+const options = {
+  connection: { type: 'string' },
+  token: { type: 'string' },
+  need: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+} as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Explain what is wrong with a connection or a pasted token, and how to fix it',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseOptions('doctor', ctx.argv, {
-      connection: { type: 'string' },
-      token: { type: 'string' },
-      need: { type: 'string', multiple: true },
-      json: { type: 'boolean' },
-    });
+    const { values } = parseOptions('doctor', ctx.argv, options);
     if (values.token !== undefined && values.connection !== undefined) {
       throw usageError('doctor', 'give either --connection NAME or --token TOKEN, not both');
     }

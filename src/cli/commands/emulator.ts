@@ -4,9 +4,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import type { Command, CommandContext } from '../context.js';
+import type { Command, CommandContext, CommandOptions } from '../context.js';
+import { parseOptions } from '../config.js';
 
 const usage = `Usage: dropkey emulator [options]
 
@@ -44,26 +44,24 @@ async function readInput(ctx: CommandContext, file: string, what: string): Promi
   }
 }
 
+const options = {
+  port: { type: 'string' },
+  host: { type: 'string' },
+  seed: { type: 'string' },
+  'token-lifetime': { type: 'string' },
+  'auto-approve': { type: 'boolean' },
+  data: { type: 'string' },
+  'no-control': { type: 'boolean' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+} as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Run a local Dropbox emulator (OAuth, files, team routes)',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseArgs({
-      args: ctx.argv,
-      options: {
-        port: { type: 'string' },
-        host: { type: 'string' },
-        seed: { type: 'string' },
-        'token-lifetime': { type: 'string' },
-        'auto-approve': { type: 'boolean' },
-        data: { type: 'string' },
-        'no-control': { type: 'boolean' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
+    const { values } = parseOptions('emulator', ctx.argv, options);
     const port = intOption(values.port, 'port', 0, 0, 65535);
     const lifetime = intOption(values['token-lifetime'], 'token-lifetime', 14400, 1, 10 * 365 * 86400);
     const host = values.host ?? '127.0.0.1';

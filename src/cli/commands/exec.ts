@@ -4,7 +4,7 @@
  */
 import { spawn, type StdioOptions } from 'node:child_process';
 import { constants } from 'node:os';
-import type { Command, CommandContext } from '../context.js';
+import type { Command, CommandContext, CommandOptions } from '../context.js';
 import { intOption, parseOptions, usageError } from '../config.js';
 import { withSession } from '../session.js';
 import { validateName } from '../../connections/names.js';
@@ -21,14 +21,17 @@ Options:
   --min-valid SECONDS  The token must stay valid at least this long when CMD starts (default 300).
 `;
 
+const options = { connection: { type: 'string' }, 'min-valid': { type: 'string' } } as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Run a command with DROPBOX_ACCESS_TOKEN set to a valid token',
   usage,
+  options,
   async run(ctx) {
     const sep = ctx.argv.indexOf('--');
     const own = sep < 0 ? ctx.argv : ctx.argv.slice(0, sep);
     const cmd = sep < 0 ? [] : ctx.argv.slice(sep + 1);
-    const { values } = parseOptions('exec', own, { connection: { type: 'string' }, 'min-valid': { type: 'string' } });
+    const { values } = parseOptions('exec', own, options);
     if (cmd.length === 0) throw usageError('exec', 'missing the command to run: put it after "--", e.g. dropkey exec -- env');
     const minValidSeconds = intOption('exec', 'min-valid', values['min-valid'], { max: 4 * 3600 });
     const token = await withSession(ctx, async ({ dk, cfg }) => {

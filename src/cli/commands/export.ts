@@ -3,7 +3,7 @@
  * command that prints secrets on purpose, so it warns on stderr when stdout is a terminal.
  * The access token is refreshed first, so what is exported is valid for as long as possible.
  */
-import type { Command } from '../context.js';
+import type { Command, CommandOptions } from '../context.js';
 import { intOption, parseOptions, usageError } from '../config.js';
 import { withSession } from '../session.js';
 import {
@@ -42,17 +42,20 @@ Options:
   --min-valid SECONDS  Refresh first unless the token stays valid this long (default 300).
 `;
 
+const options = {
+  format: { type: 'string', short: 'f' },
+  connection: { type: 'string' },
+  name: { type: 'string' },
+  'min-valid': { type: 'string' },
+  json: { type: 'boolean' },
+} as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Print credentials for another tool (env, json, rclone, airflow); prints secrets',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseOptions('export', ctx.argv, {
-      format: { type: 'string', short: 'f' },
-      connection: { type: 'string' },
-      name: { type: 'string' },
-      'min-valid': { type: 'string' },
-      json: { type: 'boolean' },
-    });
+    const { values } = parseOptions('export', ctx.argv, options);
     let format = values.format as ExportFormat | undefined;
     if (values.json) {
       if (format === undefined || format === 'json') format = 'json';

@@ -3,7 +3,7 @@
  * token (App Console "Generate" button) expires within 4 hours and cannot be refreshed (dropbox-api.md §1.3), so
  * it is accepted with a warning and the exact login command that replaces it.
  */
-import type { Command } from '../context.js';
+import type { Command, CommandOptions } from '../context.js';
 import { parseOptions, usageError } from '../config.js';
 import { readSecret } from '../input.js';
 import { shellQuote, writeJson } from '../output.js';
@@ -24,17 +24,20 @@ Options:
   --json                  Print the connection as JSON.
 `;
 
+const options = {
+  app: { type: 'string' },
+  connection: { type: 'string' },
+  'refresh-token': { type: 'string' },
+  'access-token': { type: 'string' },
+  json: { type: 'boolean' },
+} as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Store a connection from an existing refresh token (or a short-lived access token)',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseOptions('import', ctx.argv, {
-      app: { type: 'string' },
-      connection: { type: 'string' },
-      'refresh-token': { type: 'string' },
-      'access-token': { type: 'string' },
-      json: { type: 'boolean' },
-    });
+    const { values } = parseOptions('import', ctx.argv, options);
     if (values.app === undefined) throw usageError('import', 'missing --app NAME (the app the token belongs to; see dropkey app list)');
     const app = validateName('app', values.app);
     const hasRefresh = values['refresh-token'] !== undefined;

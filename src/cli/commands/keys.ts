@@ -3,8 +3,8 @@
  * must reach every instance before the rotation: docs/decisions/0003-key-rotation.md, docs/deploy.md.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import type { Command, CommandContext } from '../context.js';
-import { intOption, parseOptions, usageError } from '../config.js';
+import type { Command, CommandContext, CommandOptions } from '../context.js';
+import { intOption, loadConfig, parseOptions, unknownSubcommand, usageError } from '../config.js';
 import { writeJson } from '../output.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { Keyring } from '../../store/cipher.js';
@@ -39,28 +39,28 @@ Options:
 
 type Ctx = Pick<CommandContext, 'env' | 'cwd' | 'stdin' | 'stdout' | 'stderr' | 'signal'>;
 
-function nonEmpty(v: string | undefined): string | undefined {
-  return v === undefined || v.trim() === '' ? undefined : v.trim();
-}
+const subcommands = {
+  status: { json: { type: 'boolean' } },
+  rotate: { json: { type: 'boolean' }, stdin: { type: 'boolean' }, 'new-key-file': { type: 'string' }, 'drop-old': { type: 'boolean' }, batch: { type: 'string' } },
+  prune: { json: { type: 'boolean' } },
+  generate: {},
+} as const satisfies Record<string, CommandOptions>;
 
 const command: Command = {
-  summary: 'Show, rotate or generate master keys (re-encrypts every stored secret)',
+  summary: 'Show, rotate, prune or generate master keys (re-encrypts every stored secret)',
   usage,
+  options: {},
+  subcommands,
   async run(ctx) {
     const [sub, ...rest] = ctx.argv;
     if (sub === 'generate') {
-      parseOptions('keys', rest, {});
+      parseOptions('keys generate', rest, subcommands.generate);
       const { randomBytes } = await import('node:crypto');
       ctx.stdout.write(`${randomBytes(32).toString('base64')}\n`);
       return;
     }
-    if (sub !== 'status' && sub !== 'rotate' && sub !== 'prune') throw usageError('keys', sub === undefined ? 'say status, rotate, prune or generate' : `unknown subcommand "${sub}"`);
-    const { values } = parseOptions('keys', rest, {
-      json: { type: 'boolean' },
-      ...(sub === 'rotate'
-        ? { stdin: { type: 'boolean' }, 'new-key-file': { type: 'string' }, 'drop-old': { type: 'boolean' }, batch: { type: 'string' } }
-        : {}),
-    } as const);
+    if (sub !== 'status' && sub !== 'rotate' && sub !== 'prune') throw unknownSubcommand('keys', sub, Object.keys(subcommands));
+    const { values } = parseOptions(`keys ${sub}`, rest, subcommands[sub]);
     const v = values as { json?: boolean; stdin?: boolean; 'new-key-file'?: string; 'drop-old'?: boolean; batch?: string };
     const batchSize = intOption('keys', 'batch', v.batch, { min: 1, max: 10_000 });
     if (v.stdin && v['new-key-file'] !== undefined) throw usageError('keys', 'give --stdin or --new-key-file, not both');
@@ -80,11 +80,9 @@ interface Opened {
 async function open(ctx: Ctx): Promise<Opened> {
   const { keyringFromMasterKey } = await import('../../store/cipher.js');
   const { loadOrCreateKeyFile } = await import('../../store/key-file.js');
-  const { openStore, openStores, resolveHome, storePaths } = await import('../../store/index.js');
-  const home = resolveHome(ctx.env, process.platform, { cwd: ctx.cwd });
+  const { openStore, openStores, storePaths } = await import('../../store/index.js');
+  const { home, masterKey, databaseUrl } = await loadConfig(ctx.env, ctx.cwd);
   const paths = storePaths(home);
-  const masterKey = nonEmpty(ctx.env['DROPKEY_MASTER_KEY']);
-  const databaseUrl = nonEmpty(ctx.env['DROPKEY_DATABASE_URL']);
   if (!masterKey && !existsSync(paths.keyFile)) {
     // Opening the store decides: an empty store gets its key file (as on any first use); a store that holds
     // secrets without its key file is refused with the restore hint.

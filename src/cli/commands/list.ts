@@ -1,4 +1,4 @@
-import type { Command } from '../context.js';
+import type { Command, CommandOptions } from '../context.js';
 import { parseOptions } from '../config.js';
 import { expiresIn, table, writeJson } from '../output.js';
 import { withSession } from '../session.js';
@@ -10,11 +10,14 @@ Lists connections: name, account email, team, scopes, when the access token expi
 (active, needs_reauth, revoked). Shows no token.
 `;
 
+const options = { json: { type: 'boolean' } } as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'List connections (account, team, scopes, expiry, state)',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseOptions('list', ctx.argv, { json: { type: 'boolean' } });
+    const { values } = parseOptions('list', ctx.argv, options);
     const conns = await withSession(ctx, ({ dk }) => dk.list());
     const now = Date.now();
     if (values.json) {

@@ -5,7 +5,7 @@
  * Nothing is written until the code has been exchanged and the account checked (the facade's finishLogin): Ctrl-C,
  * a timeout, Cancel on the consent page or a failed exchange leave the store exactly as it was.
  */
-import type { Command, CommandContext } from '../context.js';
+import type { Command, CommandContext, CommandOptions } from '../context.js';
 import { DEFAULT_LOGIN_PORT, intOption, parseOptions, scopeList, usageError } from '../config.js';
 import { writeJson } from '../output.js';
 import { withSession, type Session } from '../session.js';
@@ -35,20 +35,23 @@ Options:
   --json             Print the new connection as JSON.
 `;
 
+const options = {
+  connection: { type: 'string' },
+  app: { type: 'string' },
+  scope: { type: 'string', multiple: true },
+  port: { type: 'string' },
+  'no-browser': { type: 'boolean' },
+  'no-redirect': { type: 'boolean' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' },
+} as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Connect a Dropbox account (browser, loopback redirect, or --no-redirect to paste a code)',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseOptions('login', ctx.argv, {
-      connection: { type: 'string' },
-      app: { type: 'string' },
-      scope: { type: 'string', multiple: true },
-      port: { type: 'string' },
-      'no-browser': { type: 'boolean' },
-      'no-redirect': { type: 'boolean' },
-      timeout: { type: 'string' },
-      json: { type: 'boolean' },
-    });
+    const { values } = parseOptions('login', ctx.argv, options);
     const port = intOption('login', 'port', values.port, { min: 0, max: 65535 }) ?? DEFAULT_LOGIN_PORT;
     const timeoutMs = (intOption('login', 'timeout', values.timeout, { min: 1, max: 86_400 }) ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
     if (values['no-redirect'] && values.port !== undefined) throw usageError('login', '--port has no effect with --no-redirect (no redirect URI is used)');

@@ -1,4 +1,4 @@
-import type { Command } from '../context.js';
+import type { Command, CommandOptions } from '../context.js';
 import { parseOptions } from '../config.js';
 import { expiresIn, writeJson } from '../output.js';
 import { withSession } from '../session.js';
@@ -11,11 +11,14 @@ Gets a new access token from Dropbox now, even if the current one is still valid
 (use dropkey token for that).
 `;
 
+const options = { connection: { type: 'string' }, json: { type: 'boolean' } } as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Refresh a connection\'s access token now',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseOptions('refresh', ctx.argv, { connection: { type: 'string' }, json: { type: 'boolean' } });
+    const { values } = parseOptions('refresh', ctx.argv, options);
     const c = await withSession(ctx, async ({ dk, cfg }) => {
       const name = validateName('connection', values.connection ?? cfg.connection);
       return dk.refresh(name, { force: true, signal: ctx.signal });

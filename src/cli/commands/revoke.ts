@@ -1,4 +1,4 @@
-import type { Command } from '../context.js';
+import type { Command, CommandOptions } from '../context.js';
 import { parseOptions } from '../config.js';
 import { writeJson } from '../output.js';
 import { withSession } from '../session.js';
@@ -11,11 +11,14 @@ deletes it locally. If Dropbox cannot be reached, nothing is deleted: run it aga
 to delete it locally anyway (then unlink the app at https://www.dropbox.com/account/connected_apps).
 `;
 
+const options = { connection: { type: 'string' }, force: { type: 'boolean' }, json: { type: 'boolean' } } as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Revoke a connection at Dropbox, then delete it locally',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseOptions('revoke', ctx.argv, { connection: { type: 'string' }, force: { type: 'boolean' }, json: { type: 'boolean' } });
+    const { values } = parseOptions('revoke', ctx.argv, options);
     const r = await withSession(ctx, async ({ dk, cfg }) => {
       const n = validateName('connection', values.connection ?? cfg.connection);
       return dk.revoke(n, { ...(values.force ? { force: true } : {}), signal: ctx.signal });

@@ -1,9 +1,9 @@
 /**
- * `dropkey serve`: the self-hosted connection service (issue 4). The server itself lives in src/server/; this
- * command only parses options and hands the environment to server/main.ts, the server's one env reader.
+ * `dropkey serve`: the self-hosted connection service (docs/deploying.md). The server itself lives in src/server/;
+ * this command parses options, reads the configuration (src/config.ts) and hands both to server/main.ts.
  */
-import type { Command } from '../context.js';
-import { intOption, parseOptions } from '../config.js';
+import type { Command, CommandOptions } from '../context.js';
+import { intOption, loadConfig, parseOptions } from '../config.js';
 
 const usage = `Usage: dropkey serve [--port N] [--host 127.0.0.1] [--public-url URL]
 
@@ -27,23 +27,27 @@ background jobs on this instance; they still run once across the others), DROPKE
 default old-generation sizing; see docs/proxy.md "Throughput").
 `;
 
+const options = {
+  port: { type: 'string' },
+  host: { type: 'string' },
+  'public-url': { type: 'string' },
+} as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Run the dropkey service (token API, connect links, metrics)',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseOptions('serve', ctx.argv, {
-      port: { type: 'string' },
-      host: { type: 'string' },
-      'public-url': { type: 'string' },
-    });
+    const { values } = parseOptions('serve', ctx.argv, options);
     const port = intOption('serve', 'port', values.port, { max: 65535 });
+    const config = await loadConfig(ctx.env, ctx.cwd);
     const { startServer } = await import('../../server/main.js');
     // Old-generation headroom so proxied streams do not trigger a full GC every ~10 MiB (server/gc-headroom.ts).
     // Process-wide V8 setting, hence here in the serve process's entry point; DROPKEY_GC_HEADROOM=off skips it.
     const { startGcHeadroom } = await import('../../server/gc-headroom.js');
-    const gc = ctx.env['DROPKEY_GC_HEADROOM']?.toLowerCase() === 'off' ? undefined : startGcHeadroom();
+    const gc = config.gcHeadroom ? startGcHeadroom() : undefined;
     const server = await startServer({
-      env: ctx.env,
+      config,
       ...(port === undefined ? {} : { port }),
       ...(values.host === undefined ? {} : { host: values.host }),
       ...(values['public-url'] === undefined ? {} : { publicUrl: values['public-url'] }),

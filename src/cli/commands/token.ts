@@ -3,7 +3,7 @@
  * always works. This is the CLI's hot path (bench/token-startup.mjs): when the stored token is fresh, only the
  * store is loaded; the facade (OAuth, HTTP, retries) is imported only when a refresh is needed.
  */
-import { writeLine, type Command } from '../context.js';
+import { writeLine, type Command, type CommandOptions } from '../context.js';
 import { intOption, loadConfig, parseOptions } from '../config.js';
 import { facadeOn, openStoreOnly } from '../session.js';
 import { validateName } from '../../connections/names.js';
@@ -33,17 +33,20 @@ function freshRecord(rec: ConnectionRecord | undefined, now: number, minValidSec
   return rec.accessTokenExpiresAt - now >= Math.max(MARGIN_SECONDS, minValidSeconds ?? 0) * 1000;
 }
 
+const options = {
+  connection: { type: 'string' },
+  'min-valid': { type: 'string' },
+  json: { type: 'boolean' },
+} as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Print a valid access token (refreshing it when needed)',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseOptions('token', ctx.argv, {
-      connection: { type: 'string' },
-      'min-valid': { type: 'string' },
-      json: { type: 'boolean' },
-    });
+    const { values } = parseOptions('token', ctx.argv, options);
     const minValidSeconds = intOption('token', 'min-valid', values['min-valid'], { max: 4 * 3600 });
-    const cfg = await loadConfig(ctx.env);
+    const cfg = await loadConfig(ctx.env, ctx.cwd);
     const name = validateName('connection', values.connection ?? cfg.connection);
     const store = await openStoreOnly(cfg);
     try {
