@@ -22,7 +22,7 @@ Options:
                      App Console. Dropbox accepts http only for localhost/127.0.0.1.
 
 Environment: DROPKEY_HOME, DROPKEY_MASTER_KEY, DROPKEY_DATABASE_URL (postgres://... for several instances;
-see docs/deploy.md), DROPKEY_DROPBOX_URL, DROPKEY_PUBLIC_URL, DROPKEY_LOG_LEVEL, DROPKEY_JOBS=off (no
+see docs/deploying.md), DROPKEY_DROPBOX_URL, DROPKEY_PUBLIC_URL, DROPKEY_LOG_LEVEL, DROPKEY_JOBS=off (no
 background jobs on this instance; they still run once across the others), DROPKEY_GC_HEADROOM=off (keep V8's
 default old-generation sizing; see docs/proxy.md "Throughput").
 `;

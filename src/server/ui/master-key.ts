@@ -3,7 +3,7 @@
  * secrets each key encrypts, and a button that re-encrypts every secret under the active key — the same code as
  * `dropkey keys rotate` (src/store/rotation.ts), in batches while the service keeps running.
  *
- * The page never creates a key: a running instance cannot give a new key to the others (docs/deploy.md, "Rotating
+ * The page never creates a key: a running instance cannot give a new key to the others (docs/deploying.md, "Rotating
  * the master key"). The operator puts the new key first in DROPKEY_MASTER_KEY on every instance, then presses the
  * button (or runs the CLI) once.
  *
