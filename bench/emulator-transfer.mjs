@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Emulator transfer benchmark (issue 2): uploads 1 GiB through an upload session to `dropkey emulator --data DIR`,
+// Emulator transfer benchmark (docs/emulator.md): uploads 1 GiB through an upload session to `dropkey emulator --data DIR`,
 // downloads it back, checks the content_hash, and reports MB/s each way and the emulator's peak RSS.
 //
 //   npm run build && node bench/emulator-transfer.mjs [--size-mib 1024] [--chunk-mib 8] [--runs 3]

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Proxy download benchmark (issue 4, "What it must show"): download throughput of a large file through
+// Proxy download benchmark (docs/proxy.md ("Throughput")): download throughput of a large file through
 // `dropkey serve`'s proxy (/proxy/{connection}/2/files/download) versus straight from the emulator.
 //
 //   npm run build && node bench/serve-proxy.mjs [--size-mib 256] [--runs 3] [--serve-node-flags=--initial-old-space-size=64]

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 /**
- * Token hand-out throughput of `dropkey serve` vs a bare node:http server returning the same JSON body (issue 4,
- * "Benchmarks"). Goal: dropkey >= 0.7x the bare server's requests/second, and p99 <= 5 ms, at 64 connections.
+ * Token hand-out throughput of `dropkey serve` vs a bare node:http server returning the same JSON body (bench/README.md). Goal: dropkey >= 0.7x the bare server's requests/second, and p99 <= 5 ms, at 64 connections.
  *
  *   npm run build && node bench/serve-token.mjs [--duration-s 5] [--connections 64] [--runs 3]
  *

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Token hand-out throughput of `dropkey serve` on the PostgreSQL store vs the SQLite store, in the same run
- * (issue 5, "A benchmark ... cached tokens should make them close").
+ * (docs/decisions/0002-postgres-store.md, "A benchmark ... cached tokens should make them close").
  *
  *   npm run build && DROPKEY_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test node bench/store-compare.mjs \
  *     [--database-url URL] [--duration-s 3] [--warmup-s 1] [--connections 64] [--runs 3]

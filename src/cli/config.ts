@@ -14,7 +14,7 @@ export { DEFAULT_CONNECTION };
 
 /**
  * The loopback redirect URI `dropkey login` listens on by default. Dropbox compares redirect URIs exactly,
- * port and path included (dropbox-api.md §1.1), so it must be stable: this is the one users register in the
+ * port and path included (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize), so it must be stable: this is the one users register in the
  * App Console. 127.0.0.1 rather than "localhost" (RFC 8252 §7.3 prefers the IP literal; "localhost" may resolve
  * to ::1 first). 53682 is the port rclone uses for the same job, so it is usually free and firewall-friendly.
  */

@@ -1,6 +1,6 @@
 /**
  * The loopback redirect receiver for `dropkey login` (RFC 8252 §7.3): an HTTP server on 127.0.0.1 that waits for
- * Dropbox to redirect the browser to `<redirect_uri>?code=...&state=...` (or `?error=...`), dropbox-api.md §1.1.
+ * Dropbox to redirect the browser to `<redirect_uri>?code=...&state=...` (or `?error=...`), https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize.
  *
  * The browser's request is held open until the CLI has exchanged the code and validated the account, so the page
  * the user sees tells the truth ("connected as x@y" or what failed), not just "code received".

@@ -1,8 +1,8 @@
 /**
  * The diagnosis engine behind `dropkey doctor`: looks at a stored connection or a pasted token, asks Dropbox what
  * it thinks of it, and explains every problem in plain words with the exact command that fixes it.
- * Sources: dropbox-api.md §1.2 (token errors), §1.3 (lifetimes, `sl.` prefix), §3.3 (401 AuthError tags, the
- * team-token 400 text), §6 (scopes per route).
+ * Sources: https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token (token errors), Dropbox OAuth guide: token lifetimes (lifetimes, `sl.` prefix), Dropbox docs: errors (401 AuthError tags, the
+ * team-token 400 text), Dropbox OAuth guide: scopes (scopes per route).
  */
 import type { DropboxUrls } from '../dropbox/hosts.js';
 import { errorTag, readDropboxError } from '../dropbox/errors.js';
@@ -41,7 +41,7 @@ export interface DoctorReport {
 const MAX_SKEW_MS = 60_000;
 
 /**
- * Harmless calls that need one scope each (§6), to confirm a scope live: Dropbox checks the token's scopes before
+ * Harmless calls that need one scope each (Dropbox OAuth guide: scopes), to confirm a scope live: Dropbox checks the token's scopes before
  * anything else and answers 401 missing_scope when one is lacking. The content probes change nothing: a download of
  * a path that does not exist (409 when allowed), and an upload session that is opened and left to expire.
  * Scopes not listed are judged from the granted list only.

@@ -187,7 +187,7 @@ describe('import and tokens', () => {
     const g = await a.grant();
     await rig.dk.import({ connection: 'gone', app: 'rv', refreshToken: g.refresh_token! });
     const t = await rig.dk.getAccessToken('gone');
-    // Revoking an access token minted from a refresh token disables the refresh token too (§1.5).
+    // Revoking an access token minted from a refresh token disables the refresh token too (Dropbox docs: auth/token/revoke).
     assert.equal((await rig.emu.rpc('auth/token/revoke', undefined, t)).status, 200);
     await rig.advance(4 * 3600);
     const err = await rejectsWith(rig.dk.getAccessToken('gone'), ErrorCodes.REAUTH_REQUIRED);
@@ -348,7 +348,7 @@ describe('refresh failure vs a reconnect that lands meanwhile', () => {
     const a = await rig.appWithAccount({ name: 'relog' });
     const g1 = await a.grant();
     await rig.dk.import({ connection: 'relog', app: 'relog', refreshToken: g1.refresh_token! });
-    // The old grant dies (revoking a token minted from it disables its refresh token, §1.5); its token expires.
+    // The old grant dies (revoking a token minted from it disables its refresh token, Dropbox docs: auth/token/revoke); its token expires.
     assert.equal((await rig.emu.rpc('auth/token/revoke', undefined, await rig.dk.getAccessToken('relog'))).status, 200);
     await rig.advance(4 * 3600);
     const g2 = await a.grant();

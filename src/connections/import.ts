@@ -59,7 +59,7 @@ export async function importCredential(ctx: ConnectionsContext, input: ImportInp
       });
     let res;
     try {
-      // Dropbox's refresh answer lists no scopes unless a `scope` subset is asked for (§1.2), and there is no
+      // Dropbox's refresh answer lists no scopes unless a `scope` subset is asked for (Dropbox docs: oauth2/token), and there is no
       // introspection: asking for the app's scopes confirms them. If the grant lacks one, a plain refresh follows.
       res = app.scopes.length > 0 ? await once(app.scopes).catch((err: unknown) => {
         if (err instanceof DropboxApiError && err.code === ErrorCodes.OAUTH_FAILED && err.status === 400) return undefined;

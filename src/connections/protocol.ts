@@ -1,6 +1,6 @@
 /**
  * The facade's calls to Dropbox, on top of the stateless oauth/ and dropbox/ layers: the refresh grant wired to
- * the injected fetch and clock, and the identity checks that validate a new connection (§2, §5).
+ * the injected fetch and clock, and the identity checks that validate a new connection (Dropbox docs: users routes, Dropbox Business API docs).
  */
 import { type DropboxUrls } from '../dropbox/hosts.js';
 import { networkError, readDropboxError } from '../dropbox/errors.js';
@@ -47,7 +47,7 @@ export interface Identity {
   serverDate: number | null;
 }
 
-/** One RPC call with a bearer token; Void argument sent as no body (as the JS SDK does, §3.2). */
+/** One RPC call with a bearer token; Void argument sent as no body (as the JS SDK does, Dropbox HTTP docs: request styles and headers). */
 export async function rpcCall(
   deps: { urls: DropboxUrls; fetch: FetchLike },
   accessToken: string,
@@ -94,7 +94,7 @@ function dateOf(response: Response): number | null {
 }
 
 /**
- * users/get_current_account for user tokens (§2), team/get_info for team tokens (§5). Throws the decoded
+ * users/get_current_account for user tokens (Dropbox docs: users routes), team/get_info for team tokens (Dropbox Business API docs). Throws the decoded
  * DropboxApiError (401 expired/invalid/missing_scope, 400 wrong token kind) for the caller to explain.
  */
 export async function identify(

@@ -34,7 +34,7 @@ function isSecretKey(key: string): boolean {
 }
 
 /**
- * Masks anything that looks like a Dropbox token inside free text: short-lived `sl.` tokens (§1.3), Bearer and
+ * Masks anything that looks like a Dropbox token inside free text: short-lived `sl.` tokens (Dropbox OAuth guide: token lifetimes), Bearer and
  * Basic credentials. Used on error messages that quote upstream text.
  */
 export function redactText(text: string): string {

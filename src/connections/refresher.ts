@@ -5,7 +5,7 @@
  *   2. a store lock `refresh:<name>` across processes and instances;
  *   3. after taking the lock, the connection is read again: if another process already refreshed it, its token
  *      is used and Dropbox is not called.
- * Refresh tokens do not rotate at Dropbox (dropbox-api.md §1.2: the refresh response carries none), so the stored
+ * Refresh tokens do not rotate at Dropbox (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token: the refresh response carries none), so the stored
  * refresh token is only ever replaced by a non-empty new one.
  */
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';

@@ -22,7 +22,7 @@ export interface RevokeResult {
 }
 
 /**
- * Revokes the connection's token at Dropbox (which also disables its refresh token, §1.5), then deletes it
+ * Revokes the connection's token at Dropbox (which also disables its refresh token, Dropbox docs: auth/token/revoke), then deletes it
  * locally. If Dropbox says the token is already invalid, it is deleted locally all the same, and the result
  * says so. If Dropbox cannot be reached, nothing is deleted unless `force` is set.
  */
@@ -50,7 +50,7 @@ export async function revoke(ctx: ConnectionsContext, name: string, options: { f
   } catch (err) {
     const teamToken = err instanceof DropkeyError && err.details?.['reason'] === 'team_token_without_select_user';
     if (!options.force && teamToken) {
-      // auth/token/revoke is a user route (§1.5): a team token reaches it only acting as a member, which needs
+      // auth/token/revoke is a user route (Dropbox docs: auth/token/revoke): a team token reaches it only acting as a member, which needs
       // the team_data.member scope. Admin connectors rarely hold it, so the app is unlinked by hand instead.
       throw new DropkeyError(ErrorCodes.BAD_INPUT, `Dropbox does not let this team token revoke itself: "${name}" was kept.`, {
         cause: err,
@@ -76,7 +76,7 @@ export async function revoke(ctx: ConnectionsContext, name: string, options: { f
 }
 
 /**
- * POST /2/auth/token/revoke (§1.5). It is a user route: a team token reaches it only acting as a member
+ * POST /2/auth/token/revoke (Dropbox docs: auth/token/revoke). It is a user route: a team token reaches it only acting as a member
  * (Dropbox-API-Select-User), which needs the team_data.member scope; then any member will do, found with
  * team/members/list_v2 (members.read). Without those scopes the 400 surfaces for revoke() to explain.
  */

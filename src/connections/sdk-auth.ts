@@ -2,7 +2,7 @@
  * An `auth` object for the official `dropbox` SDK (`new Dropbox({ auth })`) backed by dropkey, so the SDK never
  * holds a stale token and never sees the refresh token or the app secret.
  *
- * What the SDK touches on `auth` (dropbox@10.34.0, cjs/src/dropbox.js; the same in 10.4x, dropbox-api.md §7.3/7.4):
+ * What the SDK touches on `auth` (dropbox@10.34.0, cjs/src/dropbox.js; the same in 10.4x, https://github.com/dropbox/dropbox-sdk-js):
  * - `checkAndRefreshAccessToken()` (a promise), awaited before *every* rpc, upload and download request;
  * - `getAccessToken()` (synchronous) right after, for the Bearer header of user/team routes;
  * - the properties `fetch`, `domain`, `domainDelimiter`, `customHeaders` in its constructor (as defaults);

@@ -23,7 +23,7 @@ export interface DropkeyOptions {
   sleep?: Sleep;
   /** Any pino-compatible logger; everything it receives is redacted first. */
   logger?: Partial<Logger>;
-  /** Refresh this long before expiry (default 300 s, as the official SDKs do, dropbox-api.md §1.3). */
+  /** Refresh this long before expiry (default 300 s, as the official SDKs do, https://developers.dropbox.com/oauth-guide). */
   refreshMarginSeconds?: number;
   retry?: RetryOptions;
   /** How long to wait for another process's refresh of the same connection (default: a whole refresh with retries). */

@@ -4,8 +4,8 @@
  * - 401 expired_access_token → ask for a fresh token (forceRefresh) and retry once;
  * - 429 → wait Retry-After (bounded) and retry; 5xx and network errors → exponential backoff with jitter;
  * - a streamed upload body cannot be sent twice, so those requests are never retried.
- * Sources: dropbox-api.md §0 (hosts), §3.2 (styles and headers), §3.3-3.4 (errors), §7.4 (the JS SDK's request
- * construction), §8 (Python's refresh-once on expired_access_token).
+ * Sources: https://www.dropbox.com/developers/documentation/http/documentation (hosts), Dropbox HTTP docs: request styles and headers (styles and headers), Dropbox docs: errors, Dropbox data ingress guide: rate limits (errors), dropbox-sdk-js (the JS SDK's request
+ * construction), dropbox-sdk-python (Python's refresh-once on expired_access_token).
  */
 import { Readable } from 'node:stream';
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
@@ -17,7 +17,7 @@ import { retryDelay, retryPolicy, type RetryPolicy } from './retry.js';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
-/** Dropbox-API-Path-Root values (§3.2), or a string sent verbatim (as the JS SDK's pathRoot option). */
+/** Dropbox-API-Path-Root values (Dropbox HTTP docs: request styles and headers), or a string sent verbatim (as the JS SDK's pathRoot option). */
 export type PathRoot =
   | { '.tag': 'home' }
   | { '.tag': 'root'; root: string }
@@ -74,7 +74,7 @@ export interface DownloadResult<T> {
   status: number;
 }
 
-/** Routes served by the notify host without authentication (§0). */
+/** Routes served by the notify host without authentication (Dropbox HTTP docs: hosts). */
 const NOTIFY_NOAUTH = new Set(['files/list_folder/longpoll']);
 
 function normalizeRoute(route: string): string {

@@ -31,7 +31,7 @@ test('block size is 4 MiB', () => {
   assert.equal(CONTENT_HASH_BLOCK_SIZE, 4_194_304);
 });
 
-test('empty file hashes to SHA-256 of nothing (dropbox-api.md §4.1)', () => {
+test('empty file hashes to SHA-256 of nothing (https://www.dropbox.com/developers/reference/content-hash)', () => {
   assert.equal(contentHash(new Uint8Array()), 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
   assert.equal(new ContentHasher().digest(), 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
 });

@@ -1,5 +1,5 @@
 /**
- * Dropbox's content_hash (../shared/dropbox-api.md §4.1; www.dropbox.com/developers/reference/content-hash):
+ * Dropbox's content_hash (https://www.dropbox.com/developers/reference/content-hash):
  * split the content into 4 MiB blocks, SHA-256 each block, SHA-256 the concatenation of the raw block digests,
  * lower-case hex. The empty file has no blocks, so its hash is SHA-256 of nothing.
  *

@@ -1,7 +1,7 @@
 /**
  * Decoding Dropbox error responses into DropboxApiError with plain-words messages and the fix.
- * Sources: dropbox-api.md §3.3 (status codes, bodies, AuthError/AccessError tags, observed 400 texts), §3.4 (429),
- * §1.5 and §3.3 (team token without Select-User).
+ * Sources: https://www.dropbox.com/developers/documentation/http/documentation#error-handling (status codes, bodies, AuthError/AccessError tags, observed 400 texts), Dropbox data ingress guide: rate limits (429),
+ * Dropbox docs: auth/token/revoke and Dropbox docs: errors (team token without Select-User).
  *
  * Retry facts travel in `details` (`retryable: true`, `retryAfter` seconds), read back with isRetryable() and
  * retryAfterOf(): DropkeyError has no dedicated fields for them.
@@ -26,7 +26,7 @@ export function retryAfterOf(e: unknown): number | undefined {
 
 /**
  * Seconds to wait from a 429/503 answer. Dropbox sends an integer `Retry-After` header and, for JSON bodies,
- * `error.retry_after` (§3.3; Python prefers the JSON value, so do we). HTTP-date values are accepted too (RFC 9110
+ * `error.retry_after` (Dropbox docs: errors; Python prefers the JSON value, so do we). HTTP-date values are accepted too (RFC 9110
  * §10.2.3) when a clock is given. Returns undefined when neither is present or readable.
  */
 export function parseRetryAfter(headers: Headers, body?: unknown, now?: () => number): number | undefined {
@@ -48,7 +48,7 @@ export function redactSecrets(text: string, secrets: ReadonlyArray<string | unde
   for (const s of secrets) {
     if (s && s.length >= 4) out = out.split(s).join('[redacted]');
   }
-  // Dropbox echoes a bad Authorization value back: `... "Authorization": "sl.Bl...".` (§3.3 observed texts).
+  // Dropbox echoes a bad Authorization value back: `... "Authorization": "sl.Bl...".` (Dropbox docs: errors observed texts).
   out = out.replace(/("Authorization":\s*")[^"]*(")/gi, '$1[redacted]$2');
   out = out.replace(/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/g, '$1 [redacted]');
   return out;
@@ -59,7 +59,7 @@ function oneLine(s: string, max = 400): string {
   return t.length > max ? `${t.slice(0, max)}…` : t;
 }
 
-/** "path/not_found/.." → "path/not_found" (Dropbox appends random dots so nobody parses it, §3.3). */
+/** "path/not_found/.." → "path/not_found" (Dropbox appends random dots so nobody parses it, Dropbox docs: errors). */
 export function cleanSummary(summary: string): string {
   return summary.replace(/[/.]+$/, '');
 }

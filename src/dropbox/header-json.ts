@@ -1,7 +1,7 @@
 /**
  * "HTTP header safe" JSON for the Dropbox-API-Arg request header and the Dropbox-API-Result response header:
  * 0x7F and every non-ASCII UTF-16 code unit is written as \uXXXX, so an astral character becomes an escaped
- * surrogate pair. Source: dropbox-api.md §3.2 (docs: developers/reference/json-encoding; js:src/utils.js
+ * surrogate pair. Source: https://www.dropbox.com/developers/documentation/http/documentation (docs: developers/reference/json-encoding; js:src/utils.js
  * httpHeaderSafeJson). JSON.stringify already escapes the C0 controls.
  */
 export function httpHeaderSafeJson(value: unknown): string {

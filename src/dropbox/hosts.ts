@@ -1,7 +1,7 @@
 /**
  * Dropbox base URLs. Nothing in dropkey hard-codes a Dropbox host outside this file: every URL is built from a
  * DropboxUrls value that entry points derive from options or the environment.
- * Sources: ../shared/dropbox-api.md §0 (hosts), §1.1 (authorize page on www), §1.2 (token endpoint on api).
+ * Sources: https://www.dropbox.com/developers/documentation/http/documentation (hosts), Dropbox docs: oauth2/authorize (authorize page on www), Dropbox docs: oauth2/token (token endpoint on api).
  */
 export interface DropboxUrls {
   /** The consent page, full URL (https://www.dropbox.com/oauth2/authorize). */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { KNOWN_SCOPES, ROUTE_SCOPES, isKnownScope, missingScopes, resolveNeeds, scopeForRoute, scopesForRoutes } from './scopes.js';
 
-test('§6 mapping for the routes dropkey uses', () => {
+test('Dropbox OAuth guide: scopes mapping for the routes dropkey uses', () => {
   assert.equal(scopeForRoute('users/get_current_account'), 'account_info.read');
   assert.equal(scopeForRoute('/2/files/list_folder'), 'files.metadata.read');
   assert.equal(scopeForRoute('files/download'), 'files.content.read');

@@ -1,7 +1,7 @@
 /**
  * Scopes: which scope each route dropkey (and `dropkey doctor`) cares about needs, and what every known scope
  * means. Route scopes and auth types come from the Stone spec (shared/dropbox-api-spec/*.stone, `attrs scope=`
- * and `auth=`), summarized in dropbox-api.md §6. Calling a route without its scope → 401 missing_scope.
+ * and `auth=`), summarized in https://developers.dropbox.com/oauth-guide#dropbox-api-permissions. Calling a route without its scope → 401 missing_scope.
  */
 
 export type RouteAuthType = 'user' | 'team' | 'app' | 'noauth' | 'app, user';
@@ -63,7 +63,7 @@ export const ROUTE_SCOPES: Readonly<Record<string, RouteScope>> = Object.freeze(
 });
 
 /**
- * Every scope name known to exist (attached to routes in the spec, or offered by the App Console, §6), with
+ * Every scope name known to exist (attached to routes in the spec, or offered by the App Console, Dropbox OAuth guide: scopes), with
  * one line on what it allows.
  */
 export const KNOWN_SCOPES: Readonly<Record<string, string>> = Object.freeze({

@@ -2,7 +2,7 @@
  * Pure diagnosis of a pasted token string, for `dropkey doctor --token`. It looks only at the shape; whether
  * Dropbox accepts the token is checked elsewhere. Findings never contain the token: at most a fingerprint of its
  * first 4 characters and its length.
- * Shapes (dropbox-api.md §1.2, §1.3): short-lived access tokens start with `sl.` (informational only) and are
+ * Shapes (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token, https://developers.dropbox.com/oauth-guide): short-lived access tokens start with `sl.` (informational only) and are
  * well over 100 characters; refresh tokens and retired long-lived access tokens are both 64 characters of
  * [A-Za-z0-9_-] and cannot be told apart by shape; app keys and secrets are 15 lowercase letters and digits.
  */

@@ -1,6 +1,6 @@
 /**
  * The /2 dispatcher through `emulator.fetch`: authentication families, Select-User, argument decoding, content
- * types, bad input, downloads with Range (dropbox-api.md §3).
+ * types, bad input, downloads with Range (https://www.dropbox.com/developers/documentation/http/documentation).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -45,7 +45,7 @@ test('authentication families: 400 text for missing/malformed, 401 JSON for unkn
   const u = await unknown.json();
   assert.equal(u.error['.tag'], 'invalid_access_token');
   assert.match(u.error_summary, /^invalid_access_token\/\.{0,3}$/);
-  // ?authorization= works like the header (CORS form, §3.2).
+  // ?authorization= works like the header (CORS form, Dropbox HTTP docs: request styles and headers).
   const viaParam = await call(`/2/users/get_current_account?authorization=${encodeURIComponent(`Bearer ${user.access_token}`)}`, { method: 'POST' });
   assert.equal(viaParam.status, 200);
   const narrow: any = await emu.control.grant({ app: DEMO_APP_KEY, account: DEMO_ACCOUNT_EMAIL, scopes: ['files.metadata.read'] });

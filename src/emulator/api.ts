@@ -1,6 +1,6 @@
 /**
- * The /2/<route> dispatcher: authentication (dropbox-api.md §3.3), Select-User / Select-Admin and Path-Root
- * (§3.2), scopes (§6), argument decoding per route style (§3.2, §10), and turning a module's result or error into
+ * The /2/<route> dispatcher: authentication (https://www.dropbox.com/developers/documentation/http/documentation#error-handling), Select-User / Select-Admin and Path-Root
+ * (Dropbox HTTP docs: request styles and headers), scopes (Dropbox OAuth guide: scopes), argument decoding per route style (Dropbox HTTP docs: request styles and headers, docs/emulator.md), and turning a module's result or error into
  * Dropbox's wire format. Route modules (contract.ts) never see HTTP.
  */
 import { BadInputError, RateLimitError, RouteError, type Caller, type RouteDef, type RouteResult } from './contract.js';
@@ -61,7 +61,7 @@ export class Api {
     const auth = this.authenticate(req, url, route);
     if (auth instanceof Response) return auth;
 
-    // Arguments by style (§3.2): rpc in the JSON body; upload/download in Dropbox-API-Arg or ?arg=.
+    // Arguments by style (Dropbox HTTP docs: request styles and headers): rpc in the JSON body; upload/download in Dropbox-API-Arg or ?arg=.
     let arg: unknown = null;
     let argSource: 'body' | 'header' | 'url' = 'body';
     let body: ReadableStream<Uint8Array> | null = null;
@@ -153,7 +153,7 @@ export class Api {
     const bytes = await readBody(req.body, MAX_RPC_BODY);
     if (!bytes) return badInput(name, `request body: too large (the emulator accepts at most ${MAX_RPC_BODY} bytes of JSON)`);
     if (bytes.byteLength === 0) {
-      // The JS SDK sends no body (and no Content-Type) for Void arguments; Python sends `null` (dropbox-api.md §3.2).
+      // The JS SDK sends no body (and no Content-Type) for Void arguments; Python sends `null` (https://www.dropbox.com/developers/documentation/http/documentation).
       if (route.voidArg) return { value: null };
       return badInput(name, 'request body: could not decode input as JSON');
     }
@@ -252,7 +252,7 @@ export class Api {
       if (route.scope && !scopes.includes(route.scope)) return missingScope(route.scope);
       return { caller: { kind: 'team', appKey: app.key, teamId, scopes }, app };
     }
-    // A team token on a user route acts as a member chosen by Select-User, or an admin by Select-Admin (§3.2).
+    // A team token on a user route acts as a member chosen by Select-User, or an admin by Select-Admin (Dropbox HTTP docs: request styles and headers).
     const selectUser = req.headers.get('dropbox-api-select-user') ?? url.searchParams.get('select_user');
     const selectAdmin = req.headers.get('dropbox-api-select-admin') ?? url.searchParams.get('select_admin');
     let member: AccountRecord | undefined;
@@ -268,7 +268,7 @@ export class Api {
     } else {
       return badInput(name, TEAM_TOKEN_ON_USER_ROUTE);
     }
-    // Member file access needs team_data.member on top of the route's own scope (dropbox-api.md §5, inferred).
+    // Member file access needs team_data.member on top of the route's own scope (https://www.dropbox.com/developers/documentation/http/teams, inferred).
     if (!scopes.includes('team_data.member')) return missingScope('team_data.member');
     if (route.scope && !scopes.includes(route.scope)) return missingScope(route.scope);
     const root = this.pathRoot(req, route, member, app);
@@ -287,7 +287,7 @@ export class Api {
     };
   }
 
-  /** Dropbox-API-Path-Root (§3.2): every account here has one namespace, its home, which is also its root. */
+  /** Dropbox-API-Path-Root (Dropbox HTTP docs: request styles and headers): every account here has one namespace, its home, which is also its root. */
   private pathRoot(req: Request, route: RouteDef, account: AccountRecord, app: AppRecord): NonNullable<Caller['root']> | Response {
     const root: NonNullable<Caller['root']> = { namespaceId: account.namespace_id };
     if (app.access === 'app_folder') root.appFolder = `/Apps/${app.name}`;

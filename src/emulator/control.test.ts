@@ -1,4 +1,4 @@
-/** The control API, faults, the request log, reset and persistence (issue 2, items 5 and 6). */
+/** The control API, faults, the request log, reset and persistence (docs/emulator.md). */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,5 +1,5 @@
 /**
- * The control API under /_emulator/ (issue 2, item 5; shapes documented in docs/emulator.md). Other tools depend
+ * The control API under /_emulator/ (docs/emulator.md; shapes documented in docs/emulator.md). Other tools depend
  * on these shapes: add fields, never rename or remove them.
  */
 import type { Core } from './core.js';

@@ -21,7 +21,7 @@ export interface Core {
   autoApprove: boolean;
   /** Persists the state (no-op without a data directory). */
   save(): void;
-  /** Varies the dots of error_summary (dropbox-api.md §3.3). */
+  /** Varies the dots of error_summary (https://www.dropbox.com/developers/documentation/http/documentation#error-handling). */
   salt(): number;
   /** Authorization codes by hash (memory only). */
   codes: Map<string, CodeRecord>;
@@ -29,7 +29,7 @@ export interface Core {
   usedBytes(namespaceId: string): number;
 }
 
-/** Authorization codes live 10 minutes of emulator time; Dropbox's exact value is unknown (dropbox-api.md §1.3). */
+/** Authorization codes live 10 minutes of emulator time; Dropbox's exact value is unknown (https://developers.dropbox.com/oauth-guide). */
 export const CODE_LIFETIME_MS = 10 * 60 * 1000;
 /** A consent page must be answered within 30 minutes of emulator time. */
 export const CONSENT_LIFETIME_MS = 30 * 60 * 1000;

@@ -1,6 +1,6 @@
 /**
  * Team audit-log events (team_log.stone TeamEvent), built from what happens in the emulator: members signing in
- * on the consent page and apps being linked. Shapes per dropbox-api.md §5 and team_log.stone: struct members
+ * on the consent page and apps being linked. Shapes per https://www.dropbox.com/developers/documentation/http/teams and team_log.stone: struct members
  * are flattened next to their ".tag", void members are {".tag": ...}.
  */
 import type { AccountRecord, AppRecord, State, TeamRecord } from './state.js';

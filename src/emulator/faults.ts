@@ -93,7 +93,7 @@ export function faultResponse(f: Fault, route: string, salt: number): Response |
   }
   const dots = '.'.repeat(salt % 4);
   if (route.startsWith('oauth2/')) {
-    // Observed token-endpoint hiccup body (dropbox-api.md §1.2).
+    // Observed token-endpoint hiccup body (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token).
     if (f.status >= 500) return jsonResponse({ error: 'The server has either erred or is incapable of performing the requested operation.' }, f.status, headers);
     return jsonResponse({ error: 'invalid_request', error_description: 'injected fault' }, f.status, headers);
   }

@@ -31,7 +31,7 @@ function derived(kind: string, name: string, chars: number): string {
   return sha256(`${kind}:${name.toLowerCase()}`).toString('base64url').slice(0, chars);
 }
 
-/** `dbid:` + 35 characters: exactly 40, as Account.account_id requires (dropbox-api.md §2). */
+/** `dbid:` + 35 characters: exactly 40, as Account.account_id requires (https://www.dropbox.com/developers/documentation/http/documentation#users-get_current_account). */
 export function accountIdFor(email: string): string {
   return `dbid:AA${derived('account', email, 33)}`;
 }
@@ -50,7 +50,7 @@ export function numericIdFor(kind: string, name: string): string {
   return String(1_000_000_000 + (n % 3_000_000_000));
 }
 
-/** RFC 6750 token68 characters; anything else in a Bearer value is "malformed" (dropbox-api.md §3.3). */
+/** RFC 6750 token68 characters; anything else in a Bearer value is "malformed" (https://www.dropbox.com/developers/documentation/http/documentation#error-handling). */
 export function isWellFormedToken(token: string): boolean {
   return token.length >= 8 && token.length <= 4096 && /^[A-Za-z0-9._~+/=-]+$/.test(token);
 }

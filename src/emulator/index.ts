@@ -32,7 +32,7 @@ export type { Seed, AppInput, AccountInput } from './state.js';
 export type { Fault, LogEntry } from './faults.js';
 
 export interface EmulatorOptions {
-  /** Lifetime of short-lived access tokens, seconds (Dropbox: 14400, dropbox-api.md §1.3). */
+  /** Lifetime of short-lived access tokens, seconds (Dropbox: 14400, https://developers.dropbox.com/oauth-guide). */
   tokenLifetimeSeconds?: number;
   /** The authorize page approves at once as the first eligible account (headless tests). */
   autoApprove?: boolean;

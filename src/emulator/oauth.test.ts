@@ -1,6 +1,6 @@
 /**
  * OAuth through the emulator's own `fetch` (no socket): the authorize page's validation, consent over plain HTTP,
- * the token endpoint's client-authentication forms, codes, refresh and revocation (dropbox-api.md §1).
+ * the token endpoint's client-authentication forms, codes, refresh and revocation (https://developers.dropbox.com/oauth-guide).
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -200,7 +200,7 @@ test('HTTP Basic: a secret with "+" or "%" works sent raw (as most clients do) a
   assert.equal((await json(wrong)).error, 'invalid_client');
 });
 
-test('an app with no scopes (a legacy, non-scoped app) gets no "scope" field, not an empty one (§1.2)', async () => {
+test('an app with no scopes (a legacy, non-scoped app) gets no "scope" field, not an empty one (Dropbox docs: oauth2/token)', async () => {
   const { emu } = setup();
   await emu.control.createApp({ key: 'noscopes', secret: 'noscopessecret', name: 'Unscoped', redirect_uris: [REDIRECT], scopes: [] });
   const g: any = await emu.control.grant({ app: 'noscopes', account: DEMO_ACCOUNT_EMAIL, token_access_type: 'offline' });

@@ -1,5 +1,5 @@
 /**
- * OAuth 2 as Dropbox does it (dropbox-api.md §1): the consent page (/oauth2/authorize, HTML without JavaScript)
+ * OAuth 2 as Dropbox does it (https://developers.dropbox.com/oauth-guide): the consent page (/oauth2/authorize, HTML without JavaScript)
  * and the token endpoint (/oauth2/token). Choices where Dropbox's behaviour is unknown are listed in
  * docs/emulator.md ("Behaviours chosen").
  */
@@ -12,7 +12,7 @@ import { basicCredentials, escapeHtml, jsonResponse, mediaType, readBody } from 
 
 // ---- shared ---------------------------------------------------------------------------------------------------
 
-/** The token endpoint's success body (dropbox-api.md §1.2): also what POST /_emulator/grants returns. */
+/** The token endpoint's success body (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token): also what POST /_emulator/grants returns. */
 export function tokenResponseBody(
   core: Core,
   grant: GrantRecord,
@@ -22,12 +22,12 @@ export function tokenResponseBody(
 ): Record<string, unknown> {
   const body: Record<string, unknown> = { access_token: accessToken, token_type: 'bearer' };
   if (grant.token_access_type !== 'legacy') body['expires_in'] = core.tokenLifetimeSeconds;
-  // `scope` is "present for scoped apps" (dropbox-api.md §1.2); an app configured with none is a legacy one.
+  // `scope` is "present for scoped apps" (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token); an app configured with none is a legacy one.
   if (grant.scopes.length > 0) body['scope'] = [...grant.scopes].sort().join(' ');
   if (refreshToken !== undefined) body['refresh_token'] = refreshToken;
   if (grant.team_id) body['team_id'] = grant.team_id;
   else body['account_id'] = account.account_id;
-  body['uid'] = account.uid; // always sent: Python and Java read it (dropbox-api.md §1.2)
+  body['uid'] = account.uid; // always sent: Python and Java read it (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token)
   return body;
 }
 
@@ -144,7 +144,7 @@ export class AuthorizePage {
     return this.approve(request, chosen);
   }
 
-  /** Validates every parameter (issue 2, item 2). Bad client or redirect URI: an error page, never a redirect. */
+  /** Validates every parameter (docs/emulator.md). Bad client or redirect URI: an error page, never a redirect. */
   private parse(q: URLSearchParams): AuthorizeRequest | Response {
     const seen = new Set<string>();
     for (const k of q.keys()) {
@@ -383,7 +383,7 @@ export async function tokenEndpoint(core: Core, req: Request, url: URL): Promise
     if (dup) return tokenError('invalid_request', `duplicate field "${dup}"`);
   }
   if (bytes.byteLength > 0) {
-    // An empty body is fine whatever its Content-Type: the JS SDK refreshes with application/json and no body (§10).
+    // An empty body is fine whatever its Content-Type: the JS SDK refreshes with application/json and no body (docs/emulator.md).
     const type = mediaType(req.headers.get('content-type'));
     if (type !== 'application/x-www-form-urlencoded') {
       return tokenError('invalid_request', `Bad HTTP "Content-Type" header: "${type}". Expecting "application/x-www-form-urlencoded".`);
@@ -401,7 +401,7 @@ export async function tokenEndpoint(core: Core, req: Request, url: URL): Promise
   }
   for (const k of params.keys()) if (!TOKEN_FIELDS.has(k)) return tokenError('invalid_request', `unknown field "${k}"`);
 
-  // Client authentication: HTTP Basic, or client_id (+ client_secret) parameters, never both (dropbox-api.md §1.2).
+  // Client authentication: HTTP Basic, or client_id (+ client_secret) parameters, never both (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token).
   let clientId: string | undefined;
   let clientSecret: string | undefined;
   let viaBasic = false;
@@ -513,7 +513,7 @@ function refresh(core: Core, app: AppRecord, authenticated: boolean, params: Map
   }
   const accessToken = core.state.mintAccessToken(grant, scopes, core.now(), core.tokenLifetimeSeconds);
   core.save();
-  // Observed refresh answer: no new refresh token, no account id (dropbox-api.md §1.2).
+  // Observed refresh answer: no new refresh token, no account id (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token).
   const body: Record<string, unknown> = { access_token: accessToken, token_type: 'bearer', expires_in: core.tokenLifetimeSeconds };
   if (scopeParam !== undefined) body['scope'] = [...scopes].sort().join(' ');
   return jsonResponse(body, 200, { 'Cache-Control': 'no-store' });

@@ -1,5 +1,5 @@
 /**
- * The default seed: what `npx dropkey emulator` offers with no configuration (issue 2, item 7).
+ * The default seed: what `npx dropkey emulator` offers with no configuration (docs/emulator.md).
  * The key and secret are public on purpose: they only work against a local emulator.
  */
 import { DEFAULT_TEAM_SCOPES, DEFAULT_USER_SCOPES, type Seed } from './state.js';

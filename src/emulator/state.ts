@@ -308,7 +308,7 @@ export class State {
     if (args.app.team && args.account.team_id) grant.team_id = args.account.team_id;
     let refreshToken: string | undefined;
     if (args.tokenAccessType === 'offline') {
-      refreshToken = randomToken(48); // 64 characters, like Dropbox's (dropbox-api.md §1.2 example)
+      refreshToken = randomToken(48); // 64 characters, like Dropbox's (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token example)
       grant.refresh_hash = hashSecret(refreshToken);
       this.refresh.set(grant.refresh_hash, grant.id);
     }
@@ -318,7 +318,7 @@ export class State {
   }
 
   mintAccessToken(grant: GrantRecord, scopes: string[], now: number, lifetimeSeconds: number): string {
-    // Short-lived tokens start with "sl." (dropbox-api.md §1.3); legacy long-lived ones had no prefix.
+    // Short-lived tokens start with "sl." (https://developers.dropbox.com/oauth-guide); legacy long-lived ones had no prefix.
     const token =
       grant.token_access_type === 'legacy'
         ? randomToken(48)
@@ -392,7 +392,7 @@ export function isLoopbackHost(hostname: string): boolean {
   return hostname === '127.0.0.1' || hostname === 'localhost' || hostname === '[::1]';
 }
 
-/** Registered redirect URIs: https, or http on a loopback host (dropbox-api.md §1.1). */
+/** Registered redirect URIs: https, or http on a loopback host (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize). */
 function redirectUriProblem(uri: string): string | undefined {
   let u: URL;
   try {
@@ -429,7 +429,7 @@ function capitalize(s: string): string {
   return s ? s[0]!.toUpperCase() + s.slice(1) : 'User';
 }
 
-/** The common user scopes (dropbox-api.md §6), given to apps created without `scopes`. */
+/** The common user scopes (https://developers.dropbox.com/oauth-guide#dropbox-api-permissions), given to apps created without `scopes`. */
 export const DEFAULT_USER_SCOPES = [
   'account_info.read',
   'files.metadata.read',
@@ -439,7 +439,7 @@ export const DEFAULT_USER_SCOPES = [
   'sharing.read',
 ];
 
-/** Team scopes for a Business admin connector (§5, §6), plus the user scopes for member file access. */
+/** Team scopes for a Business admin connector (Dropbox Business API docs, Dropbox OAuth guide: scopes), plus the user scopes for member file access. */
 export const DEFAULT_TEAM_SCOPES = [
   'team_info.read',
   'members.read',

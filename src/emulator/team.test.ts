@@ -1,4 +1,4 @@
-/** Team routes and account look-ups through `emulator.fetch` (dropbox-api.md §2, §5). */
+/** Team routes and account look-ups through `emulator.fetch` (https://www.dropbox.com/developers/documentation/http/documentation#users-get_current_account, https://www.dropbox.com/developers/documentation/http/teams). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createEmulator, DEMO_ACCOUNT_EMAIL, DEMO_APP_KEY, DEMO_TEAM_ADMIN_EMAIL, DEMO_TEAM_APP_KEY } from './index.js';

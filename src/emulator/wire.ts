@@ -1,9 +1,9 @@
 /**
  * Dropbox's wire format, in one place: JSON and text responses, error bodies, `error_summary`, header-safe JSON.
- * Sources: dropbox-api.md §3.1 (Stone JSON), §3.2 (headers), §3.3 (status codes and bodies).
+ * Sources: https://www.dropbox.com/developers/documentation/http/documentation (Stone JSON), Dropbox HTTP docs: request styles and headers (headers), Dropbox docs: errors (status codes and bodies).
  */
 
-/** Exactly `application/json`, no charset: the Python SDK asserts it (dropbox-api.md §3.2). */
+/** Exactly `application/json`, no charset: the Python SDK asserts it (https://www.dropbox.com/developers/documentation/http/documentation). */
 export const JSON_TYPE = 'application/json';
 const TEXT_TYPE = 'text/plain; charset=utf-8';
 
@@ -26,14 +26,14 @@ export function bugResponse(err: unknown, onError: (err: unknown) => void): Resp
   return textResponse('Internal Server Error: the emulator hit a bug. See its standard error output.', 500);
 }
 
-/** A 400 for bad input to an API route, worded like Dropbox's (dropbox-api.md §3.3). */
+/** A 400 for bad input to an API route, worded like Dropbox's (https://www.dropbox.com/developers/documentation/http/documentation#error-handling). */
 export function badInput(route: string, reason: string): Response {
   return textResponse(`Error in call to API function "${route}": ${reason}`, 400);
 }
 
 /**
  * `error_summary`: the chain of union tags joined by "/", then "/" and a few dots so that nobody parses it
- * (dropbox-api.md §3.3: "path/not_found/..", "missing_scope/"). The dots vary with `salt`.
+ * (https://www.dropbox.com/developers/documentation/http/documentation#error-handling: "path/not_found/..", "missing_scope/"). The dots vary with `salt`.
  * A member carrying a flattened struct continues through the struct's union-valued field, as Dropbox does for
  * UploadWriteFailed: `{".tag": "path", "reason": {".tag": "insufficient_space"}, "upload_session_id": ...}` is
  * summarised "path/insufficient_space/" (a real files/upload answer quoted in ShareX/ShareX#8415).
@@ -62,7 +62,7 @@ export function routeErrorBody(error: unknown, salt: number, userMessage?: strin
 
 /**
  * 429 with a RateLimitError body and the same wait, in whole seconds, in an integer `Retry-After` header: the Java
- * SDK requires the header to be an integer, Python reads `error.retry_after` (dropbox-api.md §3.3, §3.4).
+ * SDK requires the header to be an integer, Python reads `error.retry_after` (https://www.dropbox.com/developers/documentation/http/documentation#error-handling, https://www.dropbox.com/developers/reference/data-ingress-guide).
  */
 export function rateLimitResponse(reason: 'too_many_requests' | 'too_many_write_operations', retryAfter: number, salt: number): Response {
   const seconds = Number.isFinite(retryAfter) ? Math.max(0, Math.ceil(retryAfter)) : 1;
@@ -70,14 +70,14 @@ export function rateLimitResponse(reason: 'too_many_requests' | 'too_many_write_
   return jsonResponse({ error_summary: errorSummary(error.reason, salt), error }, 429, { 'Retry-After': String(seconds) });
 }
 
-/** 401 with an AuthError (dropbox-api.md §3.3). */
+/** 401 with an AuthError (https://www.dropbox.com/developers/documentation/http/documentation#error-handling). */
 export function authError(error: Record<string, unknown>, salt: number): Response {
   return jsonResponse({ error_summary: errorSummary(error, salt), error }, 401);
 }
 
 /**
  * JSON made safe for an HTTP header: 0x7F and every non-ASCII code unit escaped as \uXXXX, exactly as the
- * SDKs do for Dropbox-API-Arg and as Dropbox does for Dropbox-API-Result (dropbox-api.md §3.2).
+ * SDKs do for Dropbox-API-Arg and as Dropbox does for Dropbox-API-Result (https://www.dropbox.com/developers/documentation/http/documentation).
  */
 export function headerSafeJson(value: unknown): string {
   return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);

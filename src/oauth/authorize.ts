@@ -1,12 +1,12 @@
 /**
  * The authorization step: building the consent-page URL and checking what comes back on the redirect.
- * Sources: dropbox-api.md §1.1 (parameters, redirect results, errors).
+ * Sources: https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize (parameters, redirect results, errors).
  */
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import type { DropboxUrls } from '../dropbox/hosts.js';
 import { constantTimeEqual } from './pkce.js';
 
-/** §1.1: "state: up to 500 bytes, echoed back". */
+/** Dropbox docs: oauth2/authorize: "state: up to 500 bytes, echoed back". */
 export const MAX_STATE_BYTES = 500;
 
 export type TokenAccessType = 'offline' | 'online' | 'legacy';
@@ -15,7 +15,7 @@ export interface AuthorizeUrlParams {
   urls: Pick<DropboxUrls, 'authorize'>;
   /** The app key. */
   clientId: string;
-  /** Omit for the "no-redirect" flow: Dropbox then shows the code on its page for the user to copy (§1.1). */
+  /** Omit for the "no-redirect" flow: Dropbox then shows the code on its page for the user to copy (Dropbox docs: oauth2/authorize). */
   redirectUri?: string;
   state: string;
   /** BASE64URL(SHA256(verifier)); the method is always S256. */
@@ -49,7 +49,7 @@ function checkState(state: string, what: string): void {
 /**
  * Builds `<authorize>?client_id=...&response_type=code&...`. Values are percent-encoded with
  * encodeURIComponent (spaces in `scope` become %20, unambiguous in both query and form decoding). Unlike the JS
- * SDK (§7.3), nothing is left unencoded.
+ * SDK (dropbox-sdk-js), nothing is left unencoded.
  */
 export function buildAuthorizeUrl(p: AuthorizeUrlParams): string {
   if (!p.clientId) throw new DropkeyError(ErrorCodes.BAD_INPUT, 'the app key (client_id) is empty');

@@ -1,7 +1,7 @@
 /**
  * dropkey's protocol layers (src/oauth, src/dropbox) against the emulator over real HTTP on 127.0.0.1:0:
  * authorization code + PKCE through the consent page, refresh, revoke, and the API client's rpc / upload /
- * download and failure policy. Only the documented wire contract is relied on (shared/dropbox-api.md).
+ * download and failure policy. Only the documented wire contract is relied on (https://www.dropbox.com/developers/documentation/http/documentation).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,6 +1,6 @@
 /**
  * PKCE (RFC 7636) and OAuth `state` helpers. Randomness is injectable so tests are deterministic.
- * Dropbox accepts the S256 method only as far as anyone has confirmed (dropbox-api.md §1.1, §1.4), so there is
+ * Dropbox accepts the S256 method only as far as anyone has confirmed (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize, https://developers.dropbox.com/oauth-guide), so there is
  * no `plain` variant here.
  */
 import { createHash, randomBytes as nodeRandomBytes, timingSafeEqual } from 'node:crypto';
@@ -19,7 +19,7 @@ export function base64url(bytes: Uint8Array): string {
 }
 
 /**
- * A code verifier of `length` characters (default 128, as every official Dropbox SDK uses, §1.4).
+ * A code verifier of `length` characters (default 128, as every official Dropbox SDK uses, Dropbox OAuth guide: PKCE).
  * base64url of random bytes only uses [A-Za-z0-9_-], a subset of the unreserved set, and each character carries
  * 6 uniformly random bits, so there is no modulo bias.
  */
@@ -54,7 +54,7 @@ export function codeChallengeS256(verifier: string): string {
 
 /**
  * A fresh `state` value: `bytes` random bytes (default 32 = 256 bits, at least 16 = 128 bits), base64url.
- * Dropbox echoes up to 500 bytes of state (§1.1); 32 bytes give 43 characters.
+ * Dropbox echoes up to 500 bytes of state (Dropbox docs: oauth2/authorize); 32 bytes give 43 characters.
  */
 export function generateState(options: { bytes?: number; randomBytes?: RandomBytes } = {}): string {
   const n = options.bytes ?? 32;

@@ -158,7 +158,7 @@ async function failure(res: Response, grant: 'authorization_code' | 'refresh_tok
   assert.fail('expected rejection');
 }
 
-// Every row of dropbox-api.md §1.2's error table.
+// Every row of https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token's error table.
 test('error: bad/used/expired code → OAUTH_FAILED, summary invalid_grant', async () => {
   const e = await failure(
     json(400, { error: 'invalid_grant', error_description: "code doesn't exist or has expired" }),

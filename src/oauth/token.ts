@@ -3,7 +3,7 @@
  * - request builders return `{url, init}` and do no I/O;
  * - response processors validate Dropbox's answer into a TokenSet or throw a DropboxApiError;
  * - a small facade (exchangeCode, refreshAccessToken, revokeToken) wires them to an injected fetch and clock.
- * Sources: dropbox-api.md §1.2 (parameters, client auth, response fields, error table), §1.5 (revoke).
+ * Sources: https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token (parameters, client auth, response fields, error table), Dropbox docs: auth/token/revoke (revoke).
  */
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
 import type { DropboxUrls } from '../dropbox/hosts.js';
@@ -42,14 +42,14 @@ export interface TokenSet {
 }
 
 function basic(client: ClientCredentials & { clientSecret: string }): string {
-  // Dropbox: "app key as the username and app secret as the password" (§1.2). Keys and secrets are [a-z0-9],
+  // Dropbox: "app key as the username and app secret as the password" (Dropbox docs: oauth2/token). Keys and secrets are [a-z0-9],
   // so RFC 6749 §2.3.1's form-encoding step changes nothing.
   return `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret}`, 'utf8').toString('base64')}`;
 }
 
 /**
  * Client authentication: HTTP Basic when a secret exists, with no client_id in the body (Dropbox refused
- * `unknown field "client_id"` alongside other credentials, §1.2 inferred rule); client_id in the body otherwise.
+ * `unknown field "client_id"` alongside other credentials, Dropbox docs: oauth2/token inferred rule); client_id in the body otherwise.
  */
 function withClientAuth(client: ClientCredentials, body: URLSearchParams): Record<string, string> {
   if (!client.clientId) throw new DropkeyError(ErrorCodes.BAD_INPUT, 'the app key (client_id) is empty');
@@ -86,7 +86,7 @@ export function refreshTokenRequest(p: {
   urls: Pick<DropboxUrls, 'token'>;
   client: ClientCredentials;
   refreshToken: string;
-  /** Optional subset of the originally granted scopes (§1.2). */
+  /** Optional subset of the originally granted scopes (Dropbox docs: oauth2/token). */
   scopes?: readonly string[] | undefined;
 }): PreparedRequest {
   if (!p.refreshToken) throw new DropkeyError(ErrorCodes.BAD_INPUT, 'the refresh token is empty');
@@ -96,7 +96,7 @@ export function refreshTokenRequest(p: {
   return { url: p.urls.token, init: { method: 'POST', headers, body: body.toString() } };
 }
 
-/** `POST /2/auth/token/revoke`: RPC, Void argument → no body, no Content-Type (as the JS SDK sends, §3.2, §1.5). */
+/** `POST /2/auth/token/revoke`: RPC, Void argument → no body, no Content-Type (as the JS SDK sends, Dropbox HTTP docs: request styles and headers, Dropbox docs: auth/token/revoke). */
 export function revokeRequest(p: { urls: Pick<DropboxUrls, 'api'>; accessToken: string }): PreparedRequest {
   if (!p.accessToken) throw new DropkeyError(ErrorCodes.BAD_INPUT, 'the access token is empty');
   return {
@@ -125,7 +125,7 @@ function oneLine(s: string, max = 300): string {
 }
 
 /**
- * Maps a non-200 token-endpoint answer to a DropboxApiError (the §1.2 error table). `summary` keeps the OAuth
+ * Maps a non-200 token-endpoint answer to a DropboxApiError (the Dropbox docs: oauth2/token error table). `summary` keeps the OAuth
  * error code (`invalid_grant`, `invalid_client`, ...). `secrets` are scrubbed from anything quoted back.
  */
 export function tokenEndpointError(
@@ -227,7 +227,7 @@ function optString(v: unknown): string | undefined {
 }
 
 /**
- * Validates a token-endpoint answer (§1.2 field rules) into a TokenSet. `uid` is kept when present but not
+ * Validates a token-endpoint answer (Dropbox docs: oauth2/token field rules) into a TokenSet. `uid` is kept when present but not
  * required (deprecated; Dropbox sends it, but refresh answers omit all ids). An account_id or team_id is required
  * for the code grant only.
  */
@@ -371,7 +371,7 @@ export async function exchangeCode(
 }
 
 /**
- * Refresh token → a new access token. Dropbox does not rotate refresh tokens (§1.2): when the answer has none,
+ * Refresh token → a new access token. Dropbox does not rotate refresh tokens (Dropbox docs: oauth2/token): when the answer has none,
  * the one passed in is returned, so a caller that stores the result never loses it. One attempt; retry policy
  * (5xx, 429, network) belongs to the caller (see dropbox/retry.ts).
  */
@@ -390,7 +390,7 @@ export async function refreshAccessToken(
 }
 
 /**
- * Revokes the access token and, when it was minted from a refresh token, that refresh token too (§1.5).
+ * Revokes the access token and, when it was minted from a refresh token, that refresh token too (Dropbox docs: auth/token/revoke).
  * Resolves `{alreadyInvalid: true}` when Dropbox says the token is already invalid (401 invalid_access_token):
  * the goal, a dead token, holds. Other answers throw decoded DropboxApiErrors.
  */

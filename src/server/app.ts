@@ -80,7 +80,7 @@ export function createApp(deps: ServerDeps, options: { modules?: ServerModule[] 
     if (!services.preSecured.has(res)) for (const [k, v] of headers) res.headers.set(k, v);
     const status = res.status;
     metrics.httpRequests.inc(statusClass[Math.floor(status / 100)] ?? { status: 'other' });
-    // Hot GETs log at debug (issue 4's benchmark); changes, client errors and failures at info and above.
+    // Hot GETs log at debug (bench/serve-token.mjs); changes, client errors and failures at info and above.
     const method = c.req.method;
     const level = status >= 500 ? 'warn' : method === 'GET' || method === 'HEAD' ? (status >= 400 ? 'info' : 'debug') : 'info';
     if (logger.isLevelEnabled(level)) {

@@ -17,7 +17,7 @@ export interface ServerConfig {
    * (`${publicUrl}/oauth/callback`), connect links and reconnect URLs are built from it.
    */
   publicUrl: string;
-  /** Connect link lifetime when the request gives none (default 30 min, issue 4). */
+  /** Connect link lifetime when the request gives none (default 30 min, docs/api.md). */
   connectLinkTtlMs: number;
   /** Pending OAuth logins expire after this (default 10 min). */
   pendingLoginTtlMs: number;

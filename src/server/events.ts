@@ -1,6 +1,6 @@
 /**
  * In-process events about connections, emitted by the server's routes and background work, consumed by
- * webhooks (issue 4 §6) and anything else that subscribes. Listeners run after the emitting request's work is
+ * webhooks (docs/webhooks.md) and anything else that subscribes. Listeners run after the emitting request's work is
  * done; a throwing or slow listener never fails the request (errors go to onError).
  */
 export type ServerEventType =

@@ -83,7 +83,7 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
     const upstreamFetch = instrumentFetch(o.fetch ?? globalThis.fetch, urls, metrics);
     const dropkey = await Dropkey.open({ store: stores.core, urls, fetch: upstreamFetch, now: Date.now, logger });
     const events = new ServerEvents((err, event) => logger.error({ err, event: event.type }, 'event listener failed'));
-    // Issue 5: the proxy's 429 back-off is shared through the database by every instance on it;
+    // docs/decisions/0002-postgres-store.md: the proxy's 429 back-off is shared through the database by every instance on it;
     // DROPKEY_JOBS=off keeps background jobs off this instance (they still run once across the others).
     const backoff = new SharedBackoffStore(stores.backoff, {
       onError: (err) => logger.warn({ err }, 'shared 429 back-off unreachable: using this instance\'s memory until the database answers'),

@@ -1,4 +1,4 @@
-// Issue 3: "The raw SQLite file and the data directory contain none of the stored secrets in plain text."
+// docs/decisions/0001-encryption-at-rest.md: "The raw SQLite file and the data directory contain none of the stored secrets in plain text."
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';

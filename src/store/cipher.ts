@@ -1,7 +1,7 @@
 /**
  * The cipher: encryption at rest for secret fields (app secrets, access and refresh tokens): AES-256-GCM, one random 96-bit IV
  * per value, additional authenticated data (AAD) binding each ciphertext to its record and field, and the key id
- * recorded in every ciphertext so master keys can rotate (issue 5) while old ciphertexts stay readable.
+ * recorded in every ciphertext so master keys can rotate (docs/decisions/0002-postgres-store.md) while old ciphertexts stay readable.
  * Rationale and limits: docs/decisions/0001-encryption-at-rest.md.
  *
  * Ciphertext format (ASCII, safe in any text column):  dk1.<keyId>.<iv b64url>.<ciphertext||tag b64url>

@@ -42,7 +42,7 @@ export interface OpenStoreOptions {
   masterKey?: string | undefined;
   /**
    * The value of DROPKEY_DATABASE_URL, if set: a `file:` URL (a SQLite file elsewhere than home/dropkey.db), or a
-   * `postgres://` / `postgresql://` URL (the PostgreSQL store, issue 5; `?schema=NAME` picks the schema, default
+   * `postgres://` / `postgresql://` URL (the PostgreSQL store, docs/decisions/0002-postgres-store.md; `?schema=NAME` picks the schema, default
    * `dropkey`).
    */
   databaseUrl?: string | undefined;

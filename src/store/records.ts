@@ -197,7 +197,7 @@ export function checkName(kind: 'app' | 'connection', name: string): void {
   }
 }
 
-/** A refresh token is only ever cleared on purpose (issue 3 §5: "never lost or overwritten by an empty value"). */
+/** A refresh token is only ever cleared on purpose (src/connections/README.md ("Refresh rules"): "never lost or overwritten by an empty value"). */
 export function refuseClearingRefreshToken(name: string, patch: ConnectionPatch, allowClear: boolean | undefined): void {
   if (patch.refreshToken !== undefined && emptyToNull(patch.refreshToken) === null && !allowClear) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, `refusing to clear the refresh token of connection "${name}"`, {

@@ -1,6 +1,6 @@
 /**
  * Master key rotation across every encrypted column of every dropkey table, on SQLite and PostgreSQL alike
- * (issue 5 §4). Design and operating procedure: docs/decisions/0003-key-rotation.md.
+ * (docs/decisions/0003-key-rotation.md). Design and operating procedure: docs/decisions/0003-key-rotation.md.
  *
  * Why here and not only in the drivers' reencryptSecrets(): those rewrite the core tables in ONE transaction
  * (PostgreSQL: every connection row locked FOR UPDATE until the end), which stalls refreshes on a large store, and

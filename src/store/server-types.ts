@@ -1,7 +1,7 @@
 /**
- * Storage for `dropkey serve` (issue 4): admin users, sessions, API keys, the audit log, connect links, pending
+ * Storage for `dropkey serve` (docs/deploying.md): admin users, sessions, API keys, the audit log, connect links, pending
  * OAuth logins and the first-run setup token. Separate from the core Store so the CLI never loads it, and so a
- * PostgreSQL driver (issue 5) can implement both interfaces on one database.
+ * PostgreSQL driver (docs/decisions/0002-postgres-store.md) can implement both interfaces on one database.
  *
  * The store is deliberately dumb about credentials: callers hand it HASHES (SHA-256 hex of high-entropy random
  * values, a scrypt string for passwords), computed in src/server/security/secrets.ts, and lookups are by hash.

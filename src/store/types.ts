@@ -123,7 +123,7 @@ export interface Store extends LockStore {
 }
 
 /**
- * Key rotation support (issue 5): rewrites every ciphertext that is not under the keyring's active key.
+ * Key rotation support (docs/decisions/0002-postgres-store.md): rewrites every ciphertext that is not under the keyring's active key.
  * Drivers implement it next to Store; `dropkey keys rotate` opens the store with the new key active and the old key
  * still listed, calls this, and only then drops the old key.
  */

@@ -1,7 +1,7 @@
 /**
- * Storage for `dropkey serve`'s background work (issue 4 §5-6): webhook endpoints, the event outbox with its
+ * Storage for `dropkey serve`'s background work (docs/webhooks.md): webhook endpoints, the event outbox with its
  * delivery log, and the run records that make scheduled jobs run once across every instance sharing the store
- * (issue 5 §3).
+ * (docs/deploying.md ("What the cluster guarantees")).
  *
  * The outbox is the source of truth for delivery: an event is written with one delivery row per matching endpoint
  * in one transaction, and workers claim due deliveries with a lease (claimedUntil), so deliveries survive restarts
@@ -138,6 +138,6 @@ export interface WebhookStore {
   listJobRuns(): Promise<JobRunRecord[]>;
 
   // ---- operations
-  /** Re-encrypts signing secrets not under the keyring's active key (issue 5 §4, like KeyRotation). */
+  /** Re-encrypts signing secrets not under the keyring's active key (docs/decisions/0003-key-rotation.md, like KeyRotation). */
   reencryptSecrets(): Promise<{ rewritten: number; remaining: number }>;
 }

@@ -1,5 +1,5 @@
 /**
- * `dropkey doctor` on each problem of issue 3 §6, against the emulator: plain-words findings with a fix, exit 1
+ * `dropkey doctor` on each problem of docs/connecting-an-app.md ("When something goes wrong"), against the emulator: plain-words findings with a fix, exit 1
  * when a problem is found, 0 when healthy, and never a secret in the output.
  */
 import { after, before, test } from 'node:test';

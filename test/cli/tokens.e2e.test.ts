@@ -29,7 +29,7 @@ test('import --refresh-token -: validated at once; token prints only the token',
   assert.equal(c.email, g.email);
   assert.equal(c.account_id, g.accountId);
   assert.equal(c.refreshable, true);
-  // Dropbox's refresh answer may omit `scope` (dropbox-api.md §1.2), so an imported connection may list none.
+  // Dropbox's refresh answer may omit `scope` (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token), so an imported connection may list none.
   assert.ok(Array.isArray(c.scopes));
   assertNoSecrets(r.stdout + r.stderr, [g.token.refresh_token, app.secret]);
 

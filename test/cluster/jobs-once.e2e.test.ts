@@ -1,5 +1,5 @@
 /**
- * Issue 5 §3: scheduled work runs once across the cluster, not once per instance. Three instances, each with its
+ * docs/deploying.md ("What the cluster guarantees"): scheduled work runs once across the cluster, not once per instance. Three instances, each with its
  * own PostgreSQL store handles (locks: the core store; run records: the webhook store), run the production
  * Scheduler (src/server/jobs/scheduler.ts) on one shared manual clock for 20 periods; the job's body itself
  * touches PostgreSQL so runs take real time. Exactly one run per period across the three, never two at once,

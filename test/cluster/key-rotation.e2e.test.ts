@@ -1,5 +1,5 @@
 /**
- * Issue 5 "What it must show": after `dropkey keys rotate`, every secret decrypts and no ciphertext under the old
+ * docs/deploying.md ("What the cluster guarantees"): after `dropkey keys rotate`, every secret decrypts and no ciphertext under the old
  * key id remains, on SQLite (key file mode) and PostgreSQL (DROPKEY_MASTER_KEY mode, several instances), with
  * secrets in every encrypted table (apps, connections, the key check, pending logins, webhook secrets), while
  * another "instance" keeps refreshing tokens during the rotation (no downtime, no lost update).

@@ -1,5 +1,5 @@
 /**
- * Issue 5, "What it must show" #2: `kill -9` of the instance holding the refresh lock, 20 times in a loop → each
+ * docs/deploying.md ("What the cluster guarantees"): `kill -9` of the instance holding the refresh lock, 20 times in a loop → each
  * time another instance completes the refresh within the lock timeout; no connection loses its refresh token;
  * nothing is corrupted.
  *

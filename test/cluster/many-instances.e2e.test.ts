@@ -1,5 +1,5 @@
 /**
- * Issue 5, "What it must show" #1: 3 `dropkey serve` instances and 2 CLI processes on one PostgreSQL database and
+ * docs/deploying.md ("What the cluster guarantees"): 3 `dropkey serve` instances and 2 CLI processes on one PostgreSQL database and
  * one emulator; 2,000 concurrent token requests spread over them while the token is expired → exactly one refresh
  * at the emulator, and every request gets a valid token.
  *

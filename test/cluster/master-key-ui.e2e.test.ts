@@ -1,5 +1,5 @@
 /**
- * Issue 5 §4, "an admin action in the UI": the web UI's master key page of a real `dropkey serve` on PostgreSQL
+ * docs/decisions/0003-key-rotation.md, "an admin action in the UI": the web UI's master key page of a real `dropkey serve` on PostgreSQL
  * (DROPKEY_MASTER_KEY=NEW,OLD, as after step 2 of the procedure in docs/deploying.md) shows the secrets per key id and
  * re-encrypts every one under the active key; afterwards nothing is under the old key id, the store opens with the
  * new key alone, and the action is in the audit log.

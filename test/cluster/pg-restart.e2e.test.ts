@@ -1,5 +1,5 @@
 /**
- * Issue 5 "What it must show": PostgreSQL restarted under load → nothing lost; the service recovers without a
+ * docs/deploying.md ("What the cluster guarantees"): PostgreSQL restarted under load → nothing lost; the service recovers without a
  * restart of its own; still-valid cached tokens keep being handed out; refreshes wait or fail cleanly.
  *
  * The restart is real (pg_ctl restart -m fast) on a private PostgreSQL server started for this test (see

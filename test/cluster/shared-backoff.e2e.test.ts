@@ -1,5 +1,5 @@
 /**
- * Issue 5 §5: the 429 back-off of a connection is shared across instances. Instance A proxies a call and meets
+ * docs/deploying.md ("What the cluster guarantees"): the 429 back-off of a connection is shared across instances. Instance A proxies a call and meets
  * a 429 with Retry-After: 2 from the emulator; a call for the same connection sent to instance B afterwards must
  * wait out the same block instead of going to "Dropbox" at once. Checked in the emulator's request log: after the
  * 429, no request for the connection reaches it before the Retry-After moment.

@@ -1,5 +1,5 @@
 /**
- * The headline of issue 3: 4 processes × 50 concurrent getAccessToken calls on one expired connection make
+ * the headline of src/connections/README.md ("Refresh rules"): 4 processes × 50 concurrent getAccessToken calls on one expired connection make
  * exactly one refresh at Dropbox (the emulator), and every call gets the same valid token.
  */
 import assert from 'node:assert/strict';

@@ -1,6 +1,6 @@
 /**
  * The diagnosis engine against a listening emulator (real HTTP, so responses carry a Date header for the
- * clock-skew check): each problem from issue 3 item 6 gives a finding with its fix; a healthy setup gives none.
+ * clock-skew check): each problem from docs/connecting-an-app.md ("When something goes wrong") gives a finding with its fix; a healthy setup gives none.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -59,7 +59,7 @@ describe('stored connections', () => {
   });
 
   test('scopes unknown after a refresh-token import: files.content.write is confirmed by a harmless upload session', async () => {
-    // The app is registered without scopes, so the import's refresh answer lists none (§1.2) and nothing is recorded.
+    // The app is registered without scopes, so the import's refresh answer lists none (Dropbox docs: oauth2/token) and nothing is recorded.
     const a = await rig.appWithAccount({ name: 'wr' });
     await rig.dk.store.updateApp('wr', { scopes: [] });
     await rig.dk.import({ connection: 'wr', app: 'wr', refreshToken: (await a.grant()).refresh_token! });

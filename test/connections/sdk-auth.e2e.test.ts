@@ -1,6 +1,6 @@
 /**
  * dk.sdkAuth() with the official, unmodified SDK (dropbox@10.34.0, pointed at the emulator through its fetch
- * option, dropbox-api.md §10): the SDK never holds a stale token, never sees the refresh token or the secret, and
+ * option, docs/emulator.md ("Pointing clients at it")): the SDK never holds a stale token, never sees the refresh token or the secret, and
  * concurrent SDK calls after expiry share one refresh.
  */
 import assert from 'node:assert/strict';

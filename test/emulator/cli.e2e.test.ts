@@ -1,6 +1,6 @@
 /**
- * `dropkey emulator` as users run it: the built CLI (dist/) in a child process on port 0 (issue #2 "What it must
- * do" §6). Needs `npm run build` first; skipped with a clear reason otherwise.
+ * `dropkey emulator` as users run it: the built CLI (dist/) in a child process on port 0 (docs/emulator.md,
+ * "Running it"). Needs `npm run build` first; skipped with a clear reason otherwise.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -188,7 +188,7 @@ async function autoApprovedToken(url: string, key: string, secret: string, redir
 
 test('default seed: the demo app and account are printed and usable on any loopback port; --no-control hides /_emulator/', { skip }, async () => {
   const r = await startCli(['--no-control', '--auto-approve']);
-  // Lines after the first name the demo app's key and secret (issue #2 §6/§7); read them instead of assuming.
+  // Lines after the first name the demo app's key and secret (docs/emulator.md); read them instead of assuming.
   const appLine = await r.waitForLine(/key \S+ secret \S+/);
   const m = /key (\S+) secret (\S+)/.exec(appLine)!;
   const [, key, secret] = m;

@@ -1,5 +1,5 @@
 /**
- * content_hash as Dropbox computes it (dropbox-api.md §4.1), checked through the emulator's upload, metadata and
+ * content_hash as Dropbox computes it (https://www.dropbox.com/developers/reference/content-hash), checked through the emulator's upload, metadata and
  * download routes against an independent computation. Runs in-process through the emulator's `fetch` (no port).
  */
 import { test, before, after } from 'node:test';
@@ -22,7 +22,7 @@ after(async () => {
 });
 
 test('the independent reference implementation follows the published rule', () => {
-  // Empty input: no blocks, so SHA-256 of nothing (§4.1).
+  // Empty input: no blocks, so SHA-256 of nothing (Dropbox content hash reference).
   assert.equal(dropboxContentHash(Buffer.alloc(0)), EMPTY_HASH);
   // One block: SHA-256 of the block's raw digest, not of the bytes.
   const abc = Buffer.from('abc');

@@ -1,6 +1,6 @@
 /**
- * The control API under /_emulator/ (issue #2 "What it must do" §5). Other tools depend on these shapes.
- * Token-shaped bodies are checked against the token endpoint's documented response (dropbox-api.md §1.2).
+ * The control API under /_emulator/ (docs/emulator.md). Other tools depend on these shapes.
+ * Token-shaped bodies are checked against the token endpoint's documented response (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,7 +29,7 @@ function assertTokenShape(t: TokenResponse, opts: { refresh: boolean; team: bool
   assert.equal(t.token_type, 'bearer');
   assert.equal(typeof t.expires_in, 'number');
   assert.equal(typeof t.scope, 'string');
-  assert.equal(typeof t.uid, 'string', 'uid is always present (Python and Java need it, §1.2)');
+  assert.equal(typeof t.uid, 'string', 'uid is always present (Python and Java need it, Dropbox docs: oauth2/token)');
   if (opts.refresh) assert.equal(typeof t.refresh_token, 'string');
   else assert.equal(t.refresh_token, undefined, 'refresh_token only for offline access');
   if (opts.team) {
@@ -178,7 +178,7 @@ test('requests log: oldest first, method/path/status/time, DELETE clears, never 
   await emu.rpc('users/get_current_account', undefined, token);
   await emu.rpc('files/get_metadata', { path: '/nothing-here' }, token);
   await emu.rpc('users/get_current_account', undefined, 'sl.definitely-not-valid-' + 'x'.repeat(40));
-  // A refresh with every parameter in the query string, as the JS SDK sends it (§10).
+  // A refresh with every parameter in the query string, as the JS SDK sends it (docs/emulator.md).
   const secret = secrets.get(grant.appKey)!;
   await emu.fetch(`${emu.url}/oauth2/token?grant_type=refresh_token&refresh_token=${grant.refresh_token}&client_id=${grant.appKey}&client_secret=${secret}`, {
     method: 'POST', headers: { 'Content-Type': 'application/json' },

@@ -1,6 +1,6 @@
 /**
- * One test per error family, each asserting status, Content-Type and body shape as dropbox-api.md §3.3 documents
- * them (and §1.2, §4 for the route error unions). After every bad request the server must still answer.
+ * One test per error family, each asserting status, Content-Type and body shape as https://www.dropbox.com/developers/documentation/http/documentation#error-handling documents
+ * them (and Dropbox docs: oauth2/token, Dropbox docs: files routes for the route error unions). After every bad request the server must still answer.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,7 +22,7 @@ after(async () => {
   await emu?.close();
 });
 
-/** §3.3: 400s are text, `Error in call to API function "<route>": <reason>`. */
+/** Dropbox docs: errors: 400s are text, `Error in call to API function "<route>": <reason>`. */
 function assert400Text(r: RawResponse, route: string, reason?: RegExp): void {
   assert.equal(r.status, 400, `expected 400, got ${r.status}: ${r.text}`);
   assert.equal(r.headers.get('content-type'), 'text/plain; charset=utf-8');
@@ -30,7 +30,7 @@ function assert400Text(r: RawResponse, route: string, reason?: RegExp): void {
   if (reason) assert.match(r.text, reason);
 }
 
-/** §3.3: 401/409 are JSON `{error_summary, error}`; the summary is the tags joined by "/" then "/" and dots. */
+/** Dropbox docs: errors: 401/409 are JSON `{error_summary, error}`; the summary is the tags joined by "/" then "/" and dots. */
 function assertJsonError(r: RawResponse, status: number, summaryTags: string, error: unknown): void {
   assert.equal(r.status, status, `expected ${status}, got ${r.status}: ${r.text}`);
   assert.equal(r.headers.get('content-type'), 'application/json');
@@ -108,7 +108,7 @@ test('write conflict: 409 path/conflict/... for folders and files', async () => 
   // The summary goes through UploadWriteFailed.reason, as Dropbox's does: a real files/upload answer reads
   // {"error_summary": "path/insufficient_space/", "error": {".tag": "path", "reason": {".tag": "insufficient_space"}, ...}}.
   assert.match(clash.json.error_summary, /^path\/conflict\/file\/\.*$/);
-  // UploadError.path carries UploadWriteFailed, a struct, flattened next to the tag (§3.1, §4).
+  // UploadError.path carries UploadWriteFailed, a struct, flattened next to the tag (Dropbox HTTP docs: JSON, Dropbox docs: files routes).
   assert.equal(clash.json.error['.tag'], 'path');
   assert.deepEqual(clash.json.error.reason, { '.tag': 'conflict', conflict: { '.tag': 'file' } });
   assert.equal(typeof clash.json.error.upload_session_id, 'string');
@@ -140,7 +140,7 @@ test('upload offsets: incorrect_offset carries correct_offset', async () => {
   const ok = await emu.upload('files/upload_session/append_v2', { cursor: { session_id: sessionId, offset: 10 }, close: false }, Buffer.alloc(5, 2), token);
   assert.equal(ok.status, 200, ok.text);
   assert.equal(ok.headers.get('content-type'), 'application/json');
-  assert.equal(ok.json, null, 'Void result is JSON null (§1.5)');
+  assert.equal(ok.json, null, 'Void result is JSON null (Dropbox docs: auth/token/revoke)');
   const fin = await emu.upload(
     'files/upload_session/finish',
     { cursor: { session_id: sessionId, offset: 15 }, commit: { path: '/offsets.bin', mode: 'add' } },
@@ -160,7 +160,7 @@ test('429 with an integer Retry-After (fault injection)', async () => {
   const r = await emu.rpc('users/get_current_account', undefined, token);
   assert.equal(r.status, 429, r.text);
   assert.equal(r.headers.get('retry-after'), '7');
-  // §3.3: either a RateLimitError JSON body or plain text.
+  // Dropbox docs: errors: either a RateLimitError JSON body or plain text.
   if ((r.headers.get('content-type') ?? '').startsWith('application/json')) {
     assert.equal(r.headers.get('content-type'), 'application/json');
     assert.match(r.json.error_summary, /^too_many_(requests|write_operations)\//);
@@ -220,7 +220,7 @@ test('bad input: malformed JSON, wrong Content-Type, bad Dropbox-API-Arg, unknow
   });
   assert400Text(badEscape, 'files/upload', /Dropbox-API-Arg/);
 
-  // Valid \uXXXX escapes (incl. a surrogate pair) decode to the real name (§3.2).
+  // Valid \uXXXX escapes (incl. a surrogate pair) decode to the real name (Dropbox HTTP docs: request styles and headers).
   const name = 'Zürich naïve ☃ 😀.txt';
   const escaped = await emu.upload('files/upload', { path: `/${name}` }, Buffer.from('unicode'), token);
   assert.equal(escaped.status, 200, escaped.text);
@@ -231,7 +231,7 @@ test('bad input: malformed JSON, wrong Content-Type, bad Dropbox-API-Arg, unknow
   assert.ok(unknown.status === 400 || unknown.status === 404, `unknown route: 400/404, got ${unknown.status} ${unknown.text}`);
   assert.ok(!(unknown.headers.get('content-type') ?? '').includes('html'), 'an API error, not an HTML page');
 
-  // §4: a single upload request must not carry more than 150 MiB → UploadError.payload_too_large.
+  // Dropbox docs: files routes: a single upload request must not carry more than 150 MiB → UploadError.payload_too_large.
   const tooBig = Buffer.alloc(150 * 1024 * 1024 + 1, 0x61);
   let oversized: RawResponse | undefined;
   try {
@@ -287,12 +287,12 @@ test('bad input: raw bytes in Dropbox-API-Arg: invalid UTF-8 is a 400; raw UTF-8
       Buffer.from('\r\n\r\nx'),
     ]));
   });
-  // 0xE9 alone is not UTF-8 at all: nothing can decode it correctly, so it is bad input (issue #2 §8).
+  // 0xE9 alone is not UTF-8 at all: nothing can decode it correctly, so it is bad input (docs/emulator.md).
   const invalid = await send(Buffer.concat([Buffer.from('{"path":"/caf'), Buffer.from([0xe9]), Buffer.from('-latin1.txt"}')]));
   assert.equal(invalid.status, 400, `invalid UTF-8 in Dropbox-API-Arg: ${invalid.status} ${invalid.body}`);
   assert.equal(invalid.type, 'text/plain; charset=utf-8');
   assert.ok(invalid.body.startsWith('Error in call to API function "files/upload": '), invalid.body);
-  // Raw (unescaped) UTF-8 breaks the header-safe rule (§3.2): refuse it, or decode it as UTF-8, never as latin1.
+  // Raw (unescaped) UTF-8 breaks the header-safe rule (Dropbox HTTP docs: request styles and headers): refuse it, or decode it as UTF-8, never as latin1.
   const rawUtf8 = await send(Buffer.from('{"path":"/café-raw.txt"}', 'utf8'));
   if (rawUtf8.status === 200) {
     assert.equal(JSON.parse(rawUtf8.body).name, 'café-raw.txt', `raw UTF-8 was mis-decoded: ${rawUtf8.body}`);
@@ -302,7 +302,7 @@ test('bad input: raw bytes in Dropbox-API-Arg: invalid UTF-8 is a 400; raw UTF-8
   await stillAnswers();
 });
 
-test('every API response carries X-Dropbox-Request-Id (read by the Python and Java SDKs, §3.2)', async () => {
+test('every API response carries X-Dropbox-Request-Id (read by the Python and Java SDKs, Dropbox HTTP docs: request styles and headers)', async () => {
   const ok = await emu.rpc('users/get_current_account', undefined, token);
   const err = await emu.rpc('files/get_metadata', { path: '/nope' }, token);
   const bad = await emu.rpc('users/get_current_account', undefined, null);

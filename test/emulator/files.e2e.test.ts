@@ -1,6 +1,6 @@
 /**
- * Files routes against the contract: dropbox-api.md §3.1–§3.2 (wire format, request styles), §4 (routes, paths,
- * WriteMode, sessions, content_hash), §10 (what real clients send and depend on).
+ * Files routes against the contract: https://www.dropbox.com/developers/documentation/http/documentation (wire format, request styles), Dropbox docs: files routes (routes, paths,
+ * WriteMode, sessions, content_hash), docs/emulator.md (what real clients send and depend on).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -108,7 +108,7 @@ test('WriteMode: add, autorename, overwrite, update with rev, identical content 
   const fresh = await put('/modes/document.txt', 'five', { mode: { '.tag': 'update', update: over.json.rev } });
   assert.equal(fresh.status, 200, fresh.text);
   const updateAsString = await put('/modes/document.txt', 'six', { mode: 'update' });
-  assert.equal(updateAsString.status, 400, 'update carries a value, so the bare string is bad input (§3.1)');
+  assert.equal(updateAsString.status, 400, 'update carries a value, so the bare string is bad input (Dropbox HTTP docs: JSON)');
 });
 
 test('list_folder: limit paging, recursive, continue reports later changes and deletions, get_latest_cursor', async () => {
@@ -193,7 +193,7 @@ test('download: POST and GET, Range → 206 + Content-Range, header-safe Dropbox
   assert.equal(JSON.parse(raw).name, name);
   assert.ok(post.bytes.equals(data));
 
-  // GET with the argument in the query string (?arg=) and the token in ?authorization= (§3.2 CORS mode).
+  // GET with the argument in the query string (?arg=) and the token in ?authorization= (Dropbox HTTP docs: request styles and headers CORS mode).
   const q = new URLSearchParams({ arg: JSON.stringify({ path: `/dl/${name}` }), authorization: `Bearer ${token}` });
   const get = await fetch(`${emu.url}/2/files/download?${q}`);
   assert.equal(get.status, 200);
@@ -295,7 +295,7 @@ test('longpoll (notify host, no auth): waits until a change, then answers change
   assert.equal((await put('/poll/seed.txt', 'seed')).status, 200);
   const latest = await emu.rpc('files/list_folder/get_latest_cursor', { path: '/poll' }, token);
   const cursor = latest.json.cursor;
-  // No Authorization header: longpoll is `noauth` (§4); the cursor identifies the folder.
+  // No Authorization header: longpoll is `noauth` (Dropbox docs: files routes); the cursor identifies the folder.
   const waiting = fetch(`${emu.url}/2/files/list_folder/longpoll`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ cursor, timeout: 30 }) });
   // The change that wakes it (waiting on the event, not on a timer).
   assert.equal((await put('/poll/new.txt', 'new')).status, 200);
@@ -356,7 +356,7 @@ test('session lookup errors: closed, not_found after finish, expiry after 7 days
   assert.equal(again.status, 409, 'a finished session is gone');
   assert.deepEqual(again.json.error, { '.tag': 'lookup_failed', lookup_failed: { '.tag': 'not_found' } });
 
-  // §4: sessions expire after 7 days. Move the clock, then use a fresh token (the old one expired too).
+  // Dropbox docs: files routes: sessions expire after 7 days. Move the clock, then use a fresh token (the old one expired too).
   const open = await emu.upload('files/upload_session/start', {}, Buffer.from('x'), token);
   await emu.control.advanceClock(7 * 24 * 3600 + 60);
   token = (await emu.control.grant({ app: appKey, account: accountId })).access_token;

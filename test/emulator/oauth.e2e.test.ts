@@ -1,6 +1,6 @@
 /**
- * The authorize page and token endpoint, request by request, against dropbox-api.md §1.1–§1.3 and issue #2
- * "What it must do" §2. Client libraries are covered by sdk-lifecycle and oauth4webapi; this file pins the edges.
+ * The authorize page and token endpoint, request by request, against Dropbox's documentation
+ * (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize, #oauth2-token) and docs/emulator.md. Client libraries are covered by sdk-lifecycle and oauth4webapi; this file pins the edges.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,7 +44,7 @@ async function token(params: Record<string, string>, init: { basic?: [string, st
   return readRaw(res);
 }
 
-/** §1.2: token errors are 400 JSON `{error, error_description}`. */
+/** Dropbox docs: oauth2/token: token errors are 400 JSON `{error, error_description}`. */
 function assertTokenError(r: RawResponse, error: string, description?: RegExp): void {
   assert.equal(r.status, 400, `${r.status} ${r.text}`);
   assert.equal(r.headers.get('content-type'), 'application/json');
@@ -122,7 +122,7 @@ test('token endpoint: token_access_type online gives no refresh token; offline d
   const online = await token({ grant_type: 'authorization_code', code: await getCode({ token_access_type: 'online' }), client_id: app.key, client_secret: app.secret!, redirect_uri: REDIRECT });
   assert.equal(online.status, 200, online.text);
   assert.equal(online.json.refresh_token, undefined);
-  assert.equal(online.json.expires_in, 14400, 'Dropbox short-lived tokens last 4 h (§1.3)');
+  assert.equal(online.json.expires_in, 14400, 'Dropbox short-lived tokens last 4 h (Dropbox OAuth guide: token lifetimes)');
 
   const offline = await token({ grant_type: 'authorization_code', code: await getCode({ token_access_type: 'offline', scope: 'account_info.read files.metadata.read' }), client_id: app.key, client_secret: app.secret!, redirect_uri: REDIRECT });
   assert.equal(offline.status, 200, offline.text);
@@ -131,7 +131,7 @@ test('token endpoint: token_access_type online gives no refresh token; offline d
 
   const narrowed = await token({ grant_type: 'refresh_token', refresh_token: offline.json.refresh_token, client_id: app.key, client_secret: app.secret!, scope: 'account_info.read' });
   assert.equal(narrowed.status, 200, narrowed.text);
-  assert.equal(narrowed.json.refresh_token, undefined, 'no new refresh token on refresh (§1.2)');
+  assert.equal(narrowed.json.refresh_token, undefined, 'no new refresh token on refresh (Dropbox docs: oauth2/token)');
   assert.equal(narrowed.json.token_type, 'bearer');
   assert.equal(narrowed.json.scope, 'account_info.read');
   const list = await emu.rpc('files/list_folder', { path: '' }, narrowed.json.access_token);
@@ -156,7 +156,7 @@ test('token endpoint errors: redirect_uri mismatch, used/expired code, missing f
 
   assertTokenError(await token({ grant_type: 'client_credentials', client_id: app.key, client_secret: app.secret! }), 'unsupported_grant_type');
 
-  // Codes are short-lived: after an hour of emulator time the code is gone (exact lifetime unknown, §1.3).
+  // Codes are short-lived: after an hour of emulator time the code is gone (exact lifetime unknown, Dropbox OAuth guide: token lifetimes).
   const stale = await getCode();
   await emu.control.advanceClock(3600);
   assertTokenError(await token({ grant_type: 'authorization_code', code: stale, client_id: app.key, client_secret: app.secret!, redirect_uri: REDIRECT }), 'invalid_grant');
@@ -192,7 +192,7 @@ test('a team app linked through the consent page gets team_id instead of account
   assert.equal(info.json.name, 'Edge Team');
 });
 
-test('revoke disables the token, its refresh token and every access token minted from it (§1.5)', async () => {
+test('revoke disables the token, its refresh token and every access token minted from it (Dropbox docs: auth/token/revoke)', async () => {
   const r = await token({ grant_type: 'authorization_code', code: await getCode({ token_access_type: 'offline' }), client_id: app.key, client_secret: app.secret!, redirect_uri: REDIRECT });
   assert.equal(r.status, 200, r.text);
   const refresh = () => token({ grant_type: 'refresh_token', refresh_token: r.json.refresh_token, client_id: app.key, client_secret: app.secret! });
@@ -214,7 +214,7 @@ test('revoke disables the token, its refresh token and every access token minted
   assert.equal((await emu.rpc('users/get_current_account', undefined, unrelated.access_token)).status, 200, 'other grants are untouched');
 });
 
-test('revoke with a team token needs Dropbox-API-Select-User (auth "user", §1.5)', async () => {
+test('revoke with a team token needs Dropbox-API-Select-User (auth "user", Dropbox docs: auth/token/revoke)', async () => {
   const teamApp = await emu.control.createApp({ team: true, scopes: ['team_info.read', 'members.read', 'team_data.member'] });
   const admin = await emu.control.createAccount({ team: { name: 'Revoke Team' }, team_admin: true });
   const g = await emu.control.grant({ app: teamApp.key, account: admin.account_id });

@@ -1,7 +1,7 @@
 /**
  * oauth4webapi, a spec-strict OAuth 2 client, completes authorization code + PKCE and a refresh against the
- * emulator (issue #2 "What it must show"). Dropbox publishes no discovery document, so the AuthorizationServer
- * metadata is written by hand from dropbox-api.md §0/§1 with the emulator's base URL.
+ * emulator (docs/emulator.md). Dropbox publishes no discovery document, so the AuthorizationServer
+ * metadata is written by hand from https://www.dropbox.com/developers/documentation/http/documentation, https://developers.dropbox.com/oauth-guide with the emulator's base URL.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -85,7 +85,7 @@ for (const variant of ['public client (PKCE, no secret)', 'confidential client (
     assert.match(refreshed.access_token, /^sl\./);
     assert.notEqual(refreshed.access_token, tokens.access_token);
     assert.equal(typeof refreshed.expires_in, 'number');
-    assert.equal(refreshed.refresh_token, undefined, 'a refresh returns no new refresh token (§1.2)');
+    assert.equal(refreshed.refresh_token, undefined, 'a refresh returns no new refresh token (Dropbox docs: oauth2/token)');
     const me2 = await emu.rpc('users/get_current_account', undefined, refreshed.access_token);
     assert.equal(me2.status, 200, me2.text);
 

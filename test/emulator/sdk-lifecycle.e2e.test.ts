@@ -1,8 +1,8 @@
 /**
  * The official JS SDK (dropbox@10.34.0, unmodified) runs a whole connection lifecycle against the emulator,
- * reaching it only through its `fetch` option (dropbox-api.md §7, §10): PKCE authorize URL → consent over HTTP →
+ * reaching it only through its `fetch` option (https://github.com/dropbox/dropbox-sdk-js, docs/emulator.md ("Pointing clients at it")): PKCE authorize URL → consent over HTTP →
  * code exchange → account → upload → list → 20 MiB upload session → download → expiry → automatic refresh →
- * revoke → 401. Issue #2 "What it must show", first bullet.
+ * revoke → 401 (docs/emulator.md).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,7 +45,7 @@ async function expectSdkError(p: Promise<unknown>): Promise<DropboxResponseError
 
 test('official JS SDK lifecycle: PKCE, files, 20 MiB session, refresh through the clock, revoke', async () => {
   const fetch = emulatorFetch(emu.url);
-  // Public client: PKCE with no secret, as a CLI or desktop app would (§1.2, §7.3).
+  // Public client: PKCE with no secret, as a CLI or desktop app would (Dropbox docs: oauth2/token, dropbox-sdk-js).
   const auth = new DropboxAuth({ clientId: app.key, fetch });
   const state = 'st-' + 'x'.repeat(20);
   const authUrl = String(await auth.getAuthenticationUrl(REDIRECT, state, 'code', 'offline', undefined, 'none', true));
@@ -65,7 +65,7 @@ test('official JS SDK lifecycle: PKCE, files, 20 MiB session, refresh through th
   assert.ok(code, `redirect carries a code: ${consent.location}`);
   assert.equal(back.searchParams.get('error'), null);
 
-  // Code exchange: the SDK sends everything in the query string with an empty body (§10).
+  // Code exchange: the SDK sends everything in the query string with an empty body (docs/emulator.md).
   const exchanged = await auth.getAccessTokenFromCode(REDIRECT, code);
   const tok = exchanged.result as any;
   assert.equal(exchanged.status, 200);
@@ -140,7 +140,7 @@ test('official JS SDK lifecycle: PKCE, files, 20 MiB session, refresh through th
   const refreshed = auth.getAccessToken();
   assert.notEqual(refreshed, tok.access_token, 'the SDK refreshed its access token');
   assert.match(refreshed, /^sl\./);
-  assert.equal(auth.getRefreshToken(), tok.refresh_token, 'refresh tokens are not rotated (§1.2)');
+  assert.equal(auth.getRefreshToken(), tok.refresh_token, 'refresh tokens are not rotated (Dropbox docs: oauth2/token)');
   const log = await emu.control.requests();
   const tokenIdx = log.findIndex((r) => r.method === 'POST' && /^\/(1\/)?oauth2\/token/.test(r.path));
   const apiIdx = log.findIndex((r) => /^\/2\/users\/get_current_account/.test(r.path));
@@ -153,7 +153,7 @@ test('official JS SDK lifecycle: PKCE, files, 20 MiB session, refresh through th
     assert.ok(!logText.includes(secret), 'the request log never holds a raw token');
   }
 
-  // Revoke: the access token, its refresh token and every token minted from it stop working (§1.5).
+  // Revoke: the access token, its refresh token and every token minted from it stop working (Dropbox docs: auth/token/revoke).
   await dbx.authTokenRevoke();
   const after401 = await expectSdkError(dbx.usersGetCurrentAccount());
   assert.equal(after401.status, 401);
@@ -163,7 +163,7 @@ test('official JS SDK lifecycle: PKCE, files, 20 MiB session, refresh through th
   assert.equal(noRefresh.status, 400);
   assert.equal(noRefresh.error.error, 'invalid_grant');
 
-  // A code is single-use (§1.1/§1.2). Checked last: RFC 6749 §4.1.2 lets a server revoke tokens from a reused code.
+  // A code is single-use (Dropbox docs: oauth2/authorize, Dropbox docs: oauth2/token). Checked last: RFC 6749 §4.1.2 lets a server revoke tokens from a reused code.
   const reuse = await expectSdkError(auth.getAccessTokenFromCode(REDIRECT, code));
   assert.equal(reuse.status, 400);
   assert.equal(reuse.error.error, 'invalid_grant');

@@ -1,6 +1,6 @@
 /**
- * Team (Business) routes with a team app grant: dropbox-api.md §5 (shapes), §3.2 (Dropbox-API-Select-User),
- * §3.3 (auth errors). Every call uses auth "team" except the user routes reached through Select-User.
+ * Team (Business) routes with a team app grant: https://www.dropbox.com/developers/documentation/http/teams (shapes), Dropbox HTTP docs: request styles and headers (Dropbox-API-Select-User),
+ * Dropbox docs: errors (auth errors). Every call uses auth "team" except the user routes reached through Select-User.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -132,7 +132,7 @@ test('team_log/get_events + continue', async () => {
     assert.equal(typeof e.details['.tag'], 'string');
   }
   assert.ok(events.length > 0, 'a team whose members were just added has audit events');
-  // §5: without end_time the cursor can be polled for new events.
+  // Dropbox Business API docs: without end_time the cursor can be polled for new events.
   members.push(await emu.control.createAccount({ email: 'erin@teamco.example', given_name: 'erin', surname: 'Member', team: { name: 'Team Co' } }));
   const fresh: any[] = [];
   let cursor = page.cursor;

@@ -142,7 +142,7 @@ export interface ConsentResult {
   finalHtml: string;
 }
 
-/** Rewrites Dropbox web/API hosts in an authorize URL to the emulator (dropbox-api.md §10). */
+/** Rewrites Dropbox web/API hosts in an authorize URL to the emulator (docs/emulator.md ("Pointing clients at it")). */
 export function toEmulatorUrl(u: string, base: string): string {
   return u.replace(/^https:\/\/(?:(?:www\.)?dropbox\.com|(?:api|content|notify)\.dropboxapi\.com)(?=[/?#]|$)/, base);
 }

@@ -1,6 +1,6 @@
 /**
  * Dropbox's content_hash, computed independently of dropkey's own implementation so tests can check the emulator
- * (and dropkey) against the published algorithm, dropbox-api.md §4.1:
+ * (and dropkey) against the published algorithm, https://www.dropbox.com/developers/reference/content-hash:
  * split into 4 MiB blocks, SHA-256 each block, concatenate the raw digests, SHA-256 the concatenation, hex.
  * An empty input has no blocks, so its hash is SHA-256 of nothing (e3b0c442...b855).
  */

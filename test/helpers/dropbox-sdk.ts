@@ -1,6 +1,6 @@
 /**
  * Points the official JS SDK (dropbox@10.34.0, unmodified) at a local server through its `fetch` option:
- * dropbox-api.md §7.2 and §10. 10.34 hard-codes https and the Dropbox hosts, and `filesDownload` calls
+ * https://github.com/dropbox/dropbox-sdk-js, docs/emulator.md ("Pointing clients at it"). 10.34 hard-codes https and the Dropbox hosts, and `filesDownload` calls
  * node-fetch's `res.buffer()`, so this wraps node-fetch@2 and only rewrites the scheme+host.
  */
 import nodeFetch from 'node-fetch';

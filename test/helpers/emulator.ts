@@ -1,8 +1,8 @@
 /**
  * Start an in-process emulator on 127.0.0.1 and port 0, and talk to it over real HTTP: the control API
- * (issue #2 "What it must do" §5) and raw Dropbox calls. Every test file starts its own instance.
+ * (docs/emulator.md) and raw Dropbox calls. Every test file starts its own instance.
  *
- * The helpers only speak the documented wire contract (issue #2, ../shared/dropbox-api.md), never the emulator's
+ * The helpers only speak the documented wire contract (docs/emulator.md, https://www.dropbox.com/developers/documentation/http/documentation), never the emulator's
  * internals, so the same calls describe what real Dropbox does.
  */
 import { createEmulator } from '../../src/emulator/index.js';
@@ -33,7 +33,7 @@ export interface CreatedAccount {
   [k: string]: unknown;
 }
 
-/** The token endpoint's success body (dropbox-api.md §1.2). */
+/** The token endpoint's success body (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token). */
 export interface TokenResponse {
   access_token: string;
   token_type: string;
@@ -117,7 +117,7 @@ export interface StartedEmulator {
   close(): Promise<void>;
 }
 
-/** JSON.stringify, then escape 0x7F and every non-ASCII char as \uXXXX, as the JS SDK does (dropbox-api.md §3.2). */
+/** JSON.stringify, then escape 0x7F and every non-ASCII char as \uXXXX, as the JS SDK does (https://www.dropbox.com/developers/documentation/http/documentation). */
 export function headerSafeJson(v: unknown): string {
   return JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -1,5 +1,5 @@
 /**
- * The JSON API (issue 4 §3): every endpoint, every permission, connection scoping, error shapes, and that the
+ * The JSON API (docs/api.md): every endpoint, every permission, connection scoping, error shapes, and that the
  * token endpoint never returns a refresh token or a secret.
  */
 import { after, before, describe, test } from 'node:test';

@@ -1,5 +1,5 @@
 /**
- * The web UI in a real browser (issue 4 "What it must show"): playwright-core drives Debian's chromium against a
+ * The web UI in a real browser (docs/web-ui.md): playwright-core drives Debian's chromium against a
  * listening dropkey server wired to the emulator. First-run setup, sign out and in, add an app, click Connect,
  * approve in the popup, see the connection appear with the account's email without a reload, open its detail
  * page, test it, revoke it. A second test blocks popups and checks the full-page redirect fallback.

@@ -1,5 +1,5 @@
 /**
- * Connect links end to end (issue 4 §2 "Connect links", §3 POST /connect-links): the API makes a link, the owner
+ * Connect links end to end (docs/web-ui.md POST /connect-links): the API makes a link, the owner
  * opens it, clicks Connect, approves on the emulator's consent page (driven over HTTP like a browser without
  * JavaScript), and Dropbox's redirect to /oauth/callback creates the connection. Single use, expiry (injected
  * clock), browser binding, cancel.

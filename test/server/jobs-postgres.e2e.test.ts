@@ -1,5 +1,5 @@
 /**
- * Background work on a cluster's store (issue 5 §3): three server instances on one PostgreSQL database run each
+ * Background work on a cluster's store (docs/deploying.md ("What the cluster guarantees")): three server instances on one PostgreSQL database run each
  * scheduled job once per period (one proactive refresh at the emulator), and deliver each webhook event once
  * although every instance runs a delivery worker. Skipped, saying why, without DROPKEY_TEST_DATABASE_URL.
  */

@@ -1,5 +1,5 @@
 /**
- * Background work (issue 4 §5, issue 5 §3) end to end against the emulator, on injected timers that are also the
+ * Background work (docs/webhooks.md) end to end against the emulator, on injected timers that are also the
  * emulator's and the facade's clock: the scheduler runs a job once across two app instances sharing one store,
  * proactive refresh refreshes an expiring connection exactly once, a revoked refresh token turns into
  * needs_reauth with one event (delivered as a signed webhook), health checks mark revoked connections and leave
@@ -138,7 +138,7 @@ describe('proactive refresh failures', () => {
     const inst = await rig.instance();
     const { receiver: rx, secret } = await subscribe(inst);
     const c = await rig.connection(inst.dk, 'doomed');
-    // The account owner unlinks the app: revoking the access token disables its refresh token too (§1.5).
+    // The account owner unlinks the app: revoking the access token disables its refresh token too (Dropbox docs: auth/token/revoke).
     assert.equal((await rig.emu.rpc('auth/token/revoke', undefined, c.accessToken)).status, 200);
     rig.timers.advance(235 * MIN);
     const scheduler = inst.app.services.scheduler!;

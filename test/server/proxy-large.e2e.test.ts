@@ -1,8 +1,8 @@
 /**
- * Issue 4, "What it must show": a 300 MiB upload and download through the proxy with the server's RSS under
+ * docs/proxy.md ("Throughput"): a 300 MiB upload and download through the proxy with the server's RSS under
  * 150 MB. The server is the built CLI (`node dist/cli/main.js serve`, so `npm run build` first) in a child process;
  * its peak RSS is VmHWM from /proc/<pid>/status (Linux). The emulator runs in this process with a data directory,
- * the data is generated chunk by chunk and hashed as it goes (Dropbox content_hash, dropbox-api.md §4.1), so
+ * the data is generated chunk by chunk and hashed as it goes (Dropbox content_hash, https://www.dropbox.com/developers/reference/content-hash), so
  * nothing here holds the file in memory either.
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * The Dropbox proxy (issue 4 §4) over real sockets: the server app on a 127.0.0.1:0 listener in this process, the
+ * The Dropbox proxy (docs/proxy.md) over real sockets: the server app on a 127.0.0.1:0 listener in this process, the
  * emulator on another. Covers RPC, upload/download, header pass-through (Select-User, Path-Root, Range → 206),
  * refresh-and-retry on expired_access_token, the shared 429 back-off, API key permission and scope errors, and
  * attempts to reach another host or a path outside /2/.
@@ -124,7 +124,7 @@ test('upload and download round trip on the content host, with Range → 206, ET
   const cached = await proxy('/c1/2/files/download', { headers: { 'Dropbox-API-Arg': headerSafeJson({ path: '/round/trip.bin' }), 'If-None-Match': etag } });
   assert.equal(cached.status, 304);
 
-  // Download routes also take GET with the argument in the URL (§0, §3.2).
+  // Download routes also take GET with the argument in the URL (Dropbox HTTP docs: hosts, Dropbox HTTP docs: request styles and headers).
   const viaGet = await proxy(`/c1/2/files/download?arg=${encodeURIComponent(JSON.stringify({ path: '/round/trip.bin' }))}`, { method: 'GET' });
   assert.equal(viaGet.status, 200);
   assert.equal(Number(viaGet.headers.get('content-length')), data.length);
@@ -308,7 +308,7 @@ test('429 with a Retry-After beyond the bound: passed back, and later callers ge
     const after = Number(second.headers.get('retry-after'));
     assert.ok(after > 100 && after <= 120);
     const body = await second.json();
-    // Readable both as dropkey's error and as Dropbox's RateLimitError (§3.3).
+    // Readable both as dropkey's error and as Dropbox's RateLimitError (Dropbox docs: errors).
     assert.equal(body.error.code, 'DROPKEY_RATE_LIMITED');
     assert.equal(body.error.reason['.tag'], 'too_many_requests');
     assert.equal(body.error.retry_after, after);

@@ -1,5 +1,5 @@
 /**
- * The web UI over plain HTTP, as a browser without JavaScript uses it (issue 4 §2, §8): first-run setup, sign-in
+ * The web UI over plain HTTP, as a browser without JavaScript uses it (docs/web-ui.md): first-run setup, sign-in
  * and sign-out, session cookies, CSRF on every state-changing request, apps with a write-only secret, the
  * full-page redirect connect flow against the emulator, the popup mode's JSON start and callback page,
  * connection detail actions, connect links, API keys and the audit log.

@@ -72,7 +72,7 @@ let keySeq = 0;
 
 /**
  * `databaseUrl`: run every instance on PostgreSQL (a fresh schema, dropped on close) instead of SQLite in the temp
- * home, to show the same behaviour on a cluster's store (issue 5 §3).
+ * home, to show the same behaviour on a cluster's store (docs/deploying.md ("What the cluster guarantees")).
  */
 export async function makeRig(o: { databaseUrl?: string } = {}): Promise<Rig> {
   const timers = new ManualTimers(Math.floor(Date.now() / 1000) * 1000);

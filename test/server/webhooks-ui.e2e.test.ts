@@ -1,5 +1,5 @@
 /**
- * The webhooks page of the web UI (issue 4 §6 "a delivery log in the UI"), driven like a browser without
+ * The webhooks page of the web UI (docs/webhooks.md "a delivery log in the UI"), driven like a browser without
  * JavaScript: add an endpoint (secret shown once), send a test event, read the delivery log with each attempt,
  * redeliver, delete. CSRF and sign-in are enforced like every UI page.
  */

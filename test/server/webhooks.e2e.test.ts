@@ -1,5 +1,5 @@
 /**
- * Webhooks end to end (issue 4 §6): the admin API, signed deliveries to a receiver on 127.0.0.1:0, retries with
+ * Webhooks end to end (docs/webhooks.md): the admin API, signed deliveries to a receiver on 127.0.0.1:0, retries with
  * back-off after 500s and timeouts (driven by the injected timers, no sleeps), redirects refused, the delivery
  * log, and deliveries that survive a restart.
  */

@@ -162,7 +162,7 @@ const command: Command = {
       if (values.exit) return;
 
       // The service too, on the same data directory and the same emulator: its web UI shows the connection made
-      // above, and its token API and proxy can be tried at once (issue 4: the demo runs serve wired to the emulator).
+      // above, and its token API and proxy can be tried at once.
       out('\n$ dropkey serve --port 0\n');
       const { startServer } = await import('../../server/main.js');
       const { readConfig } = await import('../../config.js');

@@ -1,5 +1,5 @@
 /**
- * `dropkey emulator`: runs the local Dropbox until Ctrl-C (issue 2, item 6). The first line of standard output is
+ * `dropkey emulator`: runs the local Dropbox until Ctrl-C (docs/emulator.md). The first line of standard output is
  * always `dropkey emulator listening on <url>` so scripts can wait for it and read the real port.
  */
 import { readFile } from 'node:fs/promises';

@@ -1,6 +1,6 @@
 /**
  * `dropkey import`: adopts credentials obtained elsewhere. A refresh token is the durable form; a pasted access
- * token (App Console "Generate" button) expires within 4 hours and cannot be refreshed (dropbox-api.md §1.3), so
+ * token (App Console "Generate" button) expires within 4 hours and cannot be refreshed (https://developers.dropbox.com/oauth-guide), so
  * it is accepted with a warning and the exact login command that replaces it.
  */
 import type { Command, CommandOptions } from '../context.js';

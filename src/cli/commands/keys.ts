@@ -1,5 +1,5 @@
 /**
- * `dropkey keys status|rotate|generate`: master key rotation (issue 5 §4). The procedure, and why the new key list
+ * `dropkey keys status|rotate|generate`: master key rotation (docs/decisions/0003-key-rotation.md). The procedure, and why the new key list
  * must reach every instance before the rotation: docs/decisions/0003-key-rotation.md, docs/deploying.md.
  */
 import { existsSync, readFileSync } from 'node:fs';

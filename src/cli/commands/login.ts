@@ -1,5 +1,5 @@
 /**
- * `dropkey login`: the authorization-code flow with PKCE and token_access_type=offline (dropbox-api.md §1.1, §1.2),
+ * `dropkey login`: the authorization-code flow with PKCE and token_access_type=offline (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize, https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token),
  * received on a loopback redirect (RFC 8252) or, with --no-redirect, pasted by the user from Dropbox's page.
  *
  * Nothing is written until the code has been exchanged and the account checked (the facade's finishLogin): Ctrl-C,

@@ -22,8 +22,8 @@ Options:
 `;
 
 /**
- * The facade's own refresh margin (DropkeyOptions.refreshMarginSeconds default, the SDKs' 300 s, dropbox-api.md
- * §1.3). The fast path below must never hand out a token the facade would have refreshed.
+ * The facade's own refresh margin (DropkeyOptions.refreshMarginSeconds default, the SDKs' 300 s,
+ * https://developers.dropbox.com/oauth-guide). The fast path below must never hand out a token the facade would have refreshed.
  */
 const MARGIN_SECONDS = 300;
 

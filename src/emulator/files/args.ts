@@ -122,7 +122,7 @@ export class Args {
 
   /**
    * A union argument: the bare tag string is accepted for void members, `{".tag": t, t: value}` for members
-   * carrying a value (dropbox-api.md §3.1). Returns the tag and the member's value.
+   * carrying a value (https://www.dropbox.com/developers/documentation/http/documentation). Returns the tag and the member's value.
    */
   union(field: string, tags: Record<string, 'void' | 'string'>, fallback?: string): { tag: string; value?: string } | undefined {
     const v = this.#get(field, fallback === undefined);
@@ -144,7 +144,7 @@ export class Args {
   }
 }
 
-/** common.DropboxTimestamp: "%Y-%m-%dT%H:%M:%SZ" (dropbox-api.md §3.1). */
+/** common.DropboxTimestamp: "%Y-%m-%dT%H:%M:%SZ" (https://www.dropbox.com/developers/documentation/http/documentation). */
 export function parseTimestamp(args: Args, field: string): number | undefined {
   const v = args.string(field, true);
   if (v === undefined) return undefined;

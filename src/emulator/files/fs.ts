@@ -1,6 +1,6 @@
 /**
  * The emulated Dropbox file system: namespaces (created lazily), each caller's view of one (an app-folder app sees
- * only its folder), and the file operations with Dropbox's semantics (dropbox-api.md §4: WriteMode, conflicts,
+ * only its folder), and the file operations with Dropbox's semantics (https://www.dropbox.com/developers/documentation/http/documentation: WriteMode, conflicts,
  * autorename, delete, move/copy, metadata shapes). Operations throw LookupFailure / WriteFailure carrying the
  * Stone JSON of LookupError / WriteError; routes wrap them in each route's own error union.
  *
@@ -173,7 +173,7 @@ export class FileSystem {
     return { path, node };
   }
 
-  // ---- metadata (dropbox-api.md §4 "Metadata"; `.tag` only where the declared type is Metadata, §3.1) ----
+  // ---- metadata (https://www.dropbox.com/developers/documentation/http/documentation "Metadata"; `.tag` only where the declared type is Metadata, Dropbox HTTP docs: JSON) ----
 
   relative(view: View, display: string): { path_lower: string; path_display: string } {
     const shown = display.slice(view.rootDisplay.length);
@@ -345,7 +345,7 @@ export class FileSystem {
         ns.putFile(ns.newId(), display, { size: r.size, contentHash: r.contentHash }, r.clientModified, now);
         placed = ns.get(lower(display)) as Node;
       } else {
-        // A move keeps the file's id and revision (our choice; dropbox-api.md does not say whether rev changes).
+        // A move keeps the file's id and revision (our choice; https://www.dropbox.com/developers/documentation/http/documentation does not say whether rev changes).
         placed = { tag: 'file', id: node.id, display, rev: node.rev };
         ns.insert(placed);
       }

@@ -1,5 +1,5 @@
 /**
- * The emulator's Dropbox file system as a route module (issue 2, items 4 and 8): files/* routes over namespaces
+ * The emulator's Dropbox file system as a route module (docs/emulator.md): files/* routes over namespaces
  * that are created lazily per account, contents in memory or, with `dataDir`, on disk (content-addressed blobs,
  * streamed in and out) with metadata saved as JSON so state survives a restart.
  */

@@ -1,6 +1,6 @@
 /**
  * Dropbox path arguments: the spec's path aliases, how the server rejects malformed ones, and how a valid one
- * splits into what it names. Sources: ../shared/dropbox-api.md §3.3 (observed 400 texts), §4 "Paths & case",
+ * splits into what it names. Sources: https://www.dropbox.com/developers/documentation/http/documentation#error-handling (observed 400 texts), Dropbox docs: files routes "Paths & case",
  * files.stone aliases (PathROrId, ReadPath, WritePath, WritePathOrId).
  */
 import { BadInputError } from '../contract.js';
@@ -67,7 +67,7 @@ export function parsePathArg(value: string, alias: PathAlias, field: string, pre
 
 /**
  * "/a/b" → ["a", "b"]. Dropbox refuses empty components ("//", a trailing "/"), "." and "..", and names with
- * trailing whitespace (dropbox-api.md §4 "no trailing slash or trailing whitespace") as malformed_path.
+ * trailing whitespace (https://www.dropbox.com/developers/documentation/http/documentation "no trailing slash or trailing whitespace") as malformed_path.
  */
 function splitComponents(path: string): string[] {
   const parts = path.slice(1).split('/');
@@ -89,7 +89,7 @@ export function isDisallowedName(name: string): boolean {
 
 /**
  * Dropbox's case folding for path_lower. It lower-cases with Unicode rules; JavaScript's toLowerCase is the
- * closest available match (dropbox-api.md §4: case-insensitive, case-preserving).
+ * closest available match (https://www.dropbox.com/developers/documentation/http/documentation: case-insensitive, case-preserving).
  */
 export function lower(path: string): string {
   return path.toLowerCase();

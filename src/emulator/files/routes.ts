@@ -1,6 +1,6 @@
 /**
  * The files routes: argument decoding, calling the file system, and wrapping its failures in each route's error
- * union (files.stone; dropbox-api.md §4). Route attributes (host, style, auth, scope, allow_app_folder_app,
+ * union (files.stone; https://www.dropbox.com/developers/documentation/http/documentation). Route attributes (host, style, auth, scope, allow_app_folder_app,
  * select_admin_mode) are copied from files.stone.
  */
 import { ContentHasher } from '../../dropbox/content-hash.js';

@@ -1,5 +1,5 @@
 /**
- * Upload sessions (files.stone upload_session/*; dropbox-api.md §4 "Upload size", "Concurrent sessions").
+ * Upload sessions (files.stone upload_session/*; https://www.dropbox.com/developers/documentation/http/documentation "Upload size", "Concurrent sessions").
  *
  * Sequential sessions take data in order and hash it as it arrives. Concurrent sessions take 4 MiB-aligned pieces
  * in any order, written at their offsets; the closing append fixes the size and finish checks every byte arrived.

@@ -1,6 +1,6 @@
 /**
  * check/user, check/app, users/get_current_account, users/get_space_usage, auth/token/revoke
- * (dropbox-api.md §1.5, §2; check.stone, users.stone, auth.stone).
+ * (https://www.dropbox.com/developers/documentation/http/documentation#auth-token-revoke, https://www.dropbox.com/developers/documentation/http/documentation#users-get_current_account; check.stone, users.stone, auth.stone).
  */
 import { BadInputError, RouteError, type Caller, type EmulatorModule, type RouteDef } from '../contract.js';
 import type { Core } from '../core.js';
@@ -37,7 +37,7 @@ export function nameOf(a: AccountRecord): Record<string, string> {
   };
 }
 
-/** FullAccount, field for field (dropbox-api.md §2). Team members keep a `user` root (their home is their root). */
+/** FullAccount, field for field (https://www.dropbox.com/developers/documentation/http/documentation#users-get_current_account). Team members keep a `user` root (their home is their root). */
 export function fullAccount(a: AccountRecord, team: TeamRecord | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {
     account_id: a.account_id,

@@ -1,4 +1,4 @@
-/** Small argument checks shared by the core's route modules; reasons worded like Dropbox's 400s (dropbox-api.md §3.3). */
+/** Small argument checks shared by the core's route modules; reasons worded like Dropbox's 400s (https://www.dropbox.com/developers/documentation/http/documentation#error-handling). */
 import { BadInputError } from '../contract.js';
 
 export function objectArg(arg: unknown, known: string[]): Record<string, unknown> {
@@ -35,7 +35,7 @@ export function optInt(o: Record<string, unknown>, field: string, dflt: number, 
   return v;
 }
 
-/** A void union member given as `"x"` or `{".tag": "x"}` (dropbox-api.md §3.1). */
+/** A void union member given as `"x"` or `{".tag": "x"}` (https://www.dropbox.com/developers/documentation/http/documentation). */
 export function optTag(o: Record<string, unknown>, field: string): string | undefined {
   const v = o[field];
   if (v === undefined || v === null) return undefined;

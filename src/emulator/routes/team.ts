@@ -1,5 +1,5 @@
 /**
- * Team routes for a Business admin connector (dropbox-api.md §5; team.stone, team_log.stone): team/get_info,
+ * Team routes for a Business admin connector (https://www.dropbox.com/developers/documentation/http/teams; team.stone, team_log.stone): team/get_info,
  * team/members/list_v2 (+ continue_v2), team/devices/list_members_devices, team_log/get_events (+ continue).
  * Devices are generated from each member (stable across runs); events come from the state's audit log.
  */

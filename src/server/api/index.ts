@@ -1,5 +1,5 @@
 /**
- * The JSON API under /api/v1 (issue 4 §3). Every route authenticates an API key (except POST /setup, which takes
+ * The JSON API under /api/v1 (docs/api.md). Every route authenticates an API key (except POST /setup, which takes
  * the one-time setup token), checks its permission and connection scope, and throws on failure: the error
  * boundary in app.ts writes every error as {"error": {"code", "message"}}.
  *

@@ -1,5 +1,5 @@
 /**
- * Background work on connections (issue 4 §5): refresh tokens before they expire, and check on a schedule that
+ * Background work on connections (docs/webhooks.md): refresh tokens before they expire, and check on a schedule that
  * Dropbox still accepts each connection, marking broken ones and emitting events.
  *
  * Both go through the facade, which already single-flights refreshes per connection and holds the store lock
@@ -105,7 +105,7 @@ const BROKEN_TAGS: Record<string, string> = {
 };
 
 /**
- * Calls check/user (team/get_info for team apps) with each active connection's token (issue 4 §5). A token that
+ * Calls check/user (team/get_info for team apps) with each active connection's token (docs/webhooks.md). A token that
  * Dropbox rejects outright is first given one forced refresh (the refresh may well work: then the connection is
  * fine); if the refresh token is rejected too, the facade marks it needs_reauth. If a fresh token is still
  * rejected, the connection is marked revoked with its reason in plain words. Network errors, 5xx and 429 change
@@ -175,7 +175,7 @@ async function checkOne(d: ConnectionJobDeps, c: ConnectionInfo, team: boolean, 
 /** healthy | a BROKEN_TAGS key | refresh (the token could not be got) | inconclusive. */
 function judge(err: unknown): string {
   const tag = errorTag(err);
-  // The token works; it just lacks account_info.read / team_info.read, which the check needs (§2, §6).
+  // The token works; it just lacks account_info.read / team_info.read, which the check needs (Dropbox docs: users routes, Dropbox OAuth guide: scopes).
   if (tag === 'missing_scope') return 'healthy';
   if (tag !== undefined && tag in BROKEN_TAGS) return tag;
   if (err instanceof DropkeyError && (err.code === ErrorCodes.REAUTH_REQUIRED || err.code === ErrorCodes.TOKEN_EXPIRED)) return 'refresh';

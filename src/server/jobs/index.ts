@@ -1,6 +1,6 @@
 /**
- * The background jobs module (issue 4 §5): proactive refresh, health checks and housekeeping, run by the
- * Scheduler once across every instance sharing the store (issue 5 §3). Started by the listener (app.start()),
+ * The background jobs module (docs/webhooks.md): proactive refresh, health checks and housekeeping, run by the
+ * Scheduler once across every instance sharing the store (docs/deploying.md ("What the cluster guarantees")). Started by the listener (app.start()),
  * stopped on shutdown; it has no routes of its own except GET /api/v1/jobs (admin: when each job last ran).
  */
 import { Hono } from 'hono';

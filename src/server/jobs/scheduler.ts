@@ -1,6 +1,6 @@
 /**
- * Periodic background jobs that run once across every process and instance sharing a store (issue 4 §5,
- * issue 5 §3).
+ * Periodic background jobs that run once across every process and instance sharing a store (docs/webhooks.md,
+ * docs/deploying.md ("What the cluster guarantees")).
  *
  * Each instance keeps its own jittered timer per job; when it fires:
  *   1. take the store lock `job:<name>` with waitMs 0: if another instance is running the job right now, skip;

@@ -3,7 +3,7 @@
  * redirect flows. Each login is a PendingOAuthRecord: PKCE verifier (encrypted), state (stored hashed), the
  * browser-binding cookie's hash, and how the callback should answer (returnMode). The callback (./routes.ts)
  * takes the record by state in one delete (single use), checks expiry and the binding cookie, then exchanges the
- * code through the facade's finishLogin. Sources: dropbox-api.md §1.1 (authorize), §1.2 (code exchange with PKCE).
+ * code through the facade's finishLogin. Sources: https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize (authorize), Dropbox docs: oauth2/token (code exchange with PKCE).
  */
 import { getCookie, setCookie } from 'hono/cookie';
 import { validateName } from '../../connections/names.js';

@@ -1,14 +1,14 @@
 /**
- * Shared 429 back-off for the proxy (issue 4 §4: "waits out Retry-After and shares that back-off with every caller
+ * Shared 429 back-off for the proxy (docs/proxy.md: "waits out Retry-After and shares that back-off with every caller
  * of the connection"). When Dropbox answers `too_many_requests` for a connection, every later request for it
  * waits until the Retry-After moment before going upstream, instead of each caller discovering the limit itself.
  *
  * Dropbox applies rate limits per access token: per user, per team for team routes, and per member when a team
- * token acts as a member (dropbox-api.md §3.4), so the key is the connection, plus the selected member when the
+ * token acts as a member (https://www.dropbox.com/developers/reference/data-ingress-guide), so the key is the connection, plus the selected member when the
  * request carries Dropbox-API-Select-User. `too_many_write_operations` is namespace lock contention, not a rate
  * limit of the token: it is retried by the request that met it and not shared.
  *
- * BackoffStore is the seam for issue 5 (several instances): a store-backed implementation shares the same
+ * BackoffStore is the seam for docs/decisions/0002-postgres-store.md (several instances): a store-backed implementation shares the same
  * "blocked until" moments across processes. The in-memory one below serves a single process.
  */
 

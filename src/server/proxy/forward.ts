@@ -3,7 +3,7 @@
  * Allow-lists rather than deny-lists: the caller's Authorization and cookies, hop-by-hop headers (RFC 9110
  * §7.6.1: Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade, Proxy-*), Host and X-Forwarded-* never reach
  * Dropbox, and nothing Dropbox sets beyond these reaches the caller.
- * Sources: dropbox-api.md §3.2 (request headers), §3.3 (Retry-After, X-Dropbox-Request-Id), §0 (Range, ETag).
+ * Sources: https://www.dropbox.com/developers/documentation/http/documentation (request headers), Dropbox docs: errors (Retry-After, X-Dropbox-Request-Id), Dropbox HTTP docs: hosts (Range, ETag).
  */
 
 const REQUEST_HEADERS = [
@@ -51,7 +51,7 @@ export function responseHeaders(upstream: Headers): Headers {
 }
 
 /**
- * The query string for Dropbox: `arg`, `select_user` and the other URL forms of the headers pass (§3.2 "CORS
+ * The query string for Dropbox: `arg`, `select_user` and the other URL forms of the headers pass (Dropbox HTTP docs: request styles and headers "CORS
  * simple request" mode), except `authorization`, the URL form of a credential: the proxy supplies its own.
  */
 export function upstreamQuery(params: URLSearchParams): string {

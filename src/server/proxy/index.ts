@@ -1,5 +1,5 @@
 /**
- * The Dropbox proxy (issue 4 §4): `/proxy/{connection}/2/<route>` forwards to the Dropbox host the route lives on,
+ * The Dropbox proxy (docs/proxy.md): `/proxy/{connection}/2/<route>` forwards to the Dropbox host the route lives on,
  * with the connection's access token, so a service calls Dropbox without ever holding a token.
  *
  * - Caller authentication: an API key with the `proxy` permission, scoped to the connection (401 / 403 otherwise).
@@ -14,7 +14,7 @@
  *   token that has at least the facade's refresh margin left (default 5 minutes), and a 401 is passed back as is.
  * - 429 too_many_requests: the connection is blocked until Retry-After for every caller (backoff.ts); requests wait
  *   out blocks up to maxWaitMs and replayable requests are retried after them; longer waits get a 429 at once.
- * Sources: dropbox-api.md §0 (hosts), §3.2 (headers), §3.3 (401/429 bodies), §3.4 (rate limits), §7.4.
+ * Sources: https://www.dropbox.com/developers/documentation/http/documentation (hosts), Dropbox HTTP docs: request styles and headers (headers), Dropbox docs: errors (401/429 bodies), Dropbox data ingress guide: rate limits (rate limits), dropbox-sdk-js.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Hono } from 'hono';
@@ -44,7 +44,7 @@ export interface ProxyOptions {
 
 const DEFAULT_MAX_WAIT_MS = 30_000;
 const DEFAULT_REPLAY_LIMIT = 1024 * 1024;
-/** Status for "the connection is blocked by a Dropbox rate limit", Dropbox's own (§3.3). */
+/** Status for "the connection is blocked by a Dropbox rate limit", Dropbox's own (Dropbox docs: errors). */
 const TOO_MANY_REQUESTS = 429;
 const MAX_429_RETRIES = 3;
 
@@ -197,7 +197,7 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
         try {
           json = JSON.parse(text);
         } catch {
-          json = undefined; // plain-text 429 ⇒ too_many_requests (§3.3)
+          json = undefined; // plain-text 429 ⇒ too_many_requests (Dropbox docs: errors)
         }
         const seconds = parseRetryAfter(res.headers, json, s.clock) ?? 1;
         const tag = (json as { error?: { reason?: { '.tag'?: unknown } } } | undefined)?.error?.reason?.['.tag'];
@@ -228,13 +228,13 @@ function routeOf(c: AppContext, rawName: string): string {
   const route = path.startsWith(prefix) ? path.slice(prefix.length) : '';
   if (!isRouteName(route)) {
     throw new HttpError(ServerErrorCodes.ROUTE_NOT_FOUND, 'The proxy serves Dropbox API routes only: /proxy/{connection}/2/{route}, e.g. /proxy/default/2/files/list_folder.', {
-      hint: 'Route names are lowercase words joined by "/" (dropbox-api.md §0); other paths and hosts are refused.',
+      hint: 'Route names are lowercase words joined by "/" (https://www.dropbox.com/developers/documentation/http/documentation); other paths and hosts are refused.',
     });
   }
   return route;
 }
 
-/** The AuthError tag of a 401 body (§3.3), or undefined. */
+/** The AuthError tag of a 401 body (Dropbox docs: errors), or undefined. */
 function authErrorTag(text: string): string | undefined {
   try {
     const tag = (JSON.parse(text) as { error?: { '.tag'?: unknown } }).error?.['.tag'];
@@ -247,7 +247,7 @@ function authErrorTag(text: string): string | undefined {
 /**
  * The 429 the proxy answers itself while a connection is blocked for longer than it waits. The body satisfies
  * both readers: dropkey's `{"error": {"code", "message"}}` and Dropbox's RateLimitError (`error.reason`,
- * `error.retry_after`, §3.3), which the SDKs decode; the Retry-After header is an integer as Java requires.
+ * `error.retry_after`, Dropbox docs: errors), which the SDKs decode; the Retry-After header is an integer as Java requires.
  */
 function rateLimited(block: { until: number; reason: RateLimitReason }, now: number): Response {
   const seconds = Math.max(1, Math.ceil((block.until - now) / 1000));

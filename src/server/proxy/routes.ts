@@ -1,11 +1,11 @@
 /**
- * Which Dropbox host serves a route, and in which style (dropbox-api.md §0, §3.2). The proxy builds every upstream
+ * Which Dropbox host serves a route, and in which style (https://www.dropbox.com/developers/documentation/http/documentation). The proxy builds every upstream
  * URL from this table and the configured base URLs, never from anything in the request but the route name.
  *
  * ROUTE_TABLE lists every route whose host or style differs from the spec's defaults (host "api", style "rpc",
  * stone_cfg.stone). It was generated from shared/dropbox-api-spec/*.stone (HEAD 0d994eb): for each
  * `route <name>[:<version>]` its `attrs host` and `attrs style`, named as in the URL (`ns/name`, `_vN` for N > 1,
- * §0 "Route versioning"). The spec's `host` attribute decides the host, not the style: files/paper/create is an
+ * Dropbox HTTP docs: hosts "Route versioning"). The spec's `host` attribute decides the host, not the style: files/paper/create is an
  * upload on the api host, files/get_thumbnail_batch an rpc on the content host.
  */
 

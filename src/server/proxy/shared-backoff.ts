@@ -1,9 +1,9 @@
 /**
- * A 429 back-off shared by every instance on one database (issue 5 §5): the store-backed BackoffStore that
+ * A 429 back-off shared by every instance on one database (docs/deploying.md ("What the cluster guarantees")): the store-backed BackoffStore that
  * backoff.ts leaves room for. When Dropbox answers too_many_requests to one instance, the "blocked until" moment
  * goes to a small table (the store's BackoffTable: `proxy_backoff`, owned by each driver's migrator); every instance
  * consults it before sending a request for that connection upstream, so a caller on another instance waits out the
- * same Retry-After instead of meeting the limit again (Dropbox limits per token, dropbox-api.md §3.4).
+ * same Retry-After instead of meeting the limit again (Dropbox limits per token, https://www.dropbox.com/developers/reference/data-ingress-guide).
  *
  * Reads are one primary-key lookup per proxied request, skipped while this instance already knows a block is in
  * force. When the database cannot be reached, the back-off degrades to this instance's memory (never an error

@@ -1,5 +1,5 @@
 /**
- * Security headers on every response (issue 4 §8). The CSP allows no inline script or style; form submissions
+ * Security headers on every response (docs/web-ui.md ("Security")). The CSP allows no inline script or style; form submissions
  * may go to our origin and to the Dropbox consent page (Chrome applies form-action to the redirect that follows
  * a form POST, and the connect-link form redirects to Dropbox). Referrer-Policy no-referrer keeps connect-link
  * tokens in our URLs from leaking to Dropbox through the Referer header.

@@ -1,5 +1,5 @@
 /**
- * In-memory token buckets keyed by purpose and client (IP), for sign-in, setup and connect links (issue 4 §8).
+ * In-memory token buckets keyed by purpose and client (IP), for sign-in, setup and connect links (docs/web-ui.md ("Security")).
  * Per instance on purpose: an attacker spread over N instances gets N times the budget, which still caps online
  * password guessing far below what a 12-character minimum needs. The clock is injected.
  */

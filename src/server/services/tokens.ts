@@ -71,7 +71,7 @@ export class TokenService {
   }
 }
 
-/** A REAUTH_REQUIRED error gets the page where an admin reconnects (issue 4 §3: 409 with the reconnect URL). */
+/** A REAUTH_REQUIRED error gets the page where an admin reconnects (docs/api.md: 409 with the reconnect URL). */
 export function withReconnectUrl(paths: { reconnect(name: string): string }, name: string, err: unknown): unknown {
   if (!(err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED)) return err;
   const url = paths.reconnect(name);

@@ -1,7 +1,7 @@
 /**
  * Dropbox apps: list, add, edit, remove. The secret is a write-only field: it is never rendered back (the page
  * only says whether one is stored). Each app page shows the exact redirect URI to register in the App Console
- * (`${publicUrl}/oauth/callback`, dropbox-api.md §1.1: it must match exactly, path included) and the console
+ * (`${publicUrl}/oauth/callback`, https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize: it must match exactly, path included) and the console
  * checklist step by step.
  */
 import type { Hono } from 'hono';

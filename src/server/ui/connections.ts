@@ -1,6 +1,6 @@
 /**
  * Connections: the list (with "Connect Dropbox"), the detail page (Test, Refresh now, Reconnect, Revoke) and
- * connect links. The connect form works in three ways (issue 4 §2):
+ * connect links. The connect form works in three ways (docs/web-ui.md):
  * - with the page script: the click opens a blank popup synchronously (so no popup blocker fires), the script
  *   POSTs the form with mode=popup and navigates the popup to the authorize URL it gets back; /oauth/callback
  *   (oauth/routes.ts) answers the popup with a page that posts the result to this window and closes itself, and

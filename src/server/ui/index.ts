@@ -1,5 +1,5 @@
 /**
- * The web UI (issue 4 §2): server-rendered pages that work without JavaScript, enhanced by one external script.
+ * The web UI (docs/web-ui.md): server-rendered pages that work without JavaScript, enhanced by one external script.
  * Mounted LAST at '/' (app.ts). Routes:
  *   GET  /ui/assets/app.js, /ui/assets/app.css        static assets (no inline script or style: CSP)
  *   GET  /, /setup, /signin; POST /setup, /signin, /signout                      (auth.ts)
@@ -56,7 +56,7 @@ export function uiRoutes(s: ServerServices): Hono<AppEnv> {
   appRoutes(r, s);
   keyRoutes(r, s);
   webhookUiRoutes(r, s);
-  masterKeyRoutes(r, s); // issue 5 §4: master key status and re-encryption
+  masterKeyRoutes(r, s); // docs/decisions/0003-key-rotation.md: master key status and re-encryption
   return r;
 }
 

@@ -1,5 +1,5 @@
 /**
- * API keys (issue 4 §3) and the audit log (§2). Keys are created through the server's ApiKeyService (stored
+ * API keys (docs/api.md) and the audit log (docs/web-ui.md). Keys are created through the server's ApiKeyService (stored
  * hashed, audited) and shown exactly once, on the page that answers the creating POST (never in a URL, never
  * cached). The audit page lists who did what and when, and token hand-outs counted per key.
  */

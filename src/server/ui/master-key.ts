@@ -1,5 +1,5 @@
 /**
- * Master key page (issue 5 §4, "an admin action in the UI"): which keys this instance holds, how many stored
+ * Master key page (docs/decisions/0003-key-rotation.md, "an admin action in the UI"): which keys this instance holds, how many stored
  * secrets each key encrypts, and a button that re-encrypts every secret under the active key — the same code as
  * `dropkey keys rotate` (src/store/rotation.ts), in batches while the service keeps running.
  *

@@ -1,5 +1,5 @@
 /**
- * Admin sessions and CSRF protection for the web UI (issue 4 §2, §8).
+ * Admin sessions and CSRF protection for the web UI (docs/web-ui.md).
  *
  * Session: a random 256-bit id in an HttpOnly, SameSite=Lax cookie (Secure and `__Host-` under https); the store
  * keeps only its SHA-256 (src/server/security/secrets.ts explains why a fast hash suffices for random ids). A new

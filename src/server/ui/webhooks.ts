@@ -1,5 +1,5 @@
 /**
- * Webhooks in the web UI (issue 4 §6 "a delivery log in the UI"), following the API keys page's patterns: the
+ * Webhooks in the web UI (docs/webhooks.md "a delivery log in the UI"), following the API keys page's patterns: the
  * signing secret is shown once on the page answering the creating POST; every action is a CSRF-checked form.
  *   GET  /webhooks                       endpoints, create form
  *   POST /webhooks                       create (shows the secret once)

@@ -1,5 +1,5 @@
 /**
- * The webhooks module (issue 4 §6): the admin API under /api/v1/webhooks and the background delivery worker.
+ * The webhooks module (docs/webhooks.md): the admin API under /api/v1/webhooks and the background delivery worker.
  *
  *   GET    /api/v1/webhooks                                   list endpoints (never their secrets)
  *   POST   /api/v1/webhooks                 {url, events?, description?}  → the endpoint and its signing secret, shown once

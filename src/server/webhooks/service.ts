@@ -19,7 +19,7 @@ export type WebhookServiceDeps = Pick<ServerDeps, 'webhookStore' | 'clock' | 'ev
   randomBytes: NonNullable<ServerDeps['randomBytes']>;
 };
 
-/** Every event type an endpoint can subscribe to (issue 4 §6), plus the admin's test event. */
+/** Every event type an endpoint can subscribe to (docs/webhooks.md), plus the admin's test event. */
 export const WEBHOOK_EVENT_TYPES: readonly (ServerEventType | 'webhook.test')[] = [
   'connection.created',
   'connection.reconnected',

@@ -1,5 +1,5 @@
 /**
- * Webhook signatures (issue 4 §6), in the scheme Stripe made familiar so receivers know what to do:
+ * Webhook signatures (docs/webhooks.md), in the scheme Stripe made familiar so receivers know what to do:
  *
  *   Dropkey-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>
  *
