@@ -1,5 +1,5 @@
 // Comments and docs cite public sources or files in this repository, never notes that live outside it (the
-// "dropbox-api.md §N" contract notes, "issue N" of the tracker). This lists such citations, and with --fix rewrites
+// "dropbox-api.md §N" contract notes, the style notes, "issue N" of the tracker). This lists such citations, and with --fix rewrites
 // them: a Dropbox section becomes the public Dropbox page it summarizes, an issue becomes the guide in docs/ that
 // documents what it asked for.
 //
@@ -97,7 +97,7 @@ export function rewrite(text, file = '') {
 /** What is left: lines citing the notes or an issue. */
 export function leftovers(text) {
   const bare = new RegExp(BARE.source);
-  return text.split('\n').flatMap((line, i) => (/dropbox-api\.md|\bissue #?\d/i.test(line) || bare.test(line) ? [`${i + 1}: ${line.trim()}`] : []));
+  return text.split('\n').flatMap((line, i) => (/dropbox-api\.md|\bissue #?\d|\bstyle\.md/i.test(line) || bare.test(line) ? [`${i + 1}: ${line.trim()}`] : []));
 }
 
 const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', 'src', 'test', 'bench', 'scripts', 'docs', 'README.md'], { encoding: 'utf8' })

@@ -1,8 +1,8 @@
 /**
- * dropkey's public library API (`import { Dropkey } from 'dropkey'`). Kept small on purpose (style.md
- * principle 1): the facade, its types, the error classes and codes, and the Dropbox base-URL helpers.
+ * dropkey's public library API (`import { Dropkey } from 'dropkey'`). Kept small on purpose (everything
+ * else is private; package.json "exports" lists the entry points): the facade, its types, the error classes and codes, and the Dropbox base-URL helpers.
  *
- *   const dk = await Dropkey.open({ home: '/var/lib/myjob/dropkey' });   // or Dropkey.fromEnv(process.env)
+ *   const dk = await Dropkey.open({ home: '/var/lib/myjob/dropkey' });   // or Dropkey.fromEnv(env): the CLI's variables (README)
  *   const token = await dk.getAccessToken('default');                    // always valid, refreshed as needed
  *   const me = await dk.client('default').rpc('users/get_current_account');
  *   const dbx = new Dropbox({ auth: await dk.sdkAuth('default') });      // official SDK, never a stale token

@@ -1,5 +1,5 @@
 /**
- * The CLI's configuration (read through src/config.ts from ctx.env, never process.env), and the one place that
+ * The CLI's configuration (read through src/config.ts from ctx.env, which only the process context fills), and the one place that
  * parses command options. Keep this module's imports tiny: `dropkey token`
  * loads it on its hot path (bench/token-startup.mjs).
  */

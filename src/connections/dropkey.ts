@@ -6,7 +6,7 @@
  * the work (apps.ts, login.ts, import.ts, tokens.ts, revoke.ts, doctor.ts, sdk-auth.ts). Those modules never import
  * this file back.
  *
- * Nothing here reads the environment (style.md principle 9): `Dropkey.open(options)` takes everything it needs;
+ * Nothing here reads the environment (only entry points do: docs/decisions/0005-config-module.md): `Dropkey.open(options)` takes everything it needs;
  * `Dropkey.fromEnv(env)` is the one documented helper that maps environment variables to those options.
  */
 import type { DropboxClient } from '../dropbox/client.js';
@@ -68,7 +68,7 @@ export class Dropkey {
   /**
    * For library users who configure dropkey like the CLI: the environment is read and checked by the same
    * readConfig as the CLI's (src/config.ts: DROPKEY_HOME, DROPKEY_MASTER_KEY, DROPKEY_DATABASE_URL, the Dropbox
-   * URL variables...), every bad value reported at once. Pass `process.env` or your own map; `overrides` set
+   * URL variables...), every bad value reported at once. Pass the process's environment or your own map; `overrides` set
    * everything else (fetch, logger, clock...).
    */
   static async fromEnv(

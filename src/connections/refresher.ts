@@ -1,6 +1,6 @@
 /**
  * The refresher: hands out access tokens that stay valid long enough, refreshing them when needed, and is safe
- * under concurrency (style.md principle 7, Nango's model):
+ * under concurrency (Nango's model, https://github.com/NangoHQ/nango):
  *   1. one in-flight refresh per connection inside the process (callers share the promise);
  *   2. a store lock `refresh:<name>` across processes and instances;
  *   3. after taking the lock, the connection is read again: if another process already refreshed it, its token

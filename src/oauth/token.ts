@@ -1,5 +1,5 @@
 /**
- * The token endpoint, in two layers (after oauth4webapi, see shared/style.md):
+ * The token endpoint, in two layers (after oauth4webapi's processRefreshTokenResponse and friends, https://github.com/panva/oauth4webapi):
  * - request builders return `{url, init}` and do no I/O;
  * - response processors validate Dropbox's answer into a TokenSet or throw a DropboxApiError;
  * - a small facade (exchangeCode, refreshAccessToken, revokeToken) wires them to an injected fetch and clock.

@@ -1,5 +1,5 @@
 /**
- * The server's error vocabulary and the ONE place errors become HTTP responses (style.md: hono's onError).
+ * The server's error vocabulary and the ONE place errors become HTTP responses (as hono's app.onError, https://hono.dev/docs/api/hono#error-handling).
  * Domain errors (DropkeyError, from src/errors.ts) carry no HTTP status; `statusFor` maps their codes here.
  * Server-only conditions (no credentials, forbidden, rate limited, CSRF) are HttpErrors with their own codes.
  *
