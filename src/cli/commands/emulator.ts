@@ -5,8 +5,8 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
+import { parseArgs } from 'node:util';
 import type { Command, CommandContext, CommandOptions } from '../context.js';
-import { parseOptions } from '../config.js';
 
 const usage = `Usage: dropkey emulator [options]
 
@@ -61,7 +61,9 @@ const command: Command = {
   usage,
   options,
   async run(ctx) {
-    const { values } = parseOptions('emulator', ctx.argv, options);
+    // Parsed by node:util directly, so its errors keep Node's wording ("Unknown option '--x'") as they always had;
+    // reportError maps them to exit 2.
+    const { values } = parseArgs({ args: ctx.argv, options, strict: true, allowPositionals: false });
     const port = intOption(values.port, 'port', 0, 0, 65535);
     const lifetime = intOption(values['token-lifetime'], 'token-lifetime', 14400, 1, 10 * 365 * 86400);
     const host = values.host ?? '127.0.0.1';
