@@ -1,5 +1,6 @@
 /**
- * `dropkey serve` as a process would run it: startServer() (server/main.ts, the env reader) on a real port, the
+ * `dropkey serve` as a process would run it: startServer() (server/main.ts, on the configuration readConfig read from
+ * the environment) on a real port, the
  * `apikey` commands in-process, graceful shutdown with a request in flight, and the built binary's first line
  * and SIGTERM handling.
  */

@@ -57,7 +57,8 @@ test('create and revoke go through the server\'s ApiKeyService: the same audit e
   assert.notEqual(bad.code, 0);
   assert.match(bad.err, /Invalid API key name/);
   const { openServerStores } = await import('../../server/main.js');
-  const stores = await openServerStores(env);
+  const { readConfig } = await import('../../config.js');
+  const stores = await openServerStores(await readConfig(env));
   try {
     const entries = (await stores.server.listAudit({ target: 'audited', limit: 10 })).reverse();
     assert.deepEqual(entries.map((e) => [e.actor, e.action]), [['cli', 'apikey.created'], ['cli', 'apikey.revoked']]);
