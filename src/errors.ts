@@ -2,8 +2,9 @@
  * dropkey's error classes. Few classes, many stable string codes (DROPKEY_*), `cause` always kept.
  * Domain errors carry no HTTP status: each surface (CLI, server) maps codes to exit codes or responses in one place.
  *
- * Messages never contain secrets. `hint` says what to do next, in words a user can act on
- * (usually the exact command to run).
+ * Messages never contain secrets. `hint` says what to do next in plain words (never a command line), and `fix`
+ * says the same as data, which each surface renders its own way: the CLI as a command line (src/cli/fix.ts), the
+ * web UI as a link (src/server/ui/fix.ts), the API as the `fix` field of the error body (src/server/errors.ts).
  */
 
 export const ErrorCodes = {
@@ -39,10 +40,42 @@ export const ErrorCodes = {
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
+/**
+ * What fixes a problem, as data. Each action names something a person can do with dropkey on any surface; a name
+ * left out means "the one you pick" (the CLI shows a placeholder, the UI the page where it is picked).
+ */
+export type Fix =
+  /** Authorize (again) with a browser login; `addScopes` are scopes the new login must ask for. */
+  | { action: 'login'; connection?: string; app?: string; addScopes?: string[] }
+  /** Store a token the user already holds. */
+  | { action: 'import'; connection?: string; app?: string; token: 'refresh' | 'access' }
+  /** Get a valid access token of a stored connection. */
+  | { action: 'token'; connection?: string }
+  /** Let dropkey diagnose a stored connection, or (`token: true`) a pasted token. */
+  | { action: 'doctor'; connection?: string; token?: boolean }
+  /** See the stored connections. */
+  | { action: 'list-connections' }
+  /** Revoke and delete these connections; `force` deletes them locally when Dropbox cannot be reached. */
+  | { action: 'revoke'; connections: string[]; force?: boolean }
+  /** Register a Dropbox app (optionally as a team app). */
+  | { action: 'app-add'; app?: string; team?: boolean }
+  /** Change one setting of a registered app: its secret, its key, or whether it is a team app. */
+  | { action: 'app-update'; app: string; field: 'secret' | 'key' | 'team' | 'user' }
+  | { action: 'app-remove'; app: string }
+  | { action: 'list-apps' }
+  /** Create an API key, with a permission and a connection when known. */
+  | { action: 'apikey-create'; permission?: string; connection?: string }
+  | { action: 'apikey-revoke'; name: string }
+  | { action: 'list-apikeys' };
+
+export type FixAction = Fix['action'];
+
 export interface DropkeyErrorOptions {
   cause?: unknown;
-  /** What to do next, e.g. "run: dropkey login --connection default". */
+  /** What to do next, in plain words with no command line, e.g. "Sign in to Dropbox again to reconnect it." */
   hint?: string;
+  /** The same advice as data, rendered by each surface (see Fix). */
+  fix?: Fix;
   /** Extra machine-readable facts (never secrets). */
   details?: Record<string, unknown>;
 }
@@ -50,6 +83,7 @@ export interface DropkeyErrorOptions {
 export class DropkeyError extends Error {
   readonly code: ErrorCode;
   readonly hint: string | undefined;
+  readonly fix: Fix | undefined;
   readonly details: Record<string, unknown> | undefined;
 
   constructor(code: ErrorCode, message: string, options: DropkeyErrorOptions = {}) {
@@ -57,6 +91,7 @@ export class DropkeyError extends Error {
     this.name = 'DropkeyError';
     this.code = code;
     this.hint = options.hint;
+    this.fix = options.fix;
     this.details = options.details;
   }
 
@@ -65,6 +100,7 @@ export class DropkeyError extends Error {
       code: this.code,
       message: this.message,
       ...(this.hint === undefined ? {} : { hint: this.hint }),
+      ...(this.fix === undefined ? {} : { fix: this.fix }),
       ...(this.details === undefined ? {} : { details: this.details }),
     };
   }

@@ -35,7 +35,7 @@ export type { Logger } from './connections/redact.js';
 export type { DropboxClient, CallOptions, DownloadResult, PathRoot, UploadBody } from './dropbox/client.js';
 export type { ConnectionState, AppAccess, Store } from './store/types.js';
 export { DropkeyError, DropboxApiError, ErrorCodes, isDropkeyError } from './errors.js';
-export type { ErrorCode, DropkeyErrorOptions } from './errors.js';
+export type { ErrorCode, DropkeyErrorOptions, Fix, FixAction } from './errors.js';
 export { DROPBOX_URLS, dropboxUrlsFromBase, dropboxUrlsFromEnv } from './dropbox/hosts.js';
 export type { DropboxUrls } from './dropbox/hosts.js';
 // Receivers of dropkey's webhooks verify deliveries with these (docs/webhooks.md); node:crypto only.

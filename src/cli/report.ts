@@ -1,19 +1,20 @@
 import { ErrorCodes, isDropkeyError } from '../errors.js';
 import { debugEnabled } from '../config.js';
 import type { CommandContext } from './context.js';
+import { adviceLines } from './fix.js';
 
 /** Exit codes: 0 ok, 1 a problem was found or an operation failed, 2 bad usage, 130 interrupted. */
 export const ExitCodes = { OK: 0, FAILED: 1, USAGE: 2, INTERRUPTED: 130 } as const;
 
 /**
- * The only place where errors become exit codes and messages. Messages are written to stderr;
- * a DropkeyError's hint follows on its own line. Unknown errors print their message only (never a dump
- * of objects that could hold secrets) unless DROPKEY_DEBUG is set.
+ * The only place where errors become exit codes and messages. Messages are written to stderr; a DropkeyError's
+ * hint and its fix (as the command to run, ./fix.ts) follow on their own lines. Unknown errors print their message
+ * only (never a dump of objects that could hold secrets) unless DROPKEY_DEBUG is set.
  */
 export function reportError(err: unknown, ctx: Pick<CommandContext, 'stderr' | 'env'>): number {
   if (isDropkeyError(err)) {
     ctx.stderr.write(`dropkey: ${err.message}\n`);
-    if (err.hint) ctx.stderr.write(`  ${err.hint.split('\n').join('\n  ')}\n`);
+    for (const line of adviceLines(err)) ctx.stderr.write(`  ${line}\n`);
     if (debugEnabled(ctx.env) && err.cause) ctx.stderr.write(`  cause: ${String((err.cause as Error)?.stack ?? err.cause)}\n`);
     if (err.code === ErrorCodes.CANCELLED) return ExitCodes.INTERRUPTED;
     if (err.code === ErrorCodes.BAD_INPUT) return ExitCodes.USAGE;

@@ -17,7 +17,8 @@
  * New API routes must also be described in api/openapi.ts (a test checks).
  *
  * ERRORS: routes throw (DropkeyError, HttpError); the onError below is the ONE place errors become responses:
- * JSON {"error": {...}} under /api and /proxy, an HTML page elsewhere, the popup result in popup mode.
+ * JSON {"error": {...}} under /api and /proxy (a fix as the `fix` field), elsewhere a page in the UI's layout (a
+ * fix as links for admins, words only for connect-link owners), the popup result in popup mode.
  *
  * UI CONTRACT (pages other modules link to): GET /setup?token=... (first admin, posts to POST /api/v1/setup),
  * GET /connections/{name}/reconnect (the reconnect URL in 409 DROPKEY_REAUTH_REQUIRED answers),
@@ -28,7 +29,8 @@ import { apiModule } from './api/index.js';
 import { openApiDocument } from './api/openapi.js';
 import type { AppContext, AppEnv, ServerModule } from './context.js';
 import type { ServerDeps } from './deps.js';
-import { errorPage, HttpError, htmlPage, escapeHtml, mapError, ServerErrorCodes } from './errors.js';
+import { HttpError, mapError, ServerErrorCodes } from './errors.js';
+import { html } from './html.js';
 import { maskText } from './logger.js';
 import { oauthModule, POPUP_SCRIPT_PATH } from './oauth/routes.js';
 import { opsModule } from './ops.js';
@@ -36,6 +38,7 @@ import { jobsModule } from './jobs/index.js';
 import { webhooksModule } from './webhooks/index.js';
 import { proxyModule } from './proxy/index.js';
 import { uiModule } from './ui/index.js';
+import { page, problemPage } from './ui/layout.js';
 import { createServices, type ServerServices } from './services.js';
 
 /** The modules mounted by default. Helpers adding ui/proxy/webhooks: import the module and add it here. */
@@ -101,14 +104,19 @@ export function createApp(deps: ServerDeps, options: { modules?: ServerModule[] 
     const h: Record<string, string> = { ...mapped.headers, 'Cache-Control': 'no-store' };
     if (wantsJson(c.req.path)) return c.json({ error: mapped.body }, mapped.status as 400, h);
     if (c.get('popupResult')) {
-      const data = escapeHtml(JSON.stringify({ ok: false, error: { code: mapped.body.code, message: mapped.body.message } }));
+      const result = { ok: false, error: { code: mapped.body.code, message: mapped.body.message } };
       return c.html(
-        htmlPage('dropkey: not connected', `<h1>${escapeHtml(mapped.body.message)}</h1>`, { script: POPUP_SCRIPT_PATH, bodyAttrs: `data-result="${data}"` }),
+        page({
+          title: 'Not connected',
+          body: html`<section class="narrow"><h1>${mapped.body.message}</h1></section>`,
+          scripts: [POPUP_SCRIPT_PATH],
+          bodyData: { result: JSON.stringify(result) },
+        }),
         mapped.status as 400,
         h,
       );
     }
-    return c.html(errorPage(mapped.status, mapped.body), mapped.status as 400, h);
+    return c.html(problemPage(mapped.status, mapped.body, c.get('ownerPage') ? 'owner' : 'admin'), mapped.status as 400, h);
   };
   app.onError(boundary);
   app.notFound((c) =>

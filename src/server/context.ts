@@ -3,6 +3,7 @@
  */
 import type { Context, Hono } from 'hono';
 import { DropkeyError, ErrorCodes } from '../errors.js';
+import { readBounded } from './body.js';
 import { HttpError, ServerErrorCodes } from './errors.js';
 import type { ApiKeyRecord } from '../store/server-types.js';
 import type { ServerServices } from './services.js';
@@ -14,6 +15,8 @@ export interface AppEnv {
     apiKey: ApiKeyRecord;
     /** Set by the OAuth callback in popup mode so the error boundary answers with the popup result page. */
     popupResult: boolean;
+    /** Set on the pages a connect-link owner sees: error pages then give no links to the admin pages. */
+    ownerPage: boolean;
   };
 }
 
@@ -41,29 +44,15 @@ export function clientIp(c: AppContext, trustProxy: boolean): string {
   return c.env?.incoming?.socket?.remoteAddress ?? 'unknown';
 }
 
-/**
- * The request body, at most maxBytes, or DROPKEY_PAYLOAD_TOO_LARGE. Reads the stream and stops at the limit, so
- * a body without Content-Length (chunked) cannot make an unauthenticated route (sign-in, setup) buffer without end.
- */
+/** The request body, at most maxBytes (./body.ts), or DROPKEY_PAYLOAD_TOO_LARGE. */
 export async function readBody(c: AppContext, maxBytes: number, what = 'The request body'): Promise<Buffer> {
   const tooLarge = () => new HttpError(ServerErrorCodes.PAYLOAD_TOO_LARGE, `${what} is larger than ${maxBytes} bytes.`);
   if (Number(c.req.header('content-length') ?? '0') > maxBytes) throw tooLarge();
   const body = c.req.raw.body;
   if (!body) return Buffer.alloc(0);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge();
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks, size);
+  const read = await readBounded(body, maxBytes);
+  if (read === null) throw tooLarge();
+  return read;
 }
 
 /** Reads a JSON object body (at most maxBytes), or throws DROPKEY_BAD_INPUT saying what was wrong. */

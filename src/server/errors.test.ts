@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { escapeHtml, HttpError, mapError, ServerErrorCodes } from './errors.js';
+import { HttpError, mapError, ServerErrorCodes } from './errors.js';
+import { html } from './html.js';
 
 test('every domain code maps to an HTTP status; REAUTH_REQUIRED is 409', () => {
   const statuses = Object.values(ErrorCodes).map((code) => mapError(new DropkeyError(code, 'm')).status);
@@ -18,5 +19,6 @@ test('unknown errors reveal nothing; upstream text with tokens is masked', () =>
   assert.ok(!JSON.stringify(m.body).includes('sl.AAAA'));
   const d = mapError(new DropkeyError(ErrorCodes.DROPBOX_API, 'Dropbox said Bearer sl.BBBBBBBBBBBBBBBBBB'));
   assert.ok(!d.body.message.includes('sl.BBBB'));
-  assert.equal(escapeHtml(`<a href="x">'&`), '&lt;a href=&quot;x&quot;&gt;&#39;&amp;');
+  // The server's one escaping function (hono's html helper) escapes all five markup characters.
+  assert.equal(String(html`${`<a href="x">'&`}`), '&lt;a href=&quot;x&quot;&gt;&#39;&amp;');
 });

@@ -3,10 +3,11 @@
  * Domain errors (DropkeyError, from src/errors.ts) carry no HTTP status; `statusFor` maps their codes here.
  * Server-only conditions (no credentials, forbidden, rate limited, CSRF) are HttpErrors with their own codes.
  *
- * Every API error body is `{"error": {"code", "message"}}` (plus `hint` and safe `details` when known).
- * Browser pages (connect links, the OAuth callback, the UI) get a small HTML page with the same facts instead.
+ * Every API error body is `{"error": {"code", "message"}}` (plus `hint`, `fix` and safe `details` when known): the
+ * API's rendering of a Fix is the Fix itself, as JSON. Browser pages (connect links, the OAuth callback, the UI)
+ * get a page in the UI's layout with the same facts instead (ui/layout.ts problemPage).
  */
-import { DropkeyError, ErrorCodes, type ErrorCode } from '../errors.js';
+import { DropkeyError, ErrorCodes, type ErrorCode, type Fix } from '../errors.js';
 import { redactText } from '../connections/redact.js';
 
 export const ServerErrorCodes = {
@@ -62,14 +63,20 @@ const DOMAIN_STATUS: Record<ErrorCode, number> = {
 export class HttpError extends Error {
   readonly code: ServerErrorCode;
   readonly hint: string | undefined;
+  readonly fix: Fix | undefined;
   readonly details: Record<string, unknown> | undefined;
   readonly headers: Record<string, string> | undefined;
 
-  constructor(code: ServerErrorCode, message: string, options: { hint?: string; details?: Record<string, unknown>; headers?: Record<string, string>; cause?: unknown } = {}) {
+  constructor(
+    code: ServerErrorCode,
+    message: string,
+    options: { hint?: string; fix?: Fix; details?: Record<string, unknown>; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'HttpError';
     this.code = code;
     this.hint = options.hint;
+    this.fix = options.fix;
     this.details = options.details;
     this.headers = options.headers;
   }
@@ -79,6 +86,7 @@ export interface ErrorBody {
   code: string;
   message: string;
   hint?: string;
+  fix?: Fix;
   details?: Record<string, unknown>;
 }
 
@@ -95,7 +103,13 @@ export function mapError(err: unknown): MappedError {
   if (err instanceof HttpError) {
     return {
       status: SERVER_STATUS[err.code],
-      body: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...(err.details ? { details: err.details } : {}) },
+      body: {
+        code: err.code,
+        message: err.message,
+        ...(err.hint ? { hint: err.hint } : {}),
+        ...(err.fix ? { fix: err.fix } : {}),
+        ...(err.details ? { details: err.details } : {}),
+      },
       headers: err.headers ?? {},
       unexpected: false,
     };
@@ -109,6 +123,7 @@ export function mapError(err: unknown): MappedError {
         // Domain messages never hold secrets by contract; redactText is a second net for quoted upstream text.
         message: redactText(err.message),
         ...(err.hint ? { hint: redactText(err.hint) } : {}),
+        ...(err.fix ? { fix: err.fix } : {}),
         ...(err.details ? { details: err.details } : {}),
       },
       headers: {},
@@ -121,25 +136,4 @@ export function mapError(err: unknown): MappedError {
     headers: {},
     unexpected: true,
   };
-}
-
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch]!);
-}
-
-/** A minimal, script-free HTML page for browser-facing errors. */
-export function errorPage(status: number, body: ErrorBody): string {
-  return htmlPage(
-    'dropkey: something went wrong',
-    `<h1>${escapeHtml(body.message)}</h1>${body.hint ? `<p>${escapeHtml(body.hint)}</p>` : ''}<p><small>Error ${status} · ${escapeHtml(body.code)}</small></p>`,
-  );
-}
-
-/** The shell of the server's own small pages (connect links, callback results). No inline script or style (CSP). */
-export function htmlPage(title: string, bodyHtml: string, options: { script?: string; bodyAttrs?: string } = {}): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)}</title>${options.script ? `<script src="${escapeHtml(options.script)}" defer></script>` : ''}</head>
-<body${options.bodyAttrs ? ` ${options.bodyAttrs}` : ''}>${bodyHtml}</body></html>
-`;
 }

@@ -7,6 +7,7 @@
  */
 import type { Command, CommandContext, CommandOptions } from '../context.js';
 import { DEFAULT_LOGIN_PORT, intOption, parseOptions, scopeList, usageError } from '../config.js';
+import { adviceLines } from '../fix.js';
 import { writeJson } from '../output.js';
 import { withSession, type Session } from '../session.js';
 import { connectionJson, describeConnection } from '../view.js';
@@ -111,7 +112,7 @@ async function loginLoopback(
       server.finish({ ok: true, message: `dropkey connected "${info.name}" to ${info.email ?? info.teamName ?? info.accountId ?? 'Dropbox'}.` });
       return result;
     } catch (err) {
-      server.finish({ ok: false, message: err instanceof DropkeyError ? `${err.message} ${err.hint ?? ''}` : 'The code exchange failed; see the terminal.' });
+      server.finish({ ok: false, message: err instanceof DropkeyError ? [err.message, ...adviceLines(err)].join(' ') : 'The code exchange failed; see the terminal.' });
       throw err;
     }
   } finally {

@@ -10,9 +10,11 @@ import { Hono } from 'hono';
 import { DropkeyError } from '../../errors.js';
 import type { ConnectLinkRecord, PendingOAuthRecord } from '../../store/server-types.js';
 import { type AppContext, type AppEnv, clientIp, type ServerModule } from '../context.js';
-import { escapeHtml, HttpError, htmlPage, ServerErrorCodes } from '../errors.js';
+import { HttpError, ServerErrorCodes } from '../errors.js';
+import { html } from '../html.js';
 import { hexEqual, sha256Hex } from '../security/secrets.js';
 import type { ServerServices } from '../services.js';
+import { page } from '../ui/layout.js';
 import { browserBinding, readBinding, startBrowserLogin } from './flow.js';
 
 export const POPUP_SCRIPT_PATH = '/oauth/popup.js';
@@ -51,15 +53,25 @@ async function liveLink(c: AppContext, s: ServerServices): Promise<{ link: Conne
 
 function resultPage(c: AppContext, pending: PendingOAuthRecord, result: { ok: boolean; connection: string; email?: string | null; created?: boolean }): Response {
   if (pending.returnMode === 'popup') {
-    const data = escapeHtml(JSON.stringify(result));
-    return c.html(htmlPage('dropkey: connected', `<p>Dropbox is connected. You can close this window.</p>`, { script: POPUP_SCRIPT_PATH, bodyAttrs: `data-result="${data}"` }));
+    return c.html(
+      page({
+        title: 'Dropbox connected',
+        body: html`<section class="narrow"><p>Dropbox is connected. You can close this window.</p></section>`,
+        scripts: [POPUP_SCRIPT_PATH],
+        bodyData: { result: JSON.stringify(result) },
+      }),
+    );
   }
   if (pending.returnMode === 'redirect') {
     const to = pending.returnTo ?? `/connections/${encodeURIComponent(pending.connection)}`;
     return c.redirect(`${to}${to.includes('?') ? '&' : '?'}connected=${encodeURIComponent(pending.connection)}`, 303);
   }
-  const who = result.email ? ` as ${escapeHtml(result.email)}` : '';
-  return c.html(htmlPage('dropkey: Dropbox connected', `<h1>Dropbox is connected${who}.</h1><p>You can close this window.</p>`));
+  return c.html(
+    page({
+      title: 'Dropbox connected',
+      body: html`<section class="narrow"><h1>Dropbox is connected${result.email ? html` as ${result.email}` : ''}.</h1><p>You can close this window.</p></section>`,
+    }),
+  );
 }
 
 export function oauthRoutes(s: ServerServices): Hono<AppEnv> {
@@ -68,23 +80,27 @@ export function oauthRoutes(s: ServerServices): Hono<AppEnv> {
   r.get(POPUP_SCRIPT_PATH, (c) => c.body(POPUP_SCRIPT, 200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-cache' }));
 
   r.get('/connect/:token', async (c) => {
+    c.set('ownerPage', true);
     const { link, token } = await liveLink(c, s);
     const minutes = Math.max(1, Math.round((link.expiresAt - s.clock()) / 60_000));
     return c.html(
-      htmlPage(
-        'dropkey: connect Dropbox',
-        `<h1>Connect your Dropbox</h1>
-<p>You were invited to connect a Dropbox account as <strong>${escapeHtml(link.connection)}</strong>.
+      page({
+        title: 'Connect Dropbox',
+        body: html`<section class="narrow">
+<h1>Connect your Dropbox</h1>
+<p>You were invited to connect a Dropbox account as <strong>${link.connection}</strong>.
 Dropbox will ask you to sign in and allow access; dropkey then keeps the connection working.</p>
-<form method="post" action="/connect/${escapeHtml(token)}"><button type="submit">Connect Dropbox</button></form>
-<p><small>This link works once and expires in about ${minutes} minute${minutes === 1 ? '' : 's'}.</small></p>`,
-      ),
+<form method="post" action="/connect/${token}"><button type="submit" class="primary">Connect Dropbox</button></form>
+<p class="hint"><small>This link works once and expires in about ${minutes} minute${minutes === 1 ? '' : 's'}.</small></p>
+</section>`,
+      }),
       200,
       { 'Cache-Control': 'no-store' },
     );
   });
 
   r.post('/connect/:token', async (c) => {
+    c.set('ownerPage', true);
     const { link } = await liveLink(c, s);
     const authorizeUrl = await startBrowserLogin(s, {
       connection: link.connection,
@@ -111,6 +127,7 @@ Dropbox will ask you to sign in and allow access; dropkey then keeps the connect
       throw new HttpError(ServerErrorCodes.LINK_EXPIRED, 'This sign-in with Dropbox expired or was already finished.', { hint: 'Start connecting again.' });
     }
     if (pending.returnMode === 'popup') c.set('popupResult', true);
+    if (pending.returnMode === 'link') c.set('ownerPage', true);
     const binding = readBinding(c, s);
     if (!binding || !hexEqual(sha256Hex(binding), pending.bindingHash)) {
       throw new HttpError(ServerErrorCodes.FORBIDDEN, 'This sign-in was started in another browser.', {

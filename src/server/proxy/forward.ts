@@ -61,24 +61,6 @@ export function upstreamQuery(params: URLSearchParams): string {
   return s ? `?${s}` : '';
 }
 
-/** Reads a whole body if it has at most `limit` bytes; null (and the stream cancelled) when it is larger. */
-export async function readBounded(stream: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | null> {
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => undefined);
-      return null;
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks, size);
-}
-
 /**
  * Passes a stream through unchanged, reporting byte counts in batches (a metric update per ~1 MiB, and the rest
  * at the end) so large transfers do not pay a counter update per chunk. Backpressure is preserved: a chunk is

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backoffKey, MemoryBackoffStore } from './backoff.js';
-import { countBytes, readBounded, requestHeaders, responseHeaders, upstreamQuery } from './forward.js';
+import { readBounded } from '../body.js';
+import { countBytes, requestHeaders, responseHeaders, upstreamQuery } from './forward.js';
 import { isRouteName, routeInfo } from './routes.js';
 
 test('route names: Dropbox route shapes pass; dots, escapes, empty segments and upper case do not', () => {

@@ -14,7 +14,8 @@
 import { request as httpRequest, Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import { countBytes, readBounded } from './forward.js';
+import { readBounded } from '../body.js';
+import { countBytes } from './forward.js';
 
 export interface UpstreamAnswer {
   status: number;

@@ -13,7 +13,7 @@ import type { AppAccess } from '../../store/types.js';
 import type { AppEnv } from '../context.js';
 import type { ServerServices } from '../services.js';
 import { when } from './format.js';
-import { type Html, html } from './html.js';
+import { type Html, html } from '../html.js';
 import { actorOf, errorText, field, fields, type Form, guard, guardPost, isUserError } from './kit.js';
 import { type Notice, page } from './layout.js';
 import type { UiSession } from './session.js';

@@ -10,7 +10,7 @@ import { clientIp } from '../context.js';
 import { dummyPasswordHash, sha256Hex, verifyPassword } from '../security/secrets.js';
 import type { ServerServices } from '../services.js';
 import { createFirstAdmin } from '../setup.js';
-import { html } from './html.js';
+import { html } from '../html.js';
 import { errorText, field, guardPost, isUserError, readForm, safeNext } from './kit.js';
 import { type Notice, page } from './layout.js';
 import { checkPreSessionCsrf, endSession, preSessionToken, readSession, startSession } from './session.js';

@@ -19,8 +19,8 @@ import { mapError } from '../errors.js';
 import { browserBinding, createConnectLink, startBrowserLogin } from '../oauth/flow.js';
 import type { ServerServices } from '../services.js';
 import { expiresIn, iso, STATE_LABEL, stateExplanation, when } from './format.js';
-import { type Html, html } from './html.js';
-import { actorOf, errorText, field, guard, guardPost, isUserError, wantsJson } from './kit.js';
+import { type Html, html } from '../html.js';
+import { actorOf, errorText, errorWords, field, guard, guardPost, isUserError, wantsJson } from './kit.js';
 import { type Notice, page } from './layout.js';
 import type { UiSession } from './session.js';
 
@@ -164,10 +164,9 @@ ${linkForm(ui, apps, c.name)}
   });
 }
 
-/** Plain words for a failure shown on a page: the boundary's message (already redacted), with its hint. */
-function failureText(err: unknown): string {
-  const m = mapError(err);
-  return m.body.hint ? `${m.body.message} ${m.body.hint}` : m.body.message;
+/** A failure shown on a page: the boundary's message (already redacted), with its hint and fix links. */
+function failureText(err: unknown): Html {
+  return errorText(mapError(err).body);
 }
 
 export function connectionRoutes(r: Hono<AppEnv>, s: ServerServices): void {
@@ -183,7 +182,7 @@ export function connectionRoutes(r: Hono<AppEnv>, s: ServerServices): void {
 
   r.get(
     '/ui/fragments/connections',
-    guard(s, async (c) => c.html(connectionRows(await s.dropkey.list(), s.clock()).value)),
+    guard(s, async (c) => c.html(connectionRows(await s.dropkey.list(), s.clock()))),
   );
 
   r.post(
@@ -206,7 +205,7 @@ export function connectionRoutes(r: Hono<AppEnv>, s: ServerServices): void {
         });
       } catch (err) {
         if (!isUserError(err)) throw err;
-        if (wantsJson(c)) return c.json({ error: { code: err.code, message: errorText(err) } }, 400);
+        if (wantsJson(c)) return c.json({ error: { code: err.code, message: errorWords(err) } }, 400);
         return c.html(await listPage(s, ui, [{ kind: 'error', text: errorText(err) }]), 400);
       }
       if (wantsJson(c)) return c.json({ authorize_url: authorizeUrl });
@@ -253,7 +252,7 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
     guardPost(s, async (c, ui) => {
       const name = validateName('connection', c.req.param('name'));
       const result = await s.connections.test(name, { actor: actorOf(ui) });
-      const notice: Notice = result.ok ? { kind: 'ok', text: result.message } : { kind: 'error', text: `The test failed: ${failureText(result.error)}` };
+      const notice: Notice = result.ok ? { kind: 'ok', text: result.message } : { kind: 'error', text: html`The test failed: ${failureText(result.error)}` };
       return c.html(await detailPage(s, ui, name, [notice]));
     }),
   );
@@ -266,7 +265,7 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
         await s.connections.refresh(name, { actor: actorOf(ui), detectedBy: 'ui', signal: c.req.raw.signal });
       } catch (err) {
         if (!(err instanceof DropkeyError) || err.code === ErrorCodes.NOT_FOUND) throw err;
-        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: `Refreshing failed: ${failureText(err)}` }]), 502);
+        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: html`Refreshing failed: ${failureText(err)}` }]), 502);
       }
       return c.redirect(`/connections/${enc(name)}?refreshed=1`, 303);
     }),
@@ -326,7 +325,7 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
         });
       } catch (err) {
         if (!isUserError(err)) throw err;
-        return c.html(await listPage(s, ui, [{ kind: 'error', text: `No link was created: ${redactText(errorText(err))}` }]), 400);
+        return c.html(await listPage(s, ui, [{ kind: 'error', text: html`No link was created: ${errorText({ message: redactText(err.message), hint: err.hint && redactText(err.hint), fix: err.fix })}` }]), 400);
       }
       return c.html(
         page({

@@ -29,7 +29,7 @@ import { ASSET_CSS, ASSET_ICON, ASSET_JS } from './layout.js';
 
 export { NAV, page, type NavItem, type PageOptions } from './layout.js';
 export { guard, guardPost } from './kit.js';
-export { html, raw, Html } from './html.js';
+export { html, raw, type Html } from '../html.js';
 
 function asset(body: string, type: string) {
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;

@@ -8,7 +8,7 @@ import { API_PERMISSIONS, type ApiKeyRecord } from '../../store/server-types.js'
 import type { AppEnv } from '../context.js';
 import type { ServerServices } from '../services.js';
 import { when } from './format.js';
-import { type Html, html } from './html.js';
+import { type Html, html } from '../html.js';
 import { actorOf, errorText, field, fields, guard, guardPost, isUserError } from './kit.js';
 import { type Notice, page } from './layout.js';
 import type { UiSession } from './session.js';
@@ -99,7 +99,7 @@ ${conns.map((c) => html`<label class="check"><input type="checkbox" name="connec
         return c.html(await keysPage(ui, [{ kind: 'ok', text: `API key "${created.record.name}" was created.` }], created), 201);
       } catch (err) {
         if (!isUserError(err)) throw err;
-        return c.html(await keysPage(ui, [{ kind: 'error', text: `No key was created: ${errorText(err)}` }]), 400);
+        return c.html(await keysPage(ui, [{ kind: 'error', text: html`No key was created: ${errorText(err)}` }]), 400);
       }
     }),
   );

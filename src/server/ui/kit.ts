@@ -3,10 +3,12 @@
  * because this sub-app is mounted at '/' and a wildcard would also catch other modules' unknown paths), form
  * reading with a size cap, and the CSRF check on every state-changing request.
  */
-import { DropkeyError, ErrorCodes } from '../../errors.js';
+import { DropkeyError, ErrorCodes, type Fix } from '../../errors.js';
 import { readBody, type AppContext } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
+import { type Html, html } from '../html.js';
 import type { ServerServices } from '../services.js';
+import { fixLinks } from './fix.js';
 import { checkCsrf, readSession, type UiSession } from './session.js';
 
 const MAX_FORM_BYTES = 64 * 1024;
@@ -53,8 +55,14 @@ export function isUserError(err: unknown): err is DropkeyError {
   );
 }
 
-export function errorText(err: DropkeyError): string {
+/** An error in plain words: its message and hint (for the page script's JSON, which shows text). */
+export function errorWords(err: { message: string; hint?: string | undefined }): string {
   return err.hint ? `${err.message} ${err.hint}` : err.message;
+}
+
+/** An error shown on a page: its message and hint, then its fix as links to the pages where it is done. */
+export function errorText(err: { message: string; hint?: string | undefined; fix?: Fix | undefined }): Html {
+  return html`${errorWords(err)}${err.fix ? html` ${fixLinks(err.fix)}` : ''}`;
 }
 
 export const actorOf = (ui: UiSession) => `admin:${ui.admin.email}`;

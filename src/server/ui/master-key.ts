@@ -13,7 +13,7 @@
 import type { Hono } from 'hono';
 import type { AppEnv } from '../context.js';
 import type { ServerServices } from '../services.js';
-import { html } from './html.js';
+import { html } from '../html.js';
 import { actorOf, guard, guardPost } from './kit.js';
 import { type Notice, page } from './layout.js';
 import type { UiSession } from './session.js';

@@ -13,7 +13,7 @@ import type { AppEnv } from '../context.js';
 import type { ServerServices } from '../services.js';
 import { webhookService, WEBHOOK_EVENT_TYPES, type WebhookService } from '../webhooks/service.js';
 import { when } from './format.js';
-import { type Html, html } from './html.js';
+import { type Html, html } from '../html.js';
 import { actorOf, errorText, field, fields, guard, guardPost, isUserError } from './kit.js';
 import { type Notice, page } from './layout.js';
 import type { UiSession } from './session.js';
@@ -128,7 +128,7 @@ ${
         return c.html(await listPage(ui, [{ kind: 'ok', text: 'The webhook was added.' }], created), 201);
       } catch (err) {
         if (!isUserError(err)) throw err;
-        return c.html(await listPage(ui, [{ kind: 'error', text: `No webhook was added: ${errorText(err)}` }]), 400);
+        return c.html(await listPage(ui, [{ kind: 'error', text: html`No webhook was added: ${errorText(err)}` }]), 400);
       }
     }),
   );
