@@ -70,6 +70,26 @@ export type Fix =
 
 export type FixAction = Fix['action'];
 
+/** Every action, for surfaces that enumerate them (the OpenAPI document); the check below keeps it complete. */
+export const FIX_ACTIONS = [
+  'login',
+  'import',
+  'token',
+  'doctor',
+  'list-connections',
+  'revoke',
+  'app-add',
+  'app-update',
+  'app-remove',
+  'list-apps',
+  'apikey-create',
+  'apikey-revoke',
+  'list-apikeys',
+] as const satisfies readonly FixAction[];
+// A compile error here names an action missing from FIX_ACTIONS.
+const _allActionsListed: Exclude<FixAction, (typeof FIX_ACTIONS)[number]> extends never ? true : never = true;
+void _allActionsListed;
+
 export interface DropkeyErrorOptions {
   cause?: unknown;
   /** What to do next, in plain words with no command line, e.g. "Sign in to Dropbox again to reconnect it." */

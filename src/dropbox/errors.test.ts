@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { cleanSummary, decodeDropboxError, errorTag, isRetryable, parseRetryAfter, redactSecrets, retryAfterOf } from './errors.js';
 import { ErrorCodes } from '../errors.js';
 import { httpHeaderSafeJson } from './header-json.js';
+import { fixCommand } from '../cli/fix.js';
 
 function decode(status: number, body: unknown, headers: Record<string, string> = {}, route = 'files/upload', secrets: string[] = []) {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
@@ -27,7 +28,7 @@ test('400 plain text: team token without Select-User → plain words and the fix
 test('400: user token on a team route; malformed token (echoed value redacted); generic bad input', () => {
   const a = decode(400, 'Error in call to API function "team/get_info": This is a DfB team management function.  The OAuth 2 access token you provided is for a specific Dropbox user account and does not work with this function.', {}, 'team/get_info');
   assert.equal(a.details?.['reason'], 'user_token_on_team_route');
-  assert.match(a.hint ?? '', /--team/);
+  assert.match(a.fix ? fixCommand(a.fix) : '', /--team/);
   const b = decode(400, 'Error in call to API function "files/list_folder": Invalid authorization value in HTTP header "Authorization": "sl.Bl1234567890abcdef".  Expecting "Bearer <oauth2-access-token>".');
   assert.equal(b.details?.['reason'], 'malformed_token');
   assert.ok(!JSON.stringify(b).includes('sl.Bl1234567890abcdef'));
@@ -39,8 +40,9 @@ test('401 AuthError tags', () => {
   const scope = decode(401, { error_summary: 'missing_scope/', error: { '.tag': 'missing_scope', required_scope: 'files.content.write' } });
   assert.equal(
     scope.message,
-    "the token lacks the scope files.content.write: enable it in the App Console's Permissions tab, then run dropkey login again (scopes are fixed at login)",
+    "the token lacks the scope files.content.write: enable it in the App Console's Permissions tab, then log in again (scopes are fixed at login)",
   );
+  assert.equal(scope.fix ? fixCommand(scope.fix) : '', 'dropkey login');
   assert.equal(scope.details?.['requiredScope'], 'files.content.write');
   assert.equal(errorTag(scope), 'missing_scope');
   assert.equal(scope.summary, 'missing_scope/');
@@ -49,7 +51,7 @@ test('401 AuthError tags', () => {
   assert.equal(expired.code, ErrorCodes.TOKEN_EXPIRED);
   const invalid = decode(401, { error_summary: 'invalid_access_token/...', error: { '.tag': 'invalid_access_token' } });
   assert.match(invalid.message, /revoked/);
-  assert.match(invalid.hint ?? '', /dropkey doctor/);
+  assert.match(invalid.fix ? fixCommand(invalid.fix) : '', /dropkey doctor/);
   for (const tag of ['invalid_select_user', 'invalid_select_admin', 'user_suspended', 'route_access_denied', 'other']) {
     const e = decode(401, { error_summary: `${tag}/`, error: { '.tag': tag } });
     assert.equal(e.status, 401);

@@ -6,7 +6,7 @@
  * Retry facts travel in `details` (`retryable: true`, `retryAfter` seconds), read back with isRetryable() and
  * retryAfterOf(): DropkeyError has no dedicated fields for them.
  */
-import { DropboxApiError, DropkeyError, ErrorCodes, type ErrorCode } from '../errors.js';
+import { DropboxApiError, DropkeyError, ErrorCodes, type ErrorCode, type Fix } from '../errors.js';
 
 export interface RetryDetails {
   retryable?: boolean;
@@ -117,6 +117,7 @@ const USER_TOKEN_ON_TEAM_ROUTE = 'does not work with this function';
 interface Explained {
   message: string;
   hint?: string;
+  fix?: Fix;
   code?: ErrorCode;
   details?: Record<string, unknown>;
 }
@@ -129,21 +130,23 @@ function explain400(route: string, text: string): Explained {
         'and no team member was selected',
       hint:
         'select a member with the Dropbox-API-Select-User header (selectUser: "<team_member_id>", listed by ' +
-        'team/members/list_v2), or connect a user app instead of a team app (dropkey app add without --team)',
+        'team/members/list_v2), or connect a user app instead of a team app',
       details: { reason: 'team_token_without_select_user' },
     };
   }
   if (text.includes('DfB team management function') || text.includes(USER_TOKEN_ON_TEAM_ROUTE)) {
     return {
       message: `${route} is a team administration route, but this token belongs to a single user`,
-      hint: 'register a team app (dropkey app add --team ...) and run dropkey login with it as a team admin',
+      hint: 'register a team app and log in with it as a team admin',
+      fix: { action: 'app-add', team: true },
       details: { reason: 'user_token_on_team_route' },
     };
   }
   if (text.includes('access token is malformed') || text.includes('Invalid authorization value')) {
     return {
       message: 'Dropbox says the access token is malformed: it is probably truncated or has extra characters pasted along',
-      hint: 'check the token with: dropkey doctor --token -   (then paste it), or reconnect: dropkey login',
+      hint: 'let dropkey check the token (paste it when asked), or reconnect with a browser login',
+      fix: { action: 'doctor', token: true },
       details: { reason: 'malformed_token' },
     };
   }
@@ -161,23 +164,26 @@ function explain401(route: string, error: unknown): Explained {
       return {
         code: ErrorCodes.TOKEN_EXPIRED,
         message: 'the access token has expired (Dropbox access tokens last 4 hours)',
-        hint: 'get a fresh one with: dropkey token   (connections with a refresh token renew themselves)',
+        hint: 'get a fresh one from dropkey (connections with a refresh token renew themselves)',
+        fix: { action: 'token' },
       };
     case 'invalid_access_token':
       return {
         message:
           'Dropbox does not accept the access token: it was revoked (app unlinked or token revoked), ' +
           'belongs to another app, or was mistyped',
-        hint: 'check it with: dropkey doctor; if it was revoked, reconnect with: dropkey login',
+        hint: 'let dropkey check the connection; if it was revoked, reconnect with a browser login',
+        fix: { action: 'doctor' },
       };
     case 'missing_scope': {
       const scope = (error as { required_scope?: unknown }).required_scope;
       const s = typeof scope === 'string' && scope ? scope : 'needed by this call';
       return {
         message:
-          `the token lacks the scope ${s}: enable it in the App Console's Permissions tab, then run ` +
-          'dropkey login again (scopes are fixed at login)',
-        hint: `enable ${s} in the App Console (Permissions tab), click Submit, then run: dropkey login`,
+          `the token lacks the scope ${s}: enable it in the App Console's Permissions tab, then log in ` +
+          'again (scopes are fixed at login)',
+        hint: `enable ${s} in the App Console (Permissions tab), click Submit, then log in again`,
+        fix: { action: 'login' },
         details: { requiredScope: typeof scope === 'string' ? scope : undefined },
       };
     }
@@ -295,6 +301,7 @@ export function decodeDropboxError(input: DecodeInput): DropboxApiError {
   return new DropboxApiError(status, summary, error, ex.message, {
     code: ex.code ?? ErrorCodes.DROPBOX_API,
     ...(ex.hint === undefined ? {} : { hint: ex.hint }),
+    ...(ex.fix === undefined ? {} : { fix: ex.fix }),
     details: { route, ...(requestId ? { requestId } : {}), ...ex.details },
     ...(input.response ? { response: input.response } : {}),
   });

@@ -2,7 +2,7 @@
  * The authorization step: building the consent-page URL and checking what comes back on the redirect.
  * Sources: https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize (parameters, redirect results, errors).
  */
-import { DropkeyError, ErrorCodes } from '../errors.js';
+import { DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import type { DropboxUrls } from '../dropbox/hosts.js';
 import { constantTimeEqual } from './pkce.js';
 
@@ -107,6 +107,9 @@ function shortText(s: string): string {
   return one.length > 300 ? `${one.slice(0, 300)}…` : one;
 }
 
+/** Every failed redirect is fixed the same way: a new login (the connection and app are the caller's to add). */
+const LOGIN: Fix = { action: 'login' };
+
 /**
  * Checks a redirect back from the consent page (`?code=..&state=..` or `?error=..&error_description=..&state=..`)
  * and returns the code. `input` is the full redirect URL, the request path with its query, or the query alone.
@@ -121,17 +124,18 @@ export function parseCallback(input: string | URL | URLSearchParams, expectedSta
   } catch (cause) {
     throw new DropkeyError(ErrorCodes.OAUTH_FAILED, 'the redirect address could not be parsed as a URL', {
       cause,
-      hint: 'start again: dropkey login',
+      hint: 'start the login again',
+      fix: LOGIN,
       details: { reason: 'bad_callback' },
     });
   }
   const state = params.get('state');
-  const loginAgain = 'start a new login: dropkey login';
+  const loginAgain = 'start a new login';
   if (state === null || state === '') {
     throw new DropkeyError(
       ErrorCodes.OAUTH_FAILED,
       'the redirect from Dropbox carries no state value, so it cannot be matched to this login',
-      { hint: loginAgain, details: { reason: 'state_missing' } },
+      { hint: loginAgain, fix: LOGIN, details: { reason: 'state_missing' } },
     );
   }
   if (utf8Length(state) > MAX_STATE_BYTES || !constantTimeEqual(state, expectedState)) {
@@ -139,7 +143,7 @@ export function parseCallback(input: string | URL | URLSearchParams, expectedSta
       ErrorCodes.OAUTH_FAILED,
       'the redirect does not belong to this login (state mismatch): it may come from an older login attempt ' +
         'or from another site, so it was refused',
-      { hint: loginAgain, details: { reason: 'state_mismatch' } },
+      { hint: loginAgain, fix: LOGIN, details: { reason: 'state_mismatch' } },
     );
   }
   const error = params.get('error');
@@ -150,11 +154,12 @@ export function parseCallback(input: string | URL | URLSearchParams, expectedSta
       throw new DropkeyError(
         ErrorCodes.OAUTH_FAILED,
         `access was not granted: you clicked Cancel on Dropbox's consent page, or an admin blocks this app${said}`,
-        { hint: 'run dropkey login again and click Allow', details: { reason: 'access_denied', error } },
+        { hint: 'start the login again and click Allow', fix: LOGIN, details: { reason: 'access_denied', error } },
       );
     }
     throw new DropkeyError(ErrorCodes.OAUTH_FAILED, `Dropbox refused the authorization: ${shortText(error)}${said}`, {
       hint: loginAgain,
+      fix: LOGIN,
       details: { reason: 'provider_error', error: shortText(error) },
     });
   }
@@ -162,6 +167,7 @@ export function parseCallback(input: string | URL | URLSearchParams, expectedSta
   if (code === null || code.trim() === '') {
     throw new DropkeyError(ErrorCodes.OAUTH_FAILED, 'the redirect from Dropbox carries no authorization code', {
       hint: loginAgain,
+      fix: LOGIN,
       details: { reason: 'code_missing' },
     });
   }

@@ -13,6 +13,7 @@ import {
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
 import { isRetryable, retryAfterOf } from '../dropbox/errors.js';
 import { DROPBOX_URLS } from '../dropbox/hosts.js';
+import { fixCommand } from '../cli/fix.js';
 
 const urls = DROPBOX_URLS;
 const SECRET = 'sec7ret7value77';
@@ -168,7 +169,7 @@ test('error: bad/used/expired code → OAUTH_FAILED, summary invalid_grant', asy
   assert.equal(e.summary, 'invalid_grant');
   assert.equal(e.status, 400);
   assert.match(e.message, /code/);
-  assert.match(e.hint ?? '', /dropkey login/);
+  assert.match(e.fix ? fixCommand(e.fix) : '', /dropkey login/);
 });
 
 test('error: redirect_uri mismatch → OAUTH_FAILED with the fix', async () => {
@@ -182,7 +183,7 @@ test('error: revoked refresh token → REAUTH_REQUIRED', async () => {
   const e = await failure(json(400, { error: 'invalid_grant', error_description: 'refresh token is invalid or revoked' }));
   assert.equal(e.code, ErrorCodes.REAUTH_REQUIRED);
   assert.equal(e.summary, 'invalid_grant');
-  assert.match(e.hint ?? '', /dropkey login/);
+  assert.match(e.fix ? fixCommand(e.fix) : '', /dropkey login/);
   assert.equal(isRetryable(e), false);
 });
 
@@ -208,7 +209,7 @@ test('error: invalid_client (both shapes, 400 or 401) → INVALID_CLIENT in plai
     assert.equal(e.code, ErrorCodes.INVALID_CLIENT);
     assert.equal(e.summary, 'invalid_client');
     assert.match(e.message, /app key or secret/);
-    assert.match(e.hint ?? '', /dropkey app add/);
+    assert.match(e.fix ? fixCommand(e.fix) : '', /dropkey app add/);
   }
 });
 

@@ -5,7 +5,7 @@
  * - a small facade (exchangeCode, refreshAccessToken, revokeToken) wires them to an injected fetch and clock.
  * Sources: https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token (parameters, client auth, response fields, error table), Dropbox docs: auth/token/revoke (revoke).
  */
-import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
+import { DropboxApiError, DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import type { DropboxUrls } from '../dropbox/hosts.js';
 import { networkError, parseRetryAfter, readDropboxError, redactSecrets } from '../dropbox/errors.js';
 
@@ -149,10 +149,11 @@ export function tokenEndpointError(
   const description =
     typeof body?.error_description === 'string' ? body.error_description : (m?.[2] ?? '');
   const said = description ? ` (Dropbox said: ${oneLine(description)})` : '';
-  const make = (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], message: string, hint?: string, details?: Record<string, unknown>) =>
+  const make = (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], message: string, hint?: string, details?: Record<string, unknown>, fix?: Fix) =>
     new DropboxApiError(status, error || `http_${status}`, body ?? oneLine(clean), message, {
       code,
       ...(hint === undefined ? {} : { hint }),
+      ...(fix === undefined ? {} : { fix }),
       details: { endpoint: 'oauth2/token', grant: ctx.grant, ...details },
       response,
     });
@@ -173,8 +174,9 @@ export function tokenEndpointError(
       ErrorCodes.INVALID_CLIENT,
       'Dropbox rejected the app key or secret (invalid_client): they do not match an existing app, or the secret ' +
         'was changed or mistyped',
-      'check the app key and secret on the app\'s Settings tab in the App Console, then register them again: ' +
-        'dropkey app add --name NAME --key KEY --secret -',
+      'check the app key and secret on the app\'s Settings tab in the App Console, then register them again',
+      undefined,
+      { action: 'app-add' },
     );
   }
   if (error === 'invalid_grant') {
@@ -184,8 +186,9 @@ export function tokenEndpointError(
         'Dropbox refused the code because the redirect URI differs from the one used to start the login ' +
           '(redirect_uri mismatch)',
         'exchange the code with exactly the redirect URI sent to the consent page (none for --no-redirect), and ' +
-          'register that exact URI under Redirect URIs on the App Console\'s Settings tab; then run dropkey login again',
+          'register that exact URI under Redirect URIs on the App Console\'s Settings tab; then log in again',
         { reason: 'redirect_uri_mismatch' },
+        { action: 'login' },
       );
     }
     if (ctx.grant === 'refresh_token') {
@@ -193,15 +196,17 @@ export function tokenEndpointError(
         ErrorCodes.REAUTH_REQUIRED,
         `Dropbox no longer accepts this connection's refresh token: it was revoked (app unlinked, token revoked, or ` +
           `leaked publicly) or belongs to another app${said}`,
-        'connect again: dropkey login',
+        'connect again with a browser login',
         { reason: 'refresh_token_invalid' },
+        { action: 'login' },
       );
     }
     return make(
       ErrorCodes.OAUTH_FAILED,
       `Dropbox refused the authorization code: codes work once and only for a short time${said}`,
-      'start again: dropkey login, and finish it right away',
+      'start the login again, and finish it right away',
       { reason: 'code_invalid' },
+      { action: 'login' },
     );
   }
   if (error === 'invalid_request' || error === 'unsupported_grant_type' || error === 'invalid_scope') {
@@ -210,7 +215,7 @@ export function tokenEndpointError(
       `Dropbox refused the token request (${error})${said}`,
       error === 'invalid_scope'
         ? "ask only for scopes enabled on the App Console's Permissions tab"
-        : 'this is likely a dropkey bug or a proxy changing the request; please report it',
+        : 'this is likely a bug in dropkey or a proxy changing the request; please report it',
     );
   }
   if (error) {

@@ -37,7 +37,7 @@ export async function createFirstAdmin(s: ServerServices, body: Record<string, u
   const password = typeof body['password'] === 'string' ? body['password'] : '';
   const problem = passwordProblem(password);
   if (problem) throw new DropkeyError(ErrorCodes.BAD_INPUT, problem);
-  if (token === '') throw new HttpError(ServerErrorCodes.UNAUTHORIZED, 'The setup token is missing.', { hint: 'Open the setup URL that `dropkey serve` printed.' });
+  if (token === '') throw new HttpError(ServerErrorCodes.UNAUTHORIZED, 'The setup token is missing.', { hint: 'Open the setup link the server printed when it started.' });
   const passwordHash = await hashPassword(password, s.randomBytes);
   const admin = await s.serverStore.createFirstAdmin({ email, passwordHash, setupTokenHash: sha256Hex(token) }, s.clock());
   if (!admin) {
@@ -45,7 +45,7 @@ export async function createFirstAdmin(s: ServerServices, body: Record<string, u
       throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, 'The first admin was already created.', { hint: 'Sign in instead.' });
     }
     throw new HttpError(ServerErrorCodes.UNAUTHORIZED, 'The setup token is wrong or expired.', {
-      hint: 'Restart `dropkey serve` to print a new setup URL.',
+      hint: 'Restart the server: while no admin exists it prints a new setup link.',
     });
   }
   await s.audit.write(`admin:${admin.email}`, 'admin.created', admin.email, { first: true });

@@ -336,7 +336,7 @@ function mismatchHint(source: KeySource): string {
 }
 
 function restoreHint(): string {
-  return 'restore the database or key file from a backup, or store the secret again (dropkey import / dropkey login)';
+  return 'restore the database or key file from a backup, or store the secret again (import the token, or log in again)';
 }
 
 export function keyError(message: string, hint?: string): DropkeyError {

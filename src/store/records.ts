@@ -4,7 +4,7 @@
  * contract suite in ./contract.ts runs against each); only the column encodings differ (SQLite keeps scopes as
  * JSON text and `team` as 0/1, PostgreSQL as text[] and boolean).
  */
-import { DropkeyError, ErrorCodes } from '../errors.js';
+import { DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import type { Keyring } from './cipher.js';
 import type { AppRecord, ConnectionPatch, ConnectionRecord } from './types.js';
 
@@ -201,7 +201,7 @@ export function checkName(kind: 'app' | 'connection', name: string): void {
 export function refuseClearingRefreshToken(name: string, patch: ConnectionPatch, allowClear: boolean | undefined): void {
   if (patch.refreshToken !== undefined && emptyToNull(patch.refreshToken) === null && !allowClear) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, `refusing to clear the refresh token of connection "${name}"`, {
-      hint: 'a refresh token is only removed by revoking or deleting the connection (dropkey revoke); this is a bug if you did not ask for that',
+      hint: 'a refresh token is only removed by revoking or deleting the connection; this is a bug if you did not ask for that',
       details: { connection: name },
     });
   }
@@ -218,25 +218,25 @@ export function versionConflict(name: string, actualVersion: number, expectedVer
 export function appInUse(name: string, connections: string[]): DropkeyError {
   const one = connections.length === 1;
   return new DropkeyError(ErrorCodes.BAD_INPUT, `the app "${name}" is still used by ${one ? 'connection' : 'connections'} ${connections.map((u) => `"${u}"`).join(', ')}`, {
-    hint: `remove ${one ? 'it' : 'them'} first: ${connections.map((u) => `dropkey revoke --connection ${u}`).join('; ')}`,
+    hint: `revoke ${one ? 'it' : 'them'} first`,
+    fix: { action: 'revoke', connections },
     details: { app: name, connections },
   });
 }
 
 export function alreadyExists(kind: 'app' | 'connection', name: string): DropkeyError {
-  const hint =
-    kind === 'app'
-      ? `choose another name, or remove it first: dropkey app remove ${name}`
-      : `choose another --connection name, or remove it first: dropkey revoke --connection ${name}`;
   return new DropkeyError(ErrorCodes.ALREADY_EXISTS, `${kind === 'app' ? 'an app' : 'a connection'} named "${name}" already exists`, {
-    hint,
+    hint: `choose another name, or ${kind === 'app' ? 'remove' : 'revoke'} it first`,
+    fix: kind === 'app' ? { action: 'app-remove', app: name } : { action: 'revoke', connections: [name] },
     details: { [kind]: name },
   });
 }
 
-export function notFound(kind: 'app' | 'connection', name: string, listCommand: string): DropkeyError {
+/** `fix` is where to look (the list) or, when something must exist first, how to create it. */
+export function notFound(kind: 'app' | 'connection', name: string, fix: Fix): DropkeyError {
   return new DropkeyError(ErrorCodes.NOT_FOUND, `no ${kind} named "${name}"`, {
-    hint: `see what exists: ${listCommand}`,
+    hint: fix.action === 'app-add' ? 'register the app first' : 'see what exists',
+    fix,
     details: { [kind]: name },
   });
 }

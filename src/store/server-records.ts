@@ -203,10 +203,11 @@ export function noSuchAdmin(): DropkeyError {
 
 export function apiKeyExists(name: string): DropkeyError {
   return new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An API key named "${name}" already exists.`, {
-    hint: `Pick another name, or revoke it first: dropkey apikey revoke ${name}`,
+    hint: 'Pick another name, or revoke it first.',
+    fix: { action: 'apikey-revoke', name },
   });
 }
 
 export function noLiveApiKey(name: string): DropkeyError {
-  return new DropkeyError(ErrorCodes.NOT_FOUND, `No live API key named "${name}".`, { hint: 'See the keys with: dropkey apikey list' });
+  return new DropkeyError(ErrorCodes.NOT_FOUND, `No live API key named "${name}".`, { hint: 'See which keys exist.', fix: { action: 'list-apikeys' } });
 }

@@ -46,7 +46,8 @@ function requireGlobalAdmin(key: ApiKeyRecord): void {
   authorize(key, 'admin');
   if (key.connections !== '*') {
     throw new HttpError(ServerErrorCodes.FORBIDDEN, 'Only an admin key for all connections may do this.', {
-      hint: 'Create one with: dropkey apikey create --name NAME --permission admin --connection "*"',
+      hint: 'Use an admin API key that may use every connection.',
+      fix: { action: 'apikey-create', permission: 'admin', connection: '*' },
     });
   }
 }

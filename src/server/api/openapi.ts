@@ -5,6 +5,7 @@
  */
 
 import { webhookOpenApiPaths, webhookOpenApiSchemas } from '../webhooks/openapi.js';
+import { FIX_ACTIONS, type FixAction } from '../../errors.js';
 
 type Method = 'get' | 'post' | 'delete';
 type Schema = Record<string, unknown>;
@@ -39,6 +40,60 @@ const common = {
 };
 const isoOrNull = { type: ['string', 'null'], format: 'date-time' };
 
+const nameProp = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' };
+
+/** One object per action: what fixes an error, as data (src/errors.ts Fix). Absent names are the caller's to pick. */
+const FIX_PROPERTIES: Record<FixAction, { properties: Record<string, unknown>; required?: string[]; description: string }> = {
+  login: {
+    description: 'Authorize the connection (again) with a browser login; in the web UI, its reconnect page.',
+    properties: { connection: nameProp, app: nameProp, addScopes: { type: 'array', items: { type: 'string' } } },
+  },
+  import: {
+    description: 'Store a refresh or access token held elsewhere for the connection.',
+    properties: { connection: nameProp, app: nameProp, token: { enum: ['refresh', 'access'] } },
+    required: ['token'],
+  },
+  token: { description: 'Get a valid access token of the connection.', properties: { connection: nameProp } },
+  doctor: { description: 'Diagnose the connection, or (token: true) a pasted token.', properties: { connection: nameProp, token: { type: 'boolean' } } },
+  'list-connections': { description: 'See the connections.', properties: {} },
+  revoke: {
+    description: 'Revoke and delete these connections (force: delete them here when Dropbox cannot be reached).',
+    properties: { connections: { type: 'array', items: nameProp }, force: { type: 'boolean' } },
+    required: ['connections'],
+  },
+  'app-add': { description: 'Register a Dropbox app (team: as a team app).', properties: { app: nameProp, team: { type: 'boolean' } } },
+  'app-update': {
+    description: "Change one setting of the app: its secret, its key, or whether it is a team ('team') or user ('user') app.",
+    properties: { app: nameProp, field: { enum: ['secret', 'key', 'team', 'user'] } },
+    required: ['app', 'field'],
+  },
+  'app-remove': { description: 'Remove the app.', properties: { app: nameProp }, required: ['app'] },
+  'list-apps': { description: 'See the registered apps.', properties: {} },
+  'apikey-create': {
+    description: 'Create an API key (with this permission, for this connection or "*" for all).',
+    properties: { permission: { type: 'string' }, connection: { type: 'string' } },
+  },
+  'apikey-revoke': { description: 'Revoke the API key.', properties: { name: nameProp }, required: ['name'] },
+  'list-apikeys': { description: 'See the API keys.', properties: {} },
+};
+
+function fixSchema(): Record<string, unknown> {
+  return {
+    description: 'What fixes the error, as data. The CLI shows it as a command line and the web UI as a link.',
+    oneOf: FIX_ACTIONS.map((action) => {
+      const p = FIX_PROPERTIES[action];
+      return {
+        type: 'object',
+        description: p.description,
+        required: ['action', ...(p.required ?? [])],
+        properties: { action: { const: action }, ...p.properties },
+        additionalProperties: false,
+      };
+    }),
+    discriminator: { propertyName: 'action' },
+  };
+}
+
 export function openApiDocument(publicUrl: string): OpenApiDocument {
   return {
     openapi: '3.1.0',
@@ -47,8 +102,10 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
       version: '1',
       description:
         'Valid Dropbox access tokens and connection management for services. Authenticate with an API key ' +
-        '(`Authorization: Bearer dk_...`, created with `dropkey apikey create`). Every error is ' +
-        '`{"error": {"code", "message"}}` with a stable DROPKEY_* code. The refresh token and the app secret are never returned.',
+        '(`Authorization: Bearer dk_...`, created by an admin in the web UI or with the command line). Every error is ' +
+        '`{"error": {"code", "message"}}` with a stable DROPKEY_* code, and, when known, a `hint` in plain words and a ' +
+        '`fix` saying what to do as data (for example `{"action": "login", "connection": "alpha"}`). ' +
+        'The refresh token and the app secret are never returned.',
     },
     servers: [{ url: `${publicUrl}/api/v1` }],
     paths: {
@@ -259,10 +316,17 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
             error: {
               type: 'object',
               required: ['code', 'message'],
-              properties: { code: { type: 'string', pattern: '^DROPKEY_[A-Z_]+$' }, message: { type: 'string' }, hint: { type: 'string' }, details: { type: 'object' } },
+              properties: {
+                code: { type: 'string', pattern: '^DROPKEY_[A-Z_]+$' },
+                message: { type: 'string' },
+                hint: { type: 'string', description: 'What to do next, in plain words.' },
+                fix: { $ref: '#/components/schemas/Fix' },
+                details: { type: 'object' },
+              },
             },
           },
         },
+        Fix: fixSchema(),
         Token: {
           type: 'object',
           required: ['access_token', 'token_type', 'expires_at', 'scope', 'account_id'],

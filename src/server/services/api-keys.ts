@@ -98,14 +98,16 @@ export class ApiKeyService {
     const m = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);
     if (!m) {
       throw new HttpError(ServerErrorCodes.UNAUTHORIZED, 'This API needs an API key: send "Authorization: Bearer dk_...".', {
-        hint: 'Create a key with: dropkey apikey create --name NAME --connection NAME --permission token:read',
+        hint: 'Send an API key; an admin creates one.',
+        fix: { action: 'apikey-create', permission: 'token:read' },
         headers: { 'WWW-Authenticate': 'Bearer realm="dropkey"' },
       });
     }
     const presented = m[1]!;
     const invalid = () =>
       new HttpError(ServerErrorCodes.UNAUTHORIZED, 'The API key is unknown or revoked.', {
-        hint: 'Check the key, or create a new one with: dropkey apikey create',
+        hint: 'Check the key, or ask an admin for a new one.',
+        fix: { action: 'apikey-create' },
         headers: { 'WWW-Authenticate': 'Bearer realm="dropkey", error="invalid_token"' },
       });
     if (!looksLikeApiKey(presented)) throw invalid();
@@ -144,12 +146,14 @@ export function authorize(key: ApiKeyRecord, permission: ApiPermission | ApiPerm
   const perms = Array.isArray(permission) ? permission : [permission];
   if (!perms.some((p) => hasPermission(key, p))) {
     throw new HttpError(ServerErrorCodes.FORBIDDEN, `This API key lacks the ${perms.map((p) => `"${p}"`).join(' or ')} permission.`, {
-      hint: `Create a key with it: dropkey apikey create --name NAME --permission ${perms[0]} --connection ...`,
+      hint: 'Use a key with that permission; an admin creates one.',
+      fix: { action: 'apikey-create', permission: perms[0]! },
     });
   }
   if (connection !== undefined && !mayUseConnection(key, connection)) {
     throw new HttpError(ServerErrorCodes.FORBIDDEN, `This API key may not use connection "${connection}".`, {
-      hint: 'Use a key scoped to this connection (dropkey apikey create --connection NAME ...).',
+      hint: 'Use a key allowed to use this connection; an admin creates one.',
+      fix: { action: 'apikey-create', connection },
     });
   }
 }

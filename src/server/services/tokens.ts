@@ -78,6 +78,7 @@ export function withReconnectUrl(paths: { reconnect(name: string): string }, nam
   return new DropkeyError(ErrorCodes.REAUTH_REQUIRED, err.message, {
     cause: err,
     hint: `An admin must connect it again: ${url}`,
+    ...(err.fix ? { fix: err.fix } : {}),
     details: { connection: name, reconnect_url: url },
   });
 }

@@ -39,8 +39,8 @@ function setupForm(token: string, csrf: string, email: string, notices: Notice[]
 function signinForm(csrf: string, next: string | undefined, email: string, notices: Notice[], noAdmin: boolean): string {
   const body = noAdmin
     ? html`<section class="narrow"><h1>dropkey is not set up yet</h1>
-<p>No admin exists. Open the setup link that <code>dropkey serve</code> printed in its terminal when it started
-(it looks like <code>/setup?token=...</code>). Restarting <code>dropkey serve</code> prints a new one.</p></section>`
+<p>No admin exists. Open the setup link that the server printed in its terminal when it started
+(it looks like <code>/setup?token=...</code>). Restarting the server prints a new one.</p></section>`
     : html`<section class="narrow">
 <h1>Sign in</h1>
 <form method="post" action="/signin" class="stack">
@@ -71,7 +71,7 @@ export function authRoutes(r: Hono<AppEnv>, s: ServerServices): void {
         page({
           title: 'Set up dropkey',
           body: html`<section class="narrow"><h1>This setup link is wrong or expired</h1>
-<p>Restart <code>dropkey serve</code>: while no admin exists it prints a new setup link.</p></section>`,
+<p>Restart the server: while no admin exists it prints a new setup link.</p></section>`,
         }),
         401,
       );

@@ -115,7 +115,7 @@ ${connectForm(ui, apps, { label: 'Connect Dropbox', suggested: list.length === 0
 </table>
 <section class="card">
 <h2>Ask the owner to connect</h2>
-<p>A connect link lets someone without a dropkey login connect their Dropbox to a named connection. It works once.</p>
+<p>A connect link lets someone who cannot sign in here connect their Dropbox to a named connection. It works once.</p>
 ${linkForm(ui, apps)}
 </section>`,
   });
@@ -158,7 +158,7 @@ ${connectForm(ui, apps, { name: c.name, app: c.app, label: 'Reconnect' })}
 </section>
 <section class="card">
 <h2>Connect link</h2>
-<p>Let the account owner reconnect this connection without a dropkey login. The link works once.</p>
+<p>Let the account owner reconnect this connection without signing in here. The link works once.</p>
 ${linkForm(ui, apps, c.name)}
 </section>`,
   });
@@ -224,13 +224,27 @@ export function connectionRoutes(r: Hono<AppEnv>, s: ServerServices): void {
     }),
   );
 
-  // The reconnect URL given in 409 DROPKEY_REAUTH_REQUIRED answers (app.ts UI CONTRACT).
+  // The reconnect URL given in 409 DROPKEY_REAUTH_REQUIRED answers (app.ts UI CONTRACT), and where a login fix
+  // (ui/fix.ts) links: for a connection that does not exist yet, it connects one under that name.
   r.get(
     '/connections/:name/reconnect',
     guard(s, async (c, ui) => {
       const name = validateName('connection', c.req.param('name'));
-      const info = await s.dropkey.get(name);
+      const info = (await s.dropkey.list()).find((x) => x.name === name);
       const apps = await s.dropkey.listApps();
+      if (!info) {
+        return c.html(
+          page({
+            title: `Connect ${name}`,
+            session: ui,
+            current: '/connections',
+            body: html`<p class="crumbs"><a href="/connections">Connections</a> ›</p>
+<h1>Connect ${name}</h1>
+<p>There is no connection named “${name}” yet. Sign in to Dropbox as the account owner and click Allow to create it.</p>
+${connectForm(ui, apps, { name, label: 'Connect Dropbox' })}`,
+          }),
+        );
+      }
       return c.html(
         page({
           title: `Reconnect ${name}`,

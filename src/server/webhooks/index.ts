@@ -64,7 +64,8 @@ function requireGlobalAdmin(key: ApiKeyRecord): void {
   authorize(key, 'admin' satisfies ApiPermission);
   if (key.connections !== '*') {
     throw new HttpError(ServerErrorCodes.FORBIDDEN, 'Only an admin key for all connections may manage webhooks.', {
-      hint: 'Create one with: dropkey apikey create --name NAME --permission admin --connection "*"',
+      hint: 'Use an admin API key that may use every connection.',
+      fix: { action: 'apikey-create', permission: 'admin', connection: '*' },
     });
   }
 }

@@ -149,7 +149,8 @@ export function storeContractTests(name: string, makeHarness: () => Promise<Stor
           const err = await rejectsWith(s.deleteApp('backup'), ErrorCodes.BAD_INPUT);
           assert.match(err.message, /"default"/);
           assert.match(err.message, /"dropbox_default"/);
-          assert.match(err.hint ?? '', /dropkey revoke --connection default/);
+          // The fix the CLI renders as "dropkey revoke --connection default; ..." (src/cli/fix.ts).
+          assert.deepEqual(err.fix, { action: 'revoke', connections: ['default', 'dropbox_default'] });
           assert.ok(await s.getApp('backup'), 'the app is still there');
           await s.deleteConnection('default');
           await s.deleteConnection('dropbox_default');

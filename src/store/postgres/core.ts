@@ -135,7 +135,7 @@ export class PostgresCoreStore implements Store, KeyRotation {
     set('updated_at', this.#clock());
     const row = await this.#tx('update an app', async (q) => {
       const r = await q.query<AppRow>(`UPDATE ${this.#t.apps} SET ${sets.join(', ')} WHERE name = $1 RETURNING *`, params);
-      if (!r.rows[0]) throw notFound('app', name, 'dropkey app list');
+      if (!r.rows[0]) throw notFound('app', name, { action: 'list-apps' });
       return r.rows[0];
     });
     return this.#toApp(row);
@@ -146,7 +146,7 @@ export class PostgresCoreStore implements Store, KeyRotation {
       // FOR UPDATE conflicts with the KEY SHARE lock a concurrent connection insert takes on the app row through its
       // foreign key, so the check below cannot miss a connection being created at the same moment.
       const app = await q.query(`SELECT 1 FROM ${this.#t.apps} WHERE name = $1 FOR UPDATE`, [name]);
-      if (app.rowCount === 0) throw notFound('app', name, 'dropkey app list');
+      if (app.rowCount === 0) throw notFound('app', name, { action: 'list-apps' });
       const users = (await q.query<{ name: string }>(`SELECT name FROM ${this.#t.connections} WHERE app = $1 ORDER BY name COLLATE "C"`, [name])).rows.map((r) => r.name);
       if (users.length > 0) throw appInUse(name, users);
       await q.query(`DELETE FROM ${this.#t.apps} WHERE name = $1`, [name]);
@@ -178,7 +178,7 @@ export class PostgresCoreStore implements Store, KeyRotation {
       } catch (err) {
         // The unique check runs as the row is inserted, the foreign key check after it: a duplicate wins.
         if (codeOf(err) === '23505') throw alreadyExists('connection', rec.name);
-        if (codeOf(err) === '23503') throw notFound('app', rec.app, 'dropkey app add --name NAME --key APP_KEY');
+        if (codeOf(err) === '23503') throw notFound('app', rec.app, { action: 'app-add', app: rec.app });
         throw err;
       }
     });
@@ -200,13 +200,13 @@ export class PostgresCoreStore implements Store, KeyRotation {
     const row = await this.#tx('update a connection', async (q) => {
       const cur = await q.query<{ version: number }>(`SELECT version FROM ${this.#t.connections} WHERE name = $1 FOR UPDATE`, [name]);
       const version = cur.rows[0]?.version;
-      if (version === undefined) throw notFound('connection', name, 'dropkey list');
+      if (version === undefined) throw notFound('connection', name, { action: 'list-connections' });
       if (options.expectedVersion !== undefined && version !== options.expectedVersion) throw versionConflict(name, version, options.expectedVersion);
       try {
         const r = await q.query<ConnectionRow>(`UPDATE ${this.#t.connections} SET ${sets.join(', ')}, version = version + 1 WHERE name = $1 RETURNING *`, params);
         return r.rows[0]!;
       } catch (err) {
-        if (codeOf(err) === '23503' && patch.app !== undefined) throw notFound('app', patch.app, 'dropkey app list');
+        if (codeOf(err) === '23503' && patch.app !== undefined) throw notFound('app', patch.app, { action: 'list-apps' });
         throw err;
       }
     });
@@ -215,7 +215,7 @@ export class PostgresCoreStore implements Store, KeyRotation {
 
   async deleteConnection(name: string): Promise<void> {
     const r = await this.#tx('remove a connection', (q) => q.query(`DELETE FROM ${this.#t.connections} WHERE name = $1`, [name]));
-    if (r.rowCount === 0) throw notFound('connection', name, 'dropkey list');
+    if (r.rowCount === 0) throw notFound('connection', name, { action: 'list-connections' });
   }
 
   // ---- locks ---------------------------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ export class SqliteCoreStore implements Store, KeyRotation {
       'update an app',
       () => {
         const cur = this.#appRow(name);
-        if (!cur) throw notFound('app', name, 'dropkey app list');
+        if (!cur) throw notFound('app', name, { action: 'list-apps' });
         const next: AppRow = { ...cur, updated_at: this.#clock() };
         if (patch.key !== undefined) next.app_key = patch.key;
         if (patch.secret !== undefined) next.secret_enc = this.#seal(patch.secret, 'app', name, 'secret');
@@ -123,7 +123,7 @@ export class SqliteCoreStore implements Store, KeyRotation {
     this.#run(
       'remove an app',
       () => {
-        if (!this.#appRow(name)) throw notFound('app', name, 'dropkey app list');
+        if (!this.#appRow(name)) throw notFound('app', name, { action: 'list-apps' });
         const users = (this.#db.prepare('SELECT name FROM connections WHERE app = ? ORDER BY name').all(name) as { name: string }[]).map((r) => r.name);
         if (users.length > 0) throw appInUse(name, users);
         this.#db.prepare('DELETE FROM apps WHERE name = ?').run(name);
@@ -152,7 +152,7 @@ export class SqliteCoreStore implements Store, KeyRotation {
       'create a connection',
       () => {
         if (this.#connectionRow(rec.name)) throw alreadyExists('connection', rec.name);
-        if (!this.#appRow(rec.app)) throw notFound('app', rec.app, 'dropkey app add --name NAME --key APP_KEY');
+        if (!this.#appRow(rec.app)) throw notFound('app', rec.app, { action: 'app-add', app: rec.app });
         this.#db.prepare(`INSERT INTO connections (${CONNECTION_COLUMNS.join(', ')}) VALUES (${CONNECTION_COLUMNS.map((c) => `@${c}`).join(', ')})`).run(row);
       },
       true,
@@ -171,9 +171,9 @@ export class SqliteCoreStore implements Store, KeyRotation {
       'update a connection',
       () => {
         const cur = this.#connectionRow(name);
-        if (!cur) throw notFound('connection', name, 'dropkey list');
+        if (!cur) throw notFound('connection', name, { action: 'list-connections' });
         if (options.expectedVersion !== undefined && cur.version !== options.expectedVersion) throw versionConflict(name, cur.version, options.expectedVersion);
-        if (patch.app !== undefined && !this.#appRow(patch.app)) throw notFound('app', patch.app, 'dropkey app list');
+        if (patch.app !== undefined && !this.#appRow(patch.app)) throw notFound('app', patch.app, { action: 'list-apps' });
         const next: ConnectionRow = { ...cur, ...changes, updated_at: this.#clock(), version: cur.version + 1 };
         this.#db
           .prepare(`UPDATE connections SET ${CONNECTION_COLUMNS.filter((c) => c !== 'name').map((c) => `${c} = @${c}`).join(', ')} WHERE name = @name`)
@@ -188,7 +188,7 @@ export class SqliteCoreStore implements Store, KeyRotation {
   async deleteConnection(name: string): Promise<void> {
     this.#run('remove a connection', () => {
       const r = this.#db.prepare('DELETE FROM connections WHERE name = ?').run(name);
-      if (r.changes === 0) throw notFound('connection', name, 'dropkey list');
+      if (r.changes === 0) throw notFound('connection', name, { action: 'list-connections' });
     });
   }
 
