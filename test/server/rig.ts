@@ -1,6 +1,7 @@
 /**
  * A dropkey server for tests, built with createApp (no socket for the server itself) on a listening emulator, a
- * temp store, an injected clock and a captured log stream. `call()` goes through app.request().
+ * temp store, an injected clock and a captured log stream. `call()` goes through app.request(). With
+ * `listen: false` the emulator is not listening either: the server reaches it through its own fetch (unit tests).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,8 +45,10 @@ export interface ServerRig {
 
 let seq = 0;
 
-export async function makeServerRig(o: { config?: Partial<ServerConfig> } = {}): Promise<ServerRig> {
-  const emu = await startEmulator({});
+export async function makeServerRig(o: { config?: Partial<ServerConfig>; listen?: boolean; emulator?: Record<string, unknown> } = {}): Promise<ServerRig> {
+  const emu = await startEmulator(o.emulator ?? {}, { listen: o.listen ?? true });
+  const upstreamFetch: typeof fetch =
+    o.listen === false ? ((input, init) => emu.emulator.fetch(new Request(input, init))) as typeof fetch : globalThis.fetch;
   const home = mkdtempSync(join(tmpdir(), 'dropkey-serve-'));
   const masterKey = randomBytes(32).toString('base64');
   const clock = { now: Date.now() };
@@ -58,7 +61,7 @@ export async function makeServerRig(o: { config?: Partial<ServerConfig> } = {}):
   const issued = new Set<string>();
   // Every token the emulator's token endpoint hands dropkey passes here: remember them for the log scans.
   const recording = (async (input: string | URL | Request, init?: RequestInit) => {
-    const res = await globalThis.fetch(input, init);
+    const res = await upstreamFetch(input, init);
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     if (url.startsWith(urls.token) && res.ok) {
       const body = (await res.clone().json().catch(() => ({}))) as { access_token?: string; refresh_token?: string };
