@@ -50,3 +50,9 @@ export function adviceLines(advice: { hint?: string | undefined; fix?: Fix | und
   if (advice.fix) lines.push(`Run: ${fixCommand(advice.fix)}`);
   return lines;
 }
+
+/** The advice on one line: the hint, then the command (a doctor finding's `fix` in `dropkey doctor --json`). */
+export function adviceText(advice: { hint?: string | undefined; fix?: Fix | undefined }): string {
+  const command = advice.fix ? `run: ${fixCommand(advice.fix)}` : undefined;
+  return [advice.hint, command].filter((x) => x).join('; ');
+}

@@ -1,6 +1,6 @@
 /**
  * The diagnosis engine behind `dropkey doctor`: looks at a stored connection or a pasted token, asks Dropbox what
- * it thinks of it, and explains every problem in plain words with the exact command that fixes it.
+ * it thinks of it, and explains every problem in plain words with its fix as data (the CLI prints the command).
  * Sources: https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token (token errors), Dropbox OAuth guide: token lifetimes (lifetimes, `sl.` prefix), Dropbox docs: errors (401 AuthError tags, the
  * team-token 400 text), Dropbox OAuth guide: scopes (scopes per route).
  */
@@ -8,13 +8,13 @@ import type { DropboxUrls } from '../dropbox/hosts.js';
 import { errorTag, readDropboxError } from '../dropbox/errors.js';
 import { resolveNeeds } from '../dropbox/scopes.js';
 import { diagnoseTokenShape, type Finding, normalizePastedToken, type Severity } from '../dropbox/token-shape.js';
-import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
+import { DropboxApiError, DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import type { FetchLike } from '../oauth/token.js';
 import type { AppRecord, ConnectionRecord } from '../store/types.js';
 import type { ConnectionsContext } from './context.js';
 import { DEFAULT_CONNECTION, validateName } from './names.js';
 import { identify, type Identity, rpcCall } from './protocol.js';
-import { loginCommand } from './refresher.js';
+import { type LoginFix, loginFix } from './refresher.js';
 import { getToken } from './tokens.js';
 
 // One finding shape for the shape check and the live checks, so the CLI prints both the same way.
@@ -80,12 +80,20 @@ async function contentProbe(ctx: Ctx, token: string, probe: Probe): Promise<Resp
 
 const PASTE_PROBLEMS = new Set(['token.whitespace', 'token.quotes', 'token.bearer_prefix', 'token.assignment', 'token.inner_whitespace']);
 
+/** What a finding says to do: words, and the fix as data when dropkey can do it. */
+interface Advice {
+  hint: string;
+  fix?: Fix;
+}
+
 interface Ctx {
   urls: DropboxUrls;
   fetch: FetchLike;
   now: () => number;
   findings: Finding[];
   signal: AbortSignal | undefined;
+  /** Running the doctor again on the same subject. */
+  again: Fix;
 }
 
 function add(ctx: Ctx, f: Finding): void {
@@ -106,17 +114,17 @@ function checkSkew(ctx: Ctx, serverDate: number | null): void {
       id: 'clock_skew',
       severity: 'warning',
       message: `This computer's clock is ${secs} seconds ${skew > 0 ? 'ahead of' : 'behind'} Dropbox's, so token expiry times computed here are off by as much.`,
-      fix: 'turn on time synchronisation (NTP), e.g. "sudo timedatectl set-ntp true" on Linux',
+      hint: 'turn on time synchronisation (NTP), e.g. "sudo timedatectl set-ntp true" on Linux',
     });
   }
 }
 
 /** Explains a Dropbox refusal of a live call. Returns true when it was understood. */
-function explainLiveError(ctx: Ctx, err: unknown, fixLogin: string, route: string): boolean {
+function explainLiveError(ctx: Ctx, err: unknown, login: Advice, route: string): boolean {
   const tag = errorTag(err);
   const reason = err instanceof DropkeyError ? err.details?.['reason'] : undefined;
   if (tag === 'expired_access_token') {
-    add(ctx, { id: 'expired', severity: 'error', message: 'Dropbox says the access token has expired (access tokens last 4 hours).', fix: fixLogin });
+    add(ctx, { id: 'expired', severity: 'error', message: 'Dropbox says the access token has expired (access tokens last 4 hours).', ...login });
     return true;
   }
   if (tag === 'invalid_access_token') {
@@ -124,7 +132,7 @@ function explainLiveError(ctx: Ctx, err: unknown, fixLogin: string, route: strin
       id: 'revoked',
       severity: 'error',
       message: 'Dropbox does not accept the access token: it was revoked (the app was unlinked or the token revoked), belongs to another app, or was mistyped.',
-      fix: fixLogin,
+      ...login,
     });
     return true;
   }
@@ -133,16 +141,28 @@ function explainLiveError(ctx: Ctx, err: unknown, fixLogin: string, route: strin
       id: 'team_token_without_select_user',
       severity: 'error',
       message: `${route} works on one person's Dropbox, but this is a Business team token and no team member was selected with the Dropbox-API-Select-User header.`,
-      fix: 'send "Dropbox-API-Select-User: <team_member_id>" (team/members/list_v2 lists the ids), e.g. dropkey client(name, { selectUser }) or new Dropbox({ auth, selectUser })',
+      hint: 'send "Dropbox-API-Select-User: <team_member_id>" (team/members/list_v2 lists the ids), e.g. dropkey.client(name, { selectUser }) or new Dropbox({ auth, selectUser })',
     });
     return true;
   }
   if (reason === 'malformed_token') {
-    add(ctx, { id: 'token_malformed', severity: 'error', message: 'Dropbox says the token is malformed: it is truncated or has extra characters.', fix: 'copy the token again, alone, or run: dropkey token' });
+    add(ctx, {
+      id: 'token_malformed',
+      severity: 'error',
+      message: 'Dropbox says the token is malformed: it is truncated or has extra characters.',
+      hint: 'copy the token again, alone, or get one from dropkey',
+      fix: { action: 'token' },
+    });
     return true;
   }
   if (err instanceof DropkeyError && err.code === ErrorCodes.DROPBOX_UNAVAILABLE) {
-    add(ctx, { id: 'dropbox_unreachable', severity: 'error', message: `Dropbox could not be reached: ${err.message}`, fix: 'check the network (and DROPKEY_DROPBOX_URL if set), then run dropkey doctor again' });
+    add(ctx, {
+      id: 'dropbox_unreachable',
+      severity: 'error',
+      message: `Dropbox could not be reached: ${err.message}`,
+      hint: 'check the network (and DROPKEY_DROPBOX_URL if set), then check again',
+      fix: ctx.again,
+    });
     return true;
   }
   return false;
@@ -180,7 +200,7 @@ function dateOf(response: Response): number | null {
   return Number.isNaN(t) ? null : t;
 }
 
-function scopeFindings(ctx: Ctx, granted: string[] | null, need: string[], liveMissing: string[], fixLogin: string): void {
+function scopeFindings(ctx: Ctx, granted: string[] | null, need: string[], liveMissing: string[], login: LoginFix): void {
   const missing = new Set(liveMissing);
   if (granted !== null && granted.length > 0) for (const s of need) if (!granted.includes(s)) missing.add(s);
   if (missing.size === 0) return;
@@ -189,7 +209,8 @@ function scopeFindings(ctx: Ctx, granted: string[] | null, need: string[], liveM
     id: 'missing_scope',
     severity: 'error',
     message: `The token lacks the scope${list.length > 1 ? 's' : ''} ${list.join(', ')} that the job needs. Scopes are fixed when the connection is authorized.`,
-    fix: `${consoleFix(list)}, then run: ${fixLogin} ${list.map((s) => `--scope ${s}`).join(' ')}`,
+    hint: `${consoleFix(list)}, then log in again asking for ${list.length > 1 ? 'them' : 'it'}`,
+    fix: { ...login, addScopes: list },
   });
 }
 
@@ -204,7 +225,7 @@ async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void>
   const token = normalizePastedToken(raw, 'access').value;
   if (token === '' || shape.findings.some((f) => f.severity === 'error')) return;
   const maybeRefresh = shape.kind === 'long_lived_or_refresh';
-  const fixLogin = 'connect for good with: dropkey login (then use dropkey token), instead of pasting tokens';
+  const login: Advice = { hint: 'connect for good with a browser login (then get tokens from dropkey), instead of pasting tokens', fix: { action: 'login' } };
   let id: Identity | undefined;
   let team = false;
   const live = (err: unknown, route: string): boolean => {
@@ -214,14 +235,15 @@ async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void>
         id: 'token.refresh_as_access',
         severity: 'error',
         message: 'Dropbox does not accept this 64-character value as an access token: it is most likely a refresh token, which cannot be sent as "Authorization: Bearer".',
-        fix: 'import it so dropkey mints access tokens from it: dropkey import --connection NAME --app APP --refresh-token -',
+        hint: 'import it so dropkey mints access tokens from it',
+        fix: { action: 'import', token: 'refresh' },
       };
       const i = ctx.findings.findIndex((f) => f.id === finding.id);
       if (i >= 0) ctx.findings[i] = finding;
       else ctx.findings.push(finding);
       return true;
     }
-    return explainLiveError(ctx, err, fixLogin, route);
+    return explainLiveError(ctx, err, login, route);
   };
   try {
     id = await identify(ctx, token, false, ctx.signal);
@@ -233,7 +255,7 @@ async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void>
         id: 'team_token',
         severity: 'info',
         message: 'This is a Business team token: user routes (files, account) need a Dropbox-API-Select-User header naming a team member.',
-        fix: 'send "Dropbox-API-Select-User: <team_member_id>" with user routes (team/members/list_v2 lists the ids)',
+        hint: 'send "Dropbox-API-Select-User: <team_member_id>" with user routes (team/members/list_v2 lists the ids)',
       });
       try {
         id = await identify(ctx, token, true, ctx.signal);
@@ -248,14 +270,15 @@ async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void>
   if (ctx.findings.some((f) => f.severity === 'error' && !PASTE_PROBLEMS.has(f.id))) return;
   if (need.length > 0) {
     const missing = await probeScopes(ctx, token, need, team);
-    scopeFindings(ctx, null, need, missing, 'dropkey login');
+    scopeFindings(ctx, null, need, missing, { action: 'login' });
     const unknown = need.filter((s) => !SCOPE_PROBES[s] || SCOPE_PROBES[s]!.team !== team);
     if (unknown.length > 0) {
       add(ctx, {
         id: 'scopes_unverified',
         severity: 'info',
         message: `Dropbox offers no way to list a pasted token's scopes, and ${unknown.join(', ')} could not be checked with a harmless call.`,
-        fix: 'connect with dropkey login: dropkey then records the granted scopes',
+        hint: 'connect with a browser login: dropkey then records the granted scopes',
+        fix: { action: 'login' },
       });
     }
   }
@@ -264,7 +287,8 @@ async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void>
       id: 'pasted_short_lived_token',
       severity: 'warning',
       message: 'A pasted short-lived token stops working within 4 hours and cannot be renewed.',
-      fix: 'connect once with dropkey login (or dropkey import --refresh-token -) and use dropkey token / dropkey exec',
+      hint: 'connect once with a browser login (or import a refresh token) and get tokens from dropkey',
+      fix: { action: 'login' },
     });
   }
 }
@@ -272,22 +296,23 @@ async function doctorToken(ctx: Ctx, raw: string, need: string[]): Promise<void>
 async function doctorConnection(conn: ConnectionsContext, ctx: Ctx, name: string, need: string[]): Promise<void> {
   const rec = await conn.store.getConnection(name);
   if (!rec) {
-    add(ctx, { id: 'not_found', severity: 'error', message: `There is no connection named "${name}".`, fix: `see them with: dropkey list; create it with: dropkey login --connection ${name}` });
+    add(ctx, { id: 'not_found', severity: 'error', message: `There is no connection named "${name}".`, hint: 'check the name against the list of connections, or create it with a browser login', fix: { action: 'login', connection: name } });
     return;
   }
   const app = await conn.store.getApp(rec.app);
-  const fixLogin = loginCommand(rec);
+  const relogin = loginFix(rec);
+  const login: Advice = { hint: 'connect it again with a browser login', fix: relogin };
   if (!app) {
-    add(ctx, { id: 'app_missing', severity: 'error', message: `The connection uses app "${rec.app}", which is no longer registered.`, fix: `dropkey app add --name ${rec.app} --key <APP_KEY> [--secret -]` });
+    add(ctx, { id: 'app_missing', severity: 'error', message: `The connection uses app "${rec.app}", which is no longer registered.`, hint: 'register the app again with its key (and secret)', fix: { action: 'app-add', app: rec.app } });
     return;
   }
-  lastErrorFindings(ctx, rec, fixLogin);
+  lastErrorFindings(ctx, rec, relogin);
   if (rec.state !== 'active') {
     add(ctx, {
       id: 'needs_reauth',
       severity: 'error',
       message: `Connection "${name}" must be authorized again: Dropbox no longer accepts its refresh token.${rec.lastError ? ` ${rec.lastError}` : ''}`,
-      fix: fixLogin,
+      ...login,
     });
     return;
   }
@@ -296,7 +321,8 @@ async function doctorConnection(conn: ConnectionsContext, ctx: Ctx, name: string
       id: 'no_refresh_token',
       severity: 'warning',
       message: `Connection "${name}" has no refresh token (it came from a pasted access token, or offline access was not requested), so it stops working when its access token expires.`,
-      fix: `${fixLogin}   (dropkey always asks for offline access)`,
+      hint: 'connect it again with a browser login (dropkey always asks for offline access)',
+      fix: relogin,
     });
   }
   accessFinding(ctx, app);
@@ -307,7 +333,7 @@ async function doctorConnection(conn: ConnectionsContext, ctx: Ctx, name: string
     const t = await getToken(conn, name, rec.refreshToken ? { forceRefresh: true, ...(ctx.signal ? { signal: ctx.signal } : {}) } : {});
     token = t.accessToken;
   } catch (err) {
-    refreshFinding(ctx, err, rec, fixLogin);
+    refreshFinding(ctx, err, rec, login);
   }
   if (!token) return;
   const fresh = (await conn.store.getConnection(name)) ?? rec;
@@ -320,16 +346,17 @@ async function doctorConnection(conn: ConnectionsContext, ctx: Ctx, name: string
         id: 'account_details_unreadable',
         severity: 'info',
         message: `The token lacks ${app.team ? 'team_info.read' : 'account_info.read'}, so dropkey cannot show whose ${app.team ? 'team' : 'account'} this is.`,
-        fix: `${consoleFix([app.team ? 'team_info.read' : 'account_info.read'])}, then run: ${fixLogin}`,
+        hint: `${consoleFix([app.team ? 'team_info.read' : 'account_info.read'])}, then log in again`,
+        fix: relogin,
       });
-    } else if (!explainLiveError(ctx, err, fixLogin, app.team ? 'team/get_info' : 'users/get_current_account')) {
+    } else if (!explainLiveError(ctx, err, login, app.team ? 'team/get_info' : 'users/get_current_account')) {
       throw err;
     }
   }
   if (id) checkSkew(ctx, id.serverDate);
   if (need.length > 0) {
     const live = await probeScopes(ctx, token, need, app.team);
-    scopeFindings(ctx, fresh.scopes, need, live, fixLogin);
+    scopeFindings(ctx, fresh.scopes, need, live, relogin);
   }
 }
 
@@ -339,19 +366,20 @@ function accessFinding(ctx: Ctx, app: AppRecord): void {
       id: 'app_folder_access',
       severity: 'info',
       message: `App "${app.name}" has App folder access: it sees only its own folder (/Apps/<app name>), not the rest of the Dropbox. Paths are relative to that folder.`,
-      fix: 'if the job needs other folders, create an app with "Full Dropbox" access in the App Console and connect with it',
+      hint: 'if the job needs other folders, create an app with "Full Dropbox" access in the App Console and connect with it',
     });
   }
 }
 
-function lastErrorFindings(ctx: Ctx, rec: ConnectionRecord, fixLogin: string): void {
+function lastErrorFindings(ctx: Ctx, rec: ConnectionRecord, relogin: Fix): void {
   const e = rec.lastError ?? '';
   if (/redirect_uri/i.test(e)) {
     add(ctx, {
       id: 'redirect_uri_mismatch',
       severity: 'error',
       message: 'The last login failed because the redirect URI differed from one registered for the app (Dropbox compares them exactly, port and path included).',
-      fix: `register http://127.0.0.1:53682/callback under Redirect URIs on the app's Settings tab in the App Console, then run: ${fixLogin}`,
+      hint: "register http://127.0.0.1:53682/callback under Redirect URIs on the app's Settings tab in the App Console, then log in again",
+      fix: relogin,
     });
   }
   if (/entire Dropbox Business team|Select-User/i.test(e)) {
@@ -359,31 +387,33 @@ function lastErrorFindings(ctx: Ctx, rec: ConnectionRecord, fixLogin: string): v
       id: 'team_token_without_select_user',
       severity: 'error',
       message: 'A user route was called with this team token without selecting a team member.',
-      fix: 'send "Dropbox-API-Select-User: <team_member_id>" (team/members/list_v2 lists the ids)',
+      hint: 'send "Dropbox-API-Select-User: <team_member_id>" (team/members/list_v2 lists the ids)',
     });
   }
 }
 
-function refreshFinding(ctx: Ctx, err: unknown, rec: ConnectionRecord, fixLogin: string): void {
+function refreshFinding(ctx: Ctx, err: unknown, rec: ConnectionRecord, login: Advice): void {
   if (err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED) {
-    add(ctx, { id: 'needs_reauth', severity: 'error', message: err.message, fix: fixLogin });
+    add(ctx, { id: 'needs_reauth', severity: 'error', message: err.message, ...login });
   } else if (err instanceof DropkeyError && err.code === ErrorCodes.INVALID_CLIENT) {
     add(ctx, {
       id: 'invalid_client',
       severity: 'error',
       message: `Dropbox rejected the app key or secret of app "${rec.app}" (invalid_client): the secret was changed or mistyped, or the key belongs to another app.`,
-      fix: `copy the secret from the app's Settings tab in the App Console (click Show), then: dropkey app update --name ${rec.app} --secret -   (if the key is wrong too, add --key <APP_KEY>)`,
+      hint: "copy the secret from the app's Settings tab in the App Console (click Show) and store it again (if the key is wrong too, change it as well)",
+      fix: { action: 'app-update', app: rec.app, field: 'secret' },
     });
   } else if (err instanceof DropkeyError && err.code === ErrorCodes.TOKEN_EXPIRED) {
-    add(ctx, { id: 'expired', severity: 'error', message: err.message, fix: fixLogin });
+    add(ctx, { id: 'expired', severity: 'error', message: err.message, ...login });
   } else if (err instanceof DropboxApiError && /redirect_uri/i.test(err.message)) {
-    add(ctx, { id: 'redirect_uri_mismatch', severity: 'error', message: err.message, fix: fixLogin });
-  } else if (!explainLiveError(ctx, err, fixLogin, 'oauth2/token')) {
+    add(ctx, { id: 'redirect_uri_mismatch', severity: 'error', message: err.message, ...login });
+  } else if (!explainLiveError(ctx, err, login, 'oauth2/token')) {
     add(ctx, {
       id: 'refresh_failed',
       severity: 'error',
       message: `Refreshing the access token failed: ${err instanceof Error ? err.message : String(err)}`,
-      fix: 'run dropkey doctor again; if it persists, reconnect: ' + fixLogin,
+      hint: 'check again; if it persists, connect it again with a browser login',
+      fix: ctx.again,
     });
   }
 }
@@ -391,21 +421,22 @@ function refreshFinding(ctx: Ctx, err: unknown, rec: ConnectionRecord, fixLogin:
 export async function runDoctor(conn: ConnectionsContext, input: DoctorInput): Promise<DoctorReport> {
   // --need takes scope names or route names (files/upload → files.content.write); unknown items are reported.
   const { scopes: need, unknown } = resolveNeeds((input.need ?? []).flatMap((s) => s.split(/[\s,]+/)).filter(Boolean));
-  const ctx: Ctx = { urls: conn.urls, fetch: conn.fetch, now: conn.now, findings: [], signal: input.signal };
+  const name = input.token === undefined ? validateName('connection', input.connection ?? DEFAULT_CONNECTION) : undefined;
+  const again: Fix = name === undefined ? { action: 'doctor', token: true } : { action: 'doctor', connection: name };
+  const ctx: Ctx = { urls: conn.urls, fetch: conn.fetch, now: conn.now, findings: [], signal: input.signal, again };
   if (unknown.length > 0) {
     add(ctx, {
       id: 'unknown_need',
       severity: 'warning',
       message: `Not a Dropbox scope or a known route: ${unknown.join(', ')}.`,
-      fix: 'use scope names such as files.content.read, or route names such as files/upload',
+      hint: 'use scope names such as files.content.read, or route names such as files/upload',
     });
   }
   let subject: string;
-  if (input.token !== undefined) {
+  if (input.token !== undefined || name === undefined) {
     subject = 'pasted token';
-    await doctorToken(ctx, input.token, need);
+    await doctorToken(ctx, input.token ?? '', need);
   } else {
-    const name = validateName('connection', input.connection ?? DEFAULT_CONNECTION);
     subject = name;
     await doctorConnection(conn, ctx, name, need);
   }

@@ -4,6 +4,7 @@ import { errorTag } from '../dropbox/errors.js';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import { makeRig, type Rig } from '../../test/connections/setup.js';
 import { validateName } from './names.js';
+import { adviceLines, adviceText } from '../cli/fix.js';
 
 async function rejectsWith(p: Promise<unknown>, code: string, re?: RegExp): Promise<DropkeyError> {
   try {
@@ -11,7 +12,8 @@ async function rejectsWith(p: Promise<unknown>, code: string, re?: RegExp): Prom
   } catch (err) {
     assert.ok(err instanceof DropkeyError, `expected a DropkeyError, got ${String(err)}`);
     assert.equal(err.code, code, `${err.code}: ${err.message}`);
-    if (re) assert.match(`${err.message}\n${err.hint ?? ''}`, re);
+    // The message and the advice as the CLI prints it: the hint, then the fix as a command (src/cli/fix.ts).
+    if (re) assert.match(`${err.message}\n${adviceLines(err).join('\n')}`, re);
     return err;
   }
   assert.fail(`expected ${code}, but it resolved`);
@@ -191,7 +193,7 @@ describe('import and tokens', () => {
     assert.equal((await rig.emu.rpc('auth/token/revoke', undefined, t)).status, 200);
     await rig.advance(4 * 3600);
     const err = await rejectsWith(rig.dk.getAccessToken('gone'), ErrorCodes.REAUTH_REQUIRED);
-    assert.equal(err.hint, 'Run: dropkey login --connection gone --app rv');
+    assert.equal(adviceLines(err).at(-1), 'Run: dropkey login --connection gone --app rv');
     const info = await rig.dk.get('gone');
     assert.equal(info.state, 'needs_reauth');
     assert.match(info.lastError ?? '', /refresh token/);
@@ -229,7 +231,7 @@ describe('import and tokens', () => {
     assert.equal(await rig.dk.getAccessToken('p'), g.access_token);
     await rig.advance(4 * 3600 + 1);
     const err = await rejectsWith(rig.dk.getAccessToken('p'), ErrorCodes.TOKEN_EXPIRED);
-    assert.match(err.hint ?? '', /dropkey login --connection p --app pasted/);
+    assert.match(adviceText(err), /dropkey login --connection p --app pasted/);
     // It cannot replace a renewable connection: that would lose the refresh token.
     const g2 = await a.grant(undefined, 'online');
     await rejectsWith(rig.dk.import({ connection: 'c1', app: 'pasted', accessToken: g2.access_token }), ErrorCodes.ALREADY_EXISTS);
@@ -259,7 +261,7 @@ describe('import and tokens', () => {
     assert.equal((await rig.stored('paste3'))?.refreshToken, g.refresh_token);
     assert.equal(g.refresh_token?.length, 64, 'the emulator mints refresh tokens shaped like Dropbox\'s');
     const err = await rejectsWith(rig.dk.import({ connection: 'paste4', app: 'pastes', accessToken: g.refresh_token! }), ErrorCodes.BAD_INPUT, /most likely a refresh token/);
-    assert.match(err.hint ?? '', /dropkey import --connection paste4 --app pastes --refresh-token -/);
+    assert.match(adviceText(err), /dropkey import --connection paste4 --app pastes --refresh-token -/);
     assert.ok(!`${err.message}${err.hint}`.includes(g.refresh_token!));
     await rejectsWith(rig.dk.get('paste4'), ErrorCodes.NOT_FOUND);
   });

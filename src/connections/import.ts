@@ -11,7 +11,6 @@ import type { ConnectionsContext } from './context.js';
 import { cleanSecretInput } from './input.js';
 import { DEFAULT_CONNECTION, validateName } from './names.js';
 import { type Identity, makeRefreshGrant } from './protocol.js';
-import { loginCommand } from './refresher.js';
 
 /** Dropbox short-lived tokens last 4 hours (https://developers.dropbox.com/oauth-guide); an imported `sl.` token lives at most that. */
 const SHORT_LIVED_MS = 4 * 3600 * 1000;
@@ -120,7 +119,7 @@ export async function importCredential(ctx: ConnectionsContext, input: ImportInp
       ? 'This access token expires within 4 hours and cannot be renewed: dropkey has no refresh token for it.'
       : 'This looks like a long-lived (legacy) access token; it cannot be renewed, and Dropbox no longer issues new ones.',
   );
-  warnings.push(`Upgrade to a connection that renews itself with: ${loginCommand({ name, app: app.name })}`);
+  warnings.push(`Upgrade to a connection that renews itself with: dropkey login --connection ${name} --app ${app.name}`);
   const result = await saveConnection(ctx, {
     name,
     app,

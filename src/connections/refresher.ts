@@ -8,7 +8,7 @@
  * Refresh tokens do not rotate at Dropbox (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token: the refresh response carries none), so the stored
  * refresh token is only ever replaced by a non-empty new one.
  */
-import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
+import { DropboxApiError, DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import type { AppRecord, ConnectionPatch, ConnectionRecord, Store } from '../store/types.js';
 import type { Logger } from './redact.js';
 import { redactText } from './redact.js';
@@ -59,13 +59,17 @@ const COOLDOWN_MS = 30_000;
 /** Lease length of the refresh lock; see #refreshLocked. */
 export const LOCK_TTL_MS = 15_000;
 
-export function loginCommand(rec: Pick<ConnectionRecord, 'name' | 'app'>): string {
-  return `dropkey login --connection ${rec.name} --app ${rec.app}`;
+export type LoginFix = Extract<Fix, { action: 'login' }>;
+
+/** The fix for a connection Dropbox no longer accepts: a new login under the same name and app. */
+export function loginFix(rec: Pick<ConnectionRecord, 'name' | 'app'>): LoginFix {
+  return { action: 'login', connection: rec.name, app: rec.app };
 }
 
 export function notFound(name: string): DropkeyError {
   return new DropkeyError(ErrorCodes.NOT_FOUND, `No connection named "${name}".`, {
-    hint: `See the connections with: dropkey list. Create this one with: dropkey login --connection ${name}`,
+    hint: 'Check the name against the list of connections, or create this one with a browser login.',
+    fix: { action: 'login', connection: name },
     details: { connection: name },
   });
 }
@@ -77,7 +81,8 @@ export function reauthError(rec: ConnectionRecord, cause?: unknown): DropkeyErro
     ErrorCodes.REAUTH_REQUIRED,
     `Connection "${rec.name}" must be authorized again: Dropbox no longer accepts its refresh token.${why}`,
     {
-      hint: `Run: ${loginCommand(rec)}`,
+      hint: 'Connect it again with a browser login.',
+      fix: loginFix(rec),
       details: { connection: rec.name, app: rec.app },
       ...(cause === undefined ? {} : { cause }),
     },
@@ -90,9 +95,8 @@ function expiredNoRefresh(rec: ConnectionRecord, remainingMs: number | null): Dr
       ? `Connection "${rec.name}" has only an access token, valid for ${Math.floor(remainingMs / 1000)} more seconds (less than asked for), and no refresh token to get a new one.`
       : `The access token of connection "${rec.name}" has expired, and the connection has no refresh token to get a new one (it was imported from a pasted access token).`;
   return new DropkeyError(ErrorCodes.TOKEN_EXPIRED, what, {
-    hint:
-      `Connect it for good with: ${loginCommand(rec)}\n` +
-      `or, if you hold a refresh token: dropkey import --connection ${rec.name} --app ${rec.app} --refresh-token -`,
+    hint: 'Connect it for good with a browser login, or import a refresh token if you hold one.',
+    fix: loginFix(rec),
     details: { connection: rec.name, app: rec.app },
   });
 }
@@ -169,7 +173,8 @@ export class Refresher {
     if (rec.state === 'needs_reauth') throw reauthError(rec);
     if (rec.state === 'revoked') {
       throw new DropkeyError(ErrorCodes.REAUTH_REQUIRED, `Connection "${rec.name}" was revoked.`, {
-        hint: `Run: ${loginCommand(rec)}`,
+        hint: 'Connect it again with a browser login.',
+        fix: loginFix(rec),
         details: { connection: rec.name, app: rec.app },
       });
     }
@@ -256,7 +261,8 @@ export class Refresher {
     const app = await store.getApp(cur.app);
     if (!app) {
       throw new DropkeyError(ErrorCodes.NOT_FOUND, `Connection "${cur.name}" uses app "${cur.app}", which no longer exists.`, {
-        hint: `Add the app again: dropkey app add --name ${cur.app} --key <APP_KEY> [--secret -]`,
+        hint: 'Register the app again with its key (and secret).',
+        fix: { action: 'app-add', app: cur.app },
         details: { connection: cur.name, app: cur.app },
       });
     }
@@ -336,7 +342,8 @@ export class Refresher {
       await record({ lastError: `Dropbox rejected the app key or secret of app "${cur.app}" (invalid_client).` });
       throw new DropkeyError(ErrorCodes.INVALID_CLIENT, `Dropbox rejected the app key or secret of app "${cur.app}" while refreshing connection "${cur.name}".`, {
         cause: err,
-        hint: `Copy the secret from the App Console (Settings tab, click Show), then: dropkey app update --name ${cur.app} --secret -`,
+        hint: 'Copy the secret from the App Console (Settings tab, click Show) and store it again.',
+        fix: { action: 'app-update', app: cur.app, field: 'secret' },
         details: { connection: cur.name, app: cur.app },
       });
     }

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { diagnoseTokenShape, normalizePastedToken, tokenFingerprint } from './token-shape.js';
+import { fixCommand } from '../cli/fix.js';
 
 const SL = 'sl.u.AbX9y6Fe3AuH5o66-gmJpR032jwAwQPIVVzWXZNkdzcYT02akC2de219dZi6gxYPVnYPrpvISRSf9lxKWJzYLjtMPH-d9fo_0gXex7X37VIvpty4-G8f4-WX45AcEPfRnJJDwzv-';
 const REFRESH = 'nBiM85CZALsAAAAAAAAAAQXHBoNpNutK4ngsXHsqW4iGz9tisb3JyjGqikMJIYbd';
@@ -27,7 +28,7 @@ test('refresh-shaped value: ambiguous alone, a warning where an access token bel
   const a = ids(REFRESH, 'access');
   assert.equal(a.kind, 'long_lived_or_refresh');
   assert.deepEqual(a.ids, ['token.refresh_as_access']);
-  assert.match(a.report.findings[0]!.fix, /--refresh-token -/);
+  assert.match(fixCommand(a.report.findings[0]!.fix!), /--refresh-token -/);
   assert.deepEqual(ids(REFRESH, 'refresh').ids, ['token.long_lived_or_refresh']);
 });
 

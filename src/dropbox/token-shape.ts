@@ -6,6 +6,7 @@
  * well over 100 characters; refresh tokens and retired long-lived access tokens are both 64 characters of
  * [A-Za-z0-9_-] and cannot be told apart by shape; app keys and secrets are 15 lowercase letters and digits.
  */
+import type { Fix } from '../errors.js';
 
 export type TokenKind =
   | 'empty'
@@ -22,7 +23,10 @@ export interface Finding {
   id: string;
   severity: Severity;
   message: string;
-  fix: string;
+  /** What to do about it, in plain words (no command line). */
+  hint: string;
+  /** The same as data, when dropkey can do it (src/errors.ts Fix): the CLI prints the command, for example. */
+  fix?: Fix;
 }
 
 export interface TokenShapeReport {
@@ -117,32 +121,33 @@ const STRIP_FINDINGS: Record<string, Omit<Finding, 'id'>> = {
   'token.whitespace': {
     severity: 'warning',
     message: 'spaces or a line break were pasted along with the token',
-    fix: 'copy the token alone; when reading it from a file or variable, strip the trailing newline',
+    hint: 'copy the token alone; when reading it from a file or variable, strip the trailing newline',
   },
   'token.inner_whitespace': {
     severity: 'error',
     message: 'the token contains spaces or line breaks inside it (it was probably wrapped when copied)',
-    fix: 'copy the token again as one line, e.g. with: dropkey token | pbcopy, or pipe it: ... | dropkey doctor --token -',
+    hint: 'copy the token again as one line, or pipe it in instead of pasting it',
+    fix: { action: 'doctor', token: true },
   },
   'token.quotes': {
     severity: 'warning',
     message: 'quotes were pasted along with the token',
-    fix: 'store the token without surrounding quotes (in .env files, write NAME=value)',
+    hint: 'store the token without surrounding quotes (in .env files, write NAME=value)',
   },
   'token.bearer_prefix': {
     severity: 'warning',
     message: 'the "Bearer " prefix was pasted along with the token',
-    fix: 'store the token alone; the "Bearer " word belongs only in the Authorization header',
+    hint: 'store the token alone; the "Bearer " word belongs only in the Authorization header',
   },
   'token.assignment': {
     severity: 'warning',
     message: 'a variable assignment (NAME=...) was pasted along with the token',
-    fix: 'paste only the value after the = sign',
+    hint: 'paste only the value after the = sign',
   },
   'token.json': {
     severity: 'info',
     message: 'a JSON token answer was pasted; its token field was used',
-    fix: 'paste only the token value next time',
+    hint: 'paste only the token value next time',
   },
 };
 
@@ -162,14 +167,16 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
   const findings: Finding[] = stripped.map((id) => ({ id, ...STRIP_FINDINGS[id]! }));
   const kind = classify(value);
   const fp = tokenFingerprint(value);
-  const add = (id: string, severity: Severity, message: string, fix: string) => findings.push({ id, severity, message, fix });
+  const add = (id: string, severity: Severity, message: string, hint: string, fix?: Fix) =>
+    findings.push({ id, severity, message, hint, ...(fix === undefined ? {} : { fix }) });
 
   if (/…|\.\.\.|\*{3,}|•/.test(value)) {
     add(
       'token.masked',
       'error',
       'the value contains "…", "..." or "***": it was copied from a screen that hides part of the token',
-      'copy the full token from where it was issued (or run dropkey token for a connected account)',
+      'copy the full token from where it was issued (or get one from dropkey for a connected account)',
+      { action: 'token' },
     );
   } else if (value && !TOKEN_CHARS.test(value)) {
     add(
@@ -182,7 +189,7 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
 
   switch (kind) {
     case 'empty':
-      add('token.empty', 'error', 'no token was given (the value is empty)', 'paste the token, or pipe it in: ... | dropkey doctor --token -');
+      add('token.empty', 'error', 'no token was given (the value is empty)', 'paste the token, or pipe it in', { action: 'doctor', token: true });
       break;
     case 'short_lived_access':
       if (expect === 'refresh') {
@@ -190,14 +197,16 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
           'token.access_as_refresh',
           'error',
           `this is a short-lived access token (${fp}, starts with "sl."), not a refresh token`,
-          'get a refresh token with: dropkey login; or import this one as an access token: dropkey import --access-token -',
+          'get a refresh token with a browser login, or import this one as an access token',
+          { action: 'login' },
         );
       } else {
         add(
           'token.short_lived',
           'info',
           `this looks like a short-lived access token (${fp}): it stops working within 4 hours and cannot be renewed by itself`,
-          'for a token that never runs out, connect once with: dropkey login, then use: dropkey token',
+          'for a token that never runs out, connect once with a browser login, then get tokens from dropkey',
+          { action: 'login' },
         );
       }
       break;
@@ -208,17 +217,16 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
           'warning',
           `this 64-character value (${fp}) has the shape of a refresh token (or of an old long-lived access ` +
             'token, which looks the same); a refresh token cannot be sent as a Bearer token',
-          'if it is a refresh token, import it: dropkey import --connection NAME --app NAME --refresh-token -, ' +
-            'then use: dropkey token',
+          'if it is a refresh token, import it, then get access tokens from dropkey',
+          { action: 'import', token: 'refresh' },
         );
       } else {
         add(
           'token.long_lived_or_refresh',
           'info',
           `this 64-character value (${fp}) is shaped like a refresh token (old long-lived access tokens look the same)`,
-          expect === 'refresh'
-            ? 'nothing to fix in its shape'
-            : 'to use it as a refresh token: dropkey import --connection NAME --app NAME --refresh-token -',
+          expect === 'refresh' ? 'nothing to fix in its shape' : 'to use it as a refresh token, import it',
+          expect === 'refresh' ? undefined : { action: 'import', token: 'refresh' },
         );
       }
       break;
@@ -227,7 +235,8 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
         'token.app_credential',
         'error',
         'this 15-character value looks like an app key or app secret, not a token',
-        'register the app with: dropkey app add --name NAME --key KEY --secret -, then connect with: dropkey login',
+        'register the app with its key and secret, then connect with a browser login',
+        { action: 'app-add' },
       );
       break;
     case 'truncated':
@@ -237,7 +246,8 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
         value.startsWith('sl.')
           ? `this access token looks cut short: ${value.length} characters, where Dropbox's are well over ${MIN_SHORT_LIVED}`
           : `this value looks cut short: ${value.length} characters, where refresh tokens have 64`,
-        'copy the whole token again (some consoles and terminals cut long values), or get a fresh one: dropkey login',
+        'copy the whole token again (some consoles and terminals cut long values), or get a fresh one with a browser login',
+        { action: 'login' },
       );
       break;
     case 'unknown':
@@ -246,7 +256,8 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
           'token.unknown_shape',
           'warning',
           `this value (${fp}) does not look like any Dropbox token (short-lived ones start with "sl.", refresh tokens have 64 characters)`,
-          'check that the right value was copied; dropkey doctor --connection NAME checks a stored connection instead',
+          'check that the right value was copied, or let dropkey check a stored connection instead',
+          { action: 'doctor' },
         );
       }
       break;

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { DoctorReport } from '../../src/connections/doctor.js';
+import { adviceText } from '../../src/cli/fix.js';
 import { makeRig, type Rig } from './setup.js';
 
 let rig: Rig;
@@ -17,10 +18,13 @@ function ids(r: DoctorReport): string[] {
   return r.findings.map((f) => f.id);
 }
 
+/** The finding with its advice as the CLI renders it (`fix`: the hint, then the command to run). */
 function finding(r: DoctorReport, id: string) {
-  const f = r.findings.find((x) => x.id === id);
-  assert.ok(f, `expected finding ${id}, got ${JSON.stringify(r.findings, null, 1)}`);
+  const found = r.findings.find((x) => x.id === id);
+  assert.ok(found, `expected finding ${id}, got ${JSON.stringify(r.findings, null, 1)}`);
+  const f = { ...found, fix: adviceText(found) };
   assert.ok(f.message.length > 20 && f.fix.length > 10);
+  assert.ok(!/\bdropkey (login|import|app|doctor|token|list)\b/.test(found.hint), `the hint is words, not a command: ${found.hint}`);
   return f;
 }
 

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { DropkeyError, ErrorCodes } from '../../src/errors.js';
 import { makeRig, type Rig } from './setup.js';
+import { adviceLines } from '../../src/cli/fix.js';
 
 let rig: Rig;
 let original: string;
@@ -135,7 +136,7 @@ describe('failed with the right message', () => {
     await rig.advance(4 * 3600);
     const err = await failure(rig.dk.getAccessToken(NAME));
     assert.equal(err.code, ErrorCodes.REAUTH_REQUIRED);
-    assert.equal(err.hint, 'Run: dropkey login --connection faulty --app faults');
+    assert.equal(adviceLines(err).at(-1), 'Run: dropkey login --connection faulty --app faults');
     assert.match(err.message, /refresh token/);
     assert.equal((await rig.stored(NAME))?.state, 'needs_reauth');
     await refreshTokenUnchanged();

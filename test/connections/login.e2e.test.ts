@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { DropkeyError, ErrorCodes } from '../../src/errors.js';
 import { driveConsent } from '../helpers/consent.js';
 import { makeRig, type Rig } from './setup.js';
+import { adviceText } from '../../src/cli/fix.js';
 
 const REDIRECT = 'http://127.0.0.1:53682/callback';
 let rig: Rig;
@@ -81,7 +82,7 @@ test('a callback from another login (state mismatch) or a denial stores nothing'
 });
 
 test('bad login input is refused with the next step', async () => {
-  await assert.rejects(rig.dk.startLogin({ app: 'nope' }), (e: unknown) => e instanceof DropkeyError && e.code === ErrorCodes.NOT_FOUND && /dropkey app add/.test(e.hint ?? ''));
+  await assert.rejects(rig.dk.startLogin({ app: 'nope' }), (e: unknown) => e instanceof DropkeyError && e.code === ErrorCodes.NOT_FOUND && /dropkey app add/.test(adviceText(e)));
   await assert.rejects(rig.dk.startLogin({ app: 'web', redirectUri: 'http://example.com/cb' }), (e: unknown) => e instanceof DropkeyError && e.code === ErrorCodes.BAD_INPUT);
   await assert.rejects(rig.dk.startLogin({ app: 'web', connection: 'no spaces' }), (e: unknown) => e instanceof DropkeyError && e.code === ErrorCodes.BAD_INPUT);
   const pending = await rig.dk.startLogin({ app: 'web' });

@@ -5,6 +5,7 @@
 import type { Command, CommandOptions } from '../context.js';
 import { parseOptions, scopeList, usageError } from '../config.js';
 import { readSecret } from '../input.js';
+import { adviceText, fixCommand } from '../fix.js';
 import { writeJson } from '../output.js';
 import { withSession } from '../session.js';
 import { validateName } from '../../connections/names.js';
@@ -20,7 +21,8 @@ Options:
   --connection NAME  Connection to check (default: $DROPKEY_CONNECTION or "default").
   --token TOKEN      Check this access token instead ("-" reads it from standard input, recommended).
   --need SCOPE       A scope your job needs (repeat, or space-separated), e.g. --need files.content.write.
-  --json             Print {healthy, subject, findings: [{id, severity, message, fix}]}.
+  --json             Print {healthy, subject, findings: [{id, severity, message, fix}]}; each fix is the
+                     advice in words, then the command to run when there is one.
 
 Exit status: 0 healthy, 1 a problem was found.
 `;
@@ -57,11 +59,11 @@ const command: Command = {
       });
     });
     if (values.json) {
-      writeJson(ctx, report);
+      writeJson(ctx, { ...report, findings: report.findings.map((f) => ({ id: f.id, severity: f.severity, message: f.message, fix: adviceText(f) })) });
     } else {
       ctx.stdout.write(`dropkey doctor: ${report.subject === 'pasted token' ? 'the pasted token' : `connection "${report.subject}"`}\n`);
       for (const f of report.findings) {
-        ctx.stdout.write(`\n[${MARK[f.severity]}] ${f.message}\n    Fix: ${f.fix}\n`);
+        ctx.stdout.write(`\n[${MARK[f.severity]}] ${f.message}\n    Fix: ${f.hint}\n${f.fix ? `    Run: ${fixCommand(f.fix)}\n` : ''}`);
       }
       const problems = report.findings.filter((f) => f.severity === 'error').length;
       ctx.stdout.write(report.healthy
