@@ -3,8 +3,8 @@
  * plus a structured Fix (src/errors.ts), so the web UI never tells a browser user to run `dropkey apikey revoke`
  * and a connect-link owner is never told to "run dropkey login again". This guard reads the text of every string
  * and template literal in src/ outside src/cli/ and src/emulator/ (comments and tests are not advice) and fails
- * on `dropkey <command>` for any command that fixes something. `dropkey serve`, `dropkey emulator` and
- * `dropkey demo` name the programs themselves ("dropkey serve listening on ..."), not a fix.
+ * on `dropkey <command>` for any command that fixes something. `dropkey serve`, `dropkey emulator`, `dropkey demo`
+ * and `dropkey agent` name the programs themselves ("dropkey serve listening on ..."), not a fix.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +14,7 @@ import ts from 'typescript';
 
 const ROOT = new URL('.', import.meta.url).pathname;
 const SKIP_DIRS = new Set(['cli', 'emulator']);
-const COMMAND = /\bdropkey (login|import|token|doctor|list|revoke|refresh|export|exec|app|apikey|keys|agent)\b/;
+const COMMAND = /\bdropkey (login|import|token|doctor|list|revoke|refresh|export|exec|app|apikey|keys)\b/;
 
 /**
  * Advice that only the command line can carry out, and literals that are not advice, with the reason. An entry is a
