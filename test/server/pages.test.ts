@@ -150,6 +150,23 @@ describe('admin pages', () => {
     assertNoRawHostile(rows, 'connection rows fragment');
   });
 
+  test('pages that answer a form: a new API key, a new connect link, the revoke confirmation', async () => {
+    const csrf = csrfOf(await get(admin, '/api-keys'));
+    const answers: [string, [string, string][], number][] = [
+      ['/api-keys', [['_csrf', csrf], ['name', 'shown-once'], ['permissions', 'token:read'], ['connections', 'alpha']], 201],
+      ['/connect-links', [['_csrf', csrf], ['connection', 'linked'], ['app', 'main'], ['minutes', '30']], 201],
+      ['/connections/alpha/revoke', [['_csrf', csrf]], 200],
+    ];
+    for (const [path, fields, status] of answers) {
+      const res = await admin.post(path, fields);
+      const html = await res.text();
+      assert.equal(res.status, status, `${path}: ${textOf(html).slice(0, 300)}`);
+      assertLayout(html, `POST ${path}`);
+      assert.ok(html.includes('<nav aria-label="Main">'), `${path}: the navigation`);
+      assertNoRawHostile(html, `POST ${path}`);
+    }
+  });
+
   test('a login fix links to the reconnect page, which also connects a connection that does not exist yet', async () => {
     const html = await get(admin, '/connections/newname/reconnect');
     assert.match(textOf(html), /There is no connection named “newname” yet/);
