@@ -2,7 +2,7 @@
  * Dropbox apps (key, secret, scopes, team or user, access type): registering, changing, listing and removing
  * them, and finding the one a login or import should use.
  */
-import { DropkeyError, ErrorCodes } from '../errors.js';
+import { DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import type { AppAccess, AppRecord } from '../store/types.js';
 import type { ConnectionsContext } from './context.js';
 import { cleanSecretInput, validateScopes } from './input.js';
@@ -36,7 +36,7 @@ function validateAppKey(input: unknown): string {
   // Dropbox's keys are 15 lowercase letters and digits; other servers (the emulator, a proxy) may use "-" or ".".
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(key)) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, key === '' ? 'The app key is missing.' : 'The app key does not look like an app key (letters and digits, no spaces).', {
-      hint: 'Copy the "App key" from the Settings tab of your app in the Dropbox App Console: dropkey app add --name NAME --key KEY',
+      hint: 'Copy the "App key" from the Settings tab of your app in the Dropbox App Console.',
     });
   }
   return key;
@@ -69,7 +69,8 @@ export async function addApp(ctx: ConnectionsContext, input: AddAppInput): Promi
   const existing = await ctx.store.getApp(name);
   if (existing) {
     throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `An app named "${name}" already exists.`, {
-      hint: `Pick another name, or remove it first: dropkey app remove ${name}`,
+      hint: 'Pick another name, or remove it first.',
+      fix: { action: 'app-remove', app: name },
     });
   }
   const rec = await ctx.store.createApp({ name, key, secret, scopes, team: input.team === true, access });
@@ -78,7 +79,7 @@ export async function addApp(ctx: ConnectionsContext, input: AddAppInput): Promi
 }
 
 export async function updateApp(ctx: ConnectionsContext, name: string, patch: Partial<Omit<AddAppInput, 'name'>>): Promise<AppInfo> {
-  const app = await findApp(ctx, name);
+  const app = await findApp(ctx, name, { action: 'list-apps' });
   const key = patch.key === undefined ? app.key : validateAppKey(patch.key);
   const changes: Partial<Omit<AppRecord, 'name' | 'createdAt'>> = {};
   if (patch.key !== undefined) changes.key = key;
@@ -100,23 +101,28 @@ export async function getApp(ctx: ConnectionsContext, name: string): Promise<App
 }
 
 export async function removeApp(ctx: ConnectionsContext, name: string): Promise<void> {
-  const app = await findApp(ctx, name);
+  const app = await findApp(ctx, name, { action: 'list-apps' });
   const users = (await ctx.store.listConnections()).filter((c) => c.app === app.name).map((c) => c.name);
   if (users.length > 0) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, `App "${name}" is still used by connection${users.length > 1 ? 's' : ''} ${users.map((u) => `"${u}"`).join(', ')}.`, {
-      hint: `Revoke them first: ${users.map((u) => `dropkey revoke --connection ${u}`).join('; ')}`,
+      hint: 'Revoke them first.',
+      fix: { action: 'revoke', connections: users },
     });
   }
   await ctx.store.deleteApp(app.name);
 }
 
-/** The app named `name`, or DROPKEY_NOT_FOUND with the commands that list and add apps. */
-export async function findApp(ctx: ConnectionsContext, name: string): Promise<AppRecord> {
+/**
+ * The app named `name`, or DROPKEY_NOT_FOUND. Its fix registers the app (what a login or import needs), or, for
+ * changing and removing an app, `fix` (the list of apps: the name is likely mistyped).
+ */
+export async function findApp(ctx: ConnectionsContext, name: string, fix: Fix = { action: 'app-add', app: name }): Promise<AppRecord> {
   validateName('app', name);
   const app = await ctx.store.getApp(name);
   if (!app) {
     throw new DropkeyError(ErrorCodes.NOT_FOUND, `No app named "${name}".`, {
-      hint: `See the apps with: dropkey app list. Add one with: dropkey app add --name ${name} --key <APP_KEY>`,
+      hint: fix.action === 'app-add' ? 'Check the name against the list of apps, or register the app.' : 'Check the name against the list of apps.',
+      fix,
       details: { app: name },
     });
   }
@@ -134,7 +140,9 @@ export async function resolveApp(ctx: ConnectionsContext, name: string | undefin
     ErrorCodes.BAD_INPUT,
     apps.length === 0 ? 'No Dropbox app is registered yet.' : `Several apps are registered (${apps.map((a) => a.name).join(', ')}); say which one to use.`,
     {
-      hint: apps.length === 0 ? 'Add one first: dropkey app add --name NAME --key KEY [--secret -]' : `Add --app NAME, e.g. --app ${apps[0]!.name}`,
+      ...(apps.length === 0
+        ? { hint: 'Register one first.', fix: { action: 'app-add' } }
+        : { hint: `Name the app to use, e.g. "${apps[0]!.name}".` }),
     },
   );
 }

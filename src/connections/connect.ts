@@ -35,26 +35,29 @@ export async function validateToken(ctx: ConnectionsContext, app: AppRecord, acc
     const tag = errorTag(err);
     if (tag === 'missing_scope') {
       const scope = app.team ? 'team_info.read' : 'account_info.read';
-      warnings.push(`Could not read the ${app.team ? 'team' : 'account'} details: the token lacks the ${scope} scope. Enable it in the App Console to see them in dropkey list.`);
+      warnings.push(`Could not read the ${app.team ? 'team' : 'account'} details: the token lacks the ${scope} scope. Enable it in the App Console to see them in the list of connections.`);
       return { accountId: null, email: null, displayName: null, teamId: null, teamName: null, serverDate: null };
     }
     const reason = err instanceof DropkeyError ? err.details?.['reason'] : undefined;
     if (reason === 'team_token_without_select_user') {
       throw new DropkeyError(ErrorCodes.BAD_INPUT, `This token belongs to a whole Business team, but app "${app.name}" is registered as a user app.`, {
         cause: err,
-        hint: `Mark the app as a team app, then import again: dropkey app update --name ${app.name} --team`,
+        hint: 'Mark the app as a team app, then import again.',
+        fix: { action: 'app-update', app: app.name, field: 'team' },
       });
     }
     if (reason === 'user_token_on_team_route') {
       throw new DropkeyError(ErrorCodes.BAD_INPUT, `This token belongs to a single user, but app "${app.name}" is registered as a team app.`, {
         cause: err,
-        hint: `Mark the app as a user app, then import again: dropkey app update --name ${app.name} --no-team`,
+        hint: 'Mark the app as a user app, then import again.',
+        fix: { action: 'app-update', app: app.name, field: 'user' },
       });
     }
     if (tag === 'invalid_access_token') {
       throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Dropbox does not accept this token: it was revoked, mistyped, or belongs to another app.', {
         cause: err,
-        hint: 'Check it with: dropkey doctor --token -',
+        hint: 'Let dropkey check the token to see why.',
+        fix: { action: 'doctor', token: true },
       });
     }
     throw err;
@@ -105,7 +108,8 @@ export async function saveConnection(ctx: ConnectionsContext, p: NewCredential):
     } else if (existing.refreshToken) {
       // Replacing a renewable connection by a non-renewable credential would lose the refresh token.
       throw new DropkeyError(ErrorCodes.ALREADY_EXISTS, `Connection "${p.name}" already exists and holds a refresh token; this credential has none and would replace it.`, {
-        hint: `Use another name (--connection ${p.name}_2), or revoke the old one first: dropkey revoke --connection ${p.name}`,
+        hint: `Use another name (e.g. ${p.name}_2), or revoke the old one first.`,
+        fix: { action: 'revoke', connections: [p.name] },
       });
     } else {
       patch.refreshToken = null;

@@ -4,7 +4,7 @@
  */
 import { errorTag } from '../dropbox/errors.js';
 import { withRetry } from '../dropbox/retry.js';
-import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
+import { DropboxApiError, DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import { resolveApp } from './apps.js';
 import { type ConnectResult, saveConnection, validateToken } from './connect.js';
 import type { ConnectionsContext } from './context.js';
@@ -26,6 +26,8 @@ export interface ImportInput {
 export interface ImportResult extends ConnectResult {
   /** False for a pasted access token: it cannot be renewed and expires within 4 hours. */
   refreshable: boolean;
+  /** For a credential that cannot be renewed: the login that replaces it with one that can. */
+  fix?: Fix;
 }
 
 /**
@@ -38,7 +40,8 @@ export async function importCredential(ctx: ConnectionsContext, input: ImportInp
   const app = await resolveApp(ctx, input.app, name);
   if ((input.refreshToken === undefined) === (input.accessToken === undefined)) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Give exactly one of a refresh token or an access token to import.', {
-      hint: `dropkey import --connection ${name} --app ${app.name} --refresh-token -   (preferred), or --access-token -`,
+      hint: 'Import a refresh token (preferred), or an access token.',
+      fix: { action: 'import', connection: name, app: app.name, token: 'refresh' },
     });
   }
   const warnings: string[] = [];
@@ -46,7 +49,8 @@ export async function importCredential(ctx: ConnectionsContext, input: ImportInp
     const refreshToken = cleanSecretInput(input.refreshToken, 'refresh token', 'refresh');
     if (refreshToken.startsWith('sl.')) {
       throw new DropkeyError(ErrorCodes.BAD_INPUT, 'This looks like an access token (it starts with "sl."), not a refresh token.', {
-        hint: `Import it as an access token: dropkey import --connection ${name} --app ${app.name} --access-token -`,
+        hint: 'Import it as an access token.',
+        fix: { action: 'import', connection: name, app: app.name, token: 'access' },
       });
     }
     const grant = makeRefreshGrant({ urls: ctx.urls, fetch: ctx.fetch, now: ctx.now, timeoutMs: ctx.retry.attemptTimeoutMs });
@@ -72,7 +76,8 @@ export async function importCredential(ctx: ConnectionsContext, input: ImportInp
       if (err instanceof DropboxApiError && err.summary === 'invalid_grant') {
         throw new DropkeyError(ErrorCodes.BAD_INPUT, `Dropbox does not accept this refresh token for app "${app.name}": it was revoked, mistyped, or belongs to another app.`, {
           cause: err,
-          hint: `Check that the token came from app key ${app.key}, or connect with a browser: dropkey login --connection ${name} --app ${app.name}`,
+          hint: `Check that the token came from app key ${app.key}, or connect with a browser login.`,
+          fix: { action: 'login', connection: name, app: app.name },
         });
       }
       throw err;
@@ -100,7 +105,8 @@ export async function importCredential(ctx: ConnectionsContext, input: ImportInp
     if (errorTag(err) === 'expired_access_token') {
       throw new DropkeyError(ErrorCodes.TOKEN_EXPIRED, 'This access token has already expired (App Console tokens last 4 hours).', {
         cause: err,
-        hint: `Connect for good instead: dropkey login --connection ${name} --app ${app.name}`,
+        hint: 'Connect for good instead, with a browser login.',
+        fix: { action: 'login', connection: name, app: app.name },
       });
     }
     // Refresh tokens and retired long-lived access tokens are both 64 characters (dropbox/token-shape.ts); one
@@ -108,7 +114,8 @@ export async function importCredential(ctx: ConnectionsContext, input: ImportInp
     if (err instanceof DropkeyError && errorTag(err.cause) === 'invalid_access_token' && /^[A-Za-z0-9_-]{64}$/.test(accessToken)) {
       throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Dropbox does not accept this 64-character value as an access token: it is most likely a refresh token.', {
         cause: err.cause,
-        hint: `Import it as a refresh token: dropkey import --connection ${name} --app ${app.name} --refresh-token -`,
+        hint: 'Import it as a refresh token.',
+        fix: { action: 'import', connection: name, app: app.name, token: 'refresh' },
       });
     }
     throw err;
@@ -119,7 +126,7 @@ export async function importCredential(ctx: ConnectionsContext, input: ImportInp
       ? 'This access token expires within 4 hours and cannot be renewed: dropkey has no refresh token for it.'
       : 'This looks like a long-lived (legacy) access token; it cannot be renewed, and Dropbox no longer issues new ones.',
   );
-  warnings.push(`Upgrade to a connection that renews itself with: dropkey login --connection ${name} --app ${app.name}`);
+  warnings.push('Upgrade it to a connection that renews itself with a browser login.');
   const result = await saveConnection(ctx, {
     name,
     app,
@@ -132,5 +139,5 @@ export async function importCredential(ctx: ConnectionsContext, input: ImportInp
     warnings,
     refreshed: false,
   });
-  return { ...result, refreshable: false };
+  return { ...result, refreshable: false, fix: { action: 'login', connection: name, app: app.name } };
 }

@@ -54,16 +54,16 @@ export async function revoke(ctx: ConnectionsContext, name: string, options: { f
       // the team_data.member scope. Admin connectors rarely hold it, so the app is unlinked by hand instead.
       throw new DropkeyError(ErrorCodes.BAD_INPUT, `Dropbox does not let this team token revoke itself: "${name}" was kept.`, {
         cause: err,
-        hint:
-          "Remove the app in the Dropbox Admin console (Settings, then Apps), then delete the connection locally: " +
-          `dropkey revoke --connection ${name} --force`,
+        hint: 'Remove the app in the Dropbox Admin console (Settings, then Apps), then delete the connection locally.',
+        fix: { action: 'revoke', connections: [name], force: true },
       });
     }
     if (!options.force) {
       const why = err instanceof Error ? redactText(err.message) : 'unknown error';
       throw new DropkeyError(ErrorCodes.DROPBOX_UNAVAILABLE, `Could not revoke "${name}" at Dropbox, so it was kept: ${why}`, {
         cause: err,
-        hint: `Try again later, or delete it locally anyway: dropkey revoke --connection ${name} --force (then unlink the app at https://www.dropbox.com/account/connected_apps)`,
+        hint: 'Try again later, or delete it locally anyway (then unlink the app at https://www.dropbox.com/account/connected_apps).',
+        fix: { action: 'revoke', connections: [name], force: true },
       });
     }
     message = `Could not revoke "${name}" at Dropbox; deleted it locally anyway. Unlink the app at https://www.dropbox.com/account/connected_apps to be sure.`;

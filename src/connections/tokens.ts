@@ -146,13 +146,16 @@ function refreshFailedError(rec: ConnectionRecord, err: unknown): DropkeyError {
   const code = err instanceof DropkeyError ? err.code : err instanceof DropboxApiError ? ErrorCodes.DROPBOX_API : ErrorCodes.DROPBOX_UNAVAILABLE;
   const why = err instanceof Error ? redactText(err.message).slice(0, 300) : 'unknown error';
   const until = rec.accessTokenExpiresAt === null ? null : new Date(rec.accessTokenExpiresAt).toISOString();
+  // The failure's own advice when it has some (e.g. a new app secret), else: wait, then let the doctor look.
+  const inner = err instanceof DropkeyError && err.hint ? err : undefined;
   return new DropkeyError(
     code,
     `Refreshing connection "${rec.name}" failed: ${why.replace(/\.?$/, '.')} The current access token still works` +
       `${until ? ` until ${until}` : ''}, so services using it are not affected yet.`,
     {
       cause: err,
-      hint: (err instanceof DropkeyError && err.hint) || `Try again in a few minutes; if it keeps failing, run: dropkey doctor --connection ${rec.name}`,
+      hint: inner?.hint ?? 'Try again in a few minutes; if it keeps failing, let dropkey check the connection.',
+      ...(inner ? (inner.fix ? { fix: inner.fix } : {}) : { fix: { action: 'doctor', connection: rec.name } }),
       details: { connection: rec.name, refreshed: false, access_token_expires_at: until },
     },
   );

@@ -6,6 +6,7 @@
 import type { Command, CommandOptions } from '../context.js';
 import { parseOptions, usageError } from '../config.js';
 import { readSecret } from '../input.js';
+import { fixCommand } from '../fix.js';
 import { shellQuote, writeJson } from '../output.js';
 import { withSession } from '../session.js';
 import { connectionJson, describeConnection } from '../view.js';
@@ -58,13 +59,16 @@ const command: Command = {
     });
     const now = Date.now();
     const info = result.connection;
-    // For a pasted access token the facade warns that it expires within 4 hours, cannot be refreshed, and names
-    // the exact dropkey login command that upgrades it.
+    // For a pasted access token the facade warns that it expires within 4 hours and cannot be refreshed, and gives
+    // the login that upgrades it as a fix: printed as the command to run.
     for (const w of result.warnings) ctx.stderr.write(`Warning: ${w}\n`);
-    if (!result.refreshable && !result.warnings.some((w) => w.includes('dropkey login'))) {
+    if (result.fix) ctx.stderr.write(`  Run: ${fixCommand(result.fix)}\n`);
+    if (!result.refreshable && !result.fix) {
       ctx.stderr.write(`Warning: "${info.name}" cannot be refreshed. Upgrade it with: dropkey login --connection ${shellQuote(info.name)} --app ${shellQuote(info.app)}\n`);
     }
-    if (values.json) writeJson(ctx, { ...connectionJson(info, now), created: result.created, warnings: result.warnings });
+    if (values.json) {
+      writeJson(ctx, { ...connectionJson(info, now), created: result.created, warnings: result.warnings, ...(result.fix ? { fix: fixCommand(result.fix) } : {}) });
+    }
     else ctx.stdout.write(`Imported "${info.name}": ${describeConnection(info, now)}\n`);
   },
 };
