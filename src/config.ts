@@ -186,7 +186,7 @@ export async function readConfig(env: Env, options: ReadConfigOptions = {}): Pro
       variable: 'DROPKEY_CONNECTION',
       problem: `DROPKEY_CONNECTION=${shown(connectionValue)} is not a connection name`,
       accepted: 'a name that starts with a letter or digit and uses only letters, digits, "_", "." and "-" (at most 64 characters)',
-      fix: `give such a name (see dropkey list), or unset it to use "${DEFAULT_CONNECTION}"`,
+      fix: `give such a name (one from the list of connections), or unset it to use "${DEFAULT_CONNECTION}"`,
     });
   }
 
