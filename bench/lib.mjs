@@ -79,6 +79,12 @@ export const peakRssMB = (pid) => round(statusKB(pid, 'VmHWM') / 1024, 1);
 /** Current resident memory (VmRSS) of a live process, MB. */
 export const rssMB = (pid) => round(statusKB(pid, 'VmRSS') / 1024, 1);
 
+/** Cumulative CPU ticks of the whole machine: [idle (idle + iowait), total] (first line of /proc/stat). */
+function machineTicks() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  return [f[3] + f[4], f.reduce((a, b) => a + b, 0)];
+}
+
 /** What the machine was doing: 1-minute load average and CPU count, for every JSON line. */
 export const machine = () => ({ loadavg_1m: round(loadavg()[0], 2), cpus: cpus().length });
 
@@ -252,11 +258,32 @@ export async function generate(gen, { url, authorization, connections, durationS
 export async function measure(gen, { pid, url, authorization, connections, durationS, warmupS, expect }) {
   if (warmupS > 0) await generate(gen, { url, authorization, connections, durationS: warmupS, expect });
   const c0 = pid ? cpuSeconds(pid) : NaN;
+  const [idle0, total0] = machineTicks();
   const t0 = performance.now();
   const r = await generate(gen, { url, authorization, connections, durationS, expect });
   const serverCpu = pid ? cpuSeconds(pid) - c0 : NaN;
-  // CPU per request depends much less on what else runs on the machine than requests per second do.
-  return { ...r, server_cpu_cores: round(serverCpu / ((performance.now() - t0) / 1000), 2), server_cpu_us_per_req: round((serverCpu * 1e6) / r.requests, 1) };
+  const [idle1, total1] = machineTicks();
+  return {
+    ...r,
+    server_cpu_cores: round(serverCpu / ((performance.now() - t0) / 1000), 2),
+    // CPU per request depends much less on what else runs on the machine than requests per second do.
+    server_cpu_us_per_req: round((serverCpu * 1e6) / r.requests, 1),
+    // Cores left idle during the run: with idle cores and a server below one core, the server was waiting for
+    // its client; with none, it was waiting for a CPU.
+    idle_cores: round(((idle1 - idle0) / (total1 - total0)) * cpus().length, 2),
+  };
+}
+
+/**
+ * What set the pace of a run of the floor (the fastest server there is, so whatever limits it limits the
+ * comparison): 'generator' when the generator used about a core per thread, or when the floor stayed well under
+ * one core while cores sat idle (it was waiting for requests); 'machine' when it stayed under a core with no
+ * idle core (other work took the CPU); 'floor' when it used its core.
+ */
+export function paceOf(run) {
+  if (run.gen_saturated) return 'generator';
+  if (run.server_cpu_cores >= 0.8) return 'floor';
+  return run.idle_cores >= 0.5 ? 'generator' : 'machine';
 }
 
 /** Medians of a side's runs (rps, p50, p99, CPU) and the errors summed. */
@@ -269,6 +296,7 @@ export function summarize(runs) {
     errors: runs.reduce((a, r) => a + r.errors, 0),
     server_cpu_cores: m('server_cpu_cores', 2),
     server_cpu_us_per_req: m('server_cpu_us_per_req', 1),
+    idle_cores: m('idle_cores', 2),
     gen_cpu_cores_max: Math.max(...runs.map((r) => r.gen_cpu_cores)),
   };
 }
