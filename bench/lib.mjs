@@ -6,7 +6,7 @@
 // generator used about one full core per thread is flagged `saturated`: such a run measures the generator, not
 // the server, and the benchmarks print no ratio for it. (The first version had a 60-line generator inside this
 // process; it saturated first, and the floor it reported was the generator's own ceiling.)
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -109,21 +109,41 @@ export const SATURATED_CORES_PER_THREAD = 0.9;
  * The load generator to use: `auto` picks wrk when it is on PATH (or in /usr/bin), else autocannon. Throws with
  * what to install when none is available.
  */
-export function pickGenerator(requested = 'auto', threads = 1) {
+export function pickGenerator(requested = 'auto', threads = 1, cpus = null) {
+  const base = cpus ? { cpus } : {};
   if (requested === 'auto' || requested === 'wrk') {
     const path = which('wrk', ['/usr/bin', '/usr/local/bin']);
-    if (path) return { tool: 'wrk', path, threads };
+    if (path) return { tool: 'wrk', path, threads, ...base };
     if (requested === 'wrk') throw new Error('wrk is not installed: apt-get install wrk (or use --generator autocannon)');
   }
   if (requested === 'auto' || requested === 'autocannon') {
     try {
       const pkg = createRequire(import.meta.url).resolve('autocannon/package.json');
-      return { tool: 'autocannon', version: JSON.parse(readFileSync(pkg, 'utf8')).version, threads: 1 };
+      return { tool: 'autocannon', version: JSON.parse(readFileSync(pkg, 'utf8')).version, threads: 1, ...base };
     } catch {
       throw new Error('No load generator: install wrk (apt-get install wrk) or run npm install (autocannon is a devDependency).');
     }
   }
   throw new Error(`Unknown generator "${requested}": use auto, wrk or autocannon.`);
+}
+
+/**
+ * Pins every thread of a process to the CPUs in `list` ("0", "0-1"): `taskset -a -p`. With the generator on
+ * other CPUs (pickGenerator's `cpus`), the scheduler cannot put the server and its generator on one CPU, taking
+ * turns (it tends to, for two processes that wake each other through loopback sockets).
+ */
+export function pin(pid, list) {
+  const r = spawnSync('taskset', ['-a', '-pc', list, String(pid)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`taskset -a -pc ${list} ${pid} failed: ${r.error?.message ?? r.stderr}`);
+}
+
+/** Parses --pin SERVER_CPUS:GENERATOR_CPUS ("0:1"), or '' for no pinning. */
+export function parsePin(text) {
+  if (!text) return null;
+  const m = /^([\d,-]+):([\d,-]+)$/.exec(text);
+  if (!m) throw new Error('--pin takes SERVER_CPUS:GENERATOR_CPUS, e.g. 0:1');
+  if (!which('taskset', ['/usr/bin'])) throw new Error('--pin needs taskset (util-linux)');
+  return { server: m[1], generator: m[2] };
 }
 
 /**
@@ -169,7 +189,9 @@ export function rawGet(url, authorization) {
   });
 }
 
-function runToEnd(cmd, args, env) {
+function runToEnd(cmd, args, env, cpus) {
+  // taskset execs the command in place: same process, so its CPU time is still counted as this child's.
+  if (cpus) [cmd, args] = ['taskset', ['-c', cpus, cmd, ...args]];
   const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -194,7 +216,7 @@ export async function generate(gen, { url, authorization, connections, durationS
   let r;
   if (gen.tool === 'wrk') {
     const args = [`-t${gen.threads}`, `-c${connections}`, `-d${durationS}s`, '--timeout', '10s', '-s', join(here, 'wrk-report.lua'), url];
-    const { code, out, err } = await runToEnd(gen.path, args, { BENCH_AUTHORIZATION: authorization ?? '' });
+    const { code, out, err } = await runToEnd(gen.path, args, { BENCH_AUTHORIZATION: authorization ?? '' }, gen.cpus);
     const line = out.split('\n').find((l) => l.startsWith('WRK_JSON '));
     if (code !== 0 || !line) throw new Error(`wrk failed (exit ${code}): ${err || out}`);
     const w = JSON.parse(line.slice(9));
@@ -222,7 +244,7 @@ export async function generate(gen, { url, authorization, connections, durationS
     const { code, out, err } = await runToEnd(process.execPath, [join(here, 'autocannon-child.mjs')], {
       BENCH_AUTOCANNON: JSON.stringify(opts),
       BENCH_AUTHORIZATION: authorization ?? '',
-    });
+    }, gen.cpus);
     const line = out.split('\n').find((l) => l.startsWith('AC_JSON '));
     if (code !== 0 || !line) throw new Error(`autocannon failed (exit ${code}): ${err || out}`);
     const a = JSON.parse(line.slice(8));
@@ -312,6 +334,7 @@ export function generatorReport(gen, connections, runs) {
     connections,
     cpu_cores_max: cores,
     saturated: runs.some((r) => r.gen_saturated),
+    ...(gen.cpus ? { cpus: gen.cpus } : {}),
   };
 }
 

@@ -5,7 +5,7 @@
  * Goals: dropkey >= 0.8x the floor's requests/second, and its p99 <= 1.3x the floor's.
  *
  *   npm run build && node bench/serve-token.mjs [--duration-s 5] [--warmup-s 2] [--connections 64] [--runs 5]
- *                                               [--generator auto|wrk|autocannon] [--threads 1]
+ *                                               [--generator auto|wrk|autocannon] [--threads 1] [--pin 0:1]
  *
  * See bench/README.md ("serve-token"). The last line of output is a JSON summary; exit status 1 when a goal is
  * missed, 2 when the generator saturated (no ratio is printed then).
@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { generatorReport, log, machine, measure, paceOf, pickGenerator, rawGet, round, startChild as startChildIn, stop, summarize } from './lib.mjs';
+import { generatorReport, log, machine, measure, paceOf, parsePin, pickGenerator, pin, rawGet, round, startChild as startChildIn, stop, summarize } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -29,6 +29,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '5' },
     generator: { type: 'string', default: 'auto' },
     threads: { type: 'string', default: '1' },
+    // SERVER_CPUS:GENERATOR_CPUS, e.g. 0:1: both servers on the first, the generator on the second (taskset).
+    pin: { type: 'string', default: '' },
     // The build to run, relative to the repository (default dist/, what `npm run build` makes).
     dist: { type: 'string', default: 'dist' },
   },
@@ -73,7 +75,8 @@ s.listen(0, '127.0.0.1', () => console.log('floor listening on http://127.0.0.1:
 process.on('SIGTERM', () => process.exit(0));`;
 
 async function main() {
-  const gen = pickGenerator(values.generator, THREADS);
+  const pinning = parsePin(values.pin);
+  const gen = pickGenerator(values.generator, THREADS, pinning?.generator);
   const home = mkdtempSync(join(tmpdir(), 'dropkey-bench-serve-'));
   const masterKey = randomBytes(32).toString('base64');
   const { DEMO_ACCOUNT_EMAIL } = await import(`${root}${DIST}/emulator/index.js`);
@@ -118,7 +121,9 @@ async function main() {
     const transport = new Set(['date', 'connection', 'keep-alive', 'content-length', 'transfer-encoding']);
     const headers = Object.fromEntries([...first.headers].filter(([k]) => !transport.has(k)));
     const { createHash } = await import('node:crypto');
-    const floor = await startChild(['-e', FLOOR], { BODY: body, HEADERS: JSON.stringify(headers), KEY_SHA256: createHash('sha256').update(key).digest('hex') }, /(http:\/\/127\.0\.0\.1:\d+)/);
+    // DROPKEY_BENCH_FLOOR_NODE_ARGS: the same for the floor, to compare profiles.
+    const floorArgs = (process.env['DROPKEY_BENCH_FLOOR_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+    const floor = await startChild([...floorArgs, '-e', FLOOR], { BODY: body, HEADERS: JSON.stringify(headers), KEY_SHA256: createHash('sha256').update(key).digest('hex') }, /(http:\/\/127\.0\.0\.1:\d+)/);
     children.push(floor.child);
     const floorUrl = `${floor.match[1]}/api/v1/connections/bench/token`;
 
@@ -130,6 +135,7 @@ async function main() {
     for (const u of [serveUrl, floorUrl]) if ((await rawGet(u, wrong)).status !== 401) throw new Error(`${u} accepted a wrong key`);
     log(`generator: ${gen.tool}${gen.version ? ` ${gen.version}` : ''}, ${gen.threads} thread(s), ${CONNECTIONS} connections; answers ${expectFloor.size} B (floor), ${expectServe.size} B (dropkey)`);
 
+    if (pinning) for (const c of [serve.child, floor.child]) pin(c.pid, pinning.server);
     const sides = {
       floor: { pid: floor.child.pid, url: floorUrl, expect: expectFloor },
       dropkey: { pid: serve.child.pid, url: serveUrl, expect: expectServe },
@@ -177,6 +183,7 @@ async function main() {
         : paces.includes('machine')
           ? { note: 'other work on the machine took CPU from the floor in some runs: compare cpu_ratio, which depends less on it' }
           : {}),
+      ...(pinning ? { server_cpus: pinning.server } : {}),
       ...machine(),
       node: process.version,
     };
