@@ -5,7 +5,7 @@
 // Goals: dropkey >= 1.0x nginx and >= 0.9x direct, each direction, with the server's memory bounded.
 //
 //   npm run build && node bench/serve-proxy.mjs [--size-mib 256] [--upload-chunk-mib 64] [--runs 3]
-//                                             [--nginx PATH | --no-nginx] [--serve-node-flags=...]
+//                                             [--nginx PATH | --no-nginx] [--nginx-buffer-kib N] [--serve-node-flags=...]
 //
 // Every path gets the same requests: downloads with files/download, uploads as one upload session (start,
 // append_v2 calls of --upload-chunk-mib, finish). Runs alternate the paths (direct, dropkey, nginx, bare), so
@@ -31,6 +31,8 @@ const { values } = parseArgs({
     'upload-chunk-mib': { type: 'string', default: '64' },
     runs: { type: 'string', default: '3' },
     nginx: { type: 'string', default: '' },
+    // nginx's buffer for each direction in KiB (proxy_buffer_size, client_body_buffer_size); default: nginx's own.
+    'nginx-buffer-kib': { type: 'string', default: '' },
     'no-nginx': { type: 'boolean', default: false },
     // Node/V8 flags for the server process, e.g. "--initial-old-space-size=64" (see bench/README.md).
     'serve-node-flags': { type: 'string', default: '' },
@@ -42,6 +44,8 @@ const SIZE = Number(values['size-mib']) * MiB;
 const UPLOAD_CHUNK = Number(values['upload-chunk-mib']) * MiB;
 const RUNS = Number(values.runs);
 const GOALS = { vs_nginx_min: 1.0, vs_direct_min: 0.9 };
+const BUFFER_KIB = values['nginx-buffer-kib'] === '' ? null : Number(values['nginx-buffer-kib']);
+if (BUFFER_KIB !== null && !(Number.isInteger(BUFFER_KIB) && BUFFER_KIB > 0)) throw new Error('--nginx-buffer-kib must be a positive whole number');
 if (!(SIZE > 0 && RUNS > 0 && UPLOAD_CHUNK > 0 && UPLOAD_CHUNK <= 150 * MiB)) {
   console.error('usage: node bench/serve-proxy.mjs [--size-mib N] [--upload-chunk-mib 1..150] [--runs N] [--nginx PATH | --no-nginx]');
   process.exit(2);
@@ -148,7 +152,11 @@ http {
       proxy_set_header Host ${t.host};
       proxy_set_header Authorization "Bearer ${token}";
       proxy_request_buffering off;
-      proxy_buffering off;
+      proxy_buffering off;${BUFFER_KIB ? `
+      proxy_buffer_size ${BUFFER_KIB}k;
+      proxy_buffers 4 ${BUFFER_KIB}k;
+      proxy_busy_buffers_size ${BUFFER_KIB}k;
+      client_body_buffer_size ${BUFFER_KIB}k;` : ''}
       proxy_read_timeout 300s;
       proxy_send_timeout 300s;
     }
@@ -162,10 +170,15 @@ http {
   let exited = null;
   child.once('exit', (code) => (exited = code));
   for (let i = 0; ; i++) {
-    if (exited !== null) throw new Error(`nginx exited (code ${exited}); config in ${prefix}/nginx.conf`);
+    const fail = (why) => {
+      child.kill('SIGKILL');
+      rmSync(prefix, { recursive: true, force: true });
+      return new Error(why);
+    };
+    if (exited !== null) throw fail(`nginx exited (code ${exited}): see its message above`);
     const ok = await fetch(`${url}/ready`).then((r) => r.status === 204, () => false);
     if (ok) break;
-    if (i > 100) throw new Error('nginx did not start listening within 5 s');
+    if (i > 100) throw fail('nginx did not start listening within 5 s');
     await new Promise((r) => setTimeout(r, 50));
   }
   return { child, url, prefix, version: await nginxVersion(bin) };
@@ -305,8 +318,11 @@ try {
   await upload(emuUrl, paths.direct.auth, '/bench/proxy.bin');
   // Verification (and warm-up) runs: every path moves the same bytes both ways.
   for (const n of names) {
-    await download(paths[n].base, paths[n].auth, true);
-    await upload(paths[n].base, paths[n].auth, `/bench/up-${n}.bin`);
+    const what = (dir) => (err) => {
+      throw new Error(`${dir} through ${n} failed: ${err.message}${err.cause ? ` (${err.cause.message})` : ''}`);
+    };
+    await download(paths[n].base, paths[n].auth, true).catch(what('download'));
+    await upload(paths[n].base, paths[n].auth, `/bench/up-${n}.bin`).catch(what('upload'));
   }
 
   const results = { download: {}, upload: {} };
@@ -348,7 +364,9 @@ try {
     runs: RUNS,
     download: download_,
     upload: upload_,
-    nginx: nginx ? { version: nginx.version, peak_rss_MB: peakRssMB(nginx.child.pid) } : { skipped: nginxSkipped },
+    nginx: nginx
+      ? { version: nginx.version, buffer_kib: BUFFER_KIB ?? 'default', peak_rss_MB: peakRssMB(nginx.child.pid) }
+      : { skipped: nginxSkipped },
     server_peak_rss_MB: peakRssMB(server.child.pid),
     server_rss_MB: rssMB(server.child.pid),
     goals: GOALS,
