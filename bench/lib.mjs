@@ -337,16 +337,3 @@ export function generatorReport(gen, connections, runs) {
     ...(gen.cpus ? { cpus: gen.cpus } : {}),
   };
 }
-
-/**
- * The closed-loop load of the first version, kept for callers with its signature: now one warm-up + timed run of
- * the external generator (`headers` may hold Authorization; `expectBody` is checked through rawGet's answer).
- */
-export async function load(url, headers, expectBody, { connections, warmupMs, durationMs, generator = 'auto', pid } = {}) {
-  const gen = pickGenerator(generator);
-  const authorization = headers?.Authorization ?? headers?.authorization;
-  const first = await rawGet(url, authorization);
-  if (first.status !== 200 || (expectBody !== undefined && first.body !== expectBody)) throw new Error(`${url}: answered ${first.status} ${first.body.slice(0, 200)}`);
-  const r = await measure(gen, { pid, url, authorization, connections, durationS: durationMs / 1000, warmupS: warmupMs / 1000, expect: first });
-  return { ...r, generator: gen.tool };
-}
