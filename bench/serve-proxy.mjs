@@ -16,6 +16,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -217,18 +218,41 @@ const expectedHash = (() => {
   return h.digest();
 })();
 
+/**
+ * One POST on a connection of its own (`agent: false`): no keep-alive socket that the server may be closing as a
+ * request goes out (Node servers drop idle ones after 5 s, and on a busy machine fetch's pool lost that race, with
+ * EPIPE in the middle of a 64 MiB body). A new loopback connection per request costs nothing next to the body.
+ * Resolves with the answer (node:http IncomingMessage) once its headers arrive.
+ */
+function post(url, headers, body) {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: u.hostname, port: u.port, path: `${u.pathname}${u.search}`, method: 'POST', agent: false, headers: { ...headers, 'Content-Length': body.length } },
+      resolve,
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Reads an answer's body whole (small answers: JSON), or throws with its status and text. */
+async function readAnswer(res, what) {
+  const chunks = [];
+  for await (const c of res) chunks.push(c);
+  const text = Buffer.concat(chunks).toString();
+  if (res.statusCode !== 200) throw new Error(`${what}: HTTP ${res.statusCode} ${text.slice(0, 500)}`);
+  return JSON.parse(text);
+}
+
 /** One upload session of SIZE bytes through `base` (…/2); returns MB/s; checks the committed size and hash. */
 async function upload(base, authorization, path) {
   const t0 = performance.now();
   const call = async (route, arg, body) =>
-    (await check(
-      await fetch(`${base}/2/${route}`, {
-        method: 'POST',
-        headers: { Authorization: authorization, 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': JSON.stringify(arg) },
-        body,
-      }),
+    readAnswer(
+      await post(`${base}/2/${route}`, { Authorization: authorization, 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': JSON.stringify(arg) }, body),
       `${base} ${route}`,
-    )).json();
+    );
   const { session_id } = await call('files/upload_session/start', {}, Buffer.alloc(0));
   for (const { offset, part } of uploadChunks()) await call('files/upload_session/append_v2', { cursor: { session_id, offset } }, part);
   const meta = await call('files/upload_session/finish', { cursor: { session_id, offset: SIZE }, commit: { path, mode: 'overwrite' } }, Buffer.alloc(0));
@@ -240,13 +264,11 @@ async function upload(base, authorization, path) {
 /** One download; returns MB/s. With `verify`, also checks the bytes against the upload's content_hash. */
 async function download(base, authorization, verify = false) {
   const t0 = performance.now();
-  const res = await check(
-    await fetch(`${base}/2/files/download`, { method: 'POST', headers: { Authorization: authorization, 'Dropbox-API-Arg': JSON.stringify({ path: '/bench/proxy.bin' }) } }),
-    `${base} download`,
-  );
+  const res = await post(`${base}/2/files/download`, { Authorization: authorization, 'Dropbox-API-Arg': JSON.stringify({ path: '/bench/proxy.bin' }) }, Buffer.alloc(0));
+  if (res.statusCode !== 200) await readAnswer(res, `${base} download`);
   const hasher = verify ? new ContentHasher() : undefined;
   let received = 0;
-  for await (const chunk of res.body) {
+  for await (const chunk of res) {
     received += chunk.length;
     hasher?.update(chunk);
   }

@@ -8,7 +8,7 @@
  *                                               [--generator auto|wrk|autocannon] [--threads 1] [--pin 0:1]
  *
  * See bench/README.md ("serve-token"). The last line of output is a JSON summary; exit status 1 when a goal is
- * missed, 2 when the generator saturated (no ratio is printed then).
+ * missed, 2 when the generator saturated or held the floor back (no ratio is printed then).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
