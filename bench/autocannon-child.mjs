@@ -12,6 +12,10 @@ const r = await autocannon({
   headers,
   timeout: 10,
   ...(o.expectBody === undefined ? {} : { expectBody: o.expectBody }),
+  // o.paths: each request to one of them at random.
+  ...(o.paths
+    ? { requests: [{ setupRequest: (req) => ({ ...req, path: o.paths[Math.floor(Math.random() * o.paths.length)] }) }] }
+    : {}),
 });
 console.log(
   `AC_JSON ${JSON.stringify({

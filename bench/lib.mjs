@@ -208,15 +208,16 @@ function runToEnd(cmd, args, env, cpus) {
 /**
  * Runs the generator once against `url` for `durationS` seconds and returns its numbers plus its own CPU use.
  * `expect` = { status, size, body } from rawGet: wrk's answers are checked by status and total byte count,
- * autocannon's by status and exact body.
+ * autocannon's by status and exact body. `paths` = { file, list }: each request to one of these paths of `url`'s
+ * server, at random (all answers must then have expect's size; autocannon checks status only).
  */
-export async function generate(gen, { url, authorization, connections, durationS, expect }) {
+export async function generate(gen, { url, authorization, connections, durationS, expect, paths }) {
   const cpu0 = reapedChildrenCpuSeconds();
   const t0 = performance.now();
   let r;
   if (gen.tool === 'wrk') {
     const args = [`-t${gen.threads}`, `-c${connections}`, `-d${durationS}s`, '--timeout', '10s', '-s', join(here, 'wrk-report.lua'), url];
-    const { code, out, err } = await runToEnd(gen.path, args, { BENCH_AUTHORIZATION: authorization ?? '' }, gen.cpus);
+    const { code, out, err } = await runToEnd(gen.path, args, { BENCH_AUTHORIZATION: authorization ?? '', BENCH_PATHS: paths?.file ?? '' }, gen.cpus);
     const line = out.split('\n').find((l) => l.startsWith('WRK_JSON '));
     if (code !== 0 || !line) throw new Error(`wrk failed (exit ${code}): ${err || out}`);
     const w = JSON.parse(line.slice(9));
@@ -240,7 +241,7 @@ export async function generate(gen, { url, authorization, connections, durationS
       max_ms: w.max_us / 1000,
     };
   } else {
-    const opts = { url, connections, durationS, ...(expect ? { expectBody: expect.body } : {}) };
+    const opts = { url, connections, durationS, ...(expect && !paths ? { expectBody: expect.body } : {}), ...(paths ? { paths: paths.list } : {}) };
     const { code, out, err } = await runToEnd(process.execPath, [join(here, 'autocannon-child.mjs')], {
       BENCH_AUTOCANNON: JSON.stringify(opts),
       BENCH_AUTHORIZATION: authorization ?? '',
@@ -278,12 +279,12 @@ export async function generate(gen, { url, authorization, connections, durationS
  * A warm-up run (not counted), then a timed run, with the target process's CPU use over the timed run (so a
  * floor that is not using its core says so: something else, the generator or the machine, set its pace).
  */
-export async function measure(gen, { pid, url, authorization, connections, durationS, warmupS, expect }) {
-  if (warmupS > 0) await generate(gen, { url, authorization, connections, durationS: warmupS, expect });
+export async function measure(gen, { pid, url, authorization, connections, durationS, warmupS, expect, paths }) {
+  if (warmupS > 0) await generate(gen, { url, authorization, connections, durationS: warmupS, expect, paths });
   const c0 = pid ? cpuSeconds(pid) : NaN;
   const [idle0, total0] = machineTicks();
   const t0 = performance.now();
-  const r = await generate(gen, { url, authorization, connections, durationS, expect });
+  const r = await generate(gen, { url, authorization, connections, durationS, expect, paths });
   const serverCpu = pid ? cpuSeconds(pid) - c0 : NaN;
   const [idle1, total1] = machineTicks();
   return {

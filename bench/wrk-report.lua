@@ -6,6 +6,22 @@ if auth and auth ~= "" then
   wrk.headers["Authorization"] = auth
 end
 
+-- BENCH_PATHS: a file with one request path per line; each request then goes to one of them at random (requests
+-- built once per thread, so the per-request work in Lua is a table lookup).
+local pathsFile = os.getenv("BENCH_PATHS")
+if pathsFile and pathsFile ~= "" then
+  local reqs = {}
+  function init(args)
+    for line in io.lines(pathsFile) do
+      reqs[#reqs + 1] = wrk.format(nil, line)
+    end
+    math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+  end
+  function request()
+    return reqs[math.random(#reqs)]
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
