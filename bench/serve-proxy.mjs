@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The proxy against the usual alternative and against no proxy at all (issue 11 item 6): a large file moved
+// The proxy against the usual alternative and against no proxy at all: a large file moved
 // through `dropkey serve`'s proxy (/proxy/{connection}/2/...), through nginx `proxy_pass` injecting the same
 // Authorization header, through a bare node:http pipe, and straight to the emulator, for download AND upload.
 // Goals: dropkey >= 1.0x nginx and >= 0.9x direct, each direction, with the server's memory bounded.
@@ -61,6 +61,7 @@ const { DEMO_ACCOUNT_EMAIL } = await dist('emulator/index.js');
 const { Dropkey } = await dist('connections/dropkey.js');
 const { dropboxUrlsFromBase } = await dist('dropbox/hosts.js');
 const { openServerStores } = await dist('server/main.js');
+const { readConfig } = await dist('config.js');
 const { generateApiKey } = await dist('server/security/secrets.js');
 
 /** Resolves with the URL from a child's "... listening on URL" line. */
@@ -309,12 +310,12 @@ try {
 
   // The server's store: an app, a connection from the grant's refresh token, and a proxy key.
   const env = { DROPKEY_HOME: home, DROPKEY_MASTER_KEY: masterKey, DROPKEY_DROPBOX_URL: emuUrl, DROPKEY_LOG_LEVEL: 'warn' };
-  const stores = await openServerStores(env);
-  const dk = await Dropkey.open({ store: stores.store, urls: dropboxUrlsFromBase(emuUrl) });
+  const stores = await openServerStores(await readConfig(env));
+  const dk = await Dropkey.open({ store: stores.core, urls: dropboxUrlsFromBase(emuUrl) });
   await dk.addApp({ name: 'bench', key: app.key, secret: app.secret });
   await dk.import({ connection: 'bench', app: 'bench', refreshToken: grant.refresh_token });
   const { key, prefix, hash: keyHash } = generateApiKey();
-  await stores.serverStore.createApiKey({ name: 'bench', prefix, hash: keyHash, permissions: ['proxy'], connections: ['bench'], createdBy: 'bench' }, Date.now());
+  await stores.server.createApiKey({ name: 'bench', prefix, hash: keyHash, permissions: ['proxy'], connections: ['bench'], createdBy: 'bench' }, Date.now());
   await dk.close();
   await stores.close();
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Token hand-out with many connections (issue 11 item 3, measured only): `GET /api/v1/connections/{name}/token`
+ * Token hand-out with many connections (measured only): `GET /api/v1/connections/{name}/token`
  * for one connection vs a random one of --count, on one `dropkey serve`, plus the server's memory with that many
  * connections. Goal: random >= 0.9x single.
  *

@@ -1,5 +1,5 @@
 /**
- * The benchmarks' load generator (bench/lib.mjs, issue 11 item 1) catches wrong answers and reports its own CPU:
+ * The benchmarks' load generator (bench/lib.mjs) catches wrong answers and reports its own CPU:
  * wrk by status and total byte count, autocannon by status and exact body. Each case needs its generator and
  * skips, saying what to install, when it is absent.
  */

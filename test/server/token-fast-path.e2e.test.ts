@@ -1,5 +1,5 @@
 /**
- * The token fast path in front of hono (src/server/api/token-fast-path.ts, issue 11 item 2), through a real
+ * The token fast path in front of hono (src/server/api/token-fast-path.ts), through a real
  * node listener: it answers only what hono would answer with 200, with the same bytes, the same counters, audit
  * rows and log lines; every other request (and the first one, which fills the caches) falls through to hono,
  * untouched, and gets hono's answer.

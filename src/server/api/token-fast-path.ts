@@ -1,6 +1,6 @@
 /**
- * `GET /api/v1/connections/{name}/token` answered straight from the node listener, in front of hono (issue 11
- * item 2: the token hand-out at the floor of a bare node:http server).
+ * `GET /api/v1/connections/{name}/token` answered straight from the node listener, in front of hono, so that a
+ * hand-out costs about what a bare node:http server doing the same bearer check costs (bench/serve-token.mjs).
  *
  * Why: through hono and @hono/node-server a hand-out costs a web Request (headers copied into undici's Headers
  * to read Authorization), the router, two middleware closures and a Response object, about twice the CPU a bare
