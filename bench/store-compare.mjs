@@ -16,13 +16,14 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { load as loadWith, log, median, startChild as startChildIn, stop } from './lib.mjs';
+import { generatorReport, log, machine, measure, pickGenerator, rawGet, round, startChild as startChildIn, stop, summarize } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
   options: {
     'database-url': { type: 'string', default: process.env['DROPKEY_TEST_DATABASE_URL'] ?? '' },
     'duration-s': { type: 'string', default: '3' },
+    generator: { type: 'string', default: 'auto' },
     'warmup-s': { type: 'string', default: '1' },
     connections: { type: 'string', default: '64' },
     runs: { type: 'string', default: '3' },
@@ -41,7 +42,6 @@ if (!values['database-url']) {
 }
 
 const startChild = (args, env, re) => startChildIn(root, args, env, re);
-const load = (url, headers, expectBody) => loadWith(url, headers, expectBody, { connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: DURATION_MS });
 
 async function cli(args, env) {
   const p = spawn(process.execPath, ['dist/cli/main.js', ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -54,6 +54,7 @@ async function cli(args, env) {
 
 
 async function main() {
+  const gen = pickGenerator(values.generator);
   const { DEMO_ACCOUNT_EMAIL } = await import(`${root}dist/emulator/index.js`);
   const { Dropkey, dropboxUrlsFromBase } = await import(`${root}dist/index.js`);
   const pg = (await import('pg')).default;
@@ -90,11 +91,10 @@ async function main() {
       const serve = await startChild(['dist/cli/main.js', 'serve', '--port', '0'], env, /^dropkey serve listening on (http:\/\/\S+)$/);
       children.push(serve.child);
       const url = `${serve.match[1]}/api/v1/connections/bench/token`;
-      const headers = { Authorization: `Bearer ${key}` };
-      const first = await fetch(url, { headers });
-      const body = await first.text();
-      if (first.status !== 200) throw new Error(`${kind}: token endpoint answered ${first.status}: ${body}`);
-      setups[kind] = { url, headers, body };
+      const authorization = `Bearer ${key}`;
+      const expect = await rawGet(url, authorization);
+      if (expect.status !== 200) throw new Error(`${kind}: token endpoint answered ${expect.status}: ${expect.body}`);
+      setups[kind] = { url, authorization, expect, pid: serve.child.pid };
     }
 
     const results = { sqlite: [], postgres: [] };
@@ -102,18 +102,32 @@ async function main() {
       // Alternate the order so neither store always runs on a warmer machine.
       for (const kind of i % 2 === 0 ? ['sqlite', 'postgres'] : ['postgres', 'sqlite']) {
         const s = setups[kind];
-        const r = await load(s.url, s.headers, s.body);
-        log(`run ${i + 1} ${kind.padEnd(8)} ${r.rps} rps, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}`);
+        const r = await measure(gen, { ...s, connections: CONNECTIONS, durationS: DURATION_MS / 1000, warmupS: WARMUP_MS / 1000 });
+        log(`run ${i + 1} ${kind.padEnd(8)} ${r.rps} rps, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}, server ${r.server_cpu_cores} cores, generator ${r.gen_cpu_cores} cores${r.gen_saturated ? ' SATURATED' : ''}`);
         results[kind].push(r);
       }
     }
-    const summarize = (rs) => ({ rps: median(rs.map((r) => r.rps)), p50_ms: median(rs.map((r) => r.p50_ms)), p99_ms: median(rs.map((r) => r.p99_ms)), errors: rs.reduce((a, r) => a + r.errors, 0) });
     const sqlite = summarize(results.sqlite);
     const postgres = summarize(results.postgres);
-    const ratio = +(postgres.rps / sqlite.rps).toFixed(3);
-    const summary = { bench: 'store-compare', connections: CONNECTIONS, duration_s: DURATION_MS / 1000, runs: RUNS, sqlite, postgres, ratio, goal: { ratio_min: 0.8 }, met: ratio >= 0.8 && sqlite.errors + postgres.errors === 0, node: process.version };
+    const generator = generatorReport(gen, CONNECTIONS, [...results.sqlite, ...results.postgres]);
+    const ratio = round(postgres.rps / sqlite.rps);
+    const summary = {
+      bench: 'store-compare',
+      generator,
+      duration_s: DURATION_MS / 1000,
+      runs: RUNS,
+      sqlite,
+      postgres,
+      // A saturated generator measured itself: no ratio then.
+      ratio: generator.saturated ? null : ratio,
+      goal: { ratio_min: 0.8 },
+      met: !generator.saturated && ratio >= 0.8 && sqlite.errors + postgres.errors === 0,
+      ...(generator.saturated ? { verdict: `the generator saturated (${generator.cpu_cores_max} cores): no ratio` } : {}),
+      ...machine(),
+      node: process.version,
+    };
     console.log(JSON.stringify(summary));
-    process.exitCode = summary.met ? 0 : 1;
+    process.exitCode = generator.saturated ? 2 : summary.met ? 0 : 1;
   } finally {
     for (const c of children.reverse()) await stop(c);
     for (const h of homes) rmSync(h, { recursive: true, force: true });

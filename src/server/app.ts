@@ -26,6 +26,7 @@
  */
 import { Hono } from 'hono';
 import { apiModule } from './api/index.js';
+import { type NodeFastPath, type RequestDone, tokenFastPath } from './api/token-fast-path.js';
 import { openApiDocument } from './api/openapi.js';
 import type { AppContext, AppEnv, ServerModule } from './context.js';
 import type { ServerDeps } from './deps.js';
@@ -50,6 +51,11 @@ export interface ServerApp {
   /** hono's test helper: app.request('/api/v1/connections', { headers }). */
   request: Hono<AppEnv>['request'];
   hono: Hono<AppEnv>;
+  /**
+   * Token hand-outs answered straight from the node listener when everything they need is in memory (see
+   * api/token-fast-path.ts); returns false, having done nothing, for every other request, which then goes to fetch.
+   */
+  fastPath?: NodeFastPath;
   services: ServerServices;
   modules: readonly ServerModule[];
   /** Starts periodic work (usage flush, purge, modules' start()). Called by the listener, not by tests that need no timers. */
@@ -75,20 +81,23 @@ export function createApp(deps: ServerDeps, options: { modules?: ServerModule[] 
   const { logger, metrics } = deps;
   const statusClass = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'].map((status) => ({ status }));
 
+  // Every answered request is counted and logged here, whether hono or the token fast path answered it.
+  const served: RequestDone = (method, path, status, started) => {
+    metrics.httpRequests.inc(statusClass[Math.floor(status / 100)] ?? { status: 'other' });
+    // Hot GETs log at debug (bench/serve-token.mjs); changes, client errors and failures at info and above.
+    const level = status >= 500 ? 'warn' : method === 'GET' || method === 'HEAD' ? (status >= 400 ? 'info' : 'debug') : 'info';
+    if (logger.isLevelEnabled(level)) {
+      logger[level]({ method, path: logPath(path), status, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request');
+    }
+  };
+
   app.use('*', async (c, next) => {
     const started = performance.now();
     await next();
     const res = c.res;
     // Never c.header() after next(): on a finished response it makes @hono/node-server drop its fast path.
     if (!services.preSecured.has(res)) for (const [k, v] of headers) res.headers.set(k, v);
-    const status = res.status;
-    metrics.httpRequests.inc(statusClass[Math.floor(status / 100)] ?? { status: 'other' });
-    // Hot GETs log at debug (bench/serve-token.mjs); changes, client errors and failures at info and above.
-    const method = c.req.method;
-    const level = status >= 500 ? 'warn' : method === 'GET' || method === 'HEAD' ? (status >= 400 ? 'info' : 'debug') : 'info';
-    if (logger.isLevelEnabled(level)) {
-      logger[level]({ method, path: logPath(c.req.path), status, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request');
-    }
+    served(c.req.method, c.req.path, res.status, started);
   });
 
   app.get('/api/openapi.json', (c) => c.json(openApiDocument(services.paths.publicUrl)));
@@ -133,6 +142,7 @@ export function createApp(deps: ServerDeps, options: { modules?: ServerModule[] 
   let ticks = 0;
   return {
     fetch: (req, env) => app.fetch(req, env),
+    ...(modules.includes(apiModule) ? { fastPath: tokenFastPath(services, served, apiModule.mount) } : {}),
     request: app.request.bind(app) as Hono<AppEnv>['request'],
     hono: app,
     services,

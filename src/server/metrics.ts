@@ -10,6 +10,8 @@
 type Labels = Record<string, string>;
 
 function labelKey(names: readonly string[], labels: Labels): string {
+  // One label (most series here): its value is the key, with no array or string built on the token hot path.
+  if (names.length === 1) return labels[names[0]!] ?? '';
   return names.map((n) => labels[n] ?? '').join('\u0000');
 }
 

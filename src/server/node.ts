@@ -71,7 +71,9 @@ export async function bind(port: number, host: string): Promise<Listener & { set
     host,
     port: addr.port,
     setApp(app: ServerApp) {
-      handler = getRequestListener(app.fetch as (req: Request, env: unknown) => Response | Promise<Response>) as unknown as Handler;
+      const listener = getRequestListener(app.fetch as (req: Request, env: unknown) => Response | Promise<Response>) as unknown as Handler;
+      const fast = app.fastPath;
+      handler = fast ? (req, res) => void (fast(req, res) || listener(req, res)) : listener;
     },
     close(graceMs = 10_000) {
       closing ??= new Promise<void>((resolve) => {

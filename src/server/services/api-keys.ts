@@ -95,15 +95,14 @@ export class ApiKeyService {
    * hash is compared with timingSafeEqual. Lookups are cached for apiKeyCacheMs.
    */
   async authenticate(header: string | undefined): Promise<ApiKeyRecord> {
-    const m = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);
-    if (!m) {
+    const presented = bearerCredential(header);
+    if (presented === undefined) {
       throw new HttpError(ServerErrorCodes.UNAUTHORIZED, 'This API needs an API key: send "Authorization: Bearer dk_...".', {
         hint: 'Send an API key; an admin creates one.',
         fix: { action: 'apikey-create', permission: 'token:read' },
         headers: { 'WWW-Authenticate': 'Bearer realm="dropkey"' },
       });
     }
-    const presented = m[1]!;
     const invalid = () =>
       new HttpError(ServerErrorCodes.UNAUTHORIZED, 'The API key is unknown or revoked.', {
         hint: 'Check the key, or ask an admin for a new one.',
@@ -124,13 +123,37 @@ export class ApiKeyService {
       if (this.#cache.size > 10_000) this.#cache.clear();
       this.#cache.set(hash, hit);
     }
-    if (!hexEqual(hit.rec.hash, hash) || hit.rec.revokedAt !== null) throw invalid();
+    if (!isLive(hit.rec, hash)) throw invalid();
     return hit.rec;
+  }
+
+  /**
+   * authenticate() from memory only, for the token fast path (api/token-fast-path.ts): the key when the same
+   * checks pass on a fresh cache entry, undefined in every other case (no or bad header, not cached, stale,
+   * revoked), where the caller must go through authenticate() to get the answer or the error.
+   */
+  cached(header: string | undefined): ApiKeyRecord | undefined {
+    const presented = bearerCredential(header);
+    if (presented === undefined || !looksLikeApiKey(presented)) return undefined;
+    const hash = sha256Hex(presented);
+    const hit = this.#cache.get(hash);
+    if (!hit || this.deps.clock() - hit.at > this.deps.config.apiKeyCacheMs) return undefined;
+    return isLive(hit.rec, hash) ? hit.rec : undefined;
   }
 
   invalidateAll(): void {
     this.#cache.clear();
   }
+}
+
+/** The credential of an `Authorization: Bearer X` header, or undefined. */
+function bearerCredential(header: string | undefined): string | undefined {
+  return header === undefined ? undefined : /^Bearer[ ]+(\S+)\s*$/i.exec(header)?.[1];
+}
+
+/** The stored key matches the presented key's hash (constant time) and is not revoked. */
+function isLive(rec: ApiKeyRecord, presentedHash: string): boolean {
+  return hexEqual(rec.hash, presentedHash) && rec.revokedAt === null;
 }
 
 export function hasPermission(key: ApiKeyRecord, permission: ApiPermission): boolean {

@@ -37,14 +37,20 @@ export class TokenService {
   constructor(private readonly deps: ServerDeps, private readonly paths: ServerPaths) {}
 
   get(name: string): Promise<CachedToken> {
-    const hit = this.#cache.get(name);
-    if (hit && this.deps.clock() < hit.until) return Promise.resolve(hit.token);
+    const hit = this.cached(name);
+    if (hit) return Promise.resolve(hit);
     let p = this.#inflight.get(name);
     if (!p) {
       p = this.#load(name).finally(() => this.#inflight.delete(name));
       this.#inflight.set(name, p);
     }
     return p;
+  }
+
+  /** The token get() would answer from memory without a store read, or undefined. */
+  cached(name: string): CachedToken | undefined {
+    const hit = this.#cache.get(name);
+    return hit && this.deps.clock() < hit.until ? hit.token : undefined;
   }
 
   async #load(name: string): Promise<CachedToken> {

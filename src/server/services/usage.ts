@@ -10,6 +10,8 @@ import type { ServerDeps } from '../deps.js';
  */
 export class UsageRecorder {
   #handouts = new Map<string, { keyId: string; keyName: string; connection: string; count: number }>();
+  /** The entry counted last: a client asking again for the same token skips building the map key. */
+  #last: { keyId: string; keyName: string; connection: string; count: number } | undefined;
   #lastUsed = new Map<string, number>();
   #flushing: Promise<void> | undefined;
 
@@ -21,10 +23,15 @@ export class UsageRecorder {
 
   handout(key: ApiKeyRecord, connection: string): void {
     this.#lastUsed.set(key.id, this.deps.clock());
-    const k = `${key.id}\u0000${connection}`;
-    const cur = this.#handouts.get(k);
-    if (cur) cur.count++;
-    else this.#handouts.set(k, { keyId: key.id, keyName: key.name, connection, count: 1 });
+    const last = this.#last;
+    if (last !== undefined && last.keyId === key.id && last.connection === connection) last.count++;
+    else {
+      const k = `${key.id}\u0000${connection}`;
+      let cur = this.#handouts.get(k);
+      if (cur) cur.count++;
+      else this.#handouts.set(k, (cur = { keyId: key.id, keyName: key.name, connection, count: 1 }));
+      this.#last = cur;
+    }
     this.deps.metrics.tokenHandouts.inc({ connection });
   }
 
@@ -41,6 +48,7 @@ export class UsageRecorder {
     const handouts = this.#handouts;
     const lastUsed = this.#lastUsed;
     this.#handouts = new Map();
+    this.#last = undefined;
     this.#lastUsed = new Map();
     const perKey = new Map<string, number>();
     for (const h of handouts.values()) perKey.set(h.keyId, (perKey.get(h.keyId) ?? 0) + h.count);
