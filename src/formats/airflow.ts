@@ -277,13 +277,15 @@ function setYamlMember(text: string, connId: string, value: unknown, what: strin
   const indent = map ? yamlIndentOf(text, map) : 2;
   const block = (keyText: string): string => {
     if (typeof value === 'string') return `${keyText}: ${yamlQuote(value)}${eol}`;
-    const body = stringify(value, { indent, lineWidth: 0 }).replace(/\n$/, '');
+    // Every string quoted: Airflow reads YAML with PyYAML, a YAML 1.1 parser, which would turn an unquoted
+    // 2026-01-02T03:04:05Z into a datetime (and yes/no/on/off into booleans) that Airflow cannot JSON-encode.
+    const body = stringify(value, { indent, lineWidth: 0, defaultStringType: 'QUOTE_SINGLE', defaultKeyType: 'PLAIN' }).replace(/\n$/, '');
     const pad = ' '.repeat(indent);
     return `${keyText}:${eol}${body.split('\n').map((l) => pad + l).join(eol)}${eol}`;
   };
   const pair = map?.items.filter((p) => yamlKey(p, what) === connId).at(-1);
   if (!pair || !isScalar(pair.key) || !pair.key.range) {
-    const keyText = stringify(connId, { lineWidth: 0 }).replace(/\n$/, '');
+    const keyText = yamlPlainKey(connId) ? connId : yamlQuote(connId);
     return withFinalEol(text, eol) + block(keyText);
   }
   const start = pair.key.range[0];
@@ -299,6 +301,11 @@ function setYamlMember(text: string, connId: string, value: unknown, what: strin
   }
   const out = text.slice(0, start) + block(text.slice(start, pair.key.range[1])) + text.slice(end);
   return end === text.length && !text.endsWith('\n') ? out.replace(/\r?\n$/, '') : out;
+}
+
+/** A key that reads back as the same string in YAML 1.1 (PyYAML) and 1.2 without quotes. */
+function yamlPlainKey(k: string): boolean {
+  return /^[A-Za-z_][A-Za-z0-9_-]*$/.test(k) && !/^(y|n|yes|no|on|off|true|false|null)$/i.test(k);
 }
 
 /** A one-line string as a single-quoted YAML scalar (the style of Airflow's examples). */

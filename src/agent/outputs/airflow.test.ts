@@ -124,7 +124,7 @@ test('airflow: the other connections are byte-for-byte identical (exact text com
   const ye = FILES.yaml.text.indexOf('\nCONN_C:');
   assert.equal(yaml.slice(0, ys), FILES.yaml.text.slice(0, ys));
   assert.ok(yaml.endsWith(FILES.yaml.text.slice(ye)));
-  assert.match(yaml, /^dropbox_default:\n  conn_type: dropbox\n  login: sl\.token-1\n  extra_dejson:\n    folder: \/backups\n    expires_at:/m);
+  assert.match(yaml, /^dropbox_default:\n  conn_type: 'dropbox'\n  login: 'sl\.token-1'\n  extra_dejson:\n    folder: '\/backups'\n    expires_at: '2026-01-02T04:00:00Z'\n/m);
 });
 
 test('airflow: a new connection in each form, and in a missing file', () => {
@@ -139,6 +139,7 @@ test('airflow: a new connection in each form, and in a missing file', () => {
   });
   const yaml = renderAirflow(null, s, { connId: 'dropbox_default', form: 'yaml', field: 'login' });
   assert.equal(parseYaml(yaml).dropbox_default.login, 'sl.token-1');
+  assert.match(renderAirflow(null, s, { connId: 'on', form: 'yaml', field: 'login' }), /^'on':\n/, 'a key YAML 1.1 reads as a boolean is quoted');
   const env = renderAirflow('CONN_A=mysql://host_a', s, { connId: 'dropbox_default', form: 'env', field: 'password' });
   assert.equal(env, 'CONN_A=mysql://host_a\ndropbox_default=dropbox://:sl.token-1@/?expires_at=2026-01-02T04%3A00%3A00Z&account_id=dbid%3A1&email=a%40example.com&scope=account_info.read+files.content.read&app_key=k3y\n');
   const added = renderAirflow(FILES.json.text, s, { connId: 'other_dbx', form: 'json', field: 'password' });
