@@ -43,10 +43,10 @@ test('exec --renew: across a simulated expiry the child reads a fresh token from
   await writeFile(child, `
 const fs = require('node:fs');
 const file = process.env.DROPBOX_ACCESS_TOKEN_FILE;
-const first = fs.readFileSync(file, 'utf8');
+const first = fs.readFileSync(file, 'utf8').trim();
 const check = (token) => fetch(process.env.DROPKEY_DROPBOX_URL + '/2/users/get_current_account', { method: 'POST', headers: { authorization: 'Bearer ' + token } }).then((r) => r.status);
 process.on('SIGHUP', async () => {
-  const fresh = fs.readFileSync(file, 'utf8');
+  const fresh = fs.readFileSync(file, 'utf8').trim();
   const out = { event: 'hup', fresh, freshStatus: await check(fresh), firstStatus: await check(first), mode: fs.statSync(file).mode & 0o777 };
   process.stdout.write(JSON.stringify(out) + '\\n', () => process.exit(42));
 });

@@ -7,10 +7,13 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CliEnv } from '../cli/cli-helpers.js';
+import { bind } from '../../src/server/node.js';
+import { makeServerRig } from '../server/rig.js';
 import { opensslAvailable, startTlsFront } from '../helpers/tls-front.js';
 import { snapshotOf } from './consumer-helpers.js';
 
@@ -69,8 +72,8 @@ test('the Python SDK works from the token file after 5 simulated hours', { skip:
       (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout ? JSON.parse(e.stdout) : { stderr: e.stderr } }),
     );
 
-  // The `token` output: the bare token, no newline.
-  writeFileSync(tokenFile, (await snapshotOf(t, 'py', app.key)).accessToken, { mode: 0o600 });
+  // The `token` output: the token and a newline.
+  writeFileSync(tokenFile, `${(await snapshotOf(t, 'py', app.key)).accessToken}\n`, { mode: 0o600 });
   const before = await python();
   assert.equal(before.code, 0, JSON.stringify(before.out));
   assert.equal(before.out.account_id, accountId);
@@ -80,9 +83,47 @@ test('the Python SDK works from the token file after 5 simulated hours', { skip:
   assert.equal(stale.code, 3, 'the token written 5 hours ago has expired');
   assert.match(stale.out.error, /expired_access_token/);
 
-  writeFileSync(tokenFile, (await snapshotOf(t, 'py', app.key)).accessToken);
+  writeFileSync(tokenFile, `${(await snapshotOf(t, 'py', app.key)).accessToken}\n`);
   const after5h = await python();
   assert.equal(after5h.code, 0, JSON.stringify(after5h.out));
   assert.deepEqual(after5h.out, { account_id: accountId, content: 'written by the Python SDK' });
   assert.ok(front.seen.some((s) => s.startsWith(`${front.hostPort} /2/files/download`)));
+});
+
+test('the Python SDK through dropkey serve\'s proxy: an API key as token, the proxy in its host variables', { skip: sdkMissing(), timeout: 120_000 }, async () => {
+  const rig = await makeServerRig();
+  after(() => rig.close());
+  const { accountId } = await rig.connection('py');
+  const key = await rig.key(['proxy'], ['py'], 'python-worker');
+  const listener = await bind(0, '127.0.0.1');
+  listener.setApp(rig.app);
+  after(() => listener.close(0));
+  // The SDK only speaks https; in production dropkey serve sits behind the TLS proxy that serves its public URL.
+  const front = await startTlsFront(`http://127.0.0.1:${listener.port}`);
+  after(() => front.close());
+  const dir = mkdtempSync(join(tmpdir(), 'dropkey-py-proxy-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const tokenFile = join(dir, 'api-key');
+  writeFileSync(tokenFile, `${key}\n`, { mode: 0o600 });
+  const script = join(dir, 'job.py');
+  writeFileSync(script, SCRIPT);
+  // The SDK builds https://{HOST}/2/{route}: a host with a path sends every call to /proxy/{connection}/2/{route}.
+  const host = `${front.hostPort}/proxy/py`;
+  const env = {
+    PATH: '/usr/bin:/bin',
+    HOME: dir,
+    DROPBOX_ACCESS_TOKEN_FILE: tokenFile,
+    CA_FILE: front.caFile,
+    REQUESTS_CA_BUNDLE: front.caFile,
+    DROPBOX_API_HOST: host,
+    DROPBOX_API_CONTENT_HOST: host,
+    DROPBOX_API_NOTIFY_HOST: host,
+  };
+  const r = await promisify(execFile)(PYTHON, [script], { env });
+  assert.deepEqual(JSON.parse(r.stdout), { account_id: accountId, content: 'written by the Python SDK' });
+  assert.ok(front.seen.includes(`${front.hostPort} /proxy/py/2/files/download`));
+  // Hours later the same API key still works: the server refreshes behind the proxy.
+  await rig.advance(5 * 3600);
+  const later = await promisify(execFile)(PYTHON, [script], { env });
+  assert.equal(JSON.parse(later.stdout).account_id, accountId);
 });

@@ -141,13 +141,13 @@ class TokenFile {
 
   /**
    * Temporary file in the same directory, fsync, rename: a reader sees the old token or the new one, never a part.
-   * The bare token without a newline, like the agent's `token` output, so `open(f).read()` needs no strip.
+   * The token and a newline, like the agent's `token` output (`$(cat FILE)` and `read().strip()` both drop it).
    */
   async write(token: string): Promise<void> {
     const tmp = join(this.dir, `.token.${randomBytes(6).toString('hex')}`);
     const fh = await open(tmp, 'wx', 0o600);
     try {
-      await fh.writeFile(token);
+      await fh.writeFile(`${token}\n`);
       await fh.sync();
     } finally {
       await fh.close();
