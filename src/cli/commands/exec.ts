@@ -13,7 +13,7 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command, CommandContext } from '../context.js';
 import { intOption, parseOptions, usageError } from '../config.js';
-import { withSession } from '../session.js';
+import { withSession, type Session } from '../session.js';
 import { validateName } from '../../connections/names.js';
 import type { Dropkey } from '../../connections/dropkey.js';
 import type { TokenInfo } from '../../connections/types.js';
@@ -79,7 +79,7 @@ const command: Command = {
     const marginSeconds = intOption('exec', 'renew-margin', values['renew-margin'], { min: 60, max: 3 * 3600 }) ?? DEFAULT_MARGIN_SECONDS;
     const renewSignal = values['renew-signal'] === undefined ? null : signalName(values['renew-signal']);
 
-    return withSession(ctx, async ({ dk, cfg }) => {
+    const start = async ({ dk, cfg }: Session) => {
       const name = validateName('connection', values.connection ?? cfg.connection);
       const minValid = renew ? Math.max(minValidSeconds ?? 300, marginSeconds) : minValidSeconds;
       const token = await dk.getToken(name, { ...(minValid === undefined ? {} : { minValidSeconds: minValid }), signal: ctx.signal });
@@ -89,8 +89,14 @@ const command: Command = {
       delete env['DROPBOX_ACCESS_TOKEN_EXPIRES_AT'];
       delete env['DROPBOX_ACCESS_TOKEN_FILE'];
       if (token.expiresAt !== null) env['DROPBOX_ACCESS_TOKEN_EXPIRES_AT'] = rfc3339(token.expiresAt);
-      if (!renew) return runChild(ctx, cmd, env, () => {});
+      return { name, token, env };
+    };
+    // Without --renew the store is closed before CMD starts: nothing is needed from it while CMD runs.
+    if (!renew) return runChild(ctx, cmd, (await withSession(ctx, start)).env, () => {});
 
+    return withSession(ctx, async (session) => {
+      const { dk } = session;
+      const { name, token, env } = await start(session);
       const tokenFile = await TokenFile.create(ctx.env['XDG_RUNTIME_DIR'] || tmpdir());
       try {
         await tokenFile.write(token.accessToken);
