@@ -113,7 +113,7 @@ const command: Command = {
           } });
           renewer.start(token);
         });
-        (renewer as Renewer | null)?.stop();
+        await (renewer as Renewer | null)?.stop();
         return code;
       } finally {
         await tokenFile.remove();
@@ -188,7 +188,7 @@ interface RenewerOptions {
  */
 class Renewer {
   private timer: NodeJS.Timeout | null = null;
-  private readonly abort = new AbortController();
+  private inflight: Promise<void> | null = null;
   private current: TokenInfo | null = null;
   private failures = 0;
   private stopped = false;
@@ -200,10 +200,14 @@ class Renewer {
     this.schedule(this.dueIn(t));
   }
 
-  stop(): void {
+  /**
+   * No renewal after this; one in flight is waited for rather than cancelled, because a refresh goes on in the
+   * facade after its caller stops waiting, and the store must not be closed under it.
+   */
+  async stop(): Promise<void> {
     this.stopped = true;
-    this.abort.abort(new Error('the command exited'));
     if (this.timer) clearTimeout(this.timer);
+    await this.inflight;
   }
 
   private dueIn(t: TokenInfo): number | null {
@@ -213,14 +217,16 @@ class Renewer {
   private schedule(ms: number | null): void {
     if (this.stopped || ms === null) return;
     // Node timers hold at most 2^31-1 ms (24.8 days); a longer wait is re-armed when that one fires.
-    this.timer = setTimeout(() => void this.renew(), Math.min(Math.max(0, ms), 2 ** 31 - 1));
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.inflight = this.renew().finally(() => (this.inflight = null));
+    }, Math.min(Math.max(0, ms), 2 ** 31 - 1));
   }
 
   private async renew(): Promise<void> {
-    this.timer = null;
     const { dk, name, marginMs, file, ctx } = this.o;
     try {
-      const t = await dk.getToken(name, { minValidSeconds: Math.ceil(marginMs / 1000) + 60, signal: this.abort.signal });
+      const t = await dk.getToken(name, { minValidSeconds: Math.ceil(marginMs / 1000) + 60 });
       if (this.stopped) return;
       const due = this.dueIn(t);
       if (due !== null && due <= 0) throw new DropkeyError(ErrorCodes.INTERNAL, 'the renewed token expires within the renewal margin');
