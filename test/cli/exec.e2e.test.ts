@@ -5,7 +5,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CliEnv, collect, waitForOutput } from './cli-helpers.js';
@@ -88,4 +88,53 @@ test('exec --renew: signals are forwarded, a death by signal comes back as 128+N
   const r = await done;
   assert.equal(r.code, 143, 'SIGTERM reached the child, which died of it: 128 + 15');
   assert.equal(existsSync(file), false);
+});
+
+/** A child that reports the token file on start and after each SIGHUP, then keeps running until SIGTERM (exit 5). */
+const WATCHER = `
+const fs = require('node:fs');
+const file = process.env.DROPBOX_ACCESS_TOKEN_FILE;
+const report = (event) => process.stdout.write(JSON.stringify({ event, file, token: fs.readFileSync(file, 'utf8').trim() }) + '\\n');
+process.on('SIGHUP', () => report('hup'));
+process.on('SIGTERM', () => process.exit(5));
+report('ready');
+setInterval(() => {}, 1000);
+`;
+
+test('exec --renew: a connection that needs a new login keeps its last token in the file, with one error naming the fix', { timeout: 60_000 }, async () => {
+  await t.connect('revoked');
+  const p = t.spawn(['exec', '--connection', 'revoked', '--renew', '--renew-signal', 'HUP', '--', process.execPath, '-e', WATCHER], { liveClock: true });
+  p.stdin.end();
+  const done = collect(p);
+  const ready = JSON.parse((await waitForOutput(p.stdout, /\{"event":"ready".*\}\n/))[0]);
+  // Revoking the access token revokes the refresh token it came from (dropbox-api.md §1.5).
+  const revoke = await fetch(`${t.emu.url}/2/auth/token/revoke`, { method: 'POST', headers: { authorization: `Bearer ${ready.token}` } });
+  assert.equal(revoke.status, 200);
+  await t.advanceClock(4 * 3600);
+  await waitForOutput(p.stderr, /cannot renew the token of "revoked"[\s\S]*dropkey login[\s\S]*keeps the last token/);
+  assert.equal(readFileSync(ready.file, 'utf8').trim(), ready.token, 'the file still holds the last token');
+  p.kill('SIGTERM');
+  const r = await done;
+  assert.equal(r.code, 5);
+  assert.doesNotMatch(r.stdout, /"event":"hup"/, 'no renewal, no signal');
+  assert.equal((r.stderr.match(/cannot renew/g) ?? []).length, 1, 'one error line');
+});
+
+test('exec --renew: a failing token endpoint is retried with back-off until it answers', { timeout: 60_000 }, async () => {
+  await t.connect('flaky');
+  const p = t.spawn(['exec', '--connection', 'flaky', '--renew', '--renew-signal', 'HUP', '--', process.execPath, '-e', WATCHER], { liveClock: true });
+  p.stdin.end();
+  const done = collect(p);
+  const ready = JSON.parse((await waitForOutput(p.stdout, /\{"event":"ready".*\}\n/))[0]);
+  await t.emu.control.fault({ route: 'oauth2/token', status: 503, count: 1000 });
+  await t.advanceClock(4 * 3600 - 1500); // inside the 30-minute margin: renewal due, the old token still valid
+  await waitForOutput(p.stderr, /renewing the token of "flaky" failed/);
+  await t.emu.control.clearFaults();
+  await t.advanceClock(120); // past the first back-off (30 s with jitter)
+  const hup = JSON.parse((await waitForOutput(p.stdout, /\{"event":"hup".*\}\n/))[0]);
+  assert.notEqual(hup.token, ready.token);
+  const ok = await fetch(`${t.emu.url}/2/users/get_current_account`, { method: 'POST', headers: { authorization: `Bearer ${hup.token}` } });
+  assert.equal(ok.status, 200);
+  p.kill('SIGTERM');
+  assert.equal((await done).code, 5);
 });
