@@ -76,6 +76,7 @@ test('rclone lists and copies with only the rclone output, after 5 simulated hou
   });
   assert.equal(await back.text(), 'from rclone\n');
   assert.equal(readFileSync(conf, 'utf8'), written, 'rclone did not need to refresh (it would rewrite the token)');
+  assert.ok(!front.seen.some((s) => /oauth2\/token/.test(s)), 'rclone never called the token endpoint with a valid token');
   assert.ok(front.seen.some((s) => s.startsWith('api.dropboxapi.com ')) && front.seen.some((s) => s.startsWith('content.dropboxapi.com ')));
 });
 
