@@ -192,6 +192,7 @@ class Renewer {
   private current: TokenInfo | null = null;
   private failures = 0;
   private stopped = false;
+  private shortWarned = false;
 
   constructor(private readonly o: RenewerOptions) {}
 
@@ -228,13 +229,19 @@ class Renewer {
     try {
       const t = await dk.getToken(name, { minValidSeconds: Math.ceil(marginMs / 1000) + 60 });
       if (this.stopped) return;
-      const due = this.dueIn(t);
-      if (due !== null && due <= 0) throw new DropkeyError(ErrorCodes.INTERNAL, 'the renewed token expires within the renewal margin');
       if (t.accessToken !== this.current?.accessToken) {
         await file.write(t.accessToken);
         this.current = t;
         this.failures = 0;
         this.o.onRenewed(t);
+      }
+      const due = this.dueIn(t);
+      if (due !== null && due <= 0) {
+        // Dropbox handed out a token with less than the margin to live: use it, look again after half its life.
+        if (!this.shortWarned) ctx.stderr.write(`dropkey exec: the token of "${name}" lives less than the renewal margin; renewing more often.\n`);
+        this.shortWarned = true;
+        this.schedule(Math.max(1000, (t.expiresAt! - Date.now()) / 2));
+        return;
       }
       this.schedule(due);
     } catch (err) {
