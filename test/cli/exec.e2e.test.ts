@@ -107,7 +107,8 @@ test('exec --renew: a connection that needs a new login keeps its last token in 
   p.stdin.end();
   const done = collect(p);
   const ready = JSON.parse((await waitForOutput(p.stdout, /\{"event":"ready".*\}\n/))[0]);
-  // Revoking the access token revokes the refresh token it came from (dropbox-api.md §1.5).
+  // Revoking the access token revokes the refresh token it came from
+  // (https://www.dropbox.com/developers/documentation/http/documentation#auth-token-revoke).
   const revoke = await fetch(`${t.emu.url}/2/auth/token/revoke`, { method: 'POST', headers: { authorization: `Bearer ${ready.token}` } });
   assert.equal(revoke.status, 200);
   await t.advanceClock(4 * 3600);

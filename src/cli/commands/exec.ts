@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, rename, rm, unlink } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Command, CommandContext } from '../context.js';
+import type { Command, CommandContext, CommandOptions } from '../context.js';
 import { intOption, parseOptions, usageError } from '../config.js';
 import { withSession, type Session } from '../session.js';
 import { validateName } from '../../connections/names.js';
@@ -50,21 +50,24 @@ const DEFAULT_MARGIN_SECONDS = 1800;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RESERVED = new Set(['DROPBOX_ACCESS_TOKEN_EXPIRES_AT', 'DROPBOX_ACCESS_TOKEN_FILE']);
 
+const options = {
+  connection: { type: 'string' },
+  'min-valid': { type: 'string' },
+  env: { type: 'string', multiple: true },
+  renew: { type: 'boolean' },
+  'renew-margin': { type: 'string' },
+  'renew-signal': { type: 'string' },
+} as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Run a command with DROPBOX_ACCESS_TOKEN set (--renew keeps a token file fresh for long jobs)',
   usage,
+  options,
   async run(ctx) {
     const sep = ctx.argv.indexOf('--');
     const own = sep < 0 ? ctx.argv : ctx.argv.slice(0, sep);
     const cmd = sep < 0 ? [] : ctx.argv.slice(sep + 1);
-    const { values } = parseOptions('exec', own, {
-      connection: { type: 'string' },
-      'min-valid': { type: 'string' },
-      env: { type: 'string', multiple: true },
-      renew: { type: 'boolean' },
-      'renew-margin': { type: 'string' },
-      'renew-signal': { type: 'string' },
-    });
+    const { values } = parseOptions('exec', own, options);
     if (cmd.length === 0) throw usageError('exec', 'missing the command to run: put it after "--", e.g. dropkey exec -- env');
     const minValidSeconds = intOption('exec', 'min-valid', values['min-valid'], { max: 4 * 3600 });
     const envNames = values.env ?? [];

@@ -1,10 +1,10 @@
 /**
  * `dropkey import`: adopts credentials obtained elsewhere. A refresh token is the durable form; a pasted access
- * token (App Console "Generate" button) expires within 4 hours and cannot be refreshed (dropbox-api.md §1.3), so
+ * token (App Console "Generate" button) expires within 4 hours and cannot be refreshed (https://developers.dropbox.com/oauth-guide), so
  * it is accepted with a warning and the exact login command that replaces it.
  * `--from rclone|airflow|dotenv|dbxcli` reads the token from where another tool keeps it (see ../import-from.ts).
  */
-import type { Command, CommandContext } from '../context.js';
+import type { Command, CommandContext, CommandOptions } from '../context.js';
 import { parseOptions, usageError } from '../config.js';
 import { readSecret } from '../input.js';
 import { shellQuote, writeJson } from '../output.js';
@@ -47,27 +47,30 @@ Importing from another tool (the source is only read, never changed):
 
 const SOURCE_FLAGS = ['file', 'name', 'uri', 'env-var', 'form', 'prefix', 'token-type', 'app-key', 'pkce'] as const;
 
+const options = {
+  app: { type: 'string' },
+  connection: { type: 'string' },
+  'refresh-token': { type: 'string' },
+  'access-token': { type: 'string' },
+  json: { type: 'boolean' },
+  from: { type: 'string' },
+  file: { type: 'string' },
+  name: { type: 'string' },
+  uri: { type: 'string' },
+  'env-var': { type: 'string' },
+  form: { type: 'string' },
+  prefix: { type: 'string' },
+  'token-type': { type: 'string' },
+  'app-key': { type: 'string' },
+  pkce: { type: 'boolean' },
+} as const satisfies CommandOptions;
+
 const command: Command = {
   summary: 'Store a connection from an existing token, or from rclone, Airflow, a dotenv file or dbxcli',
   usage,
+  options,
   async run(ctx) {
-    const { values } = parseOptions('import', ctx.argv, {
-      app: { type: 'string' },
-      connection: { type: 'string' },
-      'refresh-token': { type: 'string' },
-      'access-token': { type: 'string' },
-      json: { type: 'boolean' },
-      from: { type: 'string' },
-      file: { type: 'string' },
-      name: { type: 'string' },
-      uri: { type: 'string' },
-      'env-var': { type: 'string' },
-      form: { type: 'string' },
-      prefix: { type: 'string' },
-      'token-type': { type: 'string' },
-      'app-key': { type: 'string' },
-      pkce: { type: 'boolean' },
-    });
+    const { values } = parseOptions('import', ctx.argv, options);
     if (values.from !== undefined) return runFrom(ctx, values);
     const stray = SOURCE_FLAGS.find((f) => values[f] !== undefined);
     if (stray) throw usageError('import', `--${stray} goes with --from rclone|airflow|dotenv|dbxcli`);
