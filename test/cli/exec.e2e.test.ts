@@ -1,5 +1,5 @@
 /**
- * `dropkey exec` for long jobs (issue 9 item 4), the built CLI against the emulator: --env names, the exported
+ * `dropkey exec` for long jobs, the built CLI against the emulator: --env names, the exported
  * expiry, and --renew across a simulated expiry (the CLI's clock follows the emulator's while it runs, and its
  * renewal timer fires when the clock passes it: test/cli/fake-clock.mjs).
  */

@@ -1,5 +1,5 @@
 /**
- * `dropkey import --from rclone|airflow|dotenv|dbxcli` (issue 9 item 5), the built CLI against the emulator.
+ * `dropkey import --from rclone|airflow|dotenv|dbxcli`, the built CLI against the emulator.
  * Each source is written in its own format (by `dropkey export` from another data directory, among other
  * entries), imported into a fresh data directory, checked to work, recognised when imported again, exported back
  * (the round trip), and found byte-identical afterwards.

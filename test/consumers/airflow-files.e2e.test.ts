@@ -1,6 +1,6 @@
 /**
  * The agent's `airflow` output in an Airflow LocalFilesystemBackend connections file holding three other
- * connections (issue 9): 10 rewrites, each after the clocks moved 5 hours, in the JSON, YAML and .env forms. After
+ * connections: 10 rewrites, each after the clocks moved 5 hours, in the JSON, YAML and .env forms. After
  * every rewrite the file loads the way Airflow loads it (fixtures/airflow_local_filesystem.py, run with Debian's
  * python3 and PyYAML), the Dropbox connection holds a token the emulator accepts in the field the hook reads, and
  * the other three connections are unchanged byte-for-byte.

@@ -1,6 +1,6 @@
 /**
  * The official Python SDK (Debian's python3-dropbox, run with /usr/bin/python3) reading the agent's `token`
- * output format, a bare access token in a file, after a simulated 5 hours (issue 9). The SDK takes other hosts
+ * output format, a bare access token in a file, after a simulated 5 hours. The SDK takes other hosts
  * through DROPBOX_API_HOST / DROPBOX_API_CONTENT_HOST but always speaks https, so it talks to a TLS front for the
  * emulator (test/helpers/tls-front.ts) and trusts its CA (ca_certs, and REQUESTS_CA_BUNDLE for requests).
  */

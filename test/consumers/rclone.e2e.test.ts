@@ -1,5 +1,5 @@
 /**
- * rclone (Debian's package) reads only the agent's `rclone` output (issue 9): after a simulated 5 hours it lists,
+ * rclone (Debian's package) reads only the agent's `rclone` output: after a simulated 5 hours it lists,
  * downloads and uploads with the token dropkey wrote into an existing rclone.conf, which holds no refresh token and
  * no secret. rclone's Dropbox backend only speaks https to api/content.dropboxapi.com (no option changes the API
  * hosts), so it goes through HTTPS_PROXY to a TLS front for the emulator (test/helpers/tls-front.ts), trusting

@@ -4,7 +4,7 @@
  *
  * An environment variable cannot change once CMD runs, and a Dropbox access token lives 4 hours, so a longer job
  * asks for `--renew`: a private token file that is rewritten before each token runs out, for as long as CMD lives,
- * optionally followed by a signal telling CMD to read it again (issue 9 item 4).
+ * optionally followed by a signal telling CMD to read it again.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
