@@ -24,6 +24,12 @@ export interface CommandContext {
   stdoutFd?: number;
   /** Aborted on Ctrl-C (SIGINT) or SIGTERM. Long-running commands must stop cleanly when it fires. */
   signal: AbortSignal;
+  /**
+   * Hands these signals to `handler` instead of the default (SIGINT/SIGTERM abort `signal`; the others would end the
+   * process) until the returned function is called. For commands that pass signals on to a child (`dropkey exec`).
+   * Only the real process provides it; a command run in-process by a test falls back to `signal`.
+   */
+  trapSignals?(signals: readonly NodeJS.Signals[], handler: (sig: NodeJS.Signals) => void): () => void;
 }
 
 /**

@@ -11,14 +11,31 @@ import type { CommandContext } from './context.js';
 export function processContext(): Omit<CommandContext, 'argv'> {
   const controller = new AbortController();
   let interrupted = 0;
+  const traps = new Map<NodeJS.Signals, (sig: NodeJS.Signals) => void>();
   const onSignal = (sig: NodeJS.Signals): void => {
+    const trap = traps.get(sig);
+    if (trap) return trap(sig);
     interrupted++;
     if (interrupted > 1) process.exit(130);
     controller.abort(new Error(`interrupted by ${sig}`));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const trapSignals = (signals: readonly NodeJS.Signals[], handler: (sig: NodeJS.Signals) => void): (() => void) => {
+    const own = signals.filter((s) => !traps.has(s));
+    for (const s of own) {
+      traps.set(s, handler);
+      if (s !== 'SIGINT' && s !== 'SIGTERM') process.on(s, onSignal);
+    }
+    return () => {
+      for (const s of own) {
+        traps.delete(s);
+        if (s !== 'SIGINT' && s !== 'SIGTERM') process.off(s, onSignal);
+      }
+    };
+  };
   return {
+    trapSignals,
     env: process.env,
     cwd: process.cwd(),
     get stdin() {

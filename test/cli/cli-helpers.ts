@@ -3,7 +3,7 @@
  * in-process emulator on 127.0.0.1:0, with its own throw-away DROPKEY_HOME.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -33,6 +33,11 @@ export interface RunOptions {
   env?: Record<string, string | undefined>;
   /** Milliseconds to add to the child's clock (see fake-clock.mjs). */
   clockOffsetMs?: number;
+  /**
+   * The child follows every later advanceClock while it runs (a long-running command: `exec --renew`), and its
+   * timers due in the moved clock fire at once (see fake-clock.mjs).
+   */
+  liveClock?: boolean;
 }
 
 export class CliEnv {
@@ -65,15 +70,33 @@ export class CliEnv {
     return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
   }
 
-  /** Moves the emulator's clock, and the clock of every CLI run from now on. */
+  /** Moves the emulator's clock, and the clock of every CLI run from now on (and of running liveClock ones). */
   async advanceClock(seconds: number): Promise<void> {
     await this.emu.control.advanceClock(seconds);
     this.clockSeconds += seconds;
+    const file = this.clockFile();
+    writeFileSync(`${file}.tmp`, String(this.clockSeconds * 1000));
+    renameSync(`${file}.tmp`, file);
+  }
+
+  /** The offset file liveClock children watch, in its own directory (the children watch the directory). */
+  private clockFile(): string {
+    const dir = join(this.home, 'fake-clock');
+    const file = join(dir, 'offset-ms');
+    if (!existsSync(file)) {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(file, String(this.clockSeconds * 1000));
+    }
+    return file;
   }
 
   spawn(args: string[], o: RunOptions = {}): ChildProcessWithoutNullStreams {
     const env = this.env(o.env);
-    const pre = env['FAKE_CLOCK_OFFSET_MS'] ? ['--import', FAKE_CLOCK] : [];
+    if (o.liveClock) {
+      env['FAKE_CLOCK_FILE'] = this.clockFile();
+      delete env['FAKE_CLOCK_OFFSET_MS'];
+    }
+    const pre = env['FAKE_CLOCK_OFFSET_MS'] || env['FAKE_CLOCK_FILE'] ? ['--import', FAKE_CLOCK] : [];
     return spawn(process.execPath, [...pre, MAIN, ...args], { env, cwd: this.home, stdio: 'pipe' });
   }
 
