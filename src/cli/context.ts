@@ -24,6 +24,11 @@ export interface CommandContext {
   stdoutFd?: number;
   /** Aborted on Ctrl-C (SIGINT) or SIGTERM. Long-running commands must stop cleanly when it fires. */
   signal: AbortSignal;
+  /**
+   * Subscribes to SIGHUP ("reload your configuration", for long-running commands such as `dropkey agent`);
+   * returns the unsubscribe. Absent where there is no such signal (tests that pass their own context).
+   */
+  onHangup?: (listener: () => void) => () => void;
 }
 
 /**
