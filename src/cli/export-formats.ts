@@ -1,7 +1,14 @@
 /**
  * `dropkey export` formats: pure functions from a connection's credentials to text other tools read.
- * These are the only outputs of dropkey that contain secrets on purpose.
+ * These are the only outputs of dropkey that contain secrets on purpose. The file grammars themselves (rclone.conf,
+ * dotenv, Airflow URIs) live in src/formats, shared with `dropkey agent`'s outputs and `dropkey import`.
  */
+import { airflowUri } from '../formats/airflow.js';
+import { dotenvValue } from '../formats/dotenv.js';
+import { rcloneTokenJson, setRcloneRemote } from '../formats/rclone-conf.js';
+import { rfc3339 } from '../formats/text.js';
+
+export { rfc3339 };
 
 export interface ExportInput {
   /** dropkey connection name. */
@@ -22,26 +29,16 @@ export interface ExportInput {
 export const EXPORT_FORMATS = ['env', 'json', 'rclone', 'airflow', 'airflow-json'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
-/** RFC 3339 in UTC, seconds precision (what rclone's Go `time.Time` and most parsers accept). */
-export function rfc3339(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
-/** dotenv value: bare when it is a plain token (Dropbox tokens are [A-Za-z0-9._-]), else double-quoted. */
-function envValue(v: string): string {
-  return /^[A-Za-z0-9._~+/=:-]*$/.test(v) ? v : `"${v.replace(/(["\\$`])/g, '\\$1').replace(/\n/g, '\\n')}"`;
-}
-
 /**
  * dotenv lines. DROPBOX_ACCESS_TOKEN is what `dropkey exec` sets and most scripts read; the refresh token and app
  * credentials follow (under the names the Python SDK examples use) so a program can refresh by itself.
  */
 export function formatEnv(i: ExportInput): string {
-  const lines: string[] = [`DROPBOX_ACCESS_TOKEN=${envValue(i.accessToken)}`];
+  const lines: string[] = [`DROPBOX_ACCESS_TOKEN=${dotenvValue(i.accessToken)}`];
   if (i.expiresAt !== null) lines.push(`DROPBOX_ACCESS_TOKEN_EXPIRES_AT=${rfc3339(i.expiresAt)}`);
-  if (i.refreshToken) lines.push(`DROPBOX_REFRESH_TOKEN=${envValue(i.refreshToken)}`);
-  lines.push(`DROPBOX_APP_KEY=${envValue(i.appKey)}`);
-  if (i.appSecret) lines.push(`DROPBOX_APP_SECRET=${envValue(i.appSecret)}`);
+  if (i.refreshToken) lines.push(`DROPBOX_REFRESH_TOKEN=${dotenvValue(i.refreshToken)}`);
+  lines.push(`DROPBOX_APP_KEY=${dotenvValue(i.appKey)}`);
+  if (i.appSecret) lines.push(`DROPBOX_APP_SECRET=${dotenvValue(i.appSecret)}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -66,18 +63,14 @@ export function formatJson(i: ExportInput, now: number): string {
 /**
  * An rclone remote section, as `rclone config` writes it for the dropbox backend: `token` is the JSON of Go's
  * oauth2.Token (access_token, token_type, refresh_token, expiry as RFC 3339). rclone refreshes it itself with
- * client_id/client_secret once it expires. Paste into rclone.conf (`rclone config file` shows where it is).
+ * client_id/client_secret once it expires. Paste into rclone.conf (`rclone config file` shows where it is);
+ * `dropkey agent`'s rclone output edits the file in place instead.
  */
 export function formatRclone(i: ExportInput, remote: string): string {
-  const token: Record<string, string> = { access_token: i.accessToken, token_type: 'bearer' };
-  if (i.refreshToken) token['refresh_token'] = i.refreshToken;
-  // rclone treats the zero time as "never expires"; an unknown expiry is better reported as already expired so
-  // rclone refreshes at once.
-  token['expiry'] = i.expiresAt === null ? rfc3339(0) : rfc3339(i.expiresAt);
-  const lines = [`[${remote}]`, 'type = dropbox', `client_id = ${i.appKey}`];
-  if (i.appSecret) lines.push(`client_secret = ${i.appSecret}`);
-  lines.push(`token = ${JSON.stringify(token)}`);
-  return `${lines.join('\n')}\n`;
+  const values: Record<string, string> = { client_id: i.appKey };
+  if (i.appSecret) values['client_secret'] = i.appSecret;
+  values['token'] = rcloneTokenJson({ accessToken: i.accessToken, expiresAt: i.expiresAt, refreshToken: i.refreshToken });
+  return setRcloneRemote('', remote, values, { type: 'dropbox' });
 }
 
 /**
@@ -118,9 +111,7 @@ export function airflowConnection(i: ExportInput, apiBase: string): AirflowConne
 
 export function formatAirflowUri(i: ExportInput, apiBase: string): string {
   const c = airflowConnection(i, apiBase);
-  const query = new URLSearchParams(c.extra).toString();
-  const host = c.port === undefined ? c.host : `${c.host}:${c.port}`;
-  return `${c.conn_type}://:${encodeURIComponent(c.password)}@${host}/${query ? `?${query}` : ''}`;
+  return airflowUri({ conn_type: c.conn_type, host: c.host, port: c.port ?? null, login: null, password: c.password, schema: null, extra: c.extra });
 }
 
 /** `airflow connections import FILE` reads `{conn_id: {conn_type, password, extra}}`. */
