@@ -192,11 +192,12 @@ export async function readConfigFile(file: string, ctx: Omit<ConfigContext, 'bas
       hint: 'Check the path given to --config (docs/agent.md has an example file).',
     });
   }
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const lines = doc.errors.map((e) => {
       const pos = e.linePos?.[0];
-      return `${pos ? `line ${pos.line}, column ${pos.col}: ` : ''}${e.message.split('\n')[0]}`;
+      const what = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      return `${pos ? `line ${pos.line}, column ${pos.col}: ` : ''}${what}`;
     });
     throw problemsError(`${file} is not valid YAML`, lines);
   }

@@ -306,7 +306,7 @@ async function check(ctx: CommandContext, config: AgentConfig, cli: CliConfig, l
             scopes: [],
             account: { id: null, email: null, name: null },
             team: null,
-            appKey: null,
+            appKey: 'CHECK',
             ...(o.format === 'rclone' && o.rclone.includeRefreshToken ? { longLived: { refreshToken: 'CHECK', appSecret: null } } : {}),
           });
         } catch (err) {
