@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { checkPaths, normalizeConfig, parseDuration, readConfigFile } from './config.js';
 
 const ctx = { baseDir: '/srv/agent', home: '/home/ann', defaultConnection: 'default' };
@@ -197,6 +198,30 @@ test('checkPaths: a missing or unwritable directory is named; an output that is 
     assert.doesNotMatch(text, /fine/);
   } finally {
     chmodSync(join(dir, 'ro'), 0o700);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the configuration examples of docs/agent.md and the deployment guides are valid', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { parseAllDocuments } = await import('yaml');
+  const root = new URL('../../', import.meta.url);
+  const blocks = (file: string): string[] => [...readFileSync(new URL(file, root), 'utf8').matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  const dir = mkdtempSync(join(tmpdir(), 'dropkey-agent-docs-'));
+  try {
+    const configs = [blocks('docs/agent.md')[0]!, blocks('docs/guides/systemd.md')[0]!];
+    // The Kubernetes guide carries the agent's configuration inside a ConfigMap.
+    const k8s = blocks('docs/guides/kubernetes-sidecar.md');
+    for (const b of k8s) for (const d of parseAllDocuments(b)) assert.deepEqual(d.errors, [], b);
+    const configMap = k8s.map((b) => parseYaml(b)).find((d) => d?.kind === 'ConfigMap');
+    configs.push(configMap.data['agent.yaml']);
+    for (const [i, text] of configs.entries()) {
+      const file = join(dir, `example${i}.yaml`);
+      writeFileSync(file, text);
+      const c = await readConfigFile(file, { home: '/home/ann', defaultConnection: 'default' });
+      assert.ok(c.outputs.length >= 2, `example ${i}`);
+    }
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
