@@ -132,13 +132,20 @@ test('SIGHUP reloads the configuration (a new output appears, a bad file is refu
   await t.connect('hup');
   const d = dirIn('hup');
   const config = join(d, 'agent.yaml');
-  writeFileSync(config, `connection: hup\nhealth:\n  file: ${join(d, 'healthy')}\noutputs:\n  - format: token\n    path: a\n`);
+  writeFileSync(config, `connection: hup\nhealth:\n  file: ${join(d, 'healthy')}\n  listen: 127.0.0.1:0\noutputs:\n  - format: token\n    path: a\n`);
   const child = t.spawn(['agent', '--config', config]);
   child.stdin.end();
   const done = collect(child);
-  await waitForOutput(child.stderr, /"msg":"agent started"[\s\S]*"msg":"wrote [^"]*\/a"/);
+  const [, healthUrl] = (await waitForOutput(child.stderr, /health endpoint listening on (http:\/\/127\.0\.0\.1:\d+\/healthz)/)) as unknown as [string, string];
+  await waitForOutput(child.stderr, /"msg":"wrote [^"]*\/a"/);
   assert.ok(existsSync(join(d, 'healthy')), 'the health file is there once every output is written');
   assert.equal(JSON.parse(readFileSync(join(d, 'healthy'), 'utf8')).ok, true);
+  const health = await fetch(healthUrl);
+  assert.equal(health.status, 200);
+  const body = await health.json();
+  assert.equal(body.ok, true);
+  assert.deepEqual(body.outputs.map((o: { path: string; ok: boolean }) => [o.path, o.ok]), [[join(d, 'a'), true]]);
+  assert.doesNotMatch(JSON.stringify(body), /sl\./, 'the health answer holds no token');
 
   writeFileSync(config, `connection: hup\noutputs:\n  - format: token\n    path: a\n  - format: nonsense\n`);
   const refused = waitForOutput(child.stderr, /SIGHUP: the new configuration was not applied/);
