@@ -128,7 +128,10 @@ export class Agent {
       'agent started',
     );
     await this.#track(Promise.all([...this.#connections.values()].map((c) => this.#cycle(c, true))));
-    await this.#health();
+    const status = this.status();
+    await this.#health(status);
+    const ok = status.outputs.filter((o) => o.ok).length;
+    this.#log.info({ written: ok, outputs: status.outputs.length }, ok === status.outputs.length ? 'ready: every output is written' : `started: ${ok} of ${status.outputs.length} outputs written, retrying the others`);
   }
 
   /** `--once`: every output written once (commands included); true when all of them were. */

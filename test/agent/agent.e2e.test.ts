@@ -136,8 +136,10 @@ test('SIGHUP reloads the configuration (a new output appears, a bad file is refu
   const child = t.spawn(['agent', '--config', config]);
   child.stdin.end();
   const done = collect(child);
-  const [, healthUrl] = (await waitForOutput(child.stderr, /health endpoint listening on (http:\/\/127\.0\.0\.1:\d+\/healthz)/)) as unknown as [string, string];
-  await waitForOutput(child.stderr, /"msg":"wrote [^"]*\/a"/);
+  // Both waiters from the start: the two lines may arrive in one chunk.
+  const listening = waitForOutput(child.stderr, /health endpoint listening on (http:\/\/127\.0\.0\.1:\d+\/healthz)/);
+  await waitForOutput(child.stderr, /"msg":"ready: every output is written"/);
+  const healthUrl = (await listening)[1]!;
   assert.ok(existsSync(join(d, 'healthy')), 'the health file is there once every output is written');
   assert.equal(JSON.parse(readFileSync(join(d, 'healthy'), 'utf8')).ok, true);
   const health = await fetch(healthUrl);
