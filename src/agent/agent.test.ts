@@ -323,7 +323,7 @@ test('a damaged file is never overwritten; the other outputs of the connection a
     source: new StoreSource(rig.dk, 'test'),
     timers: rig.timers,
     logger: rig.logger,
-    env: { PATH: '/usr/bin' },
+    env: { PATH: '/usr/bin', DROPKEY_MASTER_KEY: 'k'.repeat(44), DROPKEY_DATABASE_URL: 'postgres://u:pw@db/x' },
     runCommand: async (argv, o) => {
       ran.push({ argv, env: o.env });
       return { code: 0, signal: null, timedOut: false, output: '' };
@@ -340,6 +340,8 @@ test('a damaged file is never overwritten; the other outputs of the connection a
   assert.equal(ran[0]!.env['DROPKEY_OUTPUT_PATH'], join(d, 'token'));
   assert.equal(ran[0]!.env['DROPKEY_CONNECTION'], 'damaged');
   assert.equal(ran[0]!.env['PATH'], '/usr/bin');
+  assert.equal(ran[0]!.env['DROPKEY_MASTER_KEY'], undefined, 'the store\'s secrets stay with the agent');
+  assert.equal(ran[0]!.env['DROPKEY_DATABASE_URL'], undefined);
   assert.ok(!Object.values(ran[0]!.env).some((v) => v?.startsWith('sl.')), 'the command never gets the token itself');
   assert.equal(agent.status().ok, false);
 

@@ -428,7 +428,7 @@ export class Agent {
     const argv = o.config.command!;
     const run = async (): Promise<void> => {
       const env = {
-        ...this.#env,
+        ...withoutStoreSecrets(this.#env),
         DROPKEY_OUTPUT_PATH: o.config.path,
         DROPKEY_OUTPUT_FORMAT: o.config.format,
         DROPKEY_CONNECTION: c.name,
@@ -455,4 +455,15 @@ export class Agent {
       this.#log.warn({ err: String(err) }, 'could not update the health file');
     }
   }
+}
+
+/**
+ * The agent's environment minus what opens its store: a post-write command is someone else's program and needs
+ * the output file, not the master key or the database password.
+ */
+function withoutStoreSecrets(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  const out = { ...env };
+  delete out['DROPKEY_MASTER_KEY'];
+  delete out['DROPKEY_DATABASE_URL'];
+  return out;
 }

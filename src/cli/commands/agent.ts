@@ -250,13 +250,26 @@ const command: Command = {
       });
     });
 
+    // Stopping starts at the signal, even in the middle of the first pass: a token fetch in flight is cancelled,
+    // a write in flight completes.
+    let stopped: Promise<void> | null = null;
+    const stop = (): Promise<void> => {
+      if (stopped === null) {
+        logger.info({}, 'stopping: finishing the writes in progress');
+        stopped = agent.stop();
+      }
+      return stopped;
+    };
+    const aborted = new Promise<void>((resolve) => {
+      if (ctx.signal.aborted) resolve();
+      else ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+    }).then(stop);
     try {
       await listenHealth(config);
       if (!ctx.signal.aborted) await agent.start();
-      if (!ctx.signal.aborted) await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
-      logger.info({}, 'stopping: finishing the writes in progress');
+      await aborted;
       await reloading;
-      await agent.stop();
+      await stop();
       logger.info({}, 'agent stopped');
       return 0;
     } finally {
