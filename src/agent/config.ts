@@ -20,7 +20,7 @@ import type { AirflowOutputOptions, RcloneOutputOptions } from './outputs/types.
 export const OUTPUT_FORMATS = ['token', 'json', 'env', 'rclone', 'airflow'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
-/** Dropbox access tokens live 4 hours (dropbox-api.md §1.3). */
+/** Dropbox access tokens live 4 hours (https://developers.dropbox.com/oauth-guide). */
 export const TOKEN_LIFETIME_SECONDS = 4 * 3600;
 export const DEFAULT_MARGIN_SECONDS = 30 * 60;
 /**

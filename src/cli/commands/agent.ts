@@ -1,5 +1,5 @@
 /**
- * `dropkey agent`: keeps token files fresh where other programs read them (issue 9; docs/agent.md). The engine is
+ * `dropkey agent`: keeps token files fresh where other programs read them (docs/agent.md). The engine is
  * src/agent/agent.ts; this command reads the configuration (a YAML file or the one-output flags), checks the
  * output directories (exit 2 naming the path), opens the token source, and runs until SIGTERM/SIGINT (exit 0),
  * reloading on SIGHUP.
@@ -169,6 +169,7 @@ function logLevel(v: Values): string {
 const command: Command = {
   summary: 'Keep valid tokens in the files other tools read (token, json, env, rclone, airflow)',
   usage,
+  options: OPTIONS,
   async run(ctx) {
     const { values: v } = parseOptions('agent', ctx.argv, OPTIONS);
     if (v.check && v.once) throw usageError('agent', '--check and --once cannot be combined');
@@ -178,7 +179,7 @@ const command: Command = {
     }
     const format = logFormat(ctx, v);
     const level = logLevel(v);
-    const cli = await loadConfig(ctx.env);
+    const cli = await loadConfig(ctx.env, ctx.cwd);
     let config = await readAgentConfig(ctx, v, cli);
     await checkPaths(config);
     const { createAgentLogger } = await import('../../agent/log.js');
