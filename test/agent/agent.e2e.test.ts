@@ -14,6 +14,7 @@ import ini from 'ini';
 import { parse as parseYaml } from 'yaml';
 import { parseDotenv } from '../../src/formats/dotenv.js';
 import { run } from '../../src/cli/index.js';
+import { readConfig } from '../../src/config.js';
 import { startServer } from '../../src/server/main.js';
 import { openStore } from '../../src/store/index.js';
 import { assertNoSecrets, CliEnv, collect, waitForOutput } from '../cli/cli-helpers.js';
@@ -273,7 +274,7 @@ test('fed by dropkey serve: valid outputs, and the agent machine holds no refres
   });
   assert.equal(code, 0);
   const stop = new AbortController();
-  const server = await startServer({ env: serverEnv, port: 0, stdout: new PassThrough(), logStream: new PassThrough(), signal: stop.signal });
+  const server = await startServer({ config: await readConfig(serverEnv), port: 0, stdout: new PassThrough(), logStream: new PassThrough(), signal: stop.signal });
   try {
     // The agent's machine: its own empty home, the key in a file, nothing else.
     const machine = mkdtempSync(join(tmpdir(), 'dropkey-agent-machine-'));
