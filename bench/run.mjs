@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const all = ['token-startup', 'serve-token', 'token-many', 'serve-proxy', 'emulator-transfer', 'store-compare'];
+const all = ['token-startup', 'serve-token', 'token-many', 'serve-proxy', 'emulator-transfer', 'store-compare', 'agent'];
 const wanted = process.argv.slice(2);
 const names = wanted.length ? all.filter((n) => wanted.includes(n)) : all;
 const summaries = [];

@@ -12,6 +12,7 @@ export const commands: Record<string, () => Promise<{ default: Command }>> = {
   import: () => import('./commands/import.js'),
   token: () => import('./commands/token.js'),
   exec: () => import('./commands/exec.js'),
+  agent: () => import('./commands/agent.js'),
   export: () => import('./commands/export.js'),
   list: () => import('./commands/list.js'),
   refresh: () => import('./commands/refresh.js'),

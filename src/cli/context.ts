@@ -30,6 +30,11 @@ export interface CommandContext {
    * Only the real process provides it; a command run in-process by a test falls back to `signal`.
    */
   trapSignals?(signals: readonly NodeJS.Signals[], handler: (sig: NodeJS.Signals) => void): () => void;
+  /**
+   * Subscribes to SIGHUP ("reload your configuration", for long-running commands such as `dropkey agent`);
+   * returns the unsubscribe. Absent where there is no such signal (tests that pass their own context).
+   */
+  onHangup?: (listener: () => void) => () => void;
 }
 
 /**

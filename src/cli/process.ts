@@ -49,6 +49,11 @@ export function processContext(): Omit<CommandContext, 'argv'> {
     },
     stdoutFd: 1,
     signal: controller.signal,
+    // Installed only while a command listens: without a listener SIGHUP keeps its default (terminate).
+    onHangup: (listener) => {
+      process.on('SIGHUP', listener);
+      return () => void process.off('SIGHUP', listener);
+    },
   };
 }
 

@@ -105,6 +105,29 @@ describe('token endpoint', () => {
     assert.equal(rig.app.services.metrics.refreshes.get({ outcome: 'ok' }) >= 1, true);
   });
 
+  test('?min_valid=SECONDS: a token that would not last that long is refreshed first (dropkey agent); bounded', async () => {
+    await rig.connection('minvalid');
+    const key = await rig.key(['token:read'], ['minvalid']);
+    const first = await json(await rig.call('GET', '/api/v1/connections/minvalid/token', { key }));
+    // 3 hours later the cached token still has an hour: served as is without min_valid, refreshed with 2 hours asked.
+    await rig.advance(3 * 3600);
+    const grantsBefore = (await rig.emu.control.requests()).filter((r) => r.path.startsWith('/oauth2/token')).length;
+    const plain = await json(await rig.call('GET', '/api/v1/connections/minvalid/token', { key }));
+    assert.equal(plain.access_token, first.access_token);
+    const longer = await json(await rig.call('GET', '/api/v1/connections/minvalid/token?min_valid=7200', { key }));
+    assert.notEqual(longer.access_token, first.access_token);
+    assert.ok(Date.parse(longer.expires_at) - rig.clock.now >= 7200_000);
+    const again = await json(await rig.call('GET', '/api/v1/connections/minvalid/token?min_valid=7200', { key }));
+    assert.equal(again.access_token, longer.access_token, 'the new token lasts long enough: no second refresh');
+    const grantsAfter = (await rig.emu.control.requests()).filter((r) => r.path.startsWith('/oauth2/token')).length;
+    assert.equal(grantsAfter - grantsBefore, 1);
+    for (const bad of ['10801', '-1', 'soon']) {
+      const res = await rig.call('GET', `/api/v1/connections/minvalid/token?min_valid=${bad}`, { key });
+      assert.equal(res.status, 400, bad);
+      assert.equal((await res.json()).error.code, 'DROPKEY_BAD_INPUT');
+    }
+  });
+
   test('permissions: proxy-only and admin-only keys cannot read tokens; scoped keys get 403 on other connections', async () => {
     const proxyKey = await rig.key(['proxy'], '*');
     let res = await rig.call('GET', '/api/v1/connections/alpha/token', { key: proxyKey });

@@ -78,7 +78,7 @@ export function apiRoutes(s: ServerServices): Hono<AppEnv> {
     const key = c.get('apiKey');
     const name = c.req.param('name');
     authorize(key, 'token:read', name);
-    const t = await s.tokens.get(validateName('connection', name));
+    const t = await s.tokens.get(validateName('connection', name), minValidParam(c.req.query('min_valid')));
     s.usage.handout(key, name);
     // Built by hand with a plain header object (security headers included) so the node adapter writes it as is.
     const res = new Response(t.body, { status: 200, headers: { ...s.securityHeaders, 'Content-Type': 'application/json', 'Cache-Control': 'no-store' } });
@@ -205,3 +205,19 @@ export function apiRoutes(s: ServerServices): Hono<AppEnv> {
 }
 
 export const apiModule: ServerModule = { name: 'api', mount: '/api/v1', routes: apiRoutes };
+
+/**
+ * `?min_valid=SECONDS`: the token must stay valid that long (dropkey agent asks for its margin). Capped at 3 hours
+ * so that no caller can make every request a refresh (a fresh token lives 4 hours).
+ */
+export const MAX_MIN_VALID_SECONDS = 3 * 3600;
+
+function minValidParam(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d{1,6}$/.test(v) || Number(v) > MAX_MIN_VALID_SECONDS) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `min_valid must be a whole number of seconds from 0 to ${MAX_MIN_VALID_SECONDS}, got ${JSON.stringify(v.slice(0, 20))}.`, {
+      hint: 'Ask for at most 3 hours (10800): a fresh Dropbox token lives 4 hours.',
+    });
+  }
+  return Number(v);
+}

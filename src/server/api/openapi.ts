@@ -147,10 +147,20 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
         get: {
           operationId: 'getToken',
           summary: 'A valid access token for the connection',
-          description: 'Needs token:read. Refreshed first when it expires within 5 minutes. Never returns the refresh token or the app secret.',
+          description:
+            'Needs token:read. Refreshed first when it expires within 5 minutes, or within `min_valid` seconds when given. Never returns the refresh token or the app secret.',
           tags: ['tokens'],
           security: keyAuth,
-          parameters: [nameParam],
+          parameters: [
+            nameParam,
+            {
+              name: 'min_valid',
+              in: 'query',
+              required: false,
+              description: 'The token must stay valid at least this many seconds (0 to 10800; `dropkey agent` sends its margin).',
+              schema: { type: 'integer', minimum: 0, maximum: 10800 },
+            },
+          ],
           responses: {
             '200': { description: 'The token.', content: json(ref('Token')) },
             ...common,

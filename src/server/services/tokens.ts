@@ -36,9 +36,20 @@ export class TokenService {
 
   constructor(private readonly deps: ServerDeps, private readonly paths: ServerPaths) {}
 
-  get(name: string): Promise<CachedToken> {
+  /**
+   * `minValidSeconds` (the token API's min_valid): a cached token that would not last that long is not served;
+   * the facade is asked for one that does (refreshing under its lock when needed).
+   */
+  get(name: string, minValidSeconds?: number): Promise<CachedToken> {
     const hit = this.cached(name);
-    if (hit) return Promise.resolve(hit);
+    const now = this.deps.clock();
+    const lastsLongEnough = (t: CachedToken): boolean =>
+      minValidSeconds === undefined || t.info.expiresAt === null || t.info.expiresAt - now >= minValidSeconds * 1000;
+    if (hit && lastsLongEnough(hit)) return Promise.resolve(hit);
+    if (minValidSeconds !== undefined) {
+      // Rare (an agent once per token lifetime): not shared with the plain misses, whose answer may be shorter.
+      return this.#load(name, minValidSeconds);
+    }
     let p = this.#inflight.get(name);
     if (!p) {
       p = this.#load(name).finally(() => this.#inflight.delete(name));
@@ -53,11 +64,11 @@ export class TokenService {
     return hit && this.deps.clock() < hit.until ? hit.token : undefined;
   }
 
-  async #load(name: string): Promise<CachedToken> {
+  async #load(name: string, minValidSeconds?: number): Promise<CachedToken> {
     const { dropkey, clock, config } = this.deps;
     let info: TokenInfo;
     try {
-      info = await dropkey.getToken(name);
+      info = await dropkey.getToken(name, minValidSeconds === undefined ? {} : { minValidSeconds });
     } catch (err) {
       this.#cache.delete(name);
       // Connection events for a refresh that failed here (needs_reauth once per transition, refresh_failed throttled).
