@@ -304,3 +304,29 @@ test('facade: revoke', async () => {
   const bad = recordingFetch([new Response('oops', { status: 503 })]);
   await assert.rejects(revokeToken({ urls, fetch: bad.f, accessToken: 'sl.x' }), (e: unknown) => isRetryable(e));
 });
+
+test('revoke: only Dropbox\'s own answer (200, JSON null) counts; a portal or a wrong URL keeps the connection', async () => {
+  const answers: Array<[Response, RegExp]> = [
+    [new Response('<html>Welcome to the hotel Wi-Fi</html>', { status: 200, headers: { 'content-type': 'text/html' } }), /HTTP 200 text\/html.*Welcome to the hotel/],
+    [new Response(null, { status: 204 }), /HTTP 204/],
+    [json(200, { ok: true }), /HTTP 200 application\/json.*"ok":true/],
+    [new Response('null', { status: 200, headers: { 'content-type': 'text/plain' } }), /HTTP 200 text\/plain/],
+    [new Response('', { status: 200, headers: { 'content-type': 'application/json' } }), /HTTP 200 application\/json, empty body/],
+  ];
+  for (const [res, said] of answers) {
+    const { f } = recordingFetch([res]);
+    await assert.rejects(revokeToken({ urls, fetch: f, accessToken: 'sl.secret-token-value' }), (e: unknown) => {
+      assert.ok(e instanceof DropkeyError, String(e));
+      assert.equal(e.code, ErrorCodes.DROPBOX_API);
+      assert.match(e.message, said);
+      assert.match(e.message, /not Dropbox's answer/);
+      assert.equal(isRetryable(e), false, 'a wrong server does not get better by retrying');
+      assert.match(e.hint ?? '', /DROPKEY_DROPBOX_URL/);
+      assert.doesNotMatch(JSON.stringify(e) + e.message, /secret-token-value/);
+      return true;
+    });
+  }
+  // Dropbox's own answer, with or without a charset.
+  const real = recordingFetch([new Response('null', { status: 200, headers: { 'content-type': 'application/json; charset=utf-8' } })]);
+  assert.deepEqual(await revokeToken({ urls, fetch: real.f, accessToken: 'sl.x' }), { alreadyInvalid: false });
+});

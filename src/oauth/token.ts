@@ -404,8 +404,25 @@ export async function revokeToken(o: {
   const req = revokeRequest({ urls: o.urls, accessToken: o.accessToken });
   return call(o, req, 'the token revocation', async (res) => {
     if (res.ok) {
-      await res.body?.cancel();
-      return { alreadyInvalid: false };
+      // A captive portal or a wrong base URL answers 200 to anything: only Dropbox's own answer to a Void route
+      // (200, application/json, body `null`, §1.5) means the tokens are dead. Anything else keeps the connection.
+      const type = (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+      const text = await res.text();
+      if (res.status === 200 && type === 'application/json' && text.trim() === 'null') return { alreadyInvalid: false };
+      const shown = redactSecrets(text, [o.accessToken]);
+      throw new DropboxApiError(
+        res.status,
+        'unexpected_revoke_answer',
+        null,
+        `the answer to the token revocation was not Dropbox's answer (HTTP ${res.status} ${type || 'without a Content-Type'}` +
+          `${shown.trim() ? `: ${oneLine(shown, 120)}` : ', empty body'}), so nothing is known to be revoked`,
+        {
+          code: ErrorCodes.DROPBOX_API,
+          hint: 'check that DROPKEY_DROPBOX_URL (or the API URL) points at Dropbox and that no captive portal or proxy answers in its place, then try again',
+          details: { endpoint: 'auth/token/revoke', status: res.status, content_type: type || null },
+          response: res,
+        },
+      );
     }
     const err = await readDropboxError(res, 'auth/token/revoke', { secrets: [o.accessToken] });
     const tag = (err.error as { '.tag'?: unknown } | null)?.['.tag'];
