@@ -13,7 +13,7 @@ import { type AppContext, type AppEnv, clientIp, type ServerModule } from '../co
 import { escapeHtml, HttpError, htmlPage, ServerErrorCodes } from '../errors.js';
 import { hexEqual, sha256Hex } from '../security/secrets.js';
 import type { ServerServices } from '../services.js';
-import { browserBinding, readBinding, startBrowserLogin } from './flow.js';
+import { browserBinding, readBinding, returnPendingLogin, startBrowserLogin } from './flow.js';
 
 export const POPUP_SCRIPT_PATH = '/oauth/popup.js';
 
@@ -113,6 +113,7 @@ Dropbox will ask you to sign in and allow access; dropkey then keeps the connect
     if (pending.returnMode === 'popup') c.set('popupResult', true);
     const binding = readBinding(c, s);
     if (!binding || !hexEqual(sha256Hex(binding), pending.bindingHash)) {
+      await returnPendingLogin(s, pending);
       throw new HttpError(ServerErrorCodes.FORBIDDEN, 'This sign-in was started in another browser.', {
         hint: 'Start connecting again from this browser.',
       });
