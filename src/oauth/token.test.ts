@@ -330,3 +330,28 @@ test('revoke: only Dropbox\'s own answer (200, JSON null) counts; a portal or a 
   const real = recordingFetch([new Response('null', { status: 200, headers: { 'content-type': 'application/json; charset=utf-8' } })]);
   assert.deepEqual(await revokeToken({ urls, fetch: real.f, accessToken: 'sl.x' }), { alreadyInvalid: false });
 });
+
+test('tokens from the token endpoint must look like tokens (characters, length) before anyone stores them', async () => {
+  const bad: Array<[string, Record<string, unknown>]> = [
+    ['access_token', { access_token: 'sl.good\nX-Injected: 1' }],
+    ['access_token', { access_token: 'sl.\u001b]52;c;cHduZWQ=\u0007' }],
+    ['access_token', { access_token: 'sl.with space' }],
+    ['access_token', { access_token: `sl.${'a'.repeat(9000)}` }],
+    ['refresh_token', { refresh_token: 'rt with\ttab' }],
+    ['refresh_token', { refresh_token: 'x'.repeat(9000) }],
+    ['id_token', { id_token: 'eyJ.x\n.y' }],
+  ];
+  for (const [field, patch] of bad) {
+    const res = json(200, { ...DOC_EXAMPLE, ...patch });
+    await assert.rejects(processTokenResponse(res, { grant: 'authorization_code', now }), (e: unknown) => {
+      assert.ok(e instanceof DropboxApiError, String(e));
+      assert.equal(e.code, ErrorCodes.OAUTH_FAILED);
+      assert.match(e.message, new RegExp(`${field} is not a token`));
+      assert.doesNotMatch(e.message, /Injected|cHduZWQ|aaaaaaaa|xxxxxxxx/);
+      return true;
+    });
+  }
+  // What Dropbox really sends passes (the documented example, a JWT id_token).
+  const ok = await processTokenResponse(json(200, { ...DOC_EXAMPLE, id_token: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_' }), { grant: 'authorization_code', now });
+  assert.equal(ok.accessToken, DOC_EXAMPLE.access_token);
+});

@@ -222,6 +222,24 @@ export function tokenEndpointError(
   );
 }
 
+/**
+ * What a bearer token may hold (RFC 6750 §2.1 b64token; Dropbox's are [A-Za-z0-9._-], §1.2/§1.3) and a length well
+ * above any Dropbox token (short-lived ones run to about 1,500 characters). A token is stored, sent in headers and
+ * printed by `dropkey token`: a newline or an escape inside one would be a header or terminal injection.
+ */
+const TOKEN_CHARS = /^[A-Za-z0-9._~+/=-]+$/;
+const MAX_TOKEN_LENGTH = 8192;
+
+function checkToken(value: string, field: string, response: Response): string {
+  if (value.length > MAX_TOKEN_LENGTH || !TOKEN_CHARS.test(value)) {
+    throw invalidResponse(
+      `${field} is not a token (${value.length > MAX_TOKEN_LENGTH ? `${value.length} characters long` : 'it holds characters a token cannot have'})`,
+      response,
+    );
+  }
+  return value;
+}
+
 function optString(v: unknown): string | undefined {
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
@@ -253,6 +271,7 @@ export async function processTokenResponse(
   }
   const accessToken = j['access_token'];
   if (typeof accessToken !== 'string' || accessToken === '') throw invalidResponse('no access_token', response);
+  checkToken(accessToken, 'access_token', response);
   if (typeof j['token_type'] !== 'string' || j['token_type'].toLowerCase() !== 'bearer') {
     throw invalidResponse('token_type is not "bearer"', response);
   }
@@ -270,7 +289,7 @@ export async function processTokenResponse(
     const rt = j['refresh_token'];
     // A present-but-empty refresh token must never overwrite a stored one: refuse it.
     if (typeof rt !== 'string' || rt === '') throw invalidResponse('refresh_token is empty', response);
-    set.refreshToken = rt;
+    set.refreshToken = checkToken(rt, 'refresh_token', response);
   }
   const scope = j['scope'];
   if (scope !== undefined && scope !== null) {
@@ -288,7 +307,7 @@ export async function processTokenResponse(
   if (typeof uid === 'string' && uid) set.uid = uid;
   else if (typeof uid === 'number') set.uid = String(uid);
   const idToken = optString(j['id_token']);
-  if (idToken) set.idToken = idToken;
+  if (idToken) set.idToken = checkToken(idToken, 'id_token', response);
   return set;
 }
 

@@ -1,0 +1,44 @@
+/**
+ * Issue 10 (hardening): hostile or careless input reaching the built CLI. Each test names the item it covers.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CliEnv } from './cli-helpers.js';
+
+let t: CliEnv;
+before(async () => {
+  t = await CliEnv.create();
+});
+after(async () => t.close());
+
+/** ESC, BEL, C1 controls (CSI U+009B, OSC U+009D) and DEL: nothing that a terminal acts on. */
+const TERMINAL_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+
+test('item 4: Dropbox-supplied names holding terminal escapes are printed without their control characters', async () => {
+  const app = await t.addApp('escapes', { team: false });
+  const clipboard = '\u001b]52;c;ZWNobyBwd25lZA==\u0007';
+  const title = '\u001b]0;pwned\u0007';
+  const account = await t.emu.control.createAccount({
+    email: 'esc@example.com',
+    given_name: `Eve${title}\u009b2J`,
+    surname: 'Escape\u007f',
+    team: { name: `Team${clipboard}\u001b[2J\r\nfake line` },
+  });
+  const g = await t.emu.control.grant({ app: app.key, account: account.account_id, token_access_type: 'offline' });
+  const imported = await t.run(['import', '--connection', 'esc', '--app', 'escapes', '--refresh-token', '-'], { stdin: `${g.refresh_token}\n` });
+  assert.equal(imported.code, 0, imported.stderr);
+  assert.match(imported.stdout, /Imported "esc": esc@example\.com \(team Team.*fake line\)/);
+  assert.doesNotMatch(imported.stdout + imported.stderr, TERMINAL_CONTROL);
+
+  const list = await t.run(['list']);
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, /esc@example\.com/);
+  assert.doesNotMatch(list.stdout + list.stderr, TERMINAL_CONTROL);
+  assert.equal(list.stdout.trim().split('\n').length, 2, 'one header and one row: no line break smuggled into a cell');
+
+  // JSON keeps the data (escaped, so no raw control reaches a terminal that shows it).
+  const json = await t.run(['list', '--json']);
+  assert.doesNotMatch(json.stdout, TERMINAL_CONTROL);
+  const parsed = JSON.parse(json.stdout) as Array<{ name: string; team_name: string }>;
+  assert.equal(parsed.find((c) => c.name === 'esc')?.team_name, `Team${clipboard}\u001b[2J\r\nfake line`);
+});
