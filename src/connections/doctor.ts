@@ -141,6 +141,10 @@ function explainLiveError(ctx: Ctx, err: unknown, fixLogin: string, route: strin
     add(ctx, { id: 'token_malformed', severity: 'error', message: 'Dropbox says the token is malformed: it is truncated or has extra characters.', fix: 'copy the token again, alone, or run: dropkey token' });
     return true;
   }
+  if (reason === 'not_dropbox' && err instanceof DropkeyError) {
+    add(ctx, { id: 'not_dropbox', severity: 'error', message: `${err.message.replace(/^the/, 'The')}.`, fix: err.hint ?? 'check DROPKEY_DROPBOX_URL' });
+    return true;
+  }
   if (err instanceof DropkeyError && err.code === ErrorCodes.DROPBOX_UNAVAILABLE) {
     add(ctx, { id: 'dropbox_unreachable', severity: 'error', message: `Dropbox could not be reached: ${err.message}`, fix: 'check the network (and DROPKEY_DROPBOX_URL if set), then run dropkey doctor again' });
     return true;

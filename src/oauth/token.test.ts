@@ -355,3 +355,17 @@ test('tokens from the token endpoint must look like tokens (characters, length) 
   const ok = await processTokenResponse(json(200, { ...DOC_EXAMPLE, id_token: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_' }), { grant: 'authorization_code', now });
   assert.equal(ok.accessToken, DOC_EXAMPLE.access_token);
 });
+
+test('a redirect from the token endpoint is reported as a redirect, with where it pointed, and never followed', async () => {
+  const { f, calls } = recordingFetch([new Response('', { status: 302, headers: { location: 'https://login.example.net/portal?next=x' } })]);
+  await assert.rejects(refreshAccessToken({ urls, fetch: f, now, client: { clientId: 'k', clientSecret: SECRET }, refreshToken: REFRESH }), (e: unknown) => {
+    assert.ok(e instanceof DropkeyError, String(e));
+    assert.equal(e.code, ErrorCodes.OAUTH_FAILED);
+    assert.match(e.message, /redirect \(HTTP 302\) to https:\/\/login\.example\.net\/portal/);
+    assert.doesNotMatch(e.message, /fetch failed/);
+    assert.match(e.hint ?? '', /DROPKEY_DROPBOX_URL/);
+    assert.equal(isRetryable(e), false);
+    return true;
+  });
+  assert.equal(calls[0]!.redirect, 'manual', 'the refresh token and secret are never re-sent to wherever it points');
+});

@@ -157,6 +157,24 @@ export function tokenEndpointError(
       response,
     });
 
+  if (status >= 300 && status < 400) {
+    const location = response.headers.get('location');
+    let where = '';
+    if (location) {
+      try {
+        const u = new URL(location, response.url || undefined);
+        where = ` to ${u.origin}${u.pathname}`;
+      } catch {
+        where = ` to ${oneLine(location, 100)}`;
+      }
+    }
+    return make(
+      ErrorCodes.OAUTH_FAILED,
+      `the token endpoint answered with a redirect (HTTP ${status})${where} instead of an answer; Dropbox never redirects token requests`,
+      'check DROPKEY_DROPBOX_URL (or the token URL): use the https address of Dropbox or the emulator exactly, and make sure no proxy or captive portal intercepts it',
+      { reason: 'redirect' },
+    );
+  }
   if (status === 429 || status >= 500) {
     const retryAfter = parseRetryAfter(response.headers, body, ctx.now);
     return make(
@@ -353,7 +371,9 @@ async function call<T>(
     if (o.signal?.aborted) onAbort();
     let res: Response;
     try {
-      res = await o.fetch(req.url, { ...req.init, signal: ac.signal });
+      // Never follow a redirect: fetch would resend the body (a code, a refresh token) to wherever it points, and
+      // a redirect loop or a cross-scheme hop would surface as a bare "fetch failed". A 3xx is reported as such.
+      res = await o.fetch(req.url, { ...req.init, redirect: 'manual', signal: ac.signal });
     } catch (cause) {
       return fail(cause);
     }

@@ -2,6 +2,8 @@
  * Issue 10 (hardening): hostile or careless input reaching the built CLI. Each test names the item it covers.
  */
 import { after, before, test } from 'node:test';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import assert from 'node:assert/strict';
 import { CliEnv } from './cli-helpers.js';
 
@@ -41,4 +43,48 @@ test('item 4: Dropbox-supplied names holding terminal escapes are printed withou
   assert.doesNotMatch(json.stdout, TERMINAL_CONTROL);
   const parsed = JSON.parse(json.stdout) as Array<{ name: string; team_name: string }>;
   assert.equal(parsed.find((c) => c.name === 'esc')?.team_name, `Team${clipboard}\u001b[2J\r\nfake line`);
+});
+
+/** A server that is not Dropbox: answers every request with what `answer` returns (a wrong DROPKEY_DROPBOX_URL, a portal). */
+async function impostor(answer: (req: IncomingMessage) => { status: number; type?: string; body: string; headers?: Record<string, string> }): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    req.resume();
+    const a = answer(req);
+    res.writeHead(a.status, { ...(a.type ? { 'content-type': a.type } : {}), ...a.headers });
+    res.end(a.body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+const PASTED = `sl.u.${'A'.repeat(150)}`;
+
+test('item 12: doctor on a 200 that is not Dropbox\'s answer (HTML, empty, wrongly shaped JSON) reports a problem with its fix', async () => {
+  const bodies = [
+    { type: 'text/html', body: '<html>Sign in to the Wi-Fi</html>' },
+    { type: 'application/json', body: '' },
+    { type: 'application/json', body: '{}' },
+    { type: 'application/json', body: '[1,2]' },
+  ];
+  for (const b of bodies) {
+    const fake = await impostor(() => ({ status: 200, ...b }));
+    try {
+      const r = await t.run(['doctor', '--token', '-'], { stdin: `${PASTED}\n`, env: { DROPKEY_DROPBOX_URL: fake.url } });
+      assert.equal(r.code, 1, `${b.body}: ${r.stdout}${r.stderr}`);
+      assert.doesNotMatch(r.stdout, /Healthy/);
+      assert.match(r.stdout, /\[x\] .*not Dropbox's answer/, r.stdout + r.stderr);
+      assert.match(r.stdout, /Fix: .*DROPKEY_DROPBOX_URL/);
+      assert.equal(r.stderr, '');
+    } finally {
+      await fake.close();
+    }
+  }
+});
+
+test('item 12: doctor --token garbage names the length once, in plain words', async () => {
+  const r = await t.run(['doctor', '--token', 'garbage']);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.doesNotMatch(r.stdout, /\(\(/);
+  assert.match(r.stdout, /this value \(7 chars\)|7 characters/);
 });
