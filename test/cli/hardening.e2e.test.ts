@@ -88,3 +88,16 @@ test('item 12: doctor --token garbage names the length once, in plain words', as
   assert.doesNotMatch(r.stdout, /\(\(/);
   assert.match(r.stdout, /this value \(7 chars\)|7 characters/);
 });
+
+test('item 14: login --app nosuch says the app does not exist, even when the port is busy', async () => {
+  const busy = await impostor(() => ({ status: 404, body: '' }));
+  try {
+    const port = new URL(busy.url).port;
+    const r = await t.run(['login', '--app', 'nosuch', '--port', port, '--no-browser']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /nosuch/);
+    assert.doesNotMatch(r.stderr, /already in use/);
+  } finally {
+    await busy.close();
+  }
+});

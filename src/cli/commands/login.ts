@@ -89,6 +89,9 @@ async function loginLoopback(
   base: LoginBase,
   o: { port: number; timeoutMs: number; openBrowser: boolean },
 ): Promise<ConnectResult> {
+  // Resolve the app and scopes first (startLogin writes nothing): a mistyped --app must be reported as such, not
+  // hidden behind "port busy" from binding the callback port.
+  await s.dk.startLogin(base);
   const { startCallbackServer } = await import('../loopback.js');
   const server = await startCallbackServer({ port: o.port, timeoutMs: o.timeoutMs, signal: ctx.signal });
   try {
