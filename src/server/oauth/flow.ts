@@ -13,8 +13,9 @@ import type { AppContext } from '../context.js';
 import { randomToken, sha256Hex } from '../security/secrets.js';
 import type { ServerServices } from '../services.js';
 
-const MAX_LINK_TTL_S = 7 * 24 * 3600;
-const MIN_LINK_TTL_S = 60;
+/** A connect link's lifetime bounds, in seconds (the API's expires_in; the UI asks for minutes). */
+export const MAX_LINK_TTL_S = 7 * 24 * 3600;
+export const MIN_LINK_TTL_S = 60;
 
 export function bindingCookieName(publicUrl: string): string {
   // __Host- cookies must be Secure, Path=/ and host-only: unforgeable by sibling subdomains (RFC 6265bis §4.1.3.2).
