@@ -6,6 +6,8 @@
  * Every API error body is `{"error": {"code", "message"}}` (plus `hint` and safe `details` when known).
  * Browser pages (connect links, the OAuth callback, the UI) get a small HTML page with the same facts instead.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AppContext } from './context.js';
 import { DropkeyError, ErrorCodes, type ErrorCode } from '../errors.js';
 import { redactText } from '../connections/redact.js';
 
@@ -142,4 +144,18 @@ export function htmlPage(title: string, bodyHtml: string, options: { script?: st
 <title>${escapeHtml(title)}</title>${options.script ? `<script src="${escapeHtml(options.script)}" defer></script>` : ''}</head>
 <body${options.bodyAttrs ? ` ${options.bodyAttrs}` : ''}>${bodyHtml}</body></html>
 `;
+}
+
+/** Status recorded for a request whose client left before the answer (nginx's 499; never sent to anyone). */
+export const CLIENT_CLOSED_REQUEST = 499;
+
+/**
+ * A request the client abandoned (closed the socket mid-body, cancelled its fetch): the request's abort signal, or
+ * under the Node listener its socket gone before the answer. Judged from the caller's side only, so an upstream
+ * (Dropbox) connection that breaks is still a failure of ours.
+ */
+export function clientWentAway(_err: unknown, c: Pick<AppContext, 'req' | 'env'>): boolean {
+  if (c.req.raw.signal?.aborted) return true;
+  const { incoming, outgoing } = (c.env ?? {}) as { incoming?: IncomingMessage; outgoing?: ServerResponse };
+  return !!incoming && !!outgoing && !outgoing.headersSent && ((incoming.destroyed && !incoming.complete) || outgoing.destroyed);
 }

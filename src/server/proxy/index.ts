@@ -23,7 +23,7 @@ import { defaultSleep, type Sleep } from '../../sleep.js';
 import { parseRetryAfter } from '../../dropbox/errors.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppContext, AppEnv, ServerModule } from '../context.js';
-import { HttpError, mapError, ServerErrorCodes } from '../errors.js';
+import { CLIENT_CLOSED_REQUEST, clientWentAway, HttpError, mapError, ServerErrorCodes } from '../errors.js';
 import { reportRefreshFailure } from '../jobs/events.js';
 import { securityHeaders } from '../security/headers.js';
 import { authorize, type ServerServices } from '../services.js';
@@ -80,7 +80,7 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
       s.metrics.proxyRequests.inc({ connection: seen.connection, status: String(res.status) });
       return res;
     } catch (err) {
-      s.metrics.proxyRequests.inc({ connection: seen.connection, status: String(mapError(err).status) });
+      s.metrics.proxyRequests.inc({ connection: seen.connection, status: String(clientWentAway(err, c) ? CLIENT_CLOSED_REQUEST : mapError(err).status) });
       throw err;
     }
   });
