@@ -600,3 +600,21 @@ test('Dropbox answering before the caller finished sending: the answer arrives a
   // The next request gets a fresh connection and works.
   assert.equal((await rpc('c1', 'users/get_current_account')).status, 200);
 });
+
+test('metrics: requests to made-up connection names add no series of their own (issue 10 item 6)', async () => {
+  const any = await rig.key(['proxy'], '*', 'proxy-any');
+  const unnamed404 = rig.app.services.metrics.proxyRequests.get({ connection: '', status: '404' });
+  for (let i = 0; i < 30; i++) {
+    const res = await rpc(`made-up-${i}`, 'users/get_current_account', undefined, {}, any);
+    assert.equal(res.status, 404);
+    await res.arrayBuffer();
+  }
+  // A bad method on an existing connection is still counted under its name.
+  const wrong = await proxy('/c1/2/users/get_current_account', { method: 'GET', key: any });
+  assert.equal(wrong.status, 405);
+  const text = rig.app.services.metrics.registry.render();
+  assert.doesNotMatch(text, /made-up/);
+  const { proxyRequests } = rig.app.services.metrics;
+  assert.equal(proxyRequests.get({ connection: '', status: '404' }), unnamed404 + 30);
+  assert.ok(proxyRequests.get({ connection: 'c1', status: '405' }) >= 1);
+});

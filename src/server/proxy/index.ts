@@ -48,6 +48,12 @@ const DEFAULT_REPLAY_LIMIT = 1024 * 1024;
 const TOO_MANY_REQUESTS = 429;
 const MAX_429_RETRIES = 3;
 
+/** What a request told about its connection, for the metric label: the validated name, and whether it exists. */
+interface Seen {
+  name: string;
+  exists: boolean;
+}
+
 export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono<AppEnv> {
   const backoff = options.backoff ?? new MemoryBackoffStore();
   const maxWaitMs = options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
@@ -72,25 +78,37 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
 
   const r = new Hono<AppEnv>();
 
+  /**
+   * The connection label of a request: its name only once the caller may use it and the connection exists, since
+   * names from the URL (a key for every connection may ask for any) would make unbounded series.
+   */
+  const labelOf = async (seen: Seen): Promise<string> => {
+    if (seen.exists || seen.name === '') return seen.name;
+    try {
+      return (await s.dropkey.store.getConnection(seen.name)) ? seen.name : '';
+    } catch {
+      return '';
+    }
+  };
+
   r.all('/:name/*', async (c) => {
-    // Counted by connection only once the caller may use it: raw names from the URL would be unbounded labels.
-    const seen: { connection: string } = { connection: '' };
+    const seen: Seen = { name: '', exists: false };
     try {
       const res = await forward(c, seen);
-      s.metrics.proxyRequests.inc({ connection: seen.connection, status: String(res.status) });
+      s.metrics.proxyRequests.inc({ connection: await labelOf(seen), status: String(res.status) });
       return res;
     } catch (err) {
-      s.metrics.proxyRequests.inc({ connection: seen.connection, status: String(clientWentAway(err, c) ? CLIENT_CLOSED_REQUEST : mapError(err).status) });
+      s.metrics.proxyRequests.inc({ connection: await labelOf(seen), status: String(clientWentAway(err, c) ? CLIENT_CLOSED_REQUEST : mapError(err).status) });
       throw err;
     }
   });
 
-  async function forward(c: AppContext, seen: { connection: string }): Promise<Response> {
+  async function forward(c: AppContext, seen: Seen): Promise<Response> {
     const key = await s.apiKeys.authenticate(c.req.header('authorization'));
     const rawName = c.req.param('name') ?? '';
     authorize(key, 'proxy', rawName);
     const name = validateName('connection', rawName);
-    seen.connection = name;
+    seen.name = name;
     s.usage.used(key);
 
     const route = routeOf(c, rawName);
@@ -165,6 +183,7 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
       if (block) return rateLimited(block, s.clock());
       // noauth routes (longpoll) carry their rights in the cursor; the connection must still exist and be usable.
       const token = (await s.tokens.get(name)).info.accessToken;
+      seen.exists = true;
       const res = await send(info.noauth ? null : token);
       const out = responseHeaders(res.headers);
 
