@@ -28,6 +28,8 @@ export const ServerErrorCodes = {
   LINK_EXPIRED: 'DROPKEY_LINK_EXPIRED',
   /** The request body is too large. */
   PAYLOAD_TOO_LARGE: 'DROPKEY_PAYLOAD_TOO_LARGE',
+  /** Dropbox did not answer a proxied call in time. */
+  UPSTREAM_TIMEOUT: 'DROPKEY_UPSTREAM_TIMEOUT',
 } as const;
 
 export type ServerErrorCode = (typeof ServerErrorCodes)[keyof typeof ServerErrorCodes];
@@ -41,6 +43,7 @@ const SERVER_STATUS: Record<ServerErrorCode, number> = {
   DROPKEY_METHOD_NOT_ALLOWED: 405,
   DROPKEY_LINK_EXPIRED: 410,
   DROPKEY_PAYLOAD_TOO_LARGE: 413,
+  DROPKEY_UPSTREAM_TIMEOUT: 504,
 };
 
 const DOMAIN_STATUS: Record<ErrorCode, number> = {

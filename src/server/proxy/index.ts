@@ -39,6 +39,8 @@ export interface ProxyOptions {
   maxWaitMs?: number;
   /** Request bodies up to this size are kept so the request can be retried (default 1 MiB). */
   replayLimitBytes?: number;
+  /** Overrides config.proxyUpstreamTimeoutMs: how long an RPC call waits for Dropbox to start answering. */
+  upstreamTimeoutMs?: number;
   sleep?: Sleep;
 }
 
@@ -152,6 +154,9 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
     }
     const replayable = body !== 'stream';
     const signal = transport.signal;
+    // RPC calls answer at once; uploads and downloads stream for as long as they need, and longpoll (notify host)
+    // holds the request for up to its own timeout (480 s plus jitter) by design.
+    const upstreamTimeout = info.style === 'rpc' && info.host !== 'notify' ? (options.upstreamTimeoutMs ?? s.config.proxyUpstreamTimeoutMs) : undefined;
 
     let waited = 0;
     /** Waits out the connection's block; returns it when it lasts longer than what is left of maxWaitMs. */
@@ -170,7 +175,7 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
     const send = async (token: string | null): Promise<UpstreamAnswer> => {
       if (token !== null) headers.set('authorization', `Bearer ${token}`);
       const started = performance.now();
-      const answer = await transport.send(url, method, headers, body);
+      const answer = await transport.send(url, method, headers, body, upstreamTimeout === undefined ? {} : { timeoutMs: upstreamTimeout });
       s.metrics.upstreamLatency.observe({ host: info.host }, (performance.now() - started) / 1000);
       if (answer.status === TOO_MANY_REQUESTS) s.metrics.upstream429.inc({ host: info.host });
       return answer;
