@@ -4,6 +4,9 @@
 import { after, before, test } from 'node:test';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import assert from 'node:assert/strict';
 import { CliEnv } from './cli-helpers.js';
 
@@ -100,4 +103,20 @@ test('item 14: login --app nosuch says the app does not exist, even when the por
   } finally {
     await busy.close();
   }
+});
+
+test('item 8: a wait for another process\'s lock that passes a second is announced on stderr', async () => {
+  await t.connect('locked');
+  const db = new Database(join(t.home, 'dropkey.db'));
+  // This test process is alive, so its lock is waited for (until its lease runs out), not taken over.
+  const now = Date.now();
+  db.prepare('INSERT INTO locks (name, owner, expires_at, acquired_at) VALUES (?, ?, ?, ?)').run('refresh:locked', `${process.pid}@${hostname()}#test`, now + 2_500, now);
+  db.close();
+  const r = await t.run(['refresh', '--connection', 'locked']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /waiting for another dropkey process/);
+  assert.match(r.stdout, /Refreshed "locked"/);
+  // A wait under a second says nothing.
+  const quiet = await t.run(['refresh', '--connection', 'locked']);
+  assert.equal(quiet.stderr, '');
 });
