@@ -53,10 +53,44 @@ export function announcingLockWaits(store: Store, stderr: Pick<CommandContext['s
   });
 }
 
-/** The facade on an already opened store (which the caller closes); lock waits are announced on `stderr`. */
+/**
+ * fetch with a notice on stderr for each request to Dropbox that has not been answered after LOCK_NOTICE_MS: a
+ * hung token endpoint is otherwise a silent minute (the facade bounds it, see RetryOptions.totalTimeoutMs).
+ * Names the method and the URL without its query (never a token or code there, but nothing to gain either).
+ */
+export function announcingSlowRequests(fetchFn: typeof fetch, stderr: Pick<CommandContext['stderr'], 'write'>): typeof fetch {
+  const attempts = new Map<string, number>();
+  return (async (input: string | URL | Request, init?: RequestInit) => {
+    const raw = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const u = new URL(raw);
+    const what = `${(init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase()} ${u.origin}${u.pathname}`;
+    const n = (attempts.get(what) ?? 0) + 1;
+    attempts.set(what, n);
+    const started = Date.now();
+    const timer = setTimeout(() => {
+      stderr.write(`dropkey: waiting for Dropbox to answer (${what})${n > 1 ? `, attempt ${n}` : ''}...\n`);
+    }, LOCK_NOTICE_MS);
+    timer.unref();
+    try {
+      const res = await fetchFn(input, init);
+      const ms = Date.now() - started;
+      if (ms >= LOCK_NOTICE_MS) stderr.write(`dropkey: Dropbox answered after ${(ms / 1000).toFixed(1)} s.\n`);
+      return res;
+    } finally {
+      clearTimeout(timer);
+    }
+  }) as typeof fetch;
+}
+
+/** The facade on an already opened store (which the caller closes); lock waits and slow answers are announced on `stderr`. */
 export async function facadeOn(store: Store, cfg: CliConfig, stderr?: Pick<CommandContext['stderr'], 'write'>): Promise<Dropkey> {
   const { Dropkey } = await import('../connections/dropkey.js');
-  return Dropkey.open({ store: stderr ? announcingLockWaits(store, stderr) : store, urls: cfg.urls, fetch: globalThis.fetch, now: Date.now });
+  return Dropkey.open({
+    store: stderr ? announcingLockWaits(store, stderr) : store,
+    urls: cfg.urls,
+    fetch: stderr ? announcingSlowRequests(globalThis.fetch, stderr) : globalThis.fetch,
+    now: Date.now,
+  });
 }
 
 /** Runs fn with an open facade and always closes the store (releasing the SQLite handle) afterwards. */

@@ -120,3 +120,17 @@ test('item 8: a wait for another process\'s lock that passes a second is announc
   const quiet = await t.run(['refresh', '--connection', 'locked']);
   assert.equal(quiet.stderr, '');
 });
+
+test('item 11: a token endpoint slow to answer is announced on stderr while dropkey waits', async () => {
+  await t.connect('slow');
+  await t.emu.control.fault({ route: 'oauth2/token', status: 200, delay_ms: 1_800, count: 1 });
+  try {
+    const r = await t.run(['refresh', '--connection', 'slow']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /waiting for Dropbox to answer \(POST http:\/\/127\.0\.0\.1:\d+\/oauth2\/token\)/);
+    assert.match(r.stderr, /Dropbox answered after \d+\.\d s/);
+    assert.match(r.stdout, /Refreshed "slow"/);
+  } finally {
+    await t.emu.control.clearFaults();
+  }
+});
