@@ -134,3 +134,35 @@ test('item 11: a token endpoint slow to answer is announced on stderr while drop
     await t.emu.control.clearFaults();
   }
 });
+
+test('item 7: one damaged secret fails only its connection, named with the field, in list, refresh and doctor', async () => {
+  await t.connect('healthy');
+  await t.connect('damaged');
+  const db = new Database(join(t.home, 'dropkey.db'));
+  const row = db.prepare("SELECT refresh_token_enc FROM connections WHERE name = 'damaged'").get() as { refresh_token_enc: string };
+  // Flip the end of the ciphertext (its authentication tag): what a disk error or a hand edit does.
+  const v = row.refresh_token_enc;
+  db.prepare("UPDATE connections SET refresh_token_enc = ? WHERE name = 'damaged'").run(`${v.slice(0, -4)}${v.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`);
+  db.close();
+
+  const list = await t.run(['list']);
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, /^healthy .* active /m);
+  assert.match(list.stdout, /^damaged /m);
+  assert.match(list.stderr, /"damaged".*refresh_token.*cannot be decrypted/);
+  assert.match(list.stderr, /dropkey login --connection damaged/);
+  const json = JSON.parse((await t.run(['list', '--json'])).stdout) as Array<{ name: string; state: string }>;
+  assert.equal(json.find((c) => c.name === 'damaged')?.state, 'needs_reauth');
+  assert.equal(json.find((c) => c.name === 'healthy')?.state, 'active');
+
+  for (const args of [['refresh', '--connection', 'damaged'], ['doctor', '--connection', 'damaged'], ['token', '--connection', 'damaged']]) {
+    const r = await t.run(args);
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stdout + r.stderr, /refresh_token of connection "damaged" cannot be decrypted/, args.join(' '));
+    assert.match(r.stdout + r.stderr, /dropkey login --connection damaged/, args.join(' '));
+  }
+  for (const args of [['refresh', '--connection', 'healthy'], ['doctor', '--connection', 'healthy'], ['token', '--connection', 'healthy']]) {
+    const r = await t.run(args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+  }
+});
