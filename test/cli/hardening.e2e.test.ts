@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import assert from 'node:assert/strict';
-import { CliEnv } from './cli-helpers.js';
+import { CliEnv, collect, waitForOutput } from './cli-helpers.js';
 
 let t: CliEnv;
 before(async () => {
@@ -108,13 +108,17 @@ test('item 14: login --app nosuch says the app does not exist, even when the por
 test('item 8: a wait for another process\'s lock that passes a second is announced on stderr', async () => {
   await t.connect('locked');
   const db = new Database(join(t.home, 'dropkey.db'));
-  // This test process is alive, so its lock is waited for (until its lease runs out), not taken over.
+  // This test process is alive, so its lock is waited for, not taken over; it is released once the wait is announced.
   const now = Date.now();
-  db.prepare('INSERT INTO locks (name, owner, expires_at, acquired_at) VALUES (?, ?, ?, ?)').run('refresh:locked', `${process.pid}@${hostname()}#test`, now + 2_500, now);
+  db.prepare('INSERT INTO locks (name, owner, expires_at, acquired_at) VALUES (?, ?, ?, ?)').run('refresh:locked', `${process.pid}@${hostname()}#test`, now + 60_000, now);
+  const child = t.spawn(['refresh', '--connection', 'locked']);
+  child.stdin.end();
+  const done = collect(child);
+  await waitForOutput(child.stderr, /waiting for another dropkey process/);
+  db.prepare("DELETE FROM locks WHERE name = 'refresh:locked'").run();
   db.close();
-  const r = await t.run(['refresh', '--connection', 'locked']);
+  const r = await done;
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /waiting for another dropkey process/);
   assert.match(r.stdout, /Refreshed "locked"/);
   // No lock held: nothing said about one (a slow machine may still say Dropbox is slow to answer).
   const quiet = await t.run(['refresh', '--connection', 'locked']);

@@ -12,7 +12,7 @@ import { makeServerRig, type ServerRig } from './rig.js';
 let rig: ServerRig;
 let listener: Listener & { setApp(app: ServerApp): void };
 let key: string;
-const IDLE_MS = 400;
+const IDLE_MS = 1_000;
 
 before(async () => {
   rig = await makeServerRig();
