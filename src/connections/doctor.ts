@@ -371,6 +371,8 @@ function lastErrorFindings(ctx: Ctx, rec: ConnectionRecord, fixLogin: string): v
 function refreshFinding(ctx: Ctx, err: unknown, rec: ConnectionRecord, fixLogin: string): void {
   if (err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED) {
     add(ctx, { id: 'needs_reauth', severity: 'error', message: err.message, fix: fixLogin });
+  } else if (err instanceof DropkeyError && err.details?.['reason'] === 'secret_missing') {
+    add(ctx, { id: 'app_secret_missing', severity: 'error', message: err.message, fix: err.hint ?? `dropkey app update --name ${rec.app} --secret -` });
   } else if (err instanceof DropkeyError && err.code === ErrorCodes.INVALID_CLIENT) {
     add(ctx, {
       id: 'invalid_client',

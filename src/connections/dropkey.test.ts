@@ -367,6 +367,30 @@ describe('revoke when Dropbox disagrees (issue 10 item 2)', () => {
   });
 });
 
+describe('an app whose secret was forgotten after connecting with it (issue 10 item 13)', () => {
+  let rig: Rig;
+  before(async () => {
+    rig = await makeRig();
+  });
+  after(() => rig.close());
+
+  test('refresh says the connection was authorized with the secret and how to fix it, not "a dropkey bug"', async () => {
+    const a = await rig.appWithAccount({ name: 'nosec' });
+    const g = await a.grant();
+    await rig.dk.import({ connection: 'n1', app: 'nosec', refreshToken: g.refresh_token! });
+    await rig.dk.updateApp('nosec', { secret: null });
+    const err = await rejectsWith(rig.dk.refresh('n1', { force: true }), ErrorCodes.INVALID_CLIENT);
+    const text = `${err.message}\n${err.hint ?? ''}`;
+    assert.doesNotMatch(text, /dropkey bug/);
+    assert.match(text, /app "nosec" has no secret/);
+    assert.match(err.hint ?? '', /dropkey app update --name nosec --secret -/);
+    const report = await rig.dk.doctor({ connection: 'n1' });
+    const finding = report.findings.find((f) => f.id === 'app_secret_missing');
+    assert.ok(finding, JSON.stringify(report.findings));
+    assert.match(finding.fix, /dropkey app update --name nosec --secret -/);
+  });
+});
+
 describe('refresh failure vs a reconnect that lands meanwhile', () => {
   // A refresh whose lock lease lapsed (a stalled process) can meet a login that wrote the row meanwhile. Its own
   // invalid_grant says nothing about the new credentials: the row must stay as the login wrote it.

@@ -4,7 +4,7 @@
  */
 import { type DropboxUrls } from '../dropbox/hosts.js';
 import { networkError, readDropboxError, redactSecrets } from '../dropbox/errors.js';
-import { DropkeyError, ErrorCodes } from '../errors.js';
+import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
 import { type FetchLike, refreshAccessToken } from '../oauth/token.js';
 import type { AppRecord } from '../store/types.js';
 import type { RefreshGrant } from './refresher.js';
@@ -17,16 +17,21 @@ export function makeRefreshGrant(deps: { urls: DropboxUrls; fetch: FetchLike; no
   return async ({ app, refreshToken, signal, scopes }) => {
     // Expiry counts from when the request left, so time spent in transit never makes a token look fresher.
     const sentAt = deps.now();
-    const set = await refreshAccessToken({
-      urls: deps.urls,
-      fetch: deps.fetch,
-      now: () => sentAt,
-      client: clientOf(app),
-      refreshToken,
-      ...(signal ? { signal } : {}),
-      timeoutMs: deps.timeoutMs,
-      ...(scopes && scopes.length > 0 ? { scopes } : {}),
-    });
+    let set: Awaited<ReturnType<typeof refreshAccessToken>>;
+    try {
+      set = await refreshAccessToken({
+        urls: deps.urls,
+        fetch: deps.fetch,
+        now: () => sentAt,
+        client: clientOf(app),
+        refreshToken,
+        ...(signal ? { signal } : {}),
+        timeoutMs: deps.timeoutMs,
+        ...(scopes && scopes.length > 0 ? { scopes } : {}),
+      });
+    } catch (err) {
+      throw secretlessRefreshError(app, err);
+    }
     return {
       accessToken: set.accessToken,
       expiresAt: set.expiresAt ?? null,
@@ -34,6 +39,27 @@ export function makeRefreshGrant(deps: { urls: DropboxUrls; fetch: FetchLike; no
       refreshToken: set.refreshToken ?? null,
     };
   };
+}
+
+/**
+ * A refresh token minted for an app with its secret needs that secret to be refreshed; after `app update
+ * --no-secret` Dropbox refuses the client_id-only request (invalid_request "missing ... client_secret", or
+ * invalid_client). Said in those words, with the fix, instead of a generic refusal or "a dropkey bug".
+ */
+function secretlessRefreshError(app: AppRecord, err: unknown): unknown {
+  if (app.secret || !(err instanceof DropboxApiError)) return err;
+  const error = err.summary;
+  const description = JSON.stringify(err.error ?? '');
+  if (!(error === 'invalid_client' || error === 'unauthorized_client' || (error === 'invalid_request' && /client_secret|auth/i.test(description)))) return err;
+  return new DropkeyError(
+    ErrorCodes.INVALID_CLIENT,
+    `Dropbox needs the app secret to refresh this connection, but app "${app.name}" has no secret in dropkey: the connection was authorized with the secret, which was removed since (app update --no-secret)`,
+    {
+      cause: err,
+      hint: `store the secret again (App Console, Settings tab, App secret: Show): dropkey app update --name ${app.name} --secret -`,
+      details: { app: app.name, reason: 'secret_missing' },
+    },
+  );
 }
 
 /** Who a token belongs to, as far as Dropbox tells. */
