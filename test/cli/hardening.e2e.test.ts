@@ -78,7 +78,8 @@ test('item 12: doctor on a 200 that is not Dropbox\'s answer (HTML, empty, wrong
       assert.doesNotMatch(r.stdout, /Healthy/);
       assert.match(r.stdout, /\[x\] .*not Dropbox's answer/, r.stdout + r.stderr);
       assert.match(r.stdout, /Fix: .*DROPKEY_DROPBOX_URL/);
-      assert.equal(r.stderr, '');
+      // A report, not an abort: stderr holds at most the notice that Dropbox was slow to answer on a loaded machine.
+      assert.deepEqual(r.stderr.split('\n').filter((l) => l && !/waiting for Dropbox to answer|Dropbox answered after/.test(l)), []);
     } finally {
       await fake.close();
     }
