@@ -7,7 +7,6 @@
  * Browser pages (connect links, the OAuth callback, the UI) get a small HTML page with the same facts instead.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AppContext } from './context.js';
 import { DropkeyError, ErrorCodes, type ErrorCode } from '../errors.js';
 import { redactText } from '../connections/redact.js';
 
@@ -157,7 +156,7 @@ export const CLIENT_CLOSED_REQUEST = 499;
  * under the Node listener its socket gone before the answer. Judged from the caller's side only, so an upstream
  * (Dropbox) connection that breaks is still a failure of ours.
  */
-export function clientWentAway(_err: unknown, c: Pick<AppContext, 'req' | 'env'>): boolean {
+export function clientWentAway(_err: unknown, c: { req: { raw: Request }; env?: unknown }): boolean {
   if (c.req.raw.signal?.aborted) return true;
   const { incoming, outgoing } = (c.env ?? {}) as { incoming?: IncomingMessage; outgoing?: ServerResponse };
   return !!incoming && !!outgoing && !outgoing.headersSent && ((incoming.destroyed && !incoming.complete) || outgoing.destroyed);
