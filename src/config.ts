@@ -48,6 +48,8 @@ export interface DropkeyConfig {
   gcHeadroom: boolean;
   /** DROPKEY_DEBUG: errors print their causes and stacks. Default false. */
   debug: boolean;
+  /** DROPKEY_PROXY_UPSTREAM_TIMEOUT in ms (`serve`): how long the proxy waits for Dropbox to answer an RPC call. Unset: the server's default (60 s). */
+  proxyUpstreamTimeoutMs: number | undefined;
 }
 
 /** One bad variable: what is wrong, what is accepted, what to do. `variable` names it; the value is never a secret here. */
@@ -231,8 +233,23 @@ export async function readConfig(env: Env, options: ReadConfigOptions = {}): Pro
   const gcHeadroom = flag('DROPKEY_GC_HEADROOM', "set off to keep V8's default heap sizing, or unset it (on)") ?? true;
   const debug = flag('DROPKEY_DEBUG', 'set 1 to print the causes of errors, or unset it (off)') ?? false;
 
+  const timeoutValue = nonEmpty(env['DROPKEY_PROXY_UPSTREAM_TIMEOUT'])?.trim();
+  let proxyUpstreamTimeoutMs: number | undefined;
+  if (timeoutValue !== undefined) {
+    const n = /^\d+$/.test(timeoutValue) ? Number(timeoutValue) : NaN;
+    if (Number.isInteger(n) && n >= 1 && n <= 3600) proxyUpstreamTimeoutMs = n * 1000;
+    else {
+      problems.push({
+        variable: 'DROPKEY_PROXY_UPSTREAM_TIMEOUT',
+        problem: `DROPKEY_PROXY_UPSTREAM_TIMEOUT=${shown(timeoutValue)} is not a whole number of seconds from 1 to 3600`,
+        accepted: 'a whole number of seconds from 1 to 3600',
+        fix: 'e.g. DROPKEY_PROXY_UPSTREAM_TIMEOUT=60, or unset it for the default (60)',
+      });
+    }
+  }
+
   if (problems.length > 0) throw configError(problems);
-  return { home, masterKey, databaseUrl, database, urls, connection: connectionValue ?? DEFAULT_CONNECTION, publicUrl, logLevel, jobs, gcHeadroom, debug };
+  return { home, masterKey, databaseUrl, database, urls, connection: connectionValue ?? DEFAULT_CONNECTION, publicUrl, logLevel, jobs, gcHeadroom, debug, proxyUpstreamTimeoutMs };
 }
 
 /** One error for every problem: each one's line, then what it accepts and how to fix it. */

@@ -54,10 +54,10 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
     const error = q.get('error');
     const state = q.get('state') ?? '';
     if (!safeEqual(state, expected)) {
-      // A redirect carrying someone else's state is either a stale tab or a forged request (CSRF): refuse it.
-      fail(res, new DropkeyError(ErrorCodes.OAUTH_FAILED, 'the login redirect carried the wrong state value, so it was refused (a stale browser tab, or a forged request).', {
-        hint: 'Run dropkey login again and finish it in the browser tab it opens.',
-      }));
+      // A wrong or missing state is a stale tab or a request any web page can make (an <img> pointing here): it
+      // must not end the login, or the real redirect would then meet a closed port. Refuse it and keep waiting.
+      page(res, 400, 'Not this login', 'This request does not belong to this login (its state value is wrong or missing), so it was ignored. ' +
+        'dropkey is still waiting for Dropbox to send you back here: finish the login in the tab that dropkey login opened.', false);
       return;
     }
     if (error) {

@@ -1,13 +1,36 @@
 /** Small output helpers shared by commands: JSON, aligned tables, human durations. */
 import type { CommandContext } from './context.js';
 
-export function writeJson(ctx: Pick<CommandContext, 'stdout'>, value: unknown): void {
-  ctx.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+/**
+ * Characters a terminal acts on instead of showing: C0 controls but tab and newline (ESC starts "ESC ] 52" clipboard
+ * writes and title changes), DEL, the C1 controls (U+009B is a one-byte CSI), and the bidirectional overrides that
+ * reorder what is shown. Account, team and error texts come from Dropbox (or whatever answers in its place), so none
+ * of them may reach a terminal raw.
+ */
+const TERMINAL_CONTROLS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/** Text for a terminal: control characters removed; tabs and line breaks kept (messages with a hint line). */
+export function terminalSafe(text: string): string {
+  return text.replace(TERMINAL_CONTROLS, '');
 }
 
-/** A left-aligned text table; empty cells print as "-". */
+/** A value shown on one line (a table cell, a name): control characters removed, tabs and line breaks become spaces. */
+export function oneLineSafe(text: string): string {
+  return terminalSafe(text).replace(/[\t\n]/g, ' ');
+}
+
+/**
+ * JSON.stringify escapes C0 controls but writes DEL, the C1 controls and U+2028/U+2029 raw; escaping them too keeps
+ * the same data while no raw control reaches a terminal that shows the output.
+ */
+export function writeJson(ctx: Pick<CommandContext, 'stdout'>, value: unknown): void {
+  const text = JSON.stringify(value, null, 2).replace(/[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  ctx.stdout.write(`${text}\n`);
+}
+
+/** A left-aligned text table; empty cells print as "-". Cells are made safe for a terminal, on one line each. */
 export function table(headers: string[], rows: Array<Array<string | null | undefined>>): string {
-  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined || c === '' ? '-' : c)))];
+  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined || c === '' ? '-' : oneLineSafe(c))))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   return `${cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : (c ?? '').padEnd(widths[i]!))).join('  ').trimEnd()).join('\n')}\n`;
 }

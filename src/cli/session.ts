@@ -22,18 +22,83 @@ export async function openStoreOnly(cfg: CliConfig): Promise<Store> {
   });
 }
 
-/** The facade on an already opened store (which the caller closes). */
-export async function facadeOn(store: Store, cfg: CliConfig): Promise<Dropkey> {
+/** How long a lock wait goes on in silence before the user is told why nothing happens. */
+export const LOCK_NOTICE_MS = 1_000;
+
+/**
+ * The store with a notice on stderr when taking a lock (a refresh held by another CLI or a server) takes longer
+ * than LOCK_NOTICE_MS. Other calls go to the store itself (bound to it: drivers keep private fields).
+ */
+export function announcingLockWaits(store: Store, stderr: Pick<CommandContext['stderr'], 'write'>): Store {
+  const withLock: Store['withLock'] = (key, options, fn) => {
+    let acquired = false;
+    const timer = setTimeout(() => {
+      if (!acquired) stderr.write(`dropkey: waiting for another dropkey process (it holds the lock "${key}")...\n`);
+    }, LOCK_NOTICE_MS);
+    timer.unref();
+    return store
+      .withLock(key, options, (lease) => {
+        acquired = true;
+        clearTimeout(timer);
+        return fn(lease);
+      })
+      .finally(() => clearTimeout(timer));
+  };
+  return new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'withLock') return withLock;
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+/**
+ * fetch with a notice on stderr for each request to Dropbox that has not been answered after LOCK_NOTICE_MS: a
+ * hung token endpoint is otherwise a silent minute (the facade bounds it, see RetryOptions.totalTimeoutMs).
+ * Names the method and the URL without its query (never a token or code there, but nothing to gain either).
+ */
+export function announcingSlowRequests(fetchFn: typeof fetch, stderr: Pick<CommandContext['stderr'], 'write'>): typeof fetch {
+  const attempts = new Map<string, number>();
+  return (async (input: string | URL | Request, init?: RequestInit) => {
+    const raw = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const u = new URL(raw);
+    const what = `${(init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase()} ${u.origin}${u.pathname}`;
+    const n = (attempts.get(what) ?? 0) + 1;
+    attempts.set(what, n);
+    const started = Date.now();
+    const timer = setTimeout(() => {
+      stderr.write(`dropkey: waiting for Dropbox to answer (${what})${n > 1 ? `, attempt ${n}` : ''}...\n`);
+    }, LOCK_NOTICE_MS);
+    timer.unref();
+    try {
+      const res = await fetchFn(input, init);
+      const ms = Date.now() - started;
+      if (ms >= LOCK_NOTICE_MS) stderr.write(`dropkey: Dropbox answered after ${(ms / 1000).toFixed(1)} s.\n`);
+      return res;
+    } finally {
+      clearTimeout(timer);
+    }
+  }) as typeof fetch;
+}
+
+/** The facade on an already opened store (which the caller closes); lock waits and slow answers are announced on `stderr`. */
+export async function facadeOn(store: Store, cfg: CliConfig, stderr?: Pick<CommandContext['stderr'], 'write'>): Promise<Dropkey> {
   const { Dropkey } = await import('../connections/dropkey.js');
-  return Dropkey.open({ store, urls: cfg.urls, fetch: globalThis.fetch, now: Date.now });
+  return Dropkey.open({
+    store: stderr ? announcingLockWaits(store, stderr) : store,
+    urls: cfg.urls,
+    fetch: stderr ? announcingSlowRequests(globalThis.fetch, stderr) : globalThis.fetch,
+    now: Date.now,
+  });
 }
 
 /** Runs fn with an open facade and always closes the store (releasing the SQLite handle) afterwards. */
-export async function withSession<T>(ctx: Pick<CommandContext, 'env' | 'cwd'>, fn: (s: Session) => Promise<T>): Promise<T> {
+export async function withSession<T>(ctx: Pick<CommandContext, 'env' | 'cwd'> & Partial<Pick<CommandContext, 'stderr'>>, fn: (s: Session) => Promise<T>): Promise<T> {
   const cfg = await loadConfig(ctx.env, ctx.cwd);
   const store = await openStoreOnly(cfg);
   try {
-    const dk = await facadeOn(store, cfg);
+    const dk = await facadeOn(store, cfg, ctx.stderr);
     try {
       return await fn({ dk, cfg });
     } finally {

@@ -155,6 +155,10 @@ function explainLiveError(ctx: Ctx, err: unknown, login: Advice, route: string):
     });
     return true;
   }
+  if (reason === 'not_dropbox' && err instanceof DropkeyError) {
+    add(ctx, { id: 'not_dropbox', severity: 'error', message: `${err.message.replace(/^the/, 'The')}.`, hint: err.hint ?? 'check DROPKEY_DROPBOX_URL', ...(err.fix ? { fix: err.fix } : {}) });
+    return true;
+  }
   if (err instanceof DropkeyError && err.code === ErrorCodes.DROPBOX_UNAVAILABLE) {
     add(ctx, {
       id: 'dropbox_unreachable',
@@ -395,6 +399,14 @@ function lastErrorFindings(ctx: Ctx, rec: ConnectionRecord, relogin: Fix): void 
 function refreshFinding(ctx: Ctx, err: unknown, rec: ConnectionRecord, login: Advice): void {
   if (err instanceof DropkeyError && err.code === ErrorCodes.REAUTH_REQUIRED) {
     add(ctx, { id: 'needs_reauth', severity: 'error', message: err.message, ...login });
+  } else if (err instanceof DropkeyError && err.details?.['reason'] === 'secret_missing') {
+    add(ctx, {
+      id: 'app_secret_missing',
+      severity: 'error',
+      message: err.message,
+      hint: err.hint ?? "copy the secret from the app's Settings tab in the App Console (click Show) and store it again",
+      fix: err.fix ?? { action: 'app-update', app: rec.app, field: 'secret' },
+    });
   } else if (err instanceof DropkeyError && err.code === ErrorCodes.INVALID_CLIENT) {
     add(ctx, {
       id: 'invalid_client',

@@ -327,6 +327,74 @@ describe('import and tokens', () => {
   });
 });
 
+describe('revoke when Dropbox disagrees (issue 10 item 2)', () => {
+  let rig: Rig;
+  before(async () => {
+    rig = await makeRig();
+  });
+  after(() => rig.close());
+
+  test('a token Dropbox calls expired (while it looks valid here) is refreshed once and the revoke goes through', async () => {
+    const a = await rig.appWithAccount({ name: 'exp' });
+    const g = await a.grant();
+    await rig.dk.import({ connection: 'x1', app: 'exp', refreshToken: g.refresh_token! });
+    await rig.dk.getAccessToken('x1');
+    // Only Dropbox's clock moves: the stored expiry still looks fine to dropkey.
+    await rig.emu.control.advanceClock(4 * 3600 + 60);
+    await rig.emu.control.clearRequests();
+    const res = await rig.dk.revoke('x1');
+    assert.equal(res.revokedAtDropbox, true, res.message);
+    assert.match(res.message, /Revoked "x1" at Dropbox/);
+    const revokes = (await rig.emu.control.requests()).filter((r) => r.path === '/2/auth/token/revoke');
+    assert.deepEqual(revokes.map((r) => r.status), [401, 200], 'one refused attempt, one after the refresh');
+    // The refresh token is dead at Dropbox now: importing it again is refused.
+    await assert.rejects(rig.dk.import({ connection: 'x1again', app: 'exp', refreshToken: g.refresh_token! }), /revoked|no longer accepts|invalid/i);
+  });
+
+  test('--force says plainly that the refresh token stays valid at Dropbox', async () => {
+    const a = await rig.appWithAccount({ name: 'frc' });
+    const g = await a.grant();
+    await rig.dk.import({ connection: 'f1', app: 'frc', refreshToken: g.refresh_token! });
+    await rig.dk.getAccessToken('f1');
+    await rig.emu.control.fault({ route: 'auth/token/revoke', status: 503, count: 20 });
+    try {
+      const kept = await rejectsWith(rig.dk.revoke('f1'), ErrorCodes.DROPBOX_UNAVAILABLE, /kept/);
+      assert.match(kept.hint ?? '', /--force/);
+      const res = await rig.dk.revoke('f1', { force: true });
+      assert.equal(res.revokedAtDropbox, false);
+      assert.match(res.message, /refresh token stays valid at Dropbox/);
+      assert.match(res.message, /connected_apps/);
+      await rejectsWith(rig.dk.get('f1'), ErrorCodes.NOT_FOUND);
+    } finally {
+      await rig.emu.control.clearFaults();
+    }
+  });
+});
+
+describe('an app whose secret was forgotten after connecting with it (issue 10 item 13)', () => {
+  let rig: Rig;
+  before(async () => {
+    rig = await makeRig();
+  });
+  after(() => rig.close());
+
+  test('refresh says the connection was authorized with the secret and how to fix it, not "a dropkey bug"', async () => {
+    const a = await rig.appWithAccount({ name: 'nosec' });
+    const g = await a.grant();
+    await rig.dk.import({ connection: 'n1', app: 'nosec', refreshToken: g.refresh_token! });
+    await rig.dk.updateApp('nosec', { secret: null });
+    const err = await rejectsWith(rig.dk.refresh('n1', { force: true }), ErrorCodes.INVALID_CLIENT);
+    const text = `${err.message}\n${err.hint ?? ''}`;
+    assert.doesNotMatch(text, /dropkey bug/);
+    assert.match(text, /app "nosec" has no secret/);
+    assert.match(err.fix ? fixCommand(err.fix) : '', /dropkey app update --name nosec --secret -/);
+    const report = await rig.dk.doctor({ connection: 'n1' });
+    const finding = report.findings.find((f) => f.id === 'app_secret_missing');
+    assert.ok(finding, JSON.stringify(report.findings));
+    assert.match(finding.fix ? fixCommand(finding.fix) : '', /dropkey app update --name nosec --secret -/);
+  });
+});
+
 describe('refresh failure vs a reconnect that lands meanwhile', () => {
   // A refresh whose lock lease lapsed (a stalled process) can meet a login that wrote the row meanwhile. Its own
   // invalid_grant says nothing about the new credentials: the row must stay as the login wrote it.

@@ -3,8 +3,8 @@
  * the injected fetch and clock, and the identity checks that validate a new connection (Dropbox docs: users routes, Dropbox Business API docs).
  */
 import { type DropboxUrls } from '../dropbox/hosts.js';
-import { networkError, readDropboxError } from '../dropbox/errors.js';
-import { DropkeyError, ErrorCodes } from '../errors.js';
+import { networkError, readDropboxError, redactSecrets } from '../dropbox/errors.js';
+import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
 import { type FetchLike, refreshAccessToken } from '../oauth/token.js';
 import type { AppRecord } from '../store/types.js';
 import type { RefreshGrant } from './refresher.js';
@@ -17,16 +17,21 @@ export function makeRefreshGrant(deps: { urls: DropboxUrls; fetch: FetchLike; no
   return async ({ app, refreshToken, signal, scopes }) => {
     // Expiry counts from when the request left, so time spent in transit never makes a token look fresher.
     const sentAt = deps.now();
-    const set = await refreshAccessToken({
-      urls: deps.urls,
-      fetch: deps.fetch,
-      now: () => sentAt,
-      client: clientOf(app),
-      refreshToken,
-      ...(signal ? { signal } : {}),
-      timeoutMs: deps.timeoutMs,
-      ...(scopes && scopes.length > 0 ? { scopes } : {}),
-    });
+    let set: Awaited<ReturnType<typeof refreshAccessToken>>;
+    try {
+      set = await refreshAccessToken({
+        urls: deps.urls,
+        fetch: deps.fetch,
+        now: () => sentAt,
+        client: clientOf(app),
+        refreshToken,
+        ...(signal ? { signal } : {}),
+        timeoutMs: deps.timeoutMs,
+        ...(scopes && scopes.length > 0 ? { scopes } : {}),
+      });
+    } catch (err) {
+      throw secretlessRefreshError(app, err);
+    }
     return {
       accessToken: set.accessToken,
       expiresAt: set.expiresAt ?? null,
@@ -34,6 +39,28 @@ export function makeRefreshGrant(deps: { urls: DropboxUrls; fetch: FetchLike; no
       refreshToken: set.refreshToken ?? null,
     };
   };
+}
+
+/**
+ * A refresh token minted for an app with its secret needs that secret to be refreshed; after `app update
+ * --no-secret` Dropbox refuses the client_id-only request (invalid_request "missing ... client_secret", or
+ * invalid_client). Said in those words, with the fix, instead of a generic refusal or "a dropkey bug".
+ */
+function secretlessRefreshError(app: AppRecord, err: unknown): unknown {
+  if (app.secret || !(err instanceof DropboxApiError)) return err;
+  const error = err.summary;
+  const description = JSON.stringify(err.error ?? '');
+  if (!(error === 'invalid_client' || error === 'unauthorized_client' || (error === 'invalid_request' && /client_secret|auth/i.test(description)))) return err;
+  return new DropkeyError(
+    ErrorCodes.INVALID_CLIENT,
+    `Dropbox needs the app secret to refresh this connection, but app "${app.name}" has no secret in dropkey: the connection was authorized with the secret, which was removed since (app update --no-secret)`,
+    {
+      cause: err,
+      hint: 'copy the app secret from the App Console (Settings tab, App secret: Show) and store it again',
+      fix: { action: 'app-update', app: app.name, field: 'secret' },
+      details: { app: app.name, reason: 'secret_missing' },
+    },
+  );
 }
 
 /** Who a token belongs to, as far as Dropbox tells. */
@@ -78,9 +105,27 @@ export async function rpcCall(
   try {
     result = text ? JSON.parse(text) : null;
   } catch (cause) {
-    throw new DropkeyError(ErrorCodes.DROPBOX_API, `Dropbox answered ${route} with a body that is not JSON`, { cause });
+    throw notDropbox(route, response, redactSecrets(text, [accessToken]), cause);
   }
   return { result, response };
+}
+
+/**
+ * A 2xx that Dropbox would never send (HTML from a captive portal, an empty or wrongly shaped body from a wrong
+ * DROPKEY_DROPBOX_URL). `details.reason` = 'not_dropbox' lets doctor explain it; the snippet is redacted by callers.
+ */
+export function notDropbox(route: string, response: Response, text: string, cause?: unknown): DropkeyError {
+  const type = (response.headers.get('content-type') ?? '').split(';')[0]!.trim() || 'no Content-Type';
+  const snippet = text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').trim().slice(0, 120);
+  return new DropkeyError(
+    ErrorCodes.DROPBOX_API,
+    `the answer to ${route} was not Dropbox's answer (HTTP ${response.status} ${type}${snippet ? `: ${snippet}` : ', empty body'})`,
+    {
+      ...(cause === undefined ? {} : { cause }),
+      hint: 'check that DROPKEY_DROPBOX_URL (if set) points at Dropbox or the emulator, and that no captive portal or proxy answers in its place',
+      details: { reason: 'not_dropbox', route, status: response.status },
+    },
+  );
 }
 
 function str(v: unknown): string | null {
@@ -105,9 +150,17 @@ export async function identify(
   timeoutMs?: number,
 ): Promise<Identity> {
   const opts = { ...(signal ? { signal } : {}), ...(timeoutMs === undefined ? {} : { timeoutMs }) };
+  // Dropbox always names the account (or team) it answers for: without that id, it was not Dropbox answering.
+  const shaped = (result: unknown, response: Response, route: string, id: string): Record<string, unknown> => {
+    const r = result && typeof result === 'object' && !Array.isArray(result) ? (result as Record<string, unknown>) : undefined;
+    if (!r || typeof r[id] !== 'string' || r[id] === '') {
+      throw notDropbox(route, response, redactSecrets(JSON.stringify(result) ?? '', [accessToken]));
+    }
+    return r;
+  };
   if (team) {
     const { result, response } = await rpcCall(deps, accessToken, 'team/get_info', null, opts);
-    const r = (result ?? {}) as Record<string, unknown>;
+    const r = shaped(result, response, 'team/get_info', 'team_id');
     return {
       accountId: null,
       email: null,
@@ -118,7 +171,7 @@ export async function identify(
     };
   }
   const { result, response } = await rpcCall(deps, accessToken, 'users/get_current_account', null, opts);
-  const r = (result ?? {}) as Record<string, unknown>;
+  const r = shaped(result, response, 'users/get_current_account', 'account_id');
   const name = (r['name'] ?? {}) as Record<string, unknown>;
   const t = (r['team'] ?? null) as Record<string, unknown> | null;
   return {

@@ -338,6 +338,16 @@ export class Refresher {
       logger.warn({ connection: cur.name }, 'refresh token rejected; connection needs a new login');
       throw reauthError(updated.state === 'needs_reauth' ? updated : { ...updated, lastError: `Dropbox rejected the refresh token${said}.` }, err);
     }
+    if (err instanceof DropkeyError && err.details?.['reason'] === 'secret_missing') {
+      // The app's secret was removed after this connection was authorized with it (protocol.ts): its own words.
+      await record({ lastError: `${err.message}.` });
+      throw new DropkeyError(ErrorCodes.INVALID_CLIENT, `Refreshing connection "${cur.name}" failed: ${err.message}.`, {
+        cause: err,
+        ...(err.hint === undefined ? {} : { hint: err.hint }),
+        ...(err.fix === undefined ? {} : { fix: err.fix }),
+        details: { connection: cur.name, app: cur.app, reason: 'secret_missing' },
+      });
+    }
     if (isOAuthError(err, 'invalid_client') || (err instanceof DropkeyError && err.code === ErrorCodes.INVALID_CLIENT)) {
       await record({ lastError: `Dropbox rejected the app key or secret of app "${cur.app}" (invalid_client).` });
       throw new DropkeyError(ErrorCodes.INVALID_CLIENT, `Dropbox rejected the app key or secret of app "${cur.app}" while refreshing connection "${cur.name}".`, {

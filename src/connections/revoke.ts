@@ -37,11 +37,23 @@ export async function revoke(ctx: ConnectionsContext, name: string, options: { f
     if (token === null) {
       message = `Dropbox already considered the token of "${name}" invalid; deleted it locally.`;
     } else {
-      const r = await withRetry((signal) => revokeAtDropbox(ctx, rec, token, signal), {
-        retry: ctx.retry,
-        sleep: ctx.sleep,
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
+      const attempt = (t: string) =>
+        withRetry((signal) => revokeAtDropbox(ctx, rec, t, signal), {
+          retry: ctx.retry,
+          sleep: ctx.sleep,
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+      let r: { alreadyInvalid: boolean };
+      try {
+        r = await attempt(token);
+      } catch (err) {
+        // Dropbox's clock says the token expired while ours still counts it valid (skew, a token cut short): as the
+        // proxy does, refresh once (shared with concurrent callers through rejectedToken) and revoke with the new one.
+        if (errorTag(err) !== 'expired_access_token') throw err;
+        const fresh = await ctx.refresher.fresh(rec.name, { forceRefresh: true, rejectedToken: token, ...(options.signal ? { signal: options.signal } : {}) });
+        if (!fresh.accessToken || fresh.accessToken === token) throw err;
+        r = await attempt(fresh.accessToken);
+      }
       revokedAtDropbox = !r.alreadyInvalid;
       message = r.alreadyInvalid
         ? `Dropbox already considered the token of "${name}" invalid; deleted it locally.`
@@ -66,7 +78,9 @@ export async function revoke(ctx: ConnectionsContext, name: string, options: { f
         fix: { action: 'revoke', connections: [name], force: true },
       });
     }
-    message = `Could not revoke "${name}" at Dropbox; deleted it locally anyway. Unlink the app at https://www.dropbox.com/account/connected_apps to be sure.`;
+    message =
+      `Could not revoke "${name}" at Dropbox, so its refresh token stays valid at Dropbox; deleted it locally anyway. ` +
+      'To cut it off, unlink the app at https://www.dropbox.com/account/connected_apps (or the Admin console for a team app).';
   }
   await ctx.store.withLock(`refresh:${name}`, { ttlMs: LOCK_TTL_MS, waitMs: ctx.lockWaitMs }, async () => {
     await ctx.store.deleteConnection(name);

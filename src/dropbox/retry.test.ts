@@ -41,3 +41,29 @@ test('withRetry: after the last attempt, a network failure points at the network
     return true;
   });
 });
+
+test('withRetry: a hung endpoint is given up after the total time, not after attempts x attempt timeout (issue 10 item 11)', async () => {
+  const { withRetry, resolveRetry } = await import('./retry.js');
+  const { ErrorCodes } = await import('../errors.js');
+  // Each attempt would wait for an answer forever; only the signal ends it (as a real attempt's own timeout would).
+  const retry = resolveRetry({ attempts: 4, baseDelayMs: 0, attemptTimeoutMs: 60_000, totalTimeoutMs: 50 });
+  assert.equal(resolveRetry({}).totalTimeoutMs, 60_000, 'default: one minute in all');
+  let calls = 0;
+  const hung = (signal: AbortSignal | undefined) => {
+    calls++;
+    return new Promise<never>((_res, rej) => signal?.addEventListener('abort', () => rej(signal.reason), { once: true }));
+  };
+  await assert.rejects(withRetry(hung, { retry, sleep: async () => {} }), (e: unknown) => {
+    const err = e as { code: string; message: string; details?: Record<string, unknown> };
+    assert.equal(err.code, ErrorCodes.DROPBOX_UNAVAILABLE);
+    assert.match(err.message, /did not answer within 0\.05 s/);
+    assert.equal(err.details?.['totalTimeoutMs'], 50);
+    return true;
+  });
+  assert.equal(calls, 1);
+  // The caller's own cancel is still a cancel.
+  const ac = new AbortController();
+  const p = withRetry(hung, { retry: resolveRetry({ totalTimeoutMs: 60_000 }), sleep: async () => {}, signal: ac.signal });
+  ac.abort();
+  await assert.rejects(p, (e: unknown) => (e as { code: string }).code === ErrorCodes.CANCELLED);
+});

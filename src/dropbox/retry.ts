@@ -144,6 +144,8 @@ export interface RetryOptions {
   maxTotalWaitMs?: number;
   /** Timeout of one HTTP attempt in ms (default 30 000). */
   attemptTimeoutMs?: number;
+  /** Upper bound for one operation, every attempt and wait included (default 60 000): a hung endpoint ends here. */
+  totalTimeoutMs?: number;
 }
 
 export interface ResolvedRetry {
@@ -151,6 +153,7 @@ export interface ResolvedRetry {
   baseDelayMs: number;
   maxTotalWaitMs: number;
   attemptTimeoutMs: number;
+  totalTimeoutMs: number;
 }
 
 export function resolveRetry(o: RetryOptions | undefined): ResolvedRetry {
@@ -159,6 +162,7 @@ export function resolveRetry(o: RetryOptions | undefined): ResolvedRetry {
     baseDelayMs: Math.max(0, o?.baseDelayMs ?? 500),
     maxTotalWaitMs: Math.max(0, o?.maxTotalWaitMs ?? 30_000),
     attemptTimeoutMs: Math.max(1, o?.attemptTimeoutMs ?? 30_000),
+    totalTimeoutMs: Math.max(1, o?.totalTimeoutMs ?? 60_000),
   };
 }
 
@@ -178,36 +182,60 @@ export async function withRetry<T>(
   },
 ): Promise<T> {
   const { retry, sleep } = options;
+  // The whole operation's deadline: a hung endpoint would otherwise cost attempts x attemptTimeoutMs in silence.
+  const total = new AbortController();
+  const timer = setTimeout(() => total.abort(new DOMException('the operation took too long', 'TimeoutError')), retry.totalTimeoutMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, total.signal]) : total.signal;
+  const cancelled = (cause: unknown) => new DropkeyError(ErrorCodes.CANCELLED, 'The operation was cancelled.', { cause });
+  const gaveUp = (attempt: number, cause: unknown, reason: string | undefined) =>
+    new DropkeyError(
+      ErrorCodes.DROPBOX_UNAVAILABLE,
+      `Dropbox did not answer within ${retry.totalTimeoutMs / 1000} s (${attempt} attempt${attempt === 1 ? '' : 's'})${reason ? `: ${reason}` : ''}.`,
+      {
+        cause,
+        hint: 'Try again in a minute. If it keeps happening, check the network, and the Dropbox URL if one is set (DROPKEY_DROPBOX_URL).',
+        details: { attempts: attempt, totalTimeoutMs: retry.totalTimeoutMs },
+      },
+    );
   let waited = 0;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn(options.signal, attempt);
-    } catch (err) {
-      if (options.signal?.aborted) {
-        throw new DropkeyError(ErrorCodes.CANCELLED, 'The operation was cancelled.', { cause: err });
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn(signal, attempt);
+      } catch (err) {
+        if (options.signal?.aborted) throw cancelled(err);
+        if (total.signal.aborted) throw gaveUp(attempt, err, classifyTransient(err)?.reason);
+        const transient = classifyTransient(err);
+        if (!transient) throw err;
+        const backoff = retry.baseDelayMs * 2 ** (attempt - 1);
+        const waitMs = transient.retryAfterMs ?? backoff;
+        if (attempt >= retry.attempts || waited + waitMs > retry.maxTotalWaitMs) {
+          throw new DropkeyError(
+            ErrorCodes.DROPBOX_UNAVAILABLE,
+            `Dropbox did not answer successfully after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${transient.reason}.`,
+            {
+              cause: err,
+              // No HTTP answer at all is also what a wrong base URL (DROPKEY_DROPBOX_URL, the urls option) looks like.
+              hint:
+                err instanceof DropboxApiError
+                  ? 'This is usually temporary: try again in a minute.'
+                  : 'This is usually temporary: try again in a minute. If it keeps happening, check the network, and the Dropbox URL if one is set (DROPKEY_DROPBOX_URL).',
+              details: { attempts: attempt },
+            },
+          );
+        }
+        options.onRetry?.({ ...transient, attempt, waitMs });
+        waited += waitMs;
+        try {
+          await sleep(waitMs, signal);
+        } catch (cause) {
+          if (options.signal?.aborted) throw cancelled(cause);
+          if (total.signal.aborted) throw gaveUp(attempt, err, transient.reason);
+          throw cause;
+        }
       }
-      const transient = classifyTransient(err);
-      if (!transient) throw err;
-      const backoff = retry.baseDelayMs * 2 ** (attempt - 1);
-      const waitMs = transient.retryAfterMs ?? backoff;
-      if (attempt >= retry.attempts || waited + waitMs > retry.maxTotalWaitMs) {
-        throw new DropkeyError(
-          ErrorCodes.DROPBOX_UNAVAILABLE,
-          `Dropbox did not answer successfully after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${transient.reason}.`,
-          {
-            cause: err,
-            // No HTTP answer at all is also what a wrong base URL (DROPKEY_DROPBOX_URL, the urls option) looks like.
-            hint:
-              err instanceof DropboxApiError
-                ? 'This is usually temporary: try again in a minute.'
-                : 'This is usually temporary: try again in a minute. If it keeps happening, check the network, and the Dropbox URL if one is set (DROPKEY_DROPBOX_URL).',
-            details: { attempts: attempt },
-          },
-        );
-      }
-      options.onRetry?.({ ...transient, attempt, waitMs });
-      waited += waitMs;
-      await sleep(waitMs, options.signal);
     }
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -167,6 +167,8 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
   const findings: Finding[] = stripped.map((id) => ({ id, ...STRIP_FINDINGS[id]! }));
   const kind = classify(value);
   const fp = tokenFingerprint(value);
+  // Short values' fingerprint is already "(7 chars)": not "this value ((7 chars))".
+  const fpIn = fp.startsWith('(') ? fp : `(${fp})`;
   const add = (id: string, severity: Severity, message: string, hint: string, fix?: Fix) =>
     findings.push({ id, severity, message, hint, ...(fix === undefined ? {} : { fix }) });
 
@@ -204,7 +206,7 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
         add(
           'token.short_lived',
           'info',
-          `this looks like a short-lived access token (${fp}): it stops working within 4 hours and cannot be renewed by itself`,
+          `this looks like a short-lived access token ${fpIn}: it stops working within 4 hours and cannot be renewed by itself`,
           'for a token that never runs out, connect once with a browser login, then get tokens from dropkey',
           { action: 'login' },
         );
@@ -215,7 +217,7 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
         add(
           'token.refresh_as_access',
           'warning',
-          `this 64-character value (${fp}) has the shape of a refresh token (or of an old long-lived access ` +
+          `this 64-character value ${fpIn} has the shape of a refresh token (or of an old long-lived access ` +
             'token, which looks the same); a refresh token cannot be sent as a Bearer token',
           'if it is a refresh token, import it, then get access tokens from dropkey',
           { action: 'import', token: 'refresh' },
@@ -224,7 +226,7 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
         add(
           'token.long_lived_or_refresh',
           'info',
-          `this 64-character value (${fp}) is shaped like a refresh token (old long-lived access tokens look the same)`,
+          `this 64-character value ${fpIn} is shaped like a refresh token (old long-lived access tokens look the same)`,
           expect === 'refresh' ? 'nothing to fix in its shape' : 'to use it as a refresh token, import it',
           expect === 'refresh' ? undefined : { action: 'import', token: 'refresh' },
         );
@@ -255,7 +257,7 @@ export function diagnoseTokenShape(raw: string, options: { expect?: ExpectedToke
         add(
           'token.unknown_shape',
           'warning',
-          `this value (${fp}) does not look like any Dropbox token (short-lived ones start with "sl.", refresh tokens have 64 characters)`,
+          `this value ${fpIn} does not look like any Dropbox token (short-lived ones start with "sl.", refresh tokens have 64 characters)`,
           'check that the right value was copied, or let dropkey check a stored connection instead',
           { action: 'doctor' },
         );

@@ -305,3 +305,68 @@ test('facade: revoke', async () => {
   const bad = recordingFetch([new Response('oops', { status: 503 })]);
   await assert.rejects(revokeToken({ urls, fetch: bad.f, accessToken: 'sl.x' }), (e: unknown) => isRetryable(e));
 });
+
+test('revoke: only Dropbox\'s own answer (200, JSON null) counts; a portal or a wrong URL keeps the connection', async () => {
+  const answers: Array<[Response, RegExp]> = [
+    [new Response('<html>Welcome to the hotel Wi-Fi</html>', { status: 200, headers: { 'content-type': 'text/html' } }), /HTTP 200 text\/html.*Welcome to the hotel/],
+    [new Response(null, { status: 204 }), /HTTP 204/],
+    [json(200, { ok: true }), /HTTP 200 application\/json.*"ok":true/],
+    [new Response('null', { status: 200, headers: { 'content-type': 'text/plain' } }), /HTTP 200 text\/plain/],
+    [new Response('', { status: 200, headers: { 'content-type': 'application/json' } }), /HTTP 200 application\/json, empty body/],
+  ];
+  for (const [res, said] of answers) {
+    const { f } = recordingFetch([res]);
+    await assert.rejects(revokeToken({ urls, fetch: f, accessToken: 'sl.secret-token-value' }), (e: unknown) => {
+      assert.ok(e instanceof DropkeyError, String(e));
+      assert.equal(e.code, ErrorCodes.DROPBOX_API);
+      assert.match(e.message, said);
+      assert.match(e.message, /not Dropbox's answer/);
+      assert.equal(isRetryable(e), false, 'a wrong server does not get better by retrying');
+      assert.match(e.hint ?? '', /DROPKEY_DROPBOX_URL/);
+      assert.doesNotMatch(JSON.stringify(e) + e.message, /secret-token-value/);
+      return true;
+    });
+  }
+  // Dropbox's own answer, with or without a charset.
+  const real = recordingFetch([new Response('null', { status: 200, headers: { 'content-type': 'application/json; charset=utf-8' } })]);
+  assert.deepEqual(await revokeToken({ urls, fetch: real.f, accessToken: 'sl.x' }), { alreadyInvalid: false });
+});
+
+test('tokens from the token endpoint must look like tokens (characters, length) before anyone stores them', async () => {
+  const bad: Array<[string, Record<string, unknown>]> = [
+    ['access_token', { access_token: 'sl.good\nX-Injected: 1' }],
+    ['access_token', { access_token: 'sl.\u001b]52;c;cHduZWQ=\u0007' }],
+    ['access_token', { access_token: 'sl.with space' }],
+    ['access_token', { access_token: `sl.${'a'.repeat(9000)}` }],
+    ['refresh_token', { refresh_token: 'rt with\ttab' }],
+    ['refresh_token', { refresh_token: 'x'.repeat(9000) }],
+    ['id_token', { id_token: 'eyJ.x\n.y' }],
+  ];
+  for (const [field, patch] of bad) {
+    const res = json(200, { ...DOC_EXAMPLE, ...patch });
+    await assert.rejects(processTokenResponse(res, { grant: 'authorization_code', now }), (e: unknown) => {
+      assert.ok(e instanceof DropboxApiError, String(e));
+      assert.equal(e.code, ErrorCodes.OAUTH_FAILED);
+      assert.match(e.message, new RegExp(`${field} is not a token`));
+      assert.doesNotMatch(e.message, /Injected|cHduZWQ|aaaaaaaa|xxxxxxxx/);
+      return true;
+    });
+  }
+  // What Dropbox really sends passes (the documented example, a JWT id_token).
+  const ok = await processTokenResponse(json(200, { ...DOC_EXAMPLE, id_token: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_' }), { grant: 'authorization_code', now });
+  assert.equal(ok.accessToken, DOC_EXAMPLE.access_token);
+});
+
+test('a redirect from the token endpoint is reported as a redirect, with where it pointed, and never followed', async () => {
+  const { f, calls } = recordingFetch([new Response('', { status: 302, headers: { location: 'https://login.example.net/portal?next=x' } })]);
+  await assert.rejects(refreshAccessToken({ urls, fetch: f, now, client: { clientId: 'k', clientSecret: SECRET }, refreshToken: REFRESH }), (e: unknown) => {
+    assert.ok(e instanceof DropkeyError, String(e));
+    assert.equal(e.code, ErrorCodes.OAUTH_FAILED);
+    assert.match(e.message, /redirect \(HTTP 302\) to https:\/\/login\.example\.net\/portal/);
+    assert.doesNotMatch(e.message, /fetch failed/);
+    assert.match(e.hint ?? '', /DROPKEY_DROPBOX_URL/);
+    assert.equal(isRetryable(e), false);
+    return true;
+  });
+  assert.equal(calls[0]!.redirect, 'manual', 'the refresh token and secret are never re-sent to wherever it points');
+});

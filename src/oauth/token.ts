@@ -158,6 +158,24 @@ export function tokenEndpointError(
       response,
     });
 
+  if (status >= 300 && status < 400) {
+    const location = response.headers.get('location');
+    let where = '';
+    if (location) {
+      try {
+        const u = new URL(location, response.url || undefined);
+        where = ` to ${u.origin}${u.pathname}`;
+      } catch {
+        where = ` to ${oneLine(location, 100)}`;
+      }
+    }
+    return make(
+      ErrorCodes.OAUTH_FAILED,
+      `the token endpoint answered with a redirect (HTTP ${status})${where} instead of an answer; Dropbox never redirects token requests`,
+      'check DROPKEY_DROPBOX_URL (or the token URL): use the https address of Dropbox or the emulator exactly, and make sure no proxy or captive portal intercepts it',
+      { reason: 'redirect' },
+    );
+  }
   if (status === 429 || status >= 500) {
     const retryAfter = parseRetryAfter(response.headers, body, ctx.now);
     return make(
@@ -227,6 +245,24 @@ export function tokenEndpointError(
   );
 }
 
+/**
+ * What a bearer token may hold (RFC 6750 §2.1 b64token; Dropbox's are [A-Za-z0-9._-], §1.2/§1.3) and a length well
+ * above any Dropbox token (short-lived ones run to about 1,500 characters). A token is stored, sent in headers and
+ * printed by `dropkey token`: a newline or an escape inside one would be a header or terminal injection.
+ */
+const TOKEN_CHARS = /^[A-Za-z0-9._~+/=-]+$/;
+const MAX_TOKEN_LENGTH = 8192;
+
+function checkToken(value: string, field: string, response: Response): string {
+  if (value.length > MAX_TOKEN_LENGTH || !TOKEN_CHARS.test(value)) {
+    throw invalidResponse(
+      `${field} is not a token (${value.length > MAX_TOKEN_LENGTH ? `${value.length} characters long` : 'it holds characters a token cannot have'})`,
+      response,
+    );
+  }
+  return value;
+}
+
 function optString(v: unknown): string | undefined {
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
@@ -258,6 +294,7 @@ export async function processTokenResponse(
   }
   const accessToken = j['access_token'];
   if (typeof accessToken !== 'string' || accessToken === '') throw invalidResponse('no access_token', response);
+  checkToken(accessToken, 'access_token', response);
   if (typeof j['token_type'] !== 'string' || j['token_type'].toLowerCase() !== 'bearer') {
     throw invalidResponse('token_type is not "bearer"', response);
   }
@@ -275,7 +312,7 @@ export async function processTokenResponse(
     const rt = j['refresh_token'];
     // A present-but-empty refresh token must never overwrite a stored one: refuse it.
     if (typeof rt !== 'string' || rt === '') throw invalidResponse('refresh_token is empty', response);
-    set.refreshToken = rt;
+    set.refreshToken = checkToken(rt, 'refresh_token', response);
   }
   const scope = j['scope'];
   if (scope !== undefined && scope !== null) {
@@ -293,7 +330,7 @@ export async function processTokenResponse(
   if (typeof uid === 'string' && uid) set.uid = uid;
   else if (typeof uid === 'number') set.uid = String(uid);
   const idToken = optString(j['id_token']);
-  if (idToken) set.idToken = idToken;
+  if (idToken) set.idToken = checkToken(idToken, 'id_token', response);
   return set;
 }
 
@@ -339,7 +376,9 @@ async function call<T>(
     if (o.signal?.aborted) onAbort();
     let res: Response;
     try {
-      res = await o.fetch(req.url, { ...req.init, signal: ac.signal });
+      // Never follow a redirect: fetch would resend the body (a code, a refresh token) to wherever it points, and
+      // a redirect loop or a cross-scheme hop would surface as a bare "fetch failed". A 3xx is reported as such.
+      res = await o.fetch(req.url, { ...req.init, redirect: 'manual', signal: ac.signal });
     } catch (cause) {
       return fail(cause);
     }
@@ -409,8 +448,25 @@ export async function revokeToken(o: {
   const req = revokeRequest({ urls: o.urls, accessToken: o.accessToken });
   return call(o, req, 'the token revocation', async (res) => {
     if (res.ok) {
-      await res.body?.cancel();
-      return { alreadyInvalid: false };
+      // A captive portal or a wrong base URL answers 200 to anything: only Dropbox's own answer to a Void route
+      // (200, application/json, body `null`, §1.5) means the tokens are dead. Anything else keeps the connection.
+      const type = (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+      const text = await res.text();
+      if (res.status === 200 && type === 'application/json' && text.trim() === 'null') return { alreadyInvalid: false };
+      const shown = redactSecrets(text, [o.accessToken]);
+      throw new DropboxApiError(
+        res.status,
+        'unexpected_revoke_answer',
+        null,
+        `the answer to the token revocation was not Dropbox's answer (HTTP ${res.status} ${type || 'without a Content-Type'}` +
+          `${shown.trim() ? `: ${oneLine(shown, 120)}` : ', empty body'}), so nothing is known to be revoked`,
+        {
+          code: ErrorCodes.DROPBOX_API,
+          hint: 'check that DROPKEY_DROPBOX_URL (or the API URL) points at Dropbox and that no captive portal or proxy answers in its place, then try again',
+          details: { endpoint: 'auth/token/revoke', status: res.status, content_type: type || null },
+          response: res,
+        },
+      );
     }
     const err = await readDropboxError(res, 'auth/token/revoke', { secrets: [o.accessToken] });
     const tag = (err.error as { '.tag'?: unknown } | null)?.['.tag'];

@@ -30,7 +30,7 @@ import { type NodeFastPath, type RequestDone, tokenFastPath } from './api/token-
 import { openApiDocument } from './api/openapi.js';
 import type { AppContext, AppEnv, ServerModule } from './context.js';
 import type { ServerDeps } from './deps.js';
-import { HttpError, mapError, ServerErrorCodes } from './errors.js';
+import { CLIENT_CLOSED_REQUEST, clientWentAway, HttpError, mapError, ServerErrorCodes } from './errors.js';
 import { html } from './html.js';
 import { maskText } from './logger.js';
 import { oauthModule, POPUP_SCRIPT_PATH } from './oauth/routes.js';
@@ -106,6 +106,11 @@ export function createApp(deps: ServerDeps, options: { modules?: ServerModule[] 
 
   // THE error boundary (notFound answers through it too: a throw from notFound would skip the middleware above).
   const boundary = (err: unknown, c: AppContext): Response => {
+    if (clientWentAway(err, c)) {
+      // Nobody is left to answer, and nothing failed on our side: an info line, no stack, no 5xx in the metrics.
+      logger.info({ method: c.req.method, path: logPath(c.req.path), aborted: true }, 'client went away');
+      return c.body(null, CLIENT_CLOSED_REQUEST as 400, { 'Cache-Control': 'no-store' });
+    }
     const mapped = mapError(err);
     if (mapped.unexpected) {
       logger.error({ err, stack: err instanceof Error && err.stack ? maskText(err.stack) : undefined, path: logPath(c.req.path) }, 'request failed');

@@ -34,6 +34,11 @@ export interface ServerConfig {
   flushIntervalMs: number;
   /** Use X-Forwarded-For for client IPs (rate limits) only when a trusted proxy sets it (default false). */
   trustProxy: boolean;
+  /**
+   * How long the proxy waits for Dropbox to start answering an RPC call before giving up with a 504 (default 60 s;
+   * env DROPKEY_PROXY_UPSTREAM_TIMEOUT, seconds). Uploads, downloads and longpoll are not bounded by it.
+   */
+  proxyUpstreamTimeoutMs: number;
 }
 
 export type Logger = PinoLogger;
@@ -67,6 +72,7 @@ export function defaultConfig(publicUrl: string, overrides: Partial<ServerConfig
     tokenCacheMs: 5_000,
     flushIntervalMs: 5_000,
     trustProxy: false,
+    proxyUpstreamTimeoutMs: 60_000,
     ...overrides,
   };
 }

@@ -7,6 +7,7 @@
  * API's rendering of a Fix is the Fix itself, as JSON. Browser pages (connect links, the OAuth callback, the UI)
  * get a page in the UI's layout with the same facts instead (ui/layout.ts problemPage).
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DropkeyError, ErrorCodes, type ErrorCode, type Fix } from '../errors.js';
 import { redactText } from '../connections/redact.js';
 
@@ -27,6 +28,8 @@ export const ServerErrorCodes = {
   LINK_EXPIRED: 'DROPKEY_LINK_EXPIRED',
   /** The request body is too large. */
   PAYLOAD_TOO_LARGE: 'DROPKEY_PAYLOAD_TOO_LARGE',
+  /** Dropbox did not answer a proxied call in time. */
+  UPSTREAM_TIMEOUT: 'DROPKEY_UPSTREAM_TIMEOUT',
 } as const;
 
 export type ServerErrorCode = (typeof ServerErrorCodes)[keyof typeof ServerErrorCodes];
@@ -40,6 +43,7 @@ const SERVER_STATUS: Record<ServerErrorCode, number> = {
   DROPKEY_METHOD_NOT_ALLOWED: 405,
   DROPKEY_LINK_EXPIRED: 410,
   DROPKEY_PAYLOAD_TOO_LARGE: 413,
+  DROPKEY_UPSTREAM_TIMEOUT: 504,
 };
 
 const DOMAIN_STATUS: Record<ErrorCode, number> = {
@@ -136,4 +140,18 @@ export function mapError(err: unknown): MappedError {
     headers: {},
     unexpected: true,
   };
+}
+
+/** Status recorded for a request whose client left before the answer (nginx's 499; never sent to anyone). */
+export const CLIENT_CLOSED_REQUEST = 499;
+
+/**
+ * A request the client abandoned (closed the socket mid-body, cancelled its fetch): the request's abort signal, or
+ * under the Node listener its socket gone before the answer. Judged from the caller's side only, so an upstream
+ * (Dropbox) connection that breaks is still a failure of ours.
+ */
+export function clientWentAway(_err: unknown, c: { req: { raw: Request }; env?: unknown }): boolean {
+  if (c.req.raw.signal?.aborted) return true;
+  const { incoming, outgoing } = (c.env ?? {}) as { incoming?: IncomingMessage; outgoing?: ServerResponse };
+  return !!incoming && !!outgoing && !outgoing.headersSent && ((incoming.destroyed && !incoming.complete) || outgoing.destroyed);
 }

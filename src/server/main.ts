@@ -95,7 +95,7 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
       webhookStore: stores.webhooks,
       clock: Date.now,
       logger,
-      config: defaultConfig(publicUrl, o.serverConfig),
+      config: defaultConfig(publicUrl, { ...(o.config.proxyUpstreamTimeoutMs === undefined ? {} : { proxyUpstreamTimeoutMs: o.config.proxyUpstreamTimeoutMs }), ...o.serverConfig }),
       fetch: upstreamFetch,
       metrics,
       events,

@@ -32,11 +32,59 @@ export interface Listener {
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
+export interface BindOptions {
+  /**
+   * A request body during which the client sends nothing for this long is cut with a 408 (default 60 s; 0: never).
+   * An idle bound, not a total one: an upload that keeps moving may take as long as it needs.
+   */
+  bodyIdleTimeoutMs?: number;
+}
+
+export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 60_000;
+
+const TIMEOUT_BODY = JSON.stringify({
+  error: { code: 'DROPKEY_REQUEST_TIMEOUT', message: 'The request body stopped arriving, so the request was dropped.', hint: 'Send the body without long pauses, then try again.' },
+});
+
+/**
+ * Cuts a request whose body stops arriving. Progress is read from the socket's byte count (node:http feeds the
+ * parser below JavaScript, so there are no 'data' events to watch), once per idle period: a body is cut after one
+ * to two idle periods of silence. Data the app has not read yet (its own backpressure, e.g. Dropbox slow to take an
+ * upload) is never the client's idleness.
+ */
+function watchBody(req: IncomingMessage, res: ServerResponse, idleMs: number): void {
+  const length = req.headers['content-length'];
+  const hasBody = (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+  if (idleMs <= 0 || !hasBody || req.complete) return;
+  const socket = req.socket;
+  let seen = socket.bytesRead;
+  const stop = (): void => clearTimeout(timer);
+  const timer = setTimeout(() => {
+    if (req.complete || res.writableEnded) return;
+    const now = socket.bytesRead;
+    if (now !== seen || req.readableLength > 0 || req.isPaused()) {
+      seen = now;
+      timer.refresh();
+      return;
+    }
+    if (!res.headersSent) {
+      socket.end(
+        `HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n` +
+          `Content-Length: ${Buffer.byteLength(TIMEOUT_BODY)}\r\n\r\n${TIMEOUT_BODY}`,
+      );
+    }
+    socket.destroySoon();
+  }, idleMs);
+  req.once('end', stop);
+  res.once('close', stop);
+}
+
 /**
  * Binds first and attaches the app later (setApp), because the public URL, which the app needs, may depend on
  * the port the OS chose (--port 0). Until then, requests get 503.
  */
-export async function bind(port: number, host: string): Promise<Listener & { setApp(app: ServerApp): void }> {
+export async function bind(port: number, host: string, options: BindOptions = {}): Promise<Listener & { setApp(app: ServerApp): void }> {
+  const bodyIdleMs = options.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS;
   let handler: Handler = (_req, res) => {
     res.writeHead(503, { 'Content-Type': 'application/json', 'Retry-After': '1' });
     res.end(JSON.stringify({ error: { code: 'DROPKEY_STORE', message: 'The server is starting.' } }));
@@ -49,12 +97,14 @@ export async function bind(port: number, host: string): Promise<Listener & { set
       inFlight--;
       if (inFlight === 0) drained?.();
     });
+    watchBody(req, res, bodyIdleMs);
     handler(req, res);
   });
   // Keep-alive longer than typical load balancers' idle timeouts (60 s) avoids races on reused sockets.
   server.keepAliveTimeout = 65_000;
   // Node's default requestTimeout (300 s for a whole request) would cut proxied uploads that take longer, e.g.
-  // 150 MiB on a slow link. Slow-header attacks stay bounded by headersTimeout (60 s), which is kept.
+  // 150 MiB on a slow link. Slow headers stay bounded by headersTimeout (60 s), which is kept; slow bodies by
+  // watchBody's idle timeout between chunks.
   server.requestTimeout = 0;
   await new Promise<void>((resolve, reject) => {
     const fail = (err: NodeJS.ErrnoException) => reject(listenError(err, port, host));

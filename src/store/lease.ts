@@ -34,6 +34,8 @@ export interface LeaseDeps {
   sleep: Sleep;
   /** In [0, 1); for back-off jitter. */
   random?: () => number;
+  /** A new owner id for each lock taken (default a random UUID); a driver may encode who holds it. */
+  newOwner?: () => string;
 }
 
 const FIRST_DELAY_MS = 5;
@@ -56,7 +58,7 @@ export async function withLease<T>(
   }
   const { clock, sleep } = deps;
   const random = deps.random ?? Math.random;
-  const owner = randomUUID();
+  const owner = (deps.newOwner ?? randomUUID)();
   const deadline = clock() + waitMs;
   let delay = FIRST_DELAY_MS;
   let heldUntil: number | null = null;

@@ -69,11 +69,35 @@ export const CONNECTION_COLUMNS = [
 /** Decrypts one secret column of a row (the driver binds it to its table, row and field). */
 export type OpenSecret = (value: string | null, field: string) => string | null;
 
+/**
+ * A secret of one record that cannot be decrypted names that record and field, with the command that stores it
+ * again. A master key this dropkey does not have (details.knownKeyIds) is about every secret: passed on as is.
+ */
+function namedOpen(open: OpenSecret, what: string, fix: string): OpenSecret {
+  return (value, field) => {
+    try {
+      return open(value, field);
+    } catch (err) {
+      if (!damagedSecret(err)) throw err;
+      throw new DropkeyError(ErrorCodes.KEY_ERROR, `the stored ${field} of ${what} cannot be decrypted: ${err.message}`, {
+        cause: err,
+        hint: `store it again: ${fix} (or restore the database from a backup)`,
+        details: { ...err.details, record: what, field },
+      });
+    }
+  };
+}
+
+/** One damaged ciphertext (altered, truncated, moved), as opposed to a missing master key. */
+function damagedSecret(err: unknown): err is DropkeyError {
+  return err instanceof DropkeyError && err.code === ErrorCodes.KEY_ERROR && err.details?.['knownKeyIds'] === undefined;
+}
+
 export function toAppRecord(r: AppRowOf<unknown, unknown>, scopes: string[], team: boolean, open: OpenSecret): AppRecord {
   return {
     name: r.name,
     key: r.app_key,
-    secret: open(r.secret_enc, 'secret'),
+    secret: namedOpen(open, `app "${r.name}"`, `dropkey app update --name ${r.name} --secret -`)(r.secret_enc, 'secret'),
     scopes,
     team,
     access: r.access === 'full' || r.access === 'app_folder' ? r.access : null,
@@ -82,7 +106,8 @@ export function toAppRecord(r: AppRowOf<unknown, unknown>, scopes: string[], tea
   };
 }
 
-export function toConnectionRecord(r: ConnectionRowOf<unknown>, scopes: string[], open: OpenSecret): ConnectionRecord {
+export function toConnectionRecord(r: ConnectionRowOf<unknown>, scopes: string[], rawOpen: OpenSecret): ConnectionRecord {
+  const open = namedOpen(rawOpen, `connection "${r.name}"`, `dropkey login --connection ${r.name} --app ${r.app}`);
   return {
     name: r.name,
     app: r.app,
@@ -239,4 +264,29 @@ export function notFound(kind: 'app' | 'connection', name: string, fix: Fix): Dr
     fix,
     details: { [kind]: name },
   });
+}
+
+/**
+ * For listings: a connection with a damaged secret is still listed (one bad row must not hide the others), as
+ * needing a new login, its unreadable secrets withheld and lastError naming the field. Only listings use this: a
+ * record read to use its secrets (getConnection) fails with the named error instead.
+ */
+export function toListedConnectionRecord(r: ConnectionRowOf<unknown>, scopes: string[], rawOpen: OpenSecret): ConnectionRecord {
+  const unreadable: string[] = [];
+  const open: OpenSecret = (value, field) => {
+    try {
+      return rawOpen(value, field);
+    } catch (err) {
+      if (!damagedSecret(err)) throw err;
+      unreadable.push(field);
+      return null;
+    }
+  };
+  const rec = toConnectionRecord(r, scopes, open);
+  if (unreadable.length === 0) return rec;
+  return {
+    ...rec,
+    state: 'needs_reauth',
+    lastError: `its stored ${unreadable.join(' and ')} cannot be decrypted (damaged, or changed by hand)`,
+  };
 }

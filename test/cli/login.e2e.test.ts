@@ -97,8 +97,9 @@ test('login: Cancel on the consent page fails clearly and stores nothing', async
   assert.ok(!list.some((c) => c.name === 'denied'));
 });
 
-test('login: a redirect with the wrong state is refused', async () => {
+test('login: a redirect with the wrong or no state is refused with a 400 page and the login keeps waiting (issue 10 item 3)', async () => {
   await t.addApp('csrf');
+  await t.emu.control.createAccount({ email: 'csrf-user@example.com' });
   const child = t.spawn(['login', '--connection', 'csrf', '--app', 'csrf', '--port', '0', '--no-browser']);
   child.stdin.end();
   const done = collect(child);
@@ -108,9 +109,16 @@ test('login: a redirect with the wrong state is refused', async () => {
   redirect.searchParams.set('state', 'not-the-state');
   const page = await fetch(redirect);
   assert.equal(page.status, 400);
+  assert.match(await page.text(), /does not belong to this login/);
+  redirect.searchParams.delete('state');
+  assert.equal((await fetch(redirect)).status, 400, 'no state at all');
+  // The real redirect still arrives at a listening port and finishes the login; the forged code was never used.
+  const consent = await driveConsent(line, { account: 'csrf-user@example.com' });
+  assert.ok(consent.location);
+  assert.equal((await fetch(consent.location)).status, 200);
   const r = await done;
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /wrong state/);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Connected "csrf": csrf-user@example\.com/);
 });
 
 test('login: Ctrl-C while waiting leaves nothing half-written and exits 130', async () => {

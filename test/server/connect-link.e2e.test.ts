@@ -138,6 +138,24 @@ describe('connect links', () => {
     assert.equal((await rig.call('GET', link.path)).status, 410);
   });
 
+  test('a callback forwarded to another browser is refused without using up the pending login (issue 10 item 3)', async () => {
+    await rig.emu.control.createAccount({ email: 'forwarded@example.com' });
+    const link = await newLink('forwarded');
+    const s = await start(link.path);
+    const consent = await driveConsent(s.authorize, { account: 'forwarded@example.com' });
+    const cb = callbackPath(consent.location);
+    for (const headers of [{ Cookie: 'dropkey_oauth=' + 'y'.repeat(43) }, undefined]) {
+      const res = await rig.call('GET', cb, headers ? { headers } : {});
+      assert.equal(res.status, 403);
+      assert.match(await res.text(), /another browser/);
+    }
+    // The browser that started it still finishes with the same redirect.
+    const res = await rig.call('GET', cb, { headers: { Cookie: s.cookie } });
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.equal((await rig.dk.list()).some((c) => c.name === 'forwarded'), true);
+    assert.equal((await rig.call('GET', cb, { headers: { Cookie: s.cookie } })).status, 410, 'still single-use');
+  });
+
   test('unknown or malformed link tokens get a 404 page; the callback without state gets 410', async () => {
     assert.equal((await rig.call('GET', '/connect/abc')).status, 404);
     assert.equal((await rig.call('GET', `/connect/${'A'.repeat(43)}`)).status, 404);

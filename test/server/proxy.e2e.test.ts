@@ -17,6 +17,8 @@ import { dropboxContentHash, patternBytes } from '../helpers/content-hash.js';
 import { emulatorFetch } from '../helpers/dropbox-sdk.js';
 import { headerSafeJson } from '../helpers/emulator.js';
 import { makeServerRig, type ServerRig } from './rig.js';
+import { readConfig } from '../../src/config.js';
+import { tmpdir } from 'node:os';
 
 let rig: ServerRig;
 let listener: Listener & { setApp(app: ServerApp): void };
@@ -599,4 +601,57 @@ test('Dropbox answering before the caller finished sending: the answer arrives a
   release();
   // The next request gets a fresh connection and works.
   assert.equal((await rpc('c1', 'users/get_current_account')).status, 200);
+});
+
+test('metrics: requests to made-up connection names add no series of their own (issue 10 item 6)', async () => {
+  const any = await rig.key(['proxy'], '*', 'proxy-any');
+  const unnamed404 = rig.app.services.metrics.proxyRequests.get({ connection: '', status: '404' });
+  for (let i = 0; i < 30; i++) {
+    const res = await rpc(`made-up-${i}`, 'users/get_current_account', undefined, {}, any);
+    assert.equal(res.status, 404);
+    await res.arrayBuffer();
+  }
+  // A bad method on an existing connection is still counted under its name.
+  const wrong = await proxy('/c1/2/users/get_current_account', { method: 'GET', key: any });
+  assert.equal(wrong.status, 405);
+  const text = rig.app.services.metrics.registry.render();
+  assert.doesNotMatch(text, /made-up/);
+  const { proxyRequests } = rig.app.services.metrics;
+  assert.equal(proxyRequests.get({ connection: '', status: '404' }), unnamed404 + 30);
+  assert.ok(proxyRequests.get({ connection: 'c1', status: '405' }) >= 1);
+});
+
+test('upstream timeout: an RPC that Dropbox does not answer in time gets a 504 instead of waiting it out (issue 10 item 9)', { timeout: 30_000 }, async () => {
+  const config = { ...rig.app.services.config, proxyUpstreamTimeoutMs: 300 };
+  const app = createApp({ ...rig.app.services, config }, { modules: [createProxyModule()] });
+  const l = await bind(0, '127.0.0.1');
+  l.setApp(app);
+  try {
+    await rig.emu.control.fault({ route: 'users/get_current_account', status: 200, delay_ms: 3_000, count: 1 });
+    const started = performance.now();
+    const res = await fetch(`http://127.0.0.1:${l.port}/proxy/c1/2/users/get_current_account`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
+    const ms = performance.now() - started;
+    assert.equal(res.status, 504);
+    const body = (await res.json()) as { error: { code: string; message: string; hint: string } };
+    assert.equal(body.error.code, 'DROPKEY_UPSTREAM_TIMEOUT');
+    assert.match(body.error.message, /did not answer users\/get_current_account within 0\.3 s/);
+    assert.match(body.error.hint, /DROPKEY_PROXY_UPSTREAM_TIMEOUT/);
+    assert.ok(ms < 2_500, `answered after ${ms} ms`);
+    // The next call is answered normally.
+    const ok = await fetch(`http://127.0.0.1:${l.port}/proxy/c1/2/users/get_current_account`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
+    assert.equal(ok.status, 200);
+  } finally {
+    await rig.emu.control.clearFaults();
+    await l.close(0);
+  }
+});
+
+test('upstream timeout: the default is 60 s, and serve reads DROPKEY_PROXY_UPSTREAM_TIMEOUT (seconds)', async () => {
+  assert.equal(rig.app.services.config.proxyUpstreamTimeoutMs, 60_000);
+  const env = { DROPKEY_HOME: tmpdir() };
+  assert.equal((await readConfig({ ...env, DROPKEY_PROXY_UPSTREAM_TIMEOUT: '90' })).proxyUpstreamTimeoutMs, 90_000);
+  assert.equal((await readConfig(env)).proxyUpstreamTimeoutMs, undefined);
+  for (const bad of ['0', '-1', 'soon', '1.5', '3601']) {
+    await assert.rejects(readConfig({ ...env, DROPKEY_PROXY_UPSTREAM_TIMEOUT: bad }), (e: unknown) => /DROPKEY_PROXY_UPSTREAM_TIMEOUT/.test(JSON.stringify(e) + String((e as Error).message)));
+  }
 });

@@ -6,7 +6,7 @@ import type { Command, CommandOptions } from '../context.js';
 import { parseOptions, scopeList, usageError } from '../config.js';
 import { readSecret } from '../input.js';
 import { adviceText, fixCommand } from '../fix.js';
-import { writeJson } from '../output.js';
+import { terminalSafe, writeJson } from '../output.js';
 import { withSession } from '../session.js';
 import { validateName } from '../../connections/names.js';
 
@@ -63,7 +63,7 @@ const command: Command = {
     } else {
       ctx.stdout.write(`dropkey doctor: ${report.subject === 'pasted token' ? 'the pasted token' : `connection "${report.subject}"`}\n`);
       for (const f of report.findings) {
-        ctx.stdout.write(`\n[${MARK[f.severity]}] ${f.message}\n    Fix: ${f.hint}\n${f.fix ? `    Run: ${fixCommand(f.fix)}\n` : ''}`);
+        ctx.stdout.write(terminalSafe(`\n[${MARK[f.severity]}] ${f.message}\n    Fix: ${f.hint}\n${f.fix ? `    Run: ${fixCommand(f.fix)}\n` : ''}`));
       }
       const problems = report.findings.filter((f) => f.severity === 'error').length;
       ctx.stdout.write(report.healthy

@@ -1,6 +1,6 @@
 import type { Command, CommandOptions } from '../context.js';
 import { parseOptions } from '../config.js';
-import { expiresIn, table, writeJson } from '../output.js';
+import { expiresIn, oneLineSafe, table, writeJson } from '../output.js';
 import { withSession } from '../session.js';
 import { connectionJson } from '../view.js';
 
@@ -41,7 +41,10 @@ const command: Command = {
       ]),
     ));
     const broken = conns.filter((c) => c.state !== 'active');
-    for (const c of broken) ctx.stderr.write(`"${c.name}" is ${c.state}: fix it with dropkey login --connection ${c.name} --app ${c.app}\n`);
+    for (const c of broken) {
+      const why = c.lastError ? ` (${oneLineSafe(c.lastError).slice(0, 200)})` : '';
+      ctx.stderr.write(`"${c.name}" is ${c.state}${why}: fix it with dropkey login --connection ${c.name} --app ${c.app}\n`);
+    }
   },
 };
 export default command;

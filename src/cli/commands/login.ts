@@ -8,7 +8,7 @@
 import type { Command, CommandContext, CommandOptions } from '../context.js';
 import { DEFAULT_LOGIN_PORT, intOption, parseOptions, scopeList, usageError } from '../config.js';
 import { adviceLines } from '../fix.js';
-import { writeJson } from '../output.js';
+import { terminalSafe, writeJson } from '../output.js';
 import { withSession, type Session } from '../session.js';
 import { connectionJson, describeConnection } from '../view.js';
 import { validateName } from '../../connections/names.js';
@@ -68,7 +68,7 @@ const command: Command = {
         : loginLoopback(ctx, s, base, { port, timeoutMs, openBrowser: !values['no-browser'] });
     });
     const info = result.connection;
-    for (const w of result.warnings) ctx.stderr.write(`Warning: ${w}\n`);
+    for (const w of result.warnings) ctx.stderr.write(terminalSafe(`Warning: ${w}\n`));
     if (values.json) writeJson(ctx, { ...connectionJson(info, Date.now()), created: result.created, warnings: result.warnings });
     else {
       ctx.stdout.write(`${result.created ? 'Connected' : 'Reconnected'} "${info.name}": ${describeConnection(info, Date.now())}\n`);
@@ -90,6 +90,9 @@ async function loginLoopback(
   base: LoginBase,
   o: { port: number; timeoutMs: number; openBrowser: boolean },
 ): Promise<ConnectResult> {
+  // Resolve the app and scopes first (startLogin writes nothing): a mistyped --app must be reported as such, not
+  // hidden behind "port busy" from binding the callback port.
+  await s.dk.startLogin(base);
   const { startCallbackServer } = await import('../loopback.js');
   const server = await startCallbackServer({ port: o.port, timeoutMs: o.timeoutMs, signal: ctx.signal });
   try {

@@ -8,7 +8,8 @@ const usage = `Usage: dropkey revoke [--connection NAME] [--force] [--json]
 
 Revokes the connection at Dropbox (its access token and refresh token stop working everywhere), then
 deletes it locally. If Dropbox cannot be reached, nothing is deleted: run it again later, or use --force
-to delete it locally anyway (then unlink the app at https://www.dropbox.com/account/connected_apps).
+to delete it locally anyway: its refresh token then stays valid at Dropbox until you unlink the app at
+https://www.dropbox.com/account/connected_apps.
 `;
 
 const options = { connection: { type: 'string' }, force: { type: 'boolean' }, json: { type: 'boolean' } } as const satisfies CommandOptions;

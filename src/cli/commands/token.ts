@@ -56,7 +56,7 @@ const command: Command = {
         t = { accessToken: rec.accessToken, expiresAt: rec.accessTokenExpiresAt, scopes: rec.scopes, accountId: rec.accountId, teamId: rec.teamId, connection: rec.name };
       } else {
         // Refresh (or explain why not) through the facade: single-flight, cross-process lock, retries.
-        const dk = await facadeOn(store, cfg);
+        const dk = await facadeOn(store, cfg, ctx.stderr);
         try {
           t = await dk.getToken(name, { ...(minValidSeconds === undefined ? {} : { minValidSeconds }), signal: ctx.signal });
         } finally {

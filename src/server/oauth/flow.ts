@@ -8,13 +8,14 @@
 import { getCookie, setCookie } from 'hono/cookie';
 import { validateName } from '../../connections/names.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import type { ReturnMode } from '../../store/server-types.js';
+import type { PendingOAuthRecord, ReturnMode } from '../../store/server-types.js';
 import type { AppContext } from '../context.js';
 import { randomToken, sha256Hex } from '../security/secrets.js';
 import type { ServerServices } from '../services.js';
 
-const MAX_LINK_TTL_S = 7 * 24 * 3600;
-const MIN_LINK_TTL_S = 60;
+/** A connect link's lifetime bounds, in seconds (the API's expires_in; the UI asks for minutes). */
+export const MAX_LINK_TTL_S = 7 * 24 * 3600;
+export const MIN_LINK_TTL_S = 60;
 
 export function bindingCookieName(publicUrl: string): string {
   // __Host- cookies must be Secure, Path=/ and host-only: unforgeable by sibling subdomains (RFC 6265bis §4.1.3.2).
@@ -43,6 +44,18 @@ export function browserBinding(c: AppContext, s: ServerServices): string {
 
 export function readBinding(c: AppContext, s: ServerServices): string | undefined {
   return getCookie(c, bindingCookieName(s.config.publicUrl));
+}
+
+/**
+ * Puts back a pending login that a callback took but may not finish: one forwarded to (or replayed in) another
+ * browser. Otherwise anyone holding the callback URL could use up someone else's login, and the browser that
+ * started it would then be told it expired. It keeps its creation time and expiry. Between the take and the
+ * put-back the state is briefly unknown, which can only make a simultaneous genuine callback start again, never
+ * let a wrong browser through.
+ */
+export async function returnPendingLogin(s: ServerServices, pending: PendingOAuthRecord): Promise<void> {
+  const { id: _id, createdAt, ...rest } = pending;
+  await s.serverStore.createPendingOAuth(rest, createdAt);
 }
 
 export interface StartBrowserLoginInput {

@@ -15,7 +15,7 @@ import { html } from '../html.js';
 import { hexEqual, sha256Hex } from '../security/secrets.js';
 import type { ServerServices } from '../services.js';
 import { page } from '../ui/layout.js';
-import { browserBinding, readBinding, startBrowserLogin } from './flow.js';
+import { browserBinding, readBinding, returnPendingLogin, startBrowserLogin } from './flow.js';
 
 export const POPUP_SCRIPT_PATH = '/oauth/popup.js';
 
@@ -130,6 +130,7 @@ Dropbox will ask you to sign in and allow access; dropkey then keeps the connect
     if (pending.returnMode === 'link') c.set('ownerPage', true);
     const binding = readBinding(c, s);
     if (!binding || !hexEqual(sha256Hex(binding), pending.bindingHash)) {
+      await returnPendingLogin(s, pending);
       throw new HttpError(ServerErrorCodes.FORBIDDEN, 'This sign-in was started in another browser.', {
         hint: 'Start connecting again from this browser.',
       });

@@ -23,7 +23,7 @@ import { defaultSleep, type Sleep } from '../../sleep.js';
 import { parseRetryAfter } from '../../dropbox/errors.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppContext, AppEnv, ServerModule } from '../context.js';
-import { HttpError, mapError, ServerErrorCodes } from '../errors.js';
+import { CLIENT_CLOSED_REQUEST, clientWentAway, HttpError, mapError, ServerErrorCodes } from '../errors.js';
 import { reportRefreshFailure } from '../jobs/events.js';
 import { securityHeaders } from '../security/headers.js';
 import { authorize, type ServerServices } from '../services.js';
@@ -39,6 +39,8 @@ export interface ProxyOptions {
   maxWaitMs?: number;
   /** Request bodies up to this size are kept so the request can be retried (default 1 MiB). */
   replayLimitBytes?: number;
+  /** Overrides config.proxyUpstreamTimeoutMs: how long an RPC call waits for Dropbox to start answering. */
+  upstreamTimeoutMs?: number;
   sleep?: Sleep;
 }
 
@@ -47,6 +49,12 @@ const DEFAULT_REPLAY_LIMIT = 1024 * 1024;
 /** Status for "the connection is blocked by a Dropbox rate limit", Dropbox's own (Dropbox docs: errors). */
 const TOO_MANY_REQUESTS = 429;
 const MAX_429_RETRIES = 3;
+
+/** What a request told about its connection, for the metric label: the validated name, and whether it exists. */
+interface Seen {
+  name: string;
+  exists: boolean;
+}
 
 export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono<AppEnv> {
   const backoff = options.backoff ?? new MemoryBackoffStore();
@@ -72,25 +80,37 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
 
   const r = new Hono<AppEnv>();
 
+  /**
+   * The connection label of a request: its name only once the caller may use it and the connection exists, since
+   * names from the URL (a key for every connection may ask for any) would make unbounded series.
+   */
+  const labelOf = async (seen: Seen): Promise<string> => {
+    if (seen.exists || seen.name === '') return seen.name;
+    try {
+      return (await s.dropkey.store.getConnection(seen.name)) ? seen.name : '';
+    } catch {
+      return '';
+    }
+  };
+
   r.all('/:name/*', async (c) => {
-    // Counted by connection only once the caller may use it: raw names from the URL would be unbounded labels.
-    const seen: { connection: string } = { connection: '' };
+    const seen: Seen = { name: '', exists: false };
     try {
       const res = await forward(c, seen);
-      s.metrics.proxyRequests.inc({ connection: seen.connection, status: String(res.status) });
+      s.metrics.proxyRequests.inc({ connection: await labelOf(seen), status: String(res.status) });
       return res;
     } catch (err) {
-      s.metrics.proxyRequests.inc({ connection: seen.connection, status: String(mapError(err).status) });
+      s.metrics.proxyRequests.inc({ connection: await labelOf(seen), status: String(clientWentAway(err, c) ? CLIENT_CLOSED_REQUEST : mapError(err).status) });
       throw err;
     }
   });
 
-  async function forward(c: AppContext, seen: { connection: string }): Promise<Response> {
+  async function forward(c: AppContext, seen: Seen): Promise<Response> {
     const key = await s.apiKeys.authenticate(c.req.header('authorization'));
     const rawName = c.req.param('name') ?? '';
     authorize(key, 'proxy', rawName);
     const name = validateName('connection', rawName);
-    seen.connection = name;
+    seen.name = name;
     s.usage.used(key);
 
     const route = routeOf(c, rawName);
@@ -134,6 +154,9 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
     }
     const replayable = body !== 'stream';
     const signal = transport.signal;
+    // RPC calls answer at once; uploads and downloads stream for as long as they need, and longpoll (notify host)
+    // holds the request for up to its own timeout (480 s plus jitter) by design.
+    const upstreamTimeout = info.style === 'rpc' && info.host !== 'notify' ? (options.upstreamTimeoutMs ?? s.config.proxyUpstreamTimeoutMs) : undefined;
 
     let waited = 0;
     /** Waits out the connection's block; returns it when it lasts longer than what is left of maxWaitMs. */
@@ -152,7 +175,7 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
     const send = async (token: string | null): Promise<UpstreamAnswer> => {
       if (token !== null) headers.set('authorization', `Bearer ${token}`);
       const started = performance.now();
-      const answer = await transport.send(url, method, headers, body);
+      const answer = await transport.send(url, method, headers, body, upstreamTimeout === undefined ? {} : { timeoutMs: upstreamTimeout });
       s.metrics.upstreamLatency.observe({ host: info.host }, (performance.now() - started) / 1000);
       if (answer.status === TOO_MANY_REQUESTS) s.metrics.upstream429.inc({ host: info.host });
       return answer;
@@ -165,6 +188,7 @@ export function proxyRoutes(s: ServerServices, options: ProxyOptions = {}): Hono
       if (block) return rateLimited(block, s.clock());
       // noauth routes (longpoll) carry their rights in the cursor; the connection must still exist and be usable.
       const token = (await s.tokens.get(name)).info.accessToken;
+      seen.exists = true;
       const res = await send(info.noauth ? null : token);
       const out = responseHeaders(res.headers);
 

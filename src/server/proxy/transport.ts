@@ -15,6 +15,7 @@ import { request as httpRequest, Agent as HttpAgent, type IncomingMessage, type 
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { readBounded } from '../body.js';
+import { HttpError, ServerErrorCodes } from '../errors.js';
 import { countBytes } from './forward.js';
 
 export interface UpstreamAnswer {
@@ -34,8 +35,23 @@ export interface Transport {
   readonly signal: AbortSignal;
   /** The caller's body whole, if it has at most `limit` bytes; null when larger. */
   readBody(limit: number): Promise<Uint8Array | null>;
-  /** Sends the request. `body`: bytes, 'stream' (the caller's body, streamed once), or null. */
-  send(url: string, method: string, headers: Headers, body: Uint8Array | 'stream' | null): Promise<UpstreamAnswer>;
+  /**
+   * Sends the request. `body`: bytes, 'stream' (the caller's body, streamed once), or null. `timeoutMs` bounds the
+   * wait for Dropbox's answer to start (its status and headers), not the streaming of its body.
+   */
+  send(url: string, method: string, headers: Headers, body: Uint8Array | 'stream' | null, options?: SendOptions): Promise<UpstreamAnswer>;
+}
+
+export interface SendOptions {
+  timeoutMs?: number;
+}
+
+/** Dropbox did not start answering within the proxy's upstream timeout: a 504, never retried (it may have acted). */
+function upstreamTimeout(url: string, timeoutMs: number): HttpError {
+  const route = new URL(url).pathname.replace(/^\/2\//, '');
+  return new HttpError(ServerErrorCodes.UPSTREAM_TIMEOUT, `Dropbox did not answer ${route} within ${timeoutMs / 1000} s, so the proxy gave up waiting.`, {
+    hint: 'Try again (check first whether the call took effect); if Dropbox is slow for a while, raise DROPKEY_PROXY_UPSTREAM_TIMEOUT (seconds).',
+  });
 }
 
 export interface ByteCounters {
@@ -134,7 +150,7 @@ export class NodeTransport implements Transport {
     });
   }
 
-  send(url: string, method: string, headers: Headers, body: Uint8Array | 'stream' | null): Promise<UpstreamAnswer> {
+  send(url: string, method: string, headers: Headers, body: Uint8Array | 'stream' | null, options: SendOptions = {}): Promise<UpstreamAnswer> {
     const u = new URL(url);
     const https = u.protocol === 'https:';
     const outHeaders: Record<string, string> = {};
@@ -146,12 +162,20 @@ export class NodeTransport implements Transport {
         if (!this.outgoing.writableFinished) req.destroy(new Error('the caller went away'));
       };
       this.outgoing.once('close', onCallerGone);
+      let timedOut = false;
+      const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+        timedOut = true;
+        req.destroy(new Error('upstream timeout'));
+      }, options.timeoutMs);
       req.on('error', (err) => {
+        clearTimeout(timer);
         this.outgoing.off('close', onCallerGone);
         if (this.outgoing.destroyed) reject(new DropkeyError(ErrorCodes.CANCELLED, 'The caller went away before Dropbox answered.', { cause: err }));
+        else if (timedOut) reject(upstreamTimeout(url, options.timeoutMs!));
         else reject(unreachable(err, u.pathname));
       });
       req.once('response', (res) => {
+        clearTimeout(timer);
         resolve(this.#answer(res, method, onCallerGone));
       });
       if (body === 'stream') {
@@ -222,8 +246,18 @@ export class WebTransport implements Transport {
     return this.request.body ? readBounded(this.request.body, limit) : new Uint8Array(0);
   }
 
-  async send(url: string, method: string, headers: Headers, body: Uint8Array | 'stream' | null): Promise<UpstreamAnswer> {
-    const signal = this.request.signal;
+  async send(url: string, method: string, headers: Headers, body: Uint8Array | 'stream' | null, options: SendOptions = {}): Promise<UpstreamAnswer> {
+    const callerSignal = this.request.signal;
+    // Our own controller: the timeout covers the wait for the answer's head only, so it must not abort its body.
+    const ac = new AbortController();
+    const onCallerGone = () => ac.abort(callerSignal.reason);
+    if (callerSignal.aborted) onCallerGone();
+    else callerSignal.addEventListener('abort', onCallerGone, { once: true });
+    let timedOut = false;
+    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+      timedOut = true;
+      ac.abort(new DOMException('upstream timeout', 'TimeoutError'));
+    }, options.timeoutMs);
     const streamed = body === 'stream' && this.request.body ? countBytes(this.request.body, (n) => this.counters.upload(n)) : null;
     let res: Response;
     try {
@@ -232,12 +266,15 @@ export class WebTransport implements Transport {
         headers,
         body: body === 'stream' ? streamed : body,
         redirect: 'manual',
-        signal,
+        signal: ac.signal,
         ...(streamed ? { duplex: 'half' } : {}),
       } as RequestInit);
     } catch (err) {
-      if (signal.aborted) throw new DropkeyError(ErrorCodes.CANCELLED, 'The caller went away before Dropbox answered.', { cause: err });
+      if (callerSignal.aborted) throw new DropkeyError(ErrorCodes.CANCELLED, 'The caller went away before Dropbox answered.', { cause: err });
+      if (timedOut) throw upstreamTimeout(url, options.timeoutMs!);
       throw unreachable(err, new URL(url).pathname);
+    } finally {
+      clearTimeout(timer);
     }
     const counters = this.counters;
     return {

@@ -16,7 +16,7 @@ import { redactText } from '../../connections/redact.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppEnv } from '../context.js';
 import { mapError } from '../errors.js';
-import { browserBinding, createConnectLink, startBrowserLogin } from '../oauth/flow.js';
+import { browserBinding, createConnectLink, MAX_LINK_TTL_S, MIN_LINK_TTL_S, startBrowserLogin } from '../oauth/flow.js';
 import type { ServerServices } from '../services.js';
 import { expiresIn, iso, STATE_LABEL, stateExplanation, when } from './format.js';
 import { type Html, html } from '../html.js';
@@ -328,8 +328,9 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
       const app = field(form, 'app');
       let link;
       try {
-        if (minutes !== undefined && !Number.isInteger(minutes)) {
-          throw new DropkeyError(ErrorCodes.BAD_INPUT, 'The validity must be a whole number of minutes.');
+        // Checked here in the form's unit: createConnectLink's own check speaks of the API's seconds.
+        if (minutes !== undefined && (!Number.isInteger(minutes) || minutes < MIN_LINK_TTL_S / 60 || minutes > MAX_LINK_TTL_S / 60)) {
+          throw new DropkeyError(ErrorCodes.BAD_INPUT, `The validity must be a whole number from ${MIN_LINK_TTL_S / 60} to ${MAX_LINK_TTL_S / 60} minutes (7 days).`);
         }
         link = await createConnectLink(s, {
           connection: validateName('connection', connection),

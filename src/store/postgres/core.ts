@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { secretContext, type Keyring } from '../cipher.js';
-import { alreadyExists, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf, type KeyringProvider } from '../records.js';
+import { alreadyExists, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf, type KeyringProvider } from '../records.js';
 import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
 import { codeOf, type PgDatabase, type Queryable } from './db.js';
 import { quoteIdent } from './migrations.js';
@@ -162,7 +162,8 @@ export class PostgresCoreStore implements Store, KeyRotation {
 
   async listConnections(): Promise<ConnectionRecord[]> {
     const r = await this.#query<ConnectionRow>('list connections', `SELECT * FROM ${this.#t.connections} ORDER BY name COLLATE "C"`);
-    return r.rows.map((row) => this.#toConnection(row));
+    // One damaged secret must not hide every connection: listed as needing a new login (records.ts).
+    return r.rows.map((row) => toListedConnectionRecord(row, [...row.scopes], (v, field) => this.#open(v, 'connection', row.name, field)));
   }
 
   async createConnection(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>): Promise<ConnectionRecord> {

@@ -7,7 +7,7 @@
  */
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { secretContext, type Keyring } from '../cipher.js';
-import { alreadyExists, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf } from '../records.js';
+import { alreadyExists, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf } from '../records.js';
 import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
 import type { SqliteDatabase, SqliteHandle } from './db.js';
 
@@ -141,7 +141,8 @@ export class SqliteCoreStore implements Store, KeyRotation {
 
   async listConnections(): Promise<ConnectionRecord[]> {
     const rows = this.#run('list connections', () => this.#db.prepare('SELECT * FROM connections ORDER BY name').all() as ConnectionRow[]);
-    return rows.map((r) => this.#toConnection(r));
+    // One damaged secret must not hide every connection: listed as needing a new login (records.ts).
+    return rows.map((r) => toListedConnectionRecord(r, parseScopes(r.scopes), (v, field) => this.#open(v, 'connection', r.name, field)));
   }
 
   async createConnection(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>): Promise<ConnectionRecord> {
