@@ -17,6 +17,7 @@ import { dropboxUrlsFromBase } from '../dropbox/hosts.js';
 import { ManualTimers } from '../server/jobs/timers.js';
 import { parseDotenv } from '../formats/dotenv.js';
 import { startEmulator, type StartedEmulator } from '../../test/helpers/emulator.js';
+import { adviceLines } from '../cli/fix.js';
 import { Agent } from './agent.js';
 import { normalizeConfig, type AgentConfig } from './config.js';
 import type { AgentLogger } from './log.js';
@@ -239,7 +240,7 @@ test('needs re-authorisation: the last token stays, ONE error line names the fix
   mkdirSync(d);
   const config = rig.config({ connection: 'reauth', outputs: [{ format: 'token', path: 'reauth/token' }, { format: 'json', path: 'reauth/token.json' }] });
   const logs = rig.logs.length;
-  const agent = new Agent(config, { source: new StoreSource(rig.dk, 'test'), timers: rig.timers, logger: rig.logger, random: () => 0.5 });
+  const agent = new Agent(config, { source: new StoreSource(rig.dk, 'test'), timers: rig.timers, logger: rig.logger, random: () => 0.5, advice: (a) => adviceLines(a).join(' ') });
   await agent.start();
   const first = readFileSync(join(d, 'token'), 'utf8');
   const firstJson = readFileSync(join(d, 'token.json'), 'utf8');
@@ -254,7 +255,7 @@ test('needs re-authorisation: the last token stays, ONE error line names the fix
   const errors = rig.logs.slice(logs).filter((l) => l.level === 'error');
   assert.equal(errors.length, 1, `one error line, got:\n${errors.map((e) => e.msg).join('\n')}`);
   assert.match(errors[0]!.msg, /must be authorized again/);
-  assert.match(errors[0]!.msg, new RegExp(`Fix: Run: dropkey login --connection reauth --app ${c.appName}`));
+  assert.match(errors[0]!.msg, new RegExp(`Fix: .*Run: dropkey login --connection reauth --app ${c.appName}`));
   assert.equal(errors[0]!.obj['connection'], 'reauth');
   const status = agent.status();
   assert.equal(status.ok, false, 'health turns bad once the kept token has expired');

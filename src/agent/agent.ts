@@ -11,7 +11,7 @@
  *
  * Time comes from `timers` (its clock and its setTimeout), so tests move hours in milliseconds.
  */
-import { DropkeyError, ErrorCodes } from '../errors.js';
+import { DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import { redactText } from '../connections/redact.js';
 import type { AgentConfig, OutputConfig } from './config.js';
 import { runCommand as defaultRunCommand, type RunCommand } from './command.js';
@@ -51,6 +51,8 @@ export interface AgentDeps {
   cwd?: string;
   /** Called after every pass with the health status (the CLI keeps the health file from it). */
   onHealth?: (status: HealthStatus) => Promise<void> | void;
+  /** How this surface words an error's advice (its hint, and its Fix as the surface renders it); default: the hint. */
+  advice?: (advice: { hint?: string | undefined; fix?: Fix | undefined }) => string;
 }
 
 /** The timer fires when the token has margin + WAKE_LEAD left; the fetch then asks for margin + 2 × WAKE_LEAD. */
@@ -103,9 +105,12 @@ export class Agent {
   #stopping = false;
   #once = false;
 
+  readonly #advice: NonNullable<AgentDeps['advice']>;
+
   constructor(config: AgentConfig, deps: AgentDeps) {
     this.#config = config;
     this.#source = deps.source;
+    this.#advice = deps.advice ?? ((a) => a.hint ?? '');
     this.#timers = deps.timers ?? processTimers;
     this.#log = deps.logger;
     this.#random = deps.random ?? Math.random;
@@ -322,8 +327,8 @@ export class Agent {
       if (c.problem !== message) {
         c.problem = message;
         this.#log.error(
-          { connection: c.name, code: e?.code ?? null, fix: e?.hint ?? null },
-          `${message.replace(/\.?$/, '.')} ${e?.hint ? `Fix: ${e.hint.split('\n')[0]} ` : ''}(${kept}; the agent checks again every few minutes.)`,
+          { connection: c.name, code: e?.code ?? null, hint: e?.hint ?? null, fix: e?.fix ?? null },
+          `${message.replace(/\.?$/, '.')} ${e && this.#advice(e) ? `Fix: ${this.#advice(e).split('\n')[0]} ` : ''}(${kept}; the agent checks again every few minutes.)`,
         );
       }
       this.#arm(c, this.#retryDelay(c.failures));
@@ -366,7 +371,7 @@ export class Agent {
               return renderOutput(cfg, previous, snapshot);
             } catch (err) {
               if (err instanceof DropkeyError) {
-                throw new DropkeyError(err.code, `${cfg.path}: ${err.message}`, { cause: err, ...(err.hint ? { hint: err.hint } : {}) });
+                throw new DropkeyError(err.code, `${cfg.path}: ${err.message}`, { cause: err, ...(err.hint ? { hint: err.hint } : {}), ...(err.fix ? { fix: err.fix } : {}) });
               }
               throw err;
             }
@@ -383,7 +388,7 @@ export class Agent {
         o.problem = message;
         this.#log.error(
           { connection: c.name, path: cfg.path, code: e?.code ?? (err as NodeJS.ErrnoException).code ?? null },
-          `could not write ${cfg.path}: ${message}${e?.hint ? ` Fix: ${e.hint}` : ''} (the file was left as it was; retrying)`,
+          `could not write ${cfg.path}: ${message}${e && this.#advice(e) ? ` Fix: ${this.#advice(e)}` : ''} (the file was left as it was; retrying)`,
         );
       }
       if (!this.#stopping && !this.#once) {

@@ -73,7 +73,8 @@ export class StoreSource implements TokenSource {
       const rec = await this.dk.store.getConnection(connection);
       if (!rec?.refreshToken) {
         throw new DropkeyError(ErrorCodes.TOKEN_EXPIRED, `Connection "${connection}" has no refresh token to write (it was imported from an access token).`, {
-          hint: `Connect it for good with: dropkey login --connection ${connection}, or drop include_refresh_token from the output.`,
+          hint: 'connect it for good with a browser login, or drop include_refresh_token from the output',
+          fix: { action: 'login', connection },
           details: { connection },
         });
       }
@@ -140,12 +141,13 @@ export class ServeSource implements TokenSource {
       key = (await readFile(this.#keyFile, 'utf8')).trim();
     } catch (err) {
       throw new DropkeyError(ErrorCodes.BAD_INPUT, `cannot read the API key file ${this.#keyFile} (${(err as NodeJS.ErrnoException).code ?? String(err)}).`, {
-        hint: 'Create a token:read key on the server (dropkey apikey create --permission token:read --connection NAME) and put it in that file.',
+        hint: 'create a token:read API key on the server and put it in that file',
+        fix: { action: 'apikey-create', permission: 'token:read' },
       });
     }
     if (!/^[\x21-\x7e]+$/.test(key)) {
       throw new DropkeyError(ErrorCodes.BAD_INPUT, `the API key file ${this.#keyFile} does not hold one API key on one line.`, {
-        hint: 'The file should contain only the key dropkey apikey create printed (dk_...).',
+        hint: 'the file should contain only the API key the server printed when it was created (dk_...)',
       });
     }
     return key;
@@ -185,7 +187,8 @@ export class ServeSource implements TokenSource {
     const details = { status: res.status, ...(e?.details && typeof e.details === 'object' ? (e.details as Record<string, unknown>) : {}) };
     if (res.status === 401 || res.status === 403) {
       return new DropkeyError(ErrorCodes.BAD_INPUT, `dropkey serve refused the API key from ${this.#keyFile}: ${message}`, {
-        hint: hint ?? 'Put a valid key with the token:read permission for this connection in that file (dropkey apikey create --permission token:read --connection NAME).',
+        hint: hint ?? 'put a valid API key with the token:read permission for this connection in that file',
+        ...(hint ? {} : { fix: { action: 'apikey-create', permission: 'token:read' } as const }),
         details,
       });
     }

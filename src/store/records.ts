@@ -73,7 +73,7 @@ export type OpenSecret = (value: string | null, field: string) => string | null;
  * A secret of one record that cannot be decrypted names that record and field, with the command that stores it
  * again. A master key this dropkey does not have (details.knownKeyIds) is about every secret: passed on as is.
  */
-function namedOpen(open: OpenSecret, what: string, fix: string): OpenSecret {
+function namedOpen(open: OpenSecret, what: string, fix: Fix): OpenSecret {
   return (value, field) => {
     try {
       return open(value, field);
@@ -81,7 +81,8 @@ function namedOpen(open: OpenSecret, what: string, fix: string): OpenSecret {
       if (!damagedSecret(err)) throw err;
       throw new DropkeyError(ErrorCodes.KEY_ERROR, `the stored ${field} of ${what} cannot be decrypted: ${err.message}`, {
         cause: err,
-        hint: `store it again: ${fix} (or restore the database from a backup)`,
+        hint: 'store it again (or restore the database from a backup)',
+        fix,
         details: { ...err.details, record: what, field },
       });
     }
@@ -97,7 +98,7 @@ export function toAppRecord(r: AppRowOf<unknown, unknown>, scopes: string[], tea
   return {
     name: r.name,
     key: r.app_key,
-    secret: namedOpen(open, `app "${r.name}"`, `dropkey app update --name ${r.name} --secret -`)(r.secret_enc, 'secret'),
+    secret: namedOpen(open, `app "${r.name}"`, { action: 'app-update', app: r.name, field: 'secret' })(r.secret_enc, 'secret'),
     scopes,
     team,
     access: r.access === 'full' || r.access === 'app_folder' ? r.access : null,
@@ -107,7 +108,7 @@ export function toAppRecord(r: AppRowOf<unknown, unknown>, scopes: string[], tea
 }
 
 export function toConnectionRecord(r: ConnectionRowOf<unknown>, scopes: string[], rawOpen: OpenSecret): ConnectionRecord {
-  const open = namedOpen(rawOpen, `connection "${r.name}"`, `dropkey login --connection ${r.name} --app ${r.app}`);
+  const open = namedOpen(rawOpen, `connection "${r.name}"`, { action: 'login', connection: r.name, app: r.app });
   return {
     name: r.name,
     app: r.app,

@@ -7,6 +7,7 @@
 import type { Command, CommandContext } from '../context.js';
 import { loadConfig, parseOptions, usageError, type CliConfig } from '../config.js';
 import { DropkeyError } from '../../errors.js';
+import { adviceLines } from '../fix.js';
 import { checkPaths, normalizeConfig, OUTPUT_FORMATS, readConfigFile, type AgentConfig } from '../../agent/config.js';
 import type { AgentLogger, LogFormat } from '../../agent/log.js';
 import type { TokenSource } from '../../agent/sources.js';
@@ -193,6 +194,7 @@ const command: Command = {
     const agent: InstanceType<typeof Agent> = new Agent(config, {
       source,
       logger,
+      advice: (a) => adviceLines(a).join(' '),
       env: ctx.env,
       cwd: ctx.cwd,
       onHealth: async (status) => {

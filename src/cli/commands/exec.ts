@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { Command, CommandContext, CommandOptions } from '../context.js';
 import { intOption, parseOptions, usageError } from '../config.js';
 import { withSession, type Session } from '../session.js';
+import { adviceLines } from '../fix.js';
 import { validateName } from '../../connections/names.js';
 import type { Dropkey } from '../../connections/dropkey.js';
 import type { TokenInfo } from '../../connections/types.js';
@@ -251,7 +252,7 @@ class Renewer {
       if (this.stopped) return;
       const e = err as DropkeyError;
       if (e.code === ErrorCodes.REAUTH_REQUIRED || e.code === ErrorCodes.TOKEN_EXPIRED || e.code === ErrorCodes.INVALID_CLIENT || e.code === ErrorCodes.NOT_FOUND) {
-        ctx.stderr.write(`dropkey exec: cannot renew the token of "${name}": ${e.message}${e.hint ? `\n  ${e.hint}` : ''}\n  ${file.path} keeps the last token until it expires.\n`);
+        ctx.stderr.write(`dropkey exec: cannot renew the token of "${name}": ${e.message}${adviceLines(e).map((l) => `\n  ${l}`).join('')}\n  ${file.path} keeps the last token until it expires.\n`);
         return;
       }
       this.failures++;
