@@ -5,7 +5,7 @@ import { DropkeyError, ErrorCodes } from '../errors.js';
 import { reportError } from './report.js';
 import { oneLineSafe, table, terminalSafe } from './output.js';
 
-test('error messages quoting Dropbox reach the terminal without control characters (issue 10 item 4)', () => {
+test('error messages quoting Dropbox reach the terminal without control characters', () => {
   const stderr = new PassThrough();
   let out = '';
   stderr.on('data', (d: Buffer) => (out += d.toString()));

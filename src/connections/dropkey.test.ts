@@ -327,7 +327,7 @@ describe('import and tokens', () => {
   });
 });
 
-describe('revoke when Dropbox disagrees (issue 10 item 2)', () => {
+describe('revoke when Dropbox disagrees', () => {
   let rig: Rig;
   before(async () => {
     rig = await makeRig();
@@ -371,7 +371,7 @@ describe('revoke when Dropbox disagrees (issue 10 item 2)', () => {
   });
 });
 
-describe('an app whose secret was forgotten after connecting with it (issue 10 item 13)', () => {
+describe('an app whose secret was forgotten after connecting with it', () => {
   let rig: Rig;
   before(async () => {
     rig = await makeRig();

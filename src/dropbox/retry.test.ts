@@ -42,7 +42,7 @@ test('withRetry: after the last attempt, a network failure points at the network
   });
 });
 
-test('withRetry: a hung endpoint is given up after the total time, not after attempts x attempt timeout (issue 10 item 11)', async () => {
+test('withRetry: a hung endpoint is given up after the total time, not after attempts x attempt timeout', async () => {
   const { withRetry, resolveRetry } = await import('./retry.js');
   const { ErrorCodes } = await import('../errors.js');
   // Each attempt would wait for an answer forever; only the signal ends it (as a real attempt's own timeout would).

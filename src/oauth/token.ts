@@ -246,7 +246,7 @@ export function tokenEndpointError(
 }
 
 /**
- * What a bearer token may hold (RFC 6750 §2.1 b64token; Dropbox's are [A-Za-z0-9._-], §1.2/§1.3) and a length well
+ * What a bearer token may hold (RFC 6750 §2.1 b64token; Dropbox's are [A-Za-z0-9._-], Dropbox docs: oauth2/token, Dropbox OAuth guide: token lifetimes) and a length well
  * above any Dropbox token (short-lived ones run to about 1,500 characters). A token is stored, sent in headers and
  * printed by `dropkey token`: a newline or an escape inside one would be a header or terminal injection.
  */
@@ -449,7 +449,7 @@ export async function revokeToken(o: {
   return call(o, req, 'the token revocation', async (res) => {
     if (res.ok) {
       // A captive portal or a wrong base URL answers 200 to anything: only Dropbox's own answer to a Void route
-      // (200, application/json, body `null`, §1.5) means the tokens are dead. Anything else keeps the connection.
+      // (200, application/json, body `null`, Dropbox docs: auth/token/revoke) means the tokens are dead. Anything else keeps the connection.
       const type = (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
       const text = await res.text();
       if (res.status === 200 && type === 'application/json' && text.trim() === 'null') return { alreadyInvalid: false };

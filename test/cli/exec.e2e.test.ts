@@ -11,7 +11,12 @@ import { join } from 'node:path';
 import { CliEnv, collect, waitForOutput } from './cli-helpers.js';
 
 const t = await CliEnv.create();
-after(() => t.close());
+// A failed wait leaves its `dropkey exec` (and the child under it) running: end them so the file can finish.
+const children: { exitCode: number | null; signalCode: NodeJS.Signals | null; kill(sig?: NodeJS.Signals): boolean }[] = [];
+after(() => {
+  for (const p of children) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  return t.close();
+});
 
 test('exec --env DPBX_ACCESS_TOKEN: the token under that name too, with its expiry; no token file without --renew', async () => {
   await t.connect('dup');
@@ -54,6 +59,7 @@ process.stdout.write(JSON.stringify({ event: 'ready', file, first, env: process.
 setInterval(() => {}, 1000);
 `);
   const p = t.spawn(['exec', '--connection', 'long', '--renew', '--renew-signal', 'HUP', '--', process.execPath, child], { liveClock: true });
+  children.push(p);
   p.stdin.end();
   const done = collect(p);
   const ready = JSON.parse((await waitForOutput(p.stdout, /\{"event":"ready".*\}\n/))[0]);
@@ -78,6 +84,7 @@ test('exec --renew: signals are forwarded, a death by signal comes back as 128+N
   await t.connect('sigs');
   const script = "process.on('SIGUSR1', () => process.stdout.write('usr1\\n')); process.stdout.write(process.env.DROPBOX_ACCESS_TOKEN_FILE + '\\n'); setInterval(() => {}, 1000);";
   const p = t.spawn(['exec', '--connection', 'sigs', '--renew', '--', process.execPath, '-e', script], { liveClock: true });
+  children.push(p);
   p.stdin.end();
   const done = collect(p);
   const file = (await waitForOutput(p.stdout, /^(\/\S+)\n/))[1]!;
@@ -104,6 +111,7 @@ setInterval(() => {}, 1000);
 test('exec --renew: a connection that needs a new login keeps its last token in the file, with one error naming the fix', { timeout: 60_000 }, async () => {
   await t.connect('revoked');
   const p = t.spawn(['exec', '--connection', 'revoked', '--renew', '--renew-signal', 'HUP', '--', process.execPath, '-e', WATCHER], { liveClock: true });
+  children.push(p);
   p.stdin.end();
   const done = collect(p);
   const ready = JSON.parse((await waitForOutput(p.stdout, /\{"event":"ready".*\}\n/))[0]);
@@ -124,6 +132,7 @@ test('exec --renew: a connection that needs a new login keeps its last token in 
 test('exec --renew: a failing token endpoint is retried with back-off until it answers', { timeout: 60_000 }, async () => {
   await t.connect('flaky');
   const p = t.spawn(['exec', '--connection', 'flaky', '--renew', '--renew-signal', 'HUP', '--', process.execPath, '-e', WATCHER], { liveClock: true });
+  children.push(p);
   p.stdin.end();
   const done = collect(p);
   const ready = JSON.parse((await waitForOutput(p.stdout, /\{"event":"ready".*\}\n/))[0]);

@@ -1,5 +1,5 @@
 /**
- * Issue 10 (hardening): hostile or careless input reaching the built CLI. Each test names the item it covers.
+ * Hardening: hostile or careless input reaching the built CLI. Each test names the item of the hardening list it covers.
  */
 import { after, before, test } from 'node:test';
 import { createServer, type IncomingMessage } from 'node:http';

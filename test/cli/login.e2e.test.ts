@@ -97,7 +97,7 @@ test('login: Cancel on the consent page fails clearly and stores nothing', async
   assert.ok(!list.some((c) => c.name === 'denied'));
 });
 
-test('login: a redirect with the wrong or no state is refused with a 400 page and the login keeps waiting (issue 10 item 3)', async () => {
+test('login: a redirect with the wrong or no state is refused with a 400 page and the login keeps waiting', async () => {
   await t.addApp('csrf');
   await t.emu.control.createAccount({ email: 'csrf-user@example.com' });
   const child = t.spawn(['login', '--connection', 'csrf', '--app', 'csrf', '--port', '0', '--no-browser']);

@@ -138,7 +138,7 @@ describe('connect links', () => {
     assert.equal((await rig.call('GET', link.path)).status, 410);
   });
 
-  test('a callback forwarded to another browser is refused without using up the pending login (issue 10 item 3)', async () => {
+  test('a callback forwarded to another browser is refused without using up the pending login', async () => {
     await rig.emu.control.createAccount({ email: 'forwarded@example.com' });
     const link = await newLink('forwarded');
     const s = await start(link.path);

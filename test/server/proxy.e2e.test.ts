@@ -603,7 +603,7 @@ test('Dropbox answering before the caller finished sending: the answer arrives a
   assert.equal((await rpc('c1', 'users/get_current_account')).status, 200);
 });
 
-test('metrics: requests to made-up connection names add no series of their own (issue 10 item 6)', async () => {
+test('metrics: requests to made-up connection names add no series of their own', async () => {
   const any = await rig.key(['proxy'], '*', 'proxy-any');
   const unnamed404 = rig.app.services.metrics.proxyRequests.get({ connection: '', status: '404' });
   for (let i = 0; i < 30; i++) {
@@ -621,7 +621,7 @@ test('metrics: requests to made-up connection names add no series of their own (
   assert.ok(proxyRequests.get({ connection: 'c1', status: '405' }) >= 1);
 });
 
-test('upstream timeout: an RPC that Dropbox does not answer in time gets a 504 instead of waiting it out (issue 10 item 9)', { timeout: 30_000 }, async () => {
+test('upstream timeout: an RPC that Dropbox does not answer in time gets a 504 instead of waiting it out', { timeout: 30_000 }, async () => {
   const config = { ...rig.app.services.config, proxyUpstreamTimeoutMs: 300 };
   const app = createApp({ ...rig.app.services, config }, { modules: [createProxyModule()] });
   const l = await bind(0, '127.0.0.1');

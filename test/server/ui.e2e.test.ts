@@ -340,7 +340,7 @@ describe('connections', () => {
     assert.equal(badLink.status, 400);
     const badText = textOf(await badLink.text());
     assert.match(badText, /No link was created/);
-    // The form asks for minutes, so the error speaks of minutes (issue 10 item 16).
+    // The form asks for minutes, so the error speaks of minutes.
     assert.match(badText, /from 1 to 10080 minutes/);
     assert.doesNotMatch(badText, /seconds/);
     const tooLong = await browser.post('/connect-links', { _csrf: csrf, connection: 'owner', minutes: '10081' });

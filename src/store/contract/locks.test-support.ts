@@ -286,7 +286,7 @@ export function lockProcessTests(d: DriverUnderTest): void {
         process.stdout.write(`# 100 locked sections over 4 processes in ${elapsed} ms (${d.name})\n`);
       }));
 
-    it('a SIGKILLed holder does not block others: its lease is free at once, long before its ttl (issue 10 item 8)', () =>
+    it('a SIGKILLed holder does not block others: its lease is free at once, long before its ttl', () =>
       withParent(d, async (s, h) => {
         // PostgreSQL ends the holder's liveness session with its process; SQLite sees that the holder's process (of
         // this machine, named in the lock's owner) is gone. Either way the lease is free long before a 60 s ttl.
