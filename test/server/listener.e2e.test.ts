@@ -66,7 +66,9 @@ test('item 5: a body that keeps arriving is not cut, however long it takes in to
     s.write(ch);
     await new Promise((r) => setTimeout(r, 20));
   }
-  await new Promise<void>((resolve) => s.on('data', () => (/\r\n\r\n[\s\S]*\}/.test(text) ? resolve() : undefined)));
+  // The answer may already be here (it can arrive during the last 20 ms pause): look before waiting for more.
+  const complete = (): boolean => /\r\n\r\n[\s\S]*\}/.test(text);
+  if (!complete()) await new Promise<void>((resolve) => s.on('data', () => (complete() ? resolve() : undefined)));
   assert.match(text, /^HTTP\/1\.1 200 /);
   s.destroy();
 });
