@@ -1,9 +1,9 @@
 /**
  * The /2/<route> dispatcher: authentication (https://www.dropbox.com/developers/documentation/http/documentation#error-handling), Select-User / Select-Admin and Path-Root
  * (Dropbox HTTP docs: request styles and headers), scopes (Dropbox OAuth guide: scopes), argument decoding per route style (Dropbox HTTP docs: request styles and headers, docs/emulator.md), and turning a module's result or error into
- * Dropbox's wire format. Route modules (contract.ts) never see HTTP.
+ * Dropbox's wire format. Route modules (route-module.ts) never see HTTP.
  */
-import { BadInputError, RateLimitError, RouteError, type Caller, type RouteDef, type RouteResult } from './contract.js';
+import { BadInputError, RateLimitError, RouteError, type Caller, type RouteDef, type RouteResult } from './route-module.js';
 import type { Core } from './core.js';
 import { hashSecret, isWellFormedToken } from './ids.js';
 import type { AccountRecord, AppRecord, GrantRecord } from './state.js';

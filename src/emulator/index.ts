@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { Api } from './api.js';
-import type { EmulatorModule } from './contract.js';
+import type { EmulatorModule } from './route-module.js';
 import { handleControl } from './control.js';
 import type { CodeRecord, Core } from './core.js';
 import { recordMemberJoined } from './events.js';

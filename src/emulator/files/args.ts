@@ -4,7 +4,7 @@
  * field 'x'", "expected integer, got string", "'v' did not match pattern 'p'", field paths joined with ".".
  * The emulator core prefixes `Error in call to API function "<route>": `; we add the argument's source.
  */
-import { BadInputError, type RouteContext, type RouteDef } from '../contract.js';
+import { BadInputError, type RouteContext, type RouteDef } from '../route-module.js';
 
 /** Where the argument came from, as Dropbox names it at the start of a 400 reason. */
 export function argPrefix(ctx: RouteContext, style: RouteDef['style']): string {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { BadInputError } from '../contract.js';
+import { BadInputError } from '../route-module.js';
 import { Harness, T0 } from './harness.test-support.js';
 
 /** Independent content hash for small inputs (< 4 MiB: one block). */

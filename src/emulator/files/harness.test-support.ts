@@ -2,7 +2,7 @@
  * Test support for the files module: calls route handlers with a RouteContext shaped like the core's, so unit
  * tests exercise argument decoding, the model and error unions without HTTP. Not used by the emulator itself.
  */
-import { type Caller, type RouteContext, type RouteResult, RouteError } from '../contract.js';
+import { type Caller, type RouteContext, type RouteResult, RouteError } from '../route-module.js';
 import { createFilesModule, type FilesModule } from './index.js';
 
 export const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);

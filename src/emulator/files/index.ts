@@ -3,7 +3,7 @@
  * that are created lazily per account, contents in memory or, with `dataDir`, on disk (content-addressed blobs,
  * streamed in and out) with metadata saved as JSON so state survives a restart.
  */
-import type { EmulatorModule } from '../contract.js';
+import type { EmulatorModule } from '../route-module.js';
 import { DiskBlobStore, MemoryBlobStore, type BlobStore } from './blobs.js';
 import { FileSystem } from './fs.js';
 import { filesRoutes } from './routes.js';

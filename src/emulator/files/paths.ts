@@ -3,7 +3,7 @@
  * splits into what it names. Sources: https://www.dropbox.com/developers/documentation/http/documentation#error-handling (observed 400 texts), Dropbox docs: files routes "Paths & case",
  * files.stone aliases (PathROrId, ReadPath, WritePath, WritePathOrId).
  */
-import { BadInputError } from '../contract.js';
+import { BadInputError } from '../route-module.js';
 
 /** Spec path aliases, with their patterns exactly as the server prints them in 400 texts. */
 export const PATH_PATTERNS = {

@@ -4,7 +4,7 @@
  * select_admin_mode) are copied from files.stone.
  */
 import { ContentHasher } from '../../dropbox/content-hash.js';
-import { BadInputError, RouteError, type RouteContext, type RouteDef, type RouteResult } from '../contract.js';
+import { BadInputError, RouteError, type RouteContext, type RouteDef, type RouteResult } from '../route-module.js';
 import { Args, argPrefix, parseTimestamp } from './args.js';
 import { BatchedWriter, type BlobStore, type Staging } from './blobs.js';
 import {

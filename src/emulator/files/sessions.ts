@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ContentHasher, CONTENT_HASH_BLOCK_SIZE } from '../../dropbox/content-hash.js';
-import type { RouteContext } from '../contract.js';
+import type { RouteContext } from '../route-module.js';
 import { BatchedWriter, type BlobStore, type Staging } from './blobs.js';
 import type { Stone } from './fs.js';
 

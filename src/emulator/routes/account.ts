@@ -2,7 +2,7 @@
  * check/user, check/app, users/get_current_account, users/get_space_usage, auth/token/revoke
  * (https://www.dropbox.com/developers/documentation/http/documentation#auth-token-revoke, https://www.dropbox.com/developers/documentation/http/documentation#users-get_current_account; check.stone, users.stone, auth.stone).
  */
-import { BadInputError, RouteError, type Caller, type EmulatorModule, type RouteDef } from '../contract.js';
+import { BadInputError, RouteError, type Caller, type EmulatorModule, type RouteDef } from '../route-module.js';
 import type { Core } from '../core.js';
 import type { AccountRecord, TeamRecord } from '../state.js';
 import { objectArg, optString } from './args.js';

@@ -1,5 +1,5 @@
 /** Small argument checks shared by the core's route modules; reasons worded like Dropbox's 400s (https://www.dropbox.com/developers/documentation/http/documentation#error-handling). */
-import { BadInputError } from '../contract.js';
+import { BadInputError } from '../route-module.js';
 
 export function objectArg(arg: unknown, known: string[]): Record<string, unknown> {
   if (arg === null || typeof arg !== 'object' || Array.isArray(arg)) {

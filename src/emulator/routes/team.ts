@@ -3,7 +3,7 @@
  * team/members/list_v2 (+ continue_v2), team/devices/list_members_devices, team_log/get_events (+ continue).
  * Devices are generated from each member (stable across runs); events come from the state's audit log.
  */
-import { BadInputError, RouteError, type Caller, type EmulatorModule, type RouteDef } from '../contract.js';
+import { BadInputError, RouteError, type Caller, type EmulatorModule, type RouteDef } from '../route-module.js';
 import type { Core } from '../core.js';
 import { webSessionId } from '../events.js';
 import { sha256 } from '../ids.js';
