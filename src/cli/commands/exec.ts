@@ -7,14 +7,14 @@
  * optionally followed by a signal telling CMD to read it again.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, rename, rm, unlink } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command, CommandContext, CommandOptions } from '../context.js';
 import { intOption, parseOptions, usageError } from '../config.js';
 import { withSession, type Session } from '../session.js';
 import { adviceLines } from '../fix.js';
+import { writeAtomic } from '../../agent/writer.js';
 import { validateName } from '../../connections/names.js';
 import type { Dropkey } from '../../connections/dropkey.js';
 import type { TokenInfo } from '../../connections/types.js';
@@ -150,24 +150,11 @@ class TokenFile {
   }
 
   /**
-   * Temporary file in the same directory, fsync, rename: a reader sees the old token or the new one, never a part.
+   * Through the agent's atomic writer (temporary file, fsync, rename): a reader sees the old token or the new one.
    * The token and a newline, like the agent's `token` output (`$(cat FILE)` and `read().strip()` both drop it).
    */
   async write(token: string): Promise<void> {
-    const tmp = join(this.dir, `.token.${randomBytes(6).toString('hex')}`);
-    const fh = await open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(`${token}\n`);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await rename(tmp, this.path);
-    } catch (err) {
-      await unlink(tmp).catch(() => {});
-      throw err;
-    }
+    await writeAtomic(this.path, () => `${token}\n`, { mode: 0o600, force: true });
   }
 
   async remove(): Promise<void> {
