@@ -26,6 +26,13 @@ export interface ServerConfig {
   /** How long an API key lookup is cached in memory; bounds how long a key revoked elsewhere keeps working (default 5 s). */
   apiKeyCacheMs: number;
   /**
+   * While the store cannot be reached, a key that was found live in the store within this long is still accepted
+   * from memory (default 5 min), so that cached tokens keep flowing through a database restart or failover. Revoking
+   * a key needs the store, so no revoke can happen during the outage itself; a revoke made by another instance just
+   * before it can go unseen here for at most this long.
+   */
+  apiKeyOutageGraceMs: number;
+  /**
    * How long a handed-out token is served from memory before the store is read again (default 5 s). Bounds how
    * long a connection revoked by another process or instance keeps getting tokens from this one.
    */
@@ -69,6 +76,7 @@ export function defaultConfig(publicUrl: string, overrides: Partial<ServerConfig
     pendingLoginTtlMs: 10 * 60_000,
     sessionTtlMs: 12 * 3600_000,
     apiKeyCacheMs: 5_000,
+    apiKeyOutageGraceMs: 5 * 60_000,
     tokenCacheMs: 5_000,
     flushIntervalMs: 5_000,
     trustProxy: false,

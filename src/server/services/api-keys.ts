@@ -17,7 +17,7 @@ export interface ApiKeyDeps {
   /** Epoch ms. */
   clock: () => number;
   /** Read on every lookup: how long a key found in the store is trusted from memory. */
-  config: Pick<ServerConfig, 'apiKeyCacheMs'>;
+  config: Pick<ServerConfig, 'apiKeyCacheMs'> & Partial<Pick<ServerConfig, 'apiKeyOutageGraceMs'>>;
   /** Randomness for new keys (default crypto.randomBytes). */
   randomBytes?: RandomBytes;
 }
@@ -54,7 +54,8 @@ export function validatePermissions(perms: unknown): ApiPermission[] {
 }
 
 export class ApiKeyService {
-  readonly #cache = new Map<string, { rec: ApiKeyRecord; at: number }>();
+  /** `at`: when the store last confirmed the key; `retryAt`: while the store is down, when to ask it again. */
+  readonly #cache = new Map<string, { rec: ApiKeyRecord; at: number; retryAt?: number }>();
 
   constructor(private readonly deps: ApiKeyDeps, private readonly audit: AuditLog) {}
 
@@ -113,8 +114,18 @@ export class ApiKeyService {
     const hash = sha256Hex(presented);
     const now = this.deps.clock();
     let hit = this.#cache.get(hash);
-    if (!hit || now - hit.at > this.deps.config.apiKeyCacheMs) {
-      const rec = await this.deps.serverStore.getApiKeyByHash(hash);
+    if (!hit || (now - hit.at > this.deps.config.apiKeyCacheMs && !(hit.retryAt !== undefined && now < hit.retryAt))) {
+      let rec: ApiKeyRecord | undefined;
+      try {
+        rec = await this.deps.serverStore.getApiKeyByHash(hash);
+      } catch (err) {
+        // The store is down (a restart, a failover): a key it confirmed recently is still trusted for a while,
+        // asking the store again at most once a second; anything else is the store's error.
+        if (!hit || !storeUnavailable(err) || now - hit.at > (this.deps.config.apiKeyOutageGraceMs ?? 0)) throw err;
+        hit.retryAt = now + 1_000;
+        if (!isLive(hit.rec, hash)) throw invalid();
+        return hit.rec;
+      }
       if (!rec) {
         this.#cache.delete(hash);
         throw invalid();
@@ -144,6 +155,11 @@ export class ApiKeyService {
   invalidateAll(): void {
     this.#cache.clear();
   }
+}
+
+/** A store error that says the database cannot be reached right now (it reconnects by itself). */
+function storeUnavailable(err: unknown): boolean {
+  return err instanceof DropkeyError && err.code === ErrorCodes.STORE && err.details?.unavailable === true;
 }
 
 /** The credential of an `Authorization: Bearer X` header, or undefined. */
