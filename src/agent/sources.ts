@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Dropkey } from '../connections/dropkey.js';
-import { DropkeyError, ErrorCodes, type ErrorCode } from '../errors.js';
+import { DropkeyError, ErrorCodes, FIX_ACTIONS, type ErrorCode, type Fix } from '../errors.js';
 import type { TokenSnapshot } from './outputs/types.js';
 
 export interface FetchTokenOptions {
@@ -119,6 +119,53 @@ interface ServeTokenBody {
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
 
+/**
+ * A `fix` from a server's error body (src/server/errors.ts writes Fix as is), checked field by field: anything that
+ * is not a known action with well-typed fields is dropped (undefined), never passed on half-understood.
+ */
+export function fixFromJson(v: unknown): Fix | undefined {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  const action = o['action'];
+  if (typeof action !== 'string' || !(FIX_ACTIONS as readonly string[]).includes(action)) return undefined;
+  const NAME = /^[\x21-\x7e]{1,200}$/;
+  const str = (k: string): boolean => o[k] === undefined || (typeof o[k] === 'string' && NAME.test(o[k] as string));
+  const bool = (k: string): boolean => o[k] === undefined || typeof o[k] === 'boolean';
+  const names = (k: string): boolean => Array.isArray(o[k]) && (o[k] as unknown[]).every((x) => typeof x === 'string' && NAME.test(x));
+  const keep = (...keys: string[]): Fix => {
+    const out: Record<string, unknown> = { action };
+    for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+    return out as unknown as Fix;
+  };
+  switch (action as Fix['action']) {
+    case 'login':
+      return str('connection') && str('app') && (o['addScopes'] === undefined || names('addScopes')) ? keep('connection', 'app', 'addScopes') : undefined;
+    case 'import':
+      return str('connection') && str('app') && (o['token'] === 'refresh' || o['token'] === 'access') ? keep('connection', 'app', 'token') : undefined;
+    case 'token':
+      return str('connection') ? keep('connection') : undefined;
+    case 'doctor':
+      return str('connection') && bool('token') ? keep('connection', 'token') : undefined;
+    case 'revoke':
+      return names('connections') && bool('force') ? keep('connections', 'force') : undefined;
+    case 'app-add':
+      return str('app') && bool('team') ? keep('app', 'team') : undefined;
+    case 'app-update':
+      return o['app'] !== undefined && str('app') && ['secret', 'key', 'team', 'user'].includes(o['field'] as string) ? keep('app', 'field') : undefined;
+    case 'app-remove':
+    case 'apikey-revoke': {
+      const k = action === 'app-remove' ? 'app' : 'name';
+      return o[k] !== undefined && str(k) ? keep(k) : undefined;
+    }
+    case 'apikey-create':
+      return str('permission') && str('connection') ? keep('permission', 'connection') : undefined;
+    case 'list-connections':
+    case 'list-apps':
+    case 'list-apikeys':
+      return keep();
+  }
+}
+
 export class ServeSource implements TokenSource {
   readonly description: string;
   readonly #url: string;
@@ -181,19 +228,22 @@ export class ServeSource implements TokenSource {
   }
 
   #error(res: Response, body: unknown): DropkeyError {
-    const e = (body as { error?: { code?: unknown; message?: unknown; hint?: unknown; details?: unknown } } | undefined)?.error;
+    const e = (body as { error?: { code?: unknown; message?: unknown; hint?: unknown; fix?: unknown; details?: unknown } } | undefined)?.error;
     const message = typeof e?.message === 'string' ? e.message : `dropkey serve answered HTTP ${res.status}.`;
     const hint = typeof e?.hint === 'string' ? e.hint : undefined;
+    // The server's own fix (for example "log in again" for a connection needing re-authorisation) is passed on, so
+    // the agent's log shows the same next step as the server's API and UI.
+    const fix = fixFromJson(e?.fix);
     const details = { status: res.status, ...(e?.details && typeof e.details === 'object' ? (e.details as Record<string, unknown>) : {}) };
     if (res.status === 401 || res.status === 403) {
       return new DropkeyError(ErrorCodes.BAD_INPUT, `dropkey serve refused the API key from ${this.#keyFile}: ${message}`, {
         hint: hint ?? 'put a valid API key with the token:read permission for this connection in that file',
-        ...(hint ? {} : { fix: { action: 'apikey-create', permission: 'token:read' } as const }),
+        ...(fix ? { fix } : hint ? {} : { fix: { action: 'apikey-create', permission: 'token:read' } as const }),
         details,
       });
     }
     const code = typeof e?.code === 'string' && KNOWN_CODES.has(e.code) ? (e.code as ErrorCode) : res.status >= 500 || res.status === 429 ? ErrorCodes.DROPBOX_UNAVAILABLE : ErrorCodes.INTERNAL;
-    return new DropkeyError(code, message, { ...(hint ? { hint } : {}), details });
+    return new DropkeyError(code, message, { ...(hint ? { hint } : {}), ...(fix ? { fix } : {}), details });
   }
 
   async fetch(connection: string, o: FetchTokenOptions): Promise<TokenSnapshot> {
