@@ -11,6 +11,7 @@
  *
  * Time comes from `timers` (its clock and its setTimeout), so tests move hours in milliseconds.
  */
+import { backoffDelay } from '../dropbox/retry.js';
 import { DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import { redactText } from '../connections/redact.js';
 import type { AgentConfig, OutputConfig } from './config.js';
@@ -57,8 +58,8 @@ export interface AgentDeps {
 
 /** The timer fires when the token has margin + WAKE_LEAD left; the fetch then asks for margin + 2 × WAKE_LEAD. */
 export const WAKE_LEAD_MS = 60_000;
-const RETRY_BASE_MS = 5_000;
-const RETRY_MAX_MS = 5 * 60_000;
+/** Retry delays after a failed fetch or write: 5 s doubling up to 5 min, with the API client's equal jitter. */
+const RETRY = { baseDelayMs: 5_000, maxDelayMs: 5 * 60_000 } as const;
 /** A token the source hands out with less than the margin left is re-checked after half its life, not sooner. */
 const MIN_RECHECK_MS = 30_000;
 /** Tokens without an expiry (legacy long-lived ones) are re-fetched hourly, in case the connection changed. */
@@ -251,9 +252,8 @@ export class Agent {
   }
 
   #retryDelay(failures: number): number {
-    const d = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.max(0, failures - 1));
     // Equal jitter: agents started together (a deployment's replicas) spread their retries.
-    return Math.round(d / 2 + (this.#random() * d) / 2);
+    return backoffDelay(Math.max(0, failures - 1), { ...RETRY, random: this.#random });
   }
 
   #arm(c: ConnectionState, delayMs: number): void {

@@ -39,7 +39,7 @@ export function retryPolicy(p: Partial<RetryPolicy> = {}): RetryPolicy {
 }
 
 /** "Equal jitter": half the exponential step fixed, half random, so retries from many clients spread out. */
-export function backoffDelay(retry: number, policy: RetryPolicy): number {
+export function backoffDelay(retry: number, policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs' | 'random'>): number {
   const step = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** retry);
   return Math.round(step / 2 + (step / 2) * policy.random());
 }

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { renderAirflow } from '../../src/agent/outputs/airflow.js';
+import { AIRFLOW_FILES, aroundDropboxEntry } from '../../src/agent/outputs/airflow.test-support.js';
 import type { AirflowOutputOptions } from '../../src/agent/outputs/types.js';
 import { CliEnv } from '../cli/cli-helpers.js';
 import { snapshotOf } from './consumer-helpers.js';
@@ -28,70 +29,13 @@ function pyyamlMissing(): string | false {
   }
 }
 
-// Three other connections per form, as Airflow's "Local Filesystem Secrets Backend" page writes them, and the
-// Dropbox connection the backup DAG already had (App Console token pasted in).
-const FILES = {
-  json: {
-    name: 'conn.json',
-    text: `{
-    "CONN_A": "mysql://host_a",
-    "CONN_B": {
-        "conn_type": "scheme",
-        "host": "host",
-        "schema": "schema",
-        "login": "Login",
-        "password": "None",
-        "port": "1234"
-    },
-    "dropbox_default": {"conn_type": "dropbox", "password": "pasted-by-hand"},
-    "CONN_C": {"conn_type": "postgres", "host": "db", "extra_dejson": {"sslmode": "require"}}
-}
-`,
-    span: (t: string) => [t.indexOf('"dropbox_default"'), t.indexOf(',\n    "CONN_C"')] as const,
-  },
-  yaml: {
-    name: 'conn.yaml',
-    text: `CONN_A: 'mysql://host_a'
-
-CONN_B:
-  - 'mysql://host_a'
-
-dropbox_default:
-  conn_type: dropbox
-  login: pasted-by-hand
-
-CONN_C:
-  conn_type: scheme
-  host: host
-  schema: lschema
-  login: Login
-  password: None
-  port: 1234
-  extra_dejson:
-    a: b
-    nestedblock_dict:
-      x: y
-`,
-    span: (t: string) => [t.indexOf('dropbox_default:'), t.indexOf('\nCONN_C:')] as const,
-  },
-  env: {
-    name: 'conn.env',
-    text: `# connections of the backup DAG
-CONN_A=mysql://host_a
-dropbox_default=dropbox://:pasted-by-hand@/
-CONN_B=my-conn-type://my-login:my-pa%2Fssword@my-host:5432/my-schema?param1=val1&param2=val2
-CONN_C=google-cloud-platform://?key_path=%2Fkeys%2Fkey.json&scope=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform
-`,
-    span: (t: string) => [t.indexOf('dropbox_default='), t.indexOf('\nCONN_B')] as const,
-  },
-};
-
 async function airflowLoad(path: string): Promise<Record<string, Record<string, unknown>>> {
   const r = await promisify(execFile)(PYTHON, [LOADER, path], { env: { PATH: '/usr/bin:/bin' } });
   return JSON.parse(r.stdout);
 }
 
-for (const [form, spec] of Object.entries(FILES) as Array<[keyof typeof FILES, (typeof FILES)[keyof typeof FILES]]>) {
+for (const form of ['json', 'yaml', 'env'] as const) {
+  const spec = AIRFLOW_FILES[form];
   const field: AirflowOutputOptions['field'] = form === 'yaml' ? 'login' : 'password';
   test(`airflow ${form} (${field}): 10 rewrites over 50 simulated hours; Airflow loads every one; the other three unchanged`, { skip: pyyamlMissing(), timeout: 180_000 }, async () => {
     const t = await CliEnv.create();
@@ -100,9 +44,7 @@ for (const [form, spec] of Object.entries(FILES) as Array<[keyof typeof FILES, (
     const path = join(t.home, spec.name);
     writeFileSync(path, spec.text, { mode: 0o600 });
     const original = await airflowLoad(path);
-    const [start, end] = spec.span(spec.text);
-    const head = spec.text.slice(0, start);
-    const tail = spec.text.slice(end);
+    const [head, tail] = aroundDropboxEntry(form);
     let previous = '';
     for (let round = 1; round <= 10; round++) {
       await t.advanceClock(5 * 3600);
@@ -114,7 +56,7 @@ for (const [form, spec] of Object.entries(FILES) as Array<[keyof typeof FILES, (
       assert.ok(text.startsWith(head) && text.endsWith(tail), `round ${round}: the text around the Dropbox connection is byte-for-byte the original`);
       assert.ok(!text.includes(g.refresh_token!) && !text.includes(app.secret!), 'no refresh token or app secret in the file');
       const loaded = await airflowLoad(path);
-      for (const other of ['CONN_A', 'CONN_B', 'CONN_C']) assert.deepEqual(loaded[other], original[other], `round ${round}: ${other}`);
+      for (const other of spec.others) assert.deepEqual(loaded[other], original[other], `round ${round}: ${other}`);
       const dbx = loaded['dropbox_default']!;
       assert.equal(dbx['conn_type'], 'dropbox');
       assert.equal(dbx[field], snap.accessToken, `round ${round}: the token is in ${field}`);

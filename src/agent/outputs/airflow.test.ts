@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { parse as parseYaml } from 'yaml';
 import { renderAirflow } from './airflow.js';
 import type { AirflowOutputOptions, TokenSnapshot } from './types.js';
+import { AIRFLOW_FILES, aroundDropboxEntry } from './airflow.test-support.js';
 import { airflowConnectionFrom, readAirflowFile, type AirflowForm } from '../../formats/airflow.js';
 
 const snap = (n: number, extra: Partial<TokenSnapshot> = {}): TokenSnapshot => ({
@@ -16,86 +17,17 @@ const snap = (n: number, extra: Partial<TokenSnapshot> = {}): TokenSnapshot => (
   ...extra,
 });
 
-// Three other connections in each form, written the way Airflow's documentation shows them.
-const FILES: Record<AirflowForm, { text: string; others: string[] }> = {
-  json: {
-    text: `{
-    "CONN_A": "mysql://host_a",
-    "CONN_B": {
-        "conn_type": "scheme",
-        "host": "host",
-        "schema": "schema",
-        "login": "Login",
-        "password": "None",
-        "port": "1234"
-    },
-    "dropbox_default": {"conn_type": "dropbox", "password": "old", "extra": "{\\"refresh_token\\": \\"rt\\", \\"folder\\": \\"/backups\\"}"},
-    "CONN_C": {"conn_type": "postgres", "extra_dejson": {"sslmode": "require"}}
-}
-`,
-    others: ['CONN_A', 'CONN_B', 'CONN_C'],
-  },
-  yaml: {
-    text: `# connections for the backup DAG
-CONN_A: 'mysql://host_a'
-
-CONN_B:
-  - 'mysql://host_a'
-
-dropbox_default:
-  conn_type: dropbox
-  login: old   # pasted from the App Console
-  extra_dejson:
-    folder: /backups
-
-CONN_C:
-  conn_type: scheme
-  host: host
-  schema: lschema
-  login: Login
-  password: None
-  port: 1234
-  extra_dejson:
-    a: b
-    nestedblock_dict:
-      x: y
-`,
-    others: ['CONN_A', 'CONN_B', 'CONN_C'],
-  },
-  env: {
-    text: `# Airflow connections
-CONN_A=mysql://host_a
-
-dropbox_default=dropbox://:old@/?folder=%2Fbackups
-CONN_B=my-conn-type://my-login:my-pa%2Fssword@my-host:5432/my-schema?param1=val1&param2=val2
-CONN_C=google-cloud-platform://?key_path=%2Fkeys%2Fkey.json&scope=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform
-`,
-    others: ['CONN_A', 'CONN_B', 'CONN_C'],
-  },
-};
-
-/** The original text before and after the dropbox_default entry: both must come back byte-for-byte. */
-function around(form: AirflowForm): [string, string] {
-  const t = FILES[form].text;
-  const [start, end] = {
-    json: [t.indexOf('"dropbox_default"'), t.indexOf(',\n    "CONN_C"')],
-    yaml: [t.indexOf('dropbox_default:'), t.indexOf('\nCONN_C:')],
-    env: [t.indexOf('dropbox_default='), t.indexOf('\nCONN_B')],
-  }[form];
-  return [t.slice(0, start), t.slice(end)];
-}
-
 for (const form of ['json', 'yaml', 'env'] as const) {
   for (const field of ['password', 'login'] as const) {
     test(`airflow ${form} (${field}): 10 renders keep the three other connections byte-for-byte`, () => {
-      const { text: orig, others } = FILES[form];
+      const { text: orig, others } = AIRFLOW_FILES[form];
       const opts: AirflowOutputOptions = { connId: 'dropbox_default', form, field };
       let text = orig;
       for (let n = 1; n <= 10; n++) text = renderAirflow(text, snap(n), opts);
       const before = readAirflowFile(orig, form);
       const after = readAirflowFile(text, form);
       for (const o of others) assert.deepEqual(after.get(o), before.get(o), o);
-      const [head, tail] = around(form);
+      const [head, tail] = aroundDropboxEntry(form);
       assert.ok(text.startsWith(head), 'the text before the entry is unchanged');
       assert.ok(text.endsWith(tail), 'the text after the entry is unchanged');
       const c = airflowConnectionFrom(after.get('dropbox_default'), 'dropbox_default', 'test');
@@ -114,16 +46,16 @@ for (const form of ['json', 'yaml', 'env'] as const) {
 }
 
 test('airflow: the other connections are byte-for-byte identical (exact text comparison)', () => {
-  const json = renderAirflow(FILES.json.text, snap(1), { connId: 'dropbox_default', form: 'json', field: 'password' });
-  const start = FILES.json.text.indexOf('"dropbox_default"');
-  const end = FILES.json.text.indexOf(',\n    "CONN_C"');
-  assert.equal(json.slice(0, start), FILES.json.text.slice(0, start));
-  assert.ok(json.endsWith(FILES.json.text.slice(end)));
-  const yaml = renderAirflow(FILES.yaml.text, snap(1), { connId: 'dropbox_default', form: 'yaml', field: 'login' });
-  const ys = FILES.yaml.text.indexOf('dropbox_default:');
-  const ye = FILES.yaml.text.indexOf('\nCONN_C:');
-  assert.equal(yaml.slice(0, ys), FILES.yaml.text.slice(0, ys));
-  assert.ok(yaml.endsWith(FILES.yaml.text.slice(ye)));
+  const json = renderAirflow(AIRFLOW_FILES.json.text, snap(1), { connId: 'dropbox_default', form: 'json', field: 'password' });
+  const start = AIRFLOW_FILES.json.text.indexOf('"dropbox_default"');
+  const end = AIRFLOW_FILES.json.text.indexOf(',\n    "CONN_C"');
+  assert.equal(json.slice(0, start), AIRFLOW_FILES.json.text.slice(0, start));
+  assert.ok(json.endsWith(AIRFLOW_FILES.json.text.slice(end)));
+  const yaml = renderAirflow(AIRFLOW_FILES.yaml.text, snap(1), { connId: 'dropbox_default', form: 'yaml', field: 'login' });
+  const ys = AIRFLOW_FILES.yaml.text.indexOf('dropbox_default:');
+  const ye = AIRFLOW_FILES.yaml.text.indexOf('\nCONN_C:');
+  assert.equal(yaml.slice(0, ys), AIRFLOW_FILES.yaml.text.slice(0, ys));
+  assert.ok(yaml.endsWith(AIRFLOW_FILES.yaml.text.slice(ye)));
   assert.match(yaml, /^dropbox_default:\n  conn_type: 'dropbox'\n  login: 'sl\.token-1'\n  extra_dejson:\n    folder: '\/backups'\n    expires_at: '2026-01-02T04:00:00Z'\n/m);
 });
 
@@ -142,8 +74,8 @@ test('airflow: a new connection in each form, and in a missing file', () => {
   assert.match(renderAirflow(null, s, { connId: 'on', form: 'yaml', field: 'login' }), /^'on':\n/, 'a key YAML 1.1 reads as a boolean is quoted');
   const env = renderAirflow('CONN_A=mysql://host_a', s, { connId: 'dropbox_default', form: 'env', field: 'password' });
   assert.equal(env, 'CONN_A=mysql://host_a\ndropbox_default=dropbox://:sl.token-1@/?expires_at=2026-01-02T04%3A00%3A00Z&account_id=dbid%3A1&email=a%40example.com&scope=account_info.read+files.content.read&app_key=k3y\n');
-  const added = renderAirflow(FILES.json.text, s, { connId: 'other_dbx', form: 'json', field: 'password' });
-  assert.ok(added.startsWith(FILES.json.text.slice(0, FILES.json.text.lastIndexOf('\n}'))));
+  const added = renderAirflow(AIRFLOW_FILES.json.text, s, { connId: 'other_dbx', form: 'json', field: 'password' });
+  assert.ok(added.startsWith(AIRFLOW_FILES.json.text.slice(0, AIRFLOW_FILES.json.text.lastIndexOf('\n}'))));
   assert.equal(JSON.parse(added).other_dbx.password, 'sl.token-1');
   assert.match(added, /\n    "other_dbx": \{\n        "conn_type"/);
 });
