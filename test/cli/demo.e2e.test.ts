@@ -45,6 +45,7 @@ test('demo keeps the emulator and dropkey serve running for another shell until 
     const tok = await collect(other);
     assert.equal(tok.code, 0, tok.stderr);
     assert.match(tok.stdout, /^sl\.\S+\n$/);
+    await theExpiryHintHolds(shown.input, home, url!, tok.stdout.trim());
     // dropkey serve on the same data directory: up, with a one-time setup link for the first admin, and showing
     // the demo's connection once an admin exists.
     const serveUrl = /dropkey serve listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(shown.input)?.[1];
@@ -62,3 +63,35 @@ test('demo keeps the emulator and dropkey serve running for another shell until 
     await rm(home, { recursive: true, force: true });
   }
 });
+
+/** Runs the closing hint's lines as a user would, and checks each thing it says happens. */
+async function theExpiryHintHolds(output: string, home: string, emulatorUrl: string, token: string): Promise<void> {
+  const curl = /^ {2}curl -X POST (\S+\/_emulator\/clock) -H 'Content-Type: application\/json' -d '(\{[^']*\})'$/m.exec(output);
+  assert.ok(curl, `the hint shows the clock command: ${output}`);
+  assert.ok(curl[1]!.startsWith(emulatorUrl));
+  assert.match(output, /^ {2}dropkey refresh$/m, 'the hint names the command that gets a new token');
+  const me = (t: string) => fetch(`${emulatorUrl}/2/users/get_current_account`, { method: 'POST', headers: { Authorization: `Bearer ${t}` } });
+  assert.equal((await me(token)).status, 200, 'the token works before the clock moves');
+  const moved = await fetch(curl[1]!, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: curl[2]! });
+  assert.equal(moved.status, 200);
+  // "The emulator then refuses the current token as expired (HTTP 401 expired_access_token)"
+  const refused = await me(token);
+  assert.equal(refused.status, 401);
+  assert.equal((await refused.json()).error['.tag'], 'expired_access_token');
+  const cli = async (args: string[]) => {
+    const c = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'] ?? '', DROPKEY_HOME: home, DROPKEY_DROPBOX_URL: emulatorUrl } });
+    c.stdin.end();
+    return collect(c);
+  };
+  // "dropkey token keeps printing the same token until its recorded expiry"
+  const same = await cli(['token']);
+  assert.equal(same.code, 0, same.stderr);
+  assert.equal(same.stdout.trim(), token);
+  // "Get a new one, which the emulator accepts, with: dropkey refresh"
+  const refreshed = await cli(['refresh']);
+  assert.equal(refreshed.code, 0, refreshed.stderr);
+  const fresh = await cli(['token']);
+  assert.equal(fresh.code, 0, fresh.stderr);
+  assert.notEqual(fresh.stdout.trim(), token);
+  assert.equal((await me(fresh.stdout.trim())).status, 200, 'the refreshed token is accepted');
+}

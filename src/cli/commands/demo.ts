@@ -157,7 +157,14 @@ const command: Command = {
       out(`  export DROPKEY_HOME=${shellQuote(home)}\n`);
       out(`  export DROPKEY_DROPBOX_URL=${url}\n`);
       out(`  dropkey token\n  dropkey list\n  curl -X POST ${url}/2/users/get_current_account -H "Authorization: Bearer $(dropkey token)"\n`);
-      out(`\nEmulator control API: ${url}/_emulator/ (e.g. curl -X POST ${url}/_emulator/clock -H 'Content-Type: application/json' -d '{"advance_seconds":14400}' to expire the token; dropkey token then refreshes it).\n`);
+      // Only the emulator's clock moves: dropkey keeps the expiry it recorded by this machine's clock, so the
+      // hint says what each side then does (test/cli/demo.e2e.test.ts runs these lines and checks each claim).
+      out(`\nEmulator control API: ${url}/_emulator/. To see a token expire, move the emulator's clock 4 hours on:\n`);
+      out(`  curl -X POST ${url}/_emulator/clock -H 'Content-Type: application/json' -d '{"advance_seconds":14400}'\n`);
+      out('The emulator then refuses the current token as expired (HTTP 401 expired_access_token), as Dropbox would.\n');
+      out("dropkey goes by this machine's clock, which did not move: dropkey token keeps printing the same token until\n");
+      out('its recorded expiry. Get a new one, which the emulator accepts, with:\n');
+      out('  dropkey refresh\n');
       out('Connect your real Dropbox app next: see docs/connecting-an-app.md.\n');
       if (values.exit) return;
 
