@@ -20,6 +20,7 @@ export const commands: Record<string, () => Promise<{ default: Command }>> = {
   doctor: () => import('./commands/doctor.js'),
   serve: () => import('./commands/serve.js'),
   apikey: () => import('./commands/apikey.js'),
+  link: () => import('./commands/link.js'),
   keys: () => import('./commands/keys.js'),
   emulator: () => import('./commands/emulator.js'),
 };

@@ -114,9 +114,12 @@ export interface CreatedLink {
   expiresAt: number;
 }
 
+/** What creating a connect link needs: a running server's services, or the same parts opened by `dropkey link`. */
+export type ConnectLinkServices = Pick<ServerServices, 'config' | 'dropkey' | 'serverStore' | 'audit' | 'paths' | 'clock' | 'randomBytes'>;
+
 /** Creates a single-use connect link. `expiresIn` is seconds (default config.connectLinkTtlMs). */
 export async function createConnectLink(
-  s: ServerServices,
+  s: ConnectLinkServices,
   input: { connection: string; app?: unknown; expiresIn?: unknown; actor: string },
 ): Promise<CreatedLink> {
   const connection = validateName('connection', input.connection);
@@ -139,7 +142,7 @@ export async function createConnectLink(
   return { url: s.paths.connectLink(token), id: rec.id, connection, app, expiresAt: rec.expiresAt };
 }
 
-async function resolveApp(s: ServerServices, connection: string, app: unknown): Promise<string> {
+async function resolveApp(s: ConnectLinkServices, connection: string, app: unknown): Promise<string> {
   if (app !== undefined && app !== null) {
     if (typeof app !== 'string') throw new DropkeyError(ErrorCodes.BAD_INPUT, 'app must be an app name.');
     return (await s.dropkey.getApp(validateName('app', app))).name;
