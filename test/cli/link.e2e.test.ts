@@ -38,7 +38,7 @@ async function ownerConnects(url: string, email: string): Promise<{ status: numb
   const cookie = clicked.headers.getSetCookie().find((c) => c.startsWith('dropkey_oauth='))!.split(';')[0]!;
   const consent = await driveConsent(clicked.headers.get('location')!, { account: email });
   assert.ok(consent.location?.startsWith(`${server.url}/oauth/callback?`), consent.location);
-  const done = await fetch(consent.location, { headers: { Cookie: cookie } });
+  const done = await fetch(consent.location!, { headers: { Cookie: cookie } });
   return { status: done.status, html: await done.text() };
 }
 
