@@ -115,5 +115,10 @@ test('link create errors: no public URL, a bad lifetime, an unknown app; nothing
   const noApp = await t.run(['link', 'create', '--connection', 'x', '--app', 'nosuch', '--public-url', server.url]);
   assert.notEqual(noApp.code, 0);
   assert.match(noApp.stderr, /nosuch/);
+  // Without --app: the only app is taken; with several, the command asks for --app by name.
+  await t.addApp('second');
+  const which = await t.run(['link', 'create', '--connection', 'x', '--public-url', server.url]);
+  assert.notEqual(which.code, 0);
+  assert.match(which.stderr, /several apps are registered \(backup, second\): say which one with --app NAME/);
   assert.equal(JSON.parse((await t.run(['link', 'list', '--json'])).stdout).length, 0);
 });

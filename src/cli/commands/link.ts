@@ -7,6 +7,7 @@
 import type { Command, CommandContext, CommandOptions } from '../context.js';
 import { loadConfig, parseOptions, unknownSubcommand, usageError } from '../config.js';
 import { duration, writeJson } from '../output.js';
+import type { Dropkey } from '../../connections/dropkey.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 
 const usage = `Usage:
@@ -100,6 +101,7 @@ const command: Command = {
       const publicUrl = await publicUrlOf(values['public-url'], config.publicUrl);
       const { s, close } = await open(publicUrl);
       try {
+        if (values.app === undefined) await appIsKnown(s.dropkey, connection);
         const { createConnectLink } = await import('../../server/oauth/flow.js');
         const link = await createConnectLink(s, {
           connection,
@@ -175,6 +177,23 @@ const command: Command = {
     }
   },
 };
+
+/**
+ * Without --app, the link's app is the connection's, or the only one registered (as createConnectLink decides);
+ * when neither says, the command line asks for --app by its name (createConnectLink speaks of the API's field).
+ */
+async function appIsKnown(dk: Pick<Dropkey, 'list' | 'listApps'>, connection: string): Promise<void> {
+  if ((await dk.list()).some((c) => c.name === connection)) return;
+  const apps = await dk.listApps();
+  if (apps.length === 1) return;
+  if (apps.length === 0) {
+    throw new DropkeyError(ErrorCodes.NOT_FOUND, 'No Dropbox app is registered yet: a connect link needs one.', {
+      hint: 'Register your Dropbox app first (its key and secret from the App Console).',
+      fix: { action: 'app-add' },
+    });
+  }
+  throw usageError('link', `several apps are registered (${apps.map((a) => a.name).join(', ')}): say which one with --app NAME`);
+}
 
 /** --public-url, else DROPKEY_PUBLIC_URL: the link is a URL on the server, which only the user can say. */
 async function publicUrlOf(flag: string | undefined, configured: string | undefined): Promise<string> {
