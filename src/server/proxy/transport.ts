@@ -11,7 +11,7 @@
  *
  * Both send to the URL the proxy built (configured host + validated route) and never follow redirects.
  */
-import { request as httpRequest, Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpRequest, Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { readBounded } from '../body.js';
@@ -180,9 +180,7 @@ export class NodeTransport implements Transport {
       });
       if (body === 'stream') {
         this.#consumed = true;
-        this.incoming.pipe(req);
-        this.incoming.on('data', (chunk: Buffer) => this.counters.upload(chunk.length));
-        this.incoming.on('error', (err) => req.destroy(err));
+        feedBody(this.incoming, req, this.counters);
       } else {
         req.end(body ?? undefined);
       }
@@ -227,6 +225,67 @@ export class NodeTransport implements Transport {
       },
     };
   }
+}
+
+/**
+ * How much of the caller's body may wait in the upstream request (its own buffer plus its socket's) before the
+ * caller's socket is paused. `pipe()` pauses at the writable's 16 KiB high-water mark, that is after nearly every
+ * 64 KiB socket read once Dropbox's side is momentarily full, and every pause and resume is a round trip through
+ * the event loop (and, on a busy machine, through the scheduler) before the next read. A window of a few reads
+ * lets the proxy keep reading while the upstream socket drains, and bounds the memory of an upload to this much
+ * whatever its size.
+ */
+export const FEED_WINDOW_BYTES = 1024 * 1024;
+/** Byte counters are updated about once per this many bytes (and at the end), not once per socket read. */
+const COUNT_BATCH_BYTES = 1024 * 1024;
+
+/**
+ * Streams the caller's body into the upstream request: each chunk is written as it arrives, the caller's socket
+ * pauses only when FEED_WINDOW_BYTES are waiting upstream and resumes on the upstream's 'drain'. The body is
+ * never replayed: a failure after the first byte ends the request (the upstream request is destroyed, and its
+ * error answers the caller).
+ */
+export function feedBody(incoming: IncomingMessage, req: ClientRequest, counters: ByteCounters): void {
+  let pending = 0;
+  const flush = (): void => {
+    if (pending > 0) counters.upload(pending);
+    pending = 0;
+  };
+  const resume = (): void => {
+    if (!req.destroyed) incoming.resume();
+  };
+  const onData = (chunk: Buffer): void => {
+    pending += chunk.length;
+    if (pending >= COUNT_BATCH_BYTES) flush();
+    // A false return is not acted on until the window is full: the bytes are queued, and counted in writableLength.
+    req.write(chunk);
+    if (req.writableLength >= FEED_WINDOW_BYTES) {
+      incoming.pause();
+      req.once('drain', resume);
+    }
+  };
+  const onEnd = (): void => {
+    done();
+    req.end();
+  };
+  const onError = (err: Error): void => {
+    done();
+    req.destroy(err);
+  };
+  const done = (): void => {
+    flush();
+    incoming.off('data', onData);
+    incoming.off('end', onEnd);
+    incoming.off('error', onError);
+    req.off('drain', resume);
+    req.off('close', done);
+  };
+  incoming.on('data', onData);
+  incoming.once('end', onEnd);
+  incoming.once('error', onError);
+  // The upstream request ended early (Dropbox answered before reading it all, a timeout, the caller went away):
+  // stop feeding; what is left of the body is the listener's to drop.
+  req.once('close', done);
 }
 
 // ---------------------------------------------------------------- fetch
