@@ -4,7 +4,7 @@
 // Authorization header, through a bare node:http pipe, and straight to the emulator, for download AND upload.
 // Goals: dropkey >= 1.0x nginx and >= 0.9x direct, each direction, with the server's memory bounded.
 //
-//   npm run build && node bench/serve-proxy.mjs [--size-mib 256] [--upload-chunk-mib 64] [--runs 3]
+//   npm run build && node bench/serve-proxy.mjs [--size-mib 256] [--upload-chunk-mib 64] [--runs 3] [--only upload|download]
 //                                             [--nginx PATH | --no-nginx] [--nginx-buffer-kib N] [--serve-node-flags=...]
 //
 // Every path gets the same requests: downloads with files/download, uploads as one upload session (start,
@@ -12,7 +12,11 @@
 // drift on a shared machine hits all alike; every byte is checked once per path (untimed), and every timed upload
 // is checked by the content_hash its finish returns. nginx is Debian's (nginx-light), started here as a
 // foreground single process with its own prefix, config and temp directories on a loopback port; without it the
-// nginx comparison is skipped and the JSON line says why. Last line: JSON (see bench/README.md, "serve-proxy").
+// nginx comparison is skipped and the JSON line says why. Besides each proxy's CPU per GiB it reports its minor
+// page faults per GiB (fresh memory touched: Node's HTTP parser copies every body chunk into a new buffer, so this
+// moves with the allocator's behaviour and decides much of the CPU) and the emulator's CPU per GiB on each path
+// (the same work whatever the path: the direct path is the fair reference only if this stays level).
+// Last line: JSON (see bench/README.md, "serve-proxy").
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -72,7 +76,6 @@ const { generateApiKey } = await dist('server/security/secrets.js');
 function listening(child, what) {
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout }).on('line', (line) => {
-      if (process.env.PERF_ECHO) console.error(`[${what}] ${line}`);
       const m = /listening on (http\S+)/.exec(line);
       if (m) resolve(m[1]);
     });
@@ -107,8 +110,7 @@ server.listen(0, '127.0.0.1', () => console.log('bare proxy listening on http://
 `;
 
 function startBare(target, token) {
-  const code = process.env.PERF_BARE_FILE ? readFileSync(process.env.PERF_BARE_FILE, 'utf8') : BARE_PROXY;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', code, target, token], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', BARE_PROXY, target, token], { stdio: ['ignore', 'pipe', 'inherit'] });
   return { child, url: listening(child, 'bare proxy') };
 }
 

@@ -1,11 +1,10 @@
 /**
  * How the proxy moves bytes. Two transports with one interface:
  *
- * - NodeTransport, under the Node listener (node.ts): node:http(s) to Dropbox, the caller's socket piped into the
- *   upstream request and the upstream response piped into the caller's socket. No web streams on the data path:
- *   measured on 2 vCPUs (bench/serve-proxy.mjs), fetch + web streams delivered about half the direct download
- *   rate, the pipes well above the 0.8× goal. Backpressure is the pipes' own, so memory stays flat whatever the
- *   file size.
+ * - NodeTransport, under the Node listener (node.ts): node:http(s) to Dropbox, the caller's body fed into the
+ *   upstream request with a 1 MiB window (feedBody) and the upstream response piped into the caller's socket. No
+ *   web streams on the data path: measured on 2 vCPUs (bench/serve-proxy.mjs), fetch + web streams delivered
+ *   about half the direct download rate. Backpressure bounds memory both ways whatever the file size.
  * - WebTransport, when the app is called without a socket (app.fetch / app.request in tests and embedders): the
  *   injected fetch, with request and response bodies passed on as streams.
  *
