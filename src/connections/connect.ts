@@ -6,7 +6,7 @@ import { errorTag } from '../dropbox/errors.js';
 import { withRetry } from '../dropbox/retry.js';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import type { AppRecord, ConnectionPatch } from '../store/types.js';
-import type { ConnectionsContext } from './context.js';
+import { type ConnectionsContext, report } from './context.js';
 import { identify, type Identity } from './protocol.js';
 import { LOCK_TTL_MS } from './refresher.js';
 import { connectionInfo } from './tokens.js';
@@ -75,10 +75,25 @@ export interface NewCredential {
   identity: Identity;
   warnings: string[];
   refreshed: boolean;
+  /** How the credential came (the audit entry says it). */
+  via: 'login' | 'import';
 }
 
 /** Creates or reconnects a connection, holding the refresh lock so no refresh interleaves. */
 export async function saveConnection(ctx: ConnectionsContext, p: NewCredential): Promise<ConnectResult> {
+  const result = await storeConnection(ctx, p);
+  const c = result.connection;
+  const type = result.created ? 'connection.created' : 'connection.reconnected';
+  await report(ctx, {
+    action: type,
+    target: c.name,
+    details: { app: c.app, account_id: c.accountId, mode: p.via },
+    event: { type, connection: c.name, data: { app: c.app, account_id: c.accountId, email: c.email, team_id: c.teamId } },
+  });
+  return result;
+}
+
+async function storeConnection(ctx: ConnectionsContext, p: NewCredential): Promise<ConnectResult> {
   return ctx.store.withLock(`refresh:${p.name}`, { ttlMs: LOCK_TTL_MS, waitMs: ctx.lockWaitMs }, async () => {
     const now = ctx.now();
     const existing = await ctx.store.getConnection(p.name);
