@@ -15,3 +15,10 @@ export function describeConnection(c: ConnectionInfo, now: number): string {
   // Names and scopes come from Dropbox: shown on one line, without anything a terminal would act on.
   return oneLineSafe(`${who}${team}, app ${c.app}, access token expires in ${expiresIn(c.expiresAt, now)}, ${refresh}, scopes: ${c.scopes.join(' ') || '(none listed)'}`);
 }
+
+/** "Name <email>", or whichever Dropbox gave; null for none (shown as "-"). */
+export function linkedByText(l: { name: string | null; email: string | null } | null): string | null {
+  if (!l) return null;
+  if (l.name && l.email) return `${l.name} <${l.email}>`;
+  return l.name ?? l.email;
+}

@@ -7,7 +7,8 @@ import { withRetry } from '../dropbox/retry.js';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import type { AppRecord, ConnectionPatch } from '../store/types.js';
 import { type ConnectionsContext, report } from './context.js';
-import { identify, type Identity } from './protocol.js';
+import { authenticatedAdmin, identify, type Identity, type LinkedAdmin } from './protocol.js';
+import { redactText } from './redact.js';
 import { LOCK_TTL_MS } from './refresher.js';
 import { connectionInfo } from './tokens.js';
 import type { ConnectionInfo } from './types.js';
@@ -25,6 +26,31 @@ export interface ConnectResult {
  * team_info.read scope does not fail the connection (it may be all the job needs); other refusals do.
  */
 export async function validateToken(ctx: ConnectionsContext, app: AppRecord, accessToken: string, warnings: string[], signal?: AbortSignal): Promise<Identity> {
+  const identity = await checkToken(ctx, app, accessToken, warnings, signal);
+  if (!app.team) return identity;
+  return { ...identity, linkedBy: await linkedAdmin(ctx, app, accessToken, signal) };
+}
+
+/**
+ * Who linked a team app, or null when Dropbox would not say: that never fails a login or import (the connection
+ * works without it); why is logged (debug) and `dropkey doctor` shows the connection's "linked by" as unknown.
+ */
+async function linkedAdmin(ctx: ConnectionsContext, app: AppRecord, accessToken: string, signal?: AbortSignal): Promise<LinkedAdmin | null> {
+  try {
+    return await withRetry((s) => authenticatedAdmin({ urls: ctx.urls, fetch: ctx.fetch }, accessToken, s, ctx.retry.attemptTimeoutMs), {
+      retry: ctx.retry,
+      sleep: ctx.sleep,
+      ...(signal ? { signal } : {}),
+    });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    const why = errorTag(err) ?? (err instanceof Error ? redactText(err.message) : 'unknown error');
+    ctx.log.debug({ app: app.name, reason: why }, 'could not learn which admin linked the team app (team/token/get_authenticated_admin); recorded as unknown');
+    return null;
+  }
+}
+
+async function checkToken(ctx: ConnectionsContext, app: AppRecord, accessToken: string, warnings: string[], signal?: AbortSignal): Promise<Identity> {
   try {
     return await withRetry((s) => identify({ urls: ctx.urls, fetch: ctx.fetch }, accessToken, app.team, s, ctx.retry.attemptTimeoutMs), {
       retry: ctx.retry,
@@ -104,6 +130,8 @@ async function storeConnection(ctx: ConnectionsContext, p: NewCredential): Promi
       email: p.identity.email,
       displayName: p.identity.displayName,
       teamName: p.identity.teamName,
+      linkedByName: p.identity.linkedBy?.name ?? null,
+      linkedByEmail: p.identity.linkedBy?.email ?? null,
       scopes: p.scopes,
       accessToken: p.accessToken,
       accessTokenExpiresAt: p.expiresAt,

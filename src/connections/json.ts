@@ -15,6 +15,7 @@ export function connectionJson(c: ConnectionInfo): Record<string, unknown> {
     display_name: c.displayName,
     team_id: c.teamId,
     team_name: c.teamName,
+    linked_by: c.linkedBy ? { name: c.linkedBy.name, email: c.linkedBy.email } : null,
     scopes: c.scopes,
     expires_at: iso(c.expiresAt),
     state: c.state,

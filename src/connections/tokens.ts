@@ -35,6 +35,7 @@ export function connectionInfo(c: ConnectionRecord): ConnectionInfo {
     displayName: c.displayName,
     teamId: c.teamId,
     teamName: c.teamName,
+    linkedBy: c.linkedByName || c.linkedByEmail ? { name: c.linkedByName ?? null, email: c.linkedByEmail ?? null } : null,
     scopes: [...c.scopes],
     expiresAt: c.accessTokenExpiresAt,
     state: c.state,

@@ -57,6 +57,8 @@ export interface ConnectionInfo {
   displayName: string | null;
   teamId: string | null;
   teamName: string | null;
+  /** Team apps: the admin who linked the app, as Dropbox named them (null: unknown, or a user app). */
+  linkedBy: { name: string | null; email: string | null } | null;
   scopes: string[];
   /** Epoch ms the current access token expires; null when unknown or long-lived. */
   expiresAt: number | null;
