@@ -28,14 +28,15 @@ export interface ConnectResult {
 export async function validateToken(ctx: ConnectionsContext, app: AppRecord, accessToken: string, warnings: string[], signal?: AbortSignal): Promise<Identity> {
   const identity = await checkToken(ctx, app, accessToken, warnings, signal);
   if (!app.team) return identity;
-  return { ...identity, linkedBy: await linkedAdmin(ctx, app, accessToken, signal) };
+  return { ...identity, linkedBy: await linkedAdmin(ctx, app, accessToken, warnings, signal) };
 }
 
 /**
  * Who linked a team app, or null when Dropbox would not say: that never fails a login or import (the connection
- * works without it); why is logged (debug) and `dropkey doctor` shows the connection's "linked by" as unknown.
+ * works without it). Why is logged (debug) and said in the warnings (unless it is the missing team_info.read scope,
+ * which checkToken already warned about).
  */
-async function linkedAdmin(ctx: ConnectionsContext, app: AppRecord, accessToken: string, signal?: AbortSignal): Promise<LinkedAdmin | null> {
+async function linkedAdmin(ctx: ConnectionsContext, app: AppRecord, accessToken: string, warnings: string[], signal?: AbortSignal): Promise<LinkedAdmin | null> {
   try {
     return await withRetry((s) => authenticatedAdmin({ urls: ctx.urls, fetch: ctx.fetch }, accessToken, s, ctx.retry.attemptTimeoutMs), {
       retry: ctx.retry,
@@ -46,6 +47,7 @@ async function linkedAdmin(ctx: ConnectionsContext, app: AppRecord, accessToken:
     if (signal?.aborted) throw err;
     const why = errorTag(err) ?? (err instanceof Error ? redactText(err.message) : 'unknown error');
     ctx.log.debug({ app: app.name, reason: why }, 'could not learn which admin linked the team app (team/token/get_authenticated_admin); recorded as unknown');
+    if (errorTag(err) !== 'missing_scope') warnings.push(`Dropbox did not say which admin linked the team app (${why}); it is recorded as unknown.`);
     return null;
   }
 }
