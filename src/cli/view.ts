@@ -1,12 +1,8 @@
-/** How connections are shown: one line for humans, a stable snake_case JSON shape for scripts. Never a token. */
-import { connectionJson as sharedConnectionJson } from '../connections/json.js';
+/** How connections are shown: one line for humans, the API's JSON shape for scripts (connections/json.ts). Never a token. */
 import type { ConnectionInfo } from '../connections/types.js';
 import { expiresIn, oneLineSafe } from './output.js';
 
-/** connections/json.ts's shape plus `expires_in`, handy in shell scripts. */
-export function connectionJson(c: ConnectionInfo, now: number): Record<string, unknown> {
-  return { ...sharedConnectionJson(c), expires_in: c.expiresAt === null ? null : Math.max(0, Math.floor((c.expiresAt - now) / 1000)) };
-}
+export { connectionJson } from '../connections/json.js';
 
 export function describeConnection(c: ConnectionInfo, now: number): string {
   const who = c.email ?? c.displayName ?? c.accountId ?? 'unknown account';

@@ -67,6 +67,7 @@ export async function getToken(ctx: ConnectionsContext, name: string, options: G
     accountId: rec.accountId,
     teamId: rec.teamId,
     connection: rec.name,
+    email: rec.email,
   };
 }
 

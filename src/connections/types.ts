@@ -79,6 +79,8 @@ export interface TokenInfo {
   accountId: string | null;
   teamId: string | null;
   connection: string;
+  /** The account's email, when known (absent where the caller had no record at hand). */
+  email?: string | null;
 }
 
 export interface GetTokenOptions {
