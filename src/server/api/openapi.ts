@@ -341,7 +341,7 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
         // every one required (null when unknown), so a client can rely on the key being there.
         Token: {
           type: 'object',
-          description: 'An access token as handed out; also `dropkey token --json`.',
+          description: 'An access token as handed out; the CLI\'s `token --json` prints the same object.',
           required: ['access_token', 'token_type', 'expires_at', 'expires_in', 'scope', 'scopes', 'account_id', 'team_id', 'email', 'connection'],
           additionalProperties: false,
           properties: {
@@ -359,7 +359,7 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
         },
         Connection: {
           type: 'object',
-          description: 'A connection (never a token); also `dropkey list --json`, `refresh --json`, and the connection in `login/import --json`.',
+          description: 'A connection (never a token); the CLI\'s `list --json` and `refresh --json` print the same object, `login/import --json` its fields.',
           required: [
             'name', 'app', 'account_id', 'email', 'display_name', 'team_id', 'team_name', 'linked_by', 'scopes', 'expires_at', 'expires_in',
             'state', 'refreshable', 'last_error', 'last_refresh_at', 'created_at', 'updated_at',
@@ -393,7 +393,7 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
         },
         ApiKey: {
           type: 'object',
-          description: 'An API key (never the key or its hash); also `dropkey apikey list --json`, and `api_key` in `apikey create --json`.',
+          description: 'An API key (never the key or its hash); the CLI\'s `apikey list --json` prints the same objects, `apikey create --json` one as `api_key`.',
           required: ['name', 'prefix', 'permissions', 'connections', 'created_at', 'created_by', 'last_used_at', 'revoked_at', 'token_handouts'],
           additionalProperties: false,
           properties: {
@@ -410,7 +410,7 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
         },
         KeyStatus: {
           type: 'object',
-          description: 'The master keys and the stored secrets under each: `dropkey keys status --json` (no API route; the web UI shows it on the master key page).',
+          description: 'The master keys and the stored secrets under each, as the CLI\'s `keys status --json` prints them (no API route; the web UI shows it on the master key page).',
           required: ['source', 'active_key_id', 'key_ids', 'secrets_by_key_id', 'not_under_active_key', 'columns'],
           additionalProperties: false,
           properties: {

@@ -252,9 +252,10 @@ export const migrations: PgMigration[] = [
   {
     version: 6,
     name: 'team connections: the admin who linked them',
+    // IF NOT EXISTS: a schema whose bookkeeping predates the one migrator replays the later migrations.
     sql: (s) => `
-      ALTER TABLE ${s}.connections ADD COLUMN linked_by_name text;
-      ALTER TABLE ${s}.connections ADD COLUMN linked_by_email text;
+      ALTER TABLE ${s}.connections ADD COLUMN IF NOT EXISTS linked_by_name text;
+      ALTER TABLE ${s}.connections ADD COLUMN IF NOT EXISTS linked_by_email text;
     `,
   },
 ];
