@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ErrorCodes, DropkeyError } from '../errors.js';
 import { makeRig, type Rig } from '../../test/connections/setup.js';
+import { driveConsent } from '../../test/helpers/consent.js';
 import type { Activity } from './types.js';
 
 describe('activity sink', () => {
@@ -95,5 +96,22 @@ describe('activity sink', () => {
     }
     assert.equal(await rig.dk.store.getConnection('gamma'), undefined, 'revoked and deleted');
     assert.ok(warnings.includes('could not record the action in the audit log'), warnings.join('\n'));
+  });
+});
+
+describe('activity sink: browser login', () => {
+  test('a finished login is reported as connection.created (mode login) with its event', async () => {
+    const seen: Activity[] = [];
+    const rig = await makeRig({ listen: true, dropkey: { fetch: globalThis.fetch, onActivity: (a) => void seen.push(a) } });
+    try {
+      const app = await rig.appWithAccount({ name: 'web' });
+      const pending = await rig.dk.startLogin({ app: 'web', connection: 'viabrowser', redirectUri: 'http://127.0.0.1:53682/callback' });
+      const consent = await driveConsent(pending.authorizeUrl, { account: app.email });
+      await rig.dk.finishLogin({ pending, callbackUrl: consent.location! });
+      const last = seen.at(-1)!;
+      assert.deepEqual([last.action, last.target, last.details['mode'], last.event?.type], ['connection.created', 'viabrowser', 'login', 'connection.created']);
+    } finally {
+      await rig.close();
+    }
   });
 });
