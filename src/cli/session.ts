@@ -6,11 +6,17 @@
 import type { CommandContext } from './context.js';
 import { loadConfig, type CliConfig } from './config.js';
 import type { Dropkey } from '../connections/dropkey.js';
-import type { Store } from '../store/types.js';
+import type { Activity, ActivitySink } from '../connections/types.js';
+import type { Store, Stores } from '../store/types.js';
 
 export interface Session {
   dk: Dropkey;
   cfg: CliConfig;
+  /**
+   * Records an action the facade does not see (e.g. `export` printing secrets) in the audit log, like the facade's
+   * own (src/cli/activity.ts). Never throws.
+   */
+  record(activity: Activity): Promise<void>;
 }
 
 export async function openStoreOnly(cfg: CliConfig): Promise<Store> {
@@ -82,29 +88,66 @@ export function announcingSlowRequests(fetchFn: typeof fetch, stderr: Pick<Comma
   }) as typeof fetch;
 }
 
-/** The facade on an already opened store (which the caller closes); lock waits and slow answers are announced on `stderr`. */
-export async function facadeOn(store: Store, cfg: CliConfig, stderr?: Pick<CommandContext['stderr'], 'write'>): Promise<Dropkey> {
+/**
+ * The facade on an already opened store (which the caller closes); lock waits and slow answers are announced on
+ * `stderr`; what it changes goes to `onActivity` (the audit log and webhooks, see withSession).
+ */
+export async function facadeOn(store: Store, cfg: CliConfig, stderr?: Pick<CommandContext['stderr'], 'write'>, onActivity?: ActivitySink): Promise<Dropkey> {
   const { Dropkey } = await import('../connections/dropkey.js');
   return Dropkey.open({
     store: stderr ? announcingLockWaits(store, stderr) : store,
     urls: cfg.urls,
     fetch: stderr ? announcingSlowRequests(globalThis.fetch, stderr) : globalThis.fetch,
     now: Date.now,
+    ...(onActivity ? { onActivity } : {}),
   });
 }
 
-/** Runs fn with an open facade and always closes the store (releasing the SQLite handle) afterwards. */
-export async function withSession<T>(ctx: Pick<CommandContext, 'env' | 'cwd'> & Partial<Pick<CommandContext, 'stderr'>>, fn: (s: Session) => Promise<T>): Promise<T> {
+/** Every store over one handle: the facade's, plus the server store (audit log) and the webhook outbox. */
+export async function openSessionStores(cfg: CliConfig): Promise<Stores> {
+  const { openStores } = await import('../store/index.js');
+  return openStores({
+    home: cfg.home,
+    ...(cfg.masterKey === undefined ? {} : { masterKey: cfg.masterKey }),
+    ...(cfg.databaseUrl === undefined ? {} : { databaseUrl: cfg.databaseUrl }),
+  });
+}
+
+/**
+ * Runs fn with an open facade and always closes the stores (releasing the SQLite handle) afterwards. What the
+ * command changes (apps, logins, imports, refreshes, revokes) is audited as `cli:<OS user>` in the server's audit
+ * log, and the connection events it causes are queued for a running server's webhooks (src/cli/activity.ts).
+ */
+export async function withSession<T>(
+  ctx: Pick<CommandContext, 'env' | 'cwd'> & Partial<Pick<CommandContext, 'stderr'>>,
+  fn: (s: Session) => Promise<T>,
+): Promise<T> {
   const cfg = await loadConfig(ctx.env, ctx.cwd);
-  const store = await openStoreOnly(cfg);
+  const stores = await openSessionStores(cfg);
   try {
-    const dk = await facadeOn(store, cfg, ctx.stderr);
+    const stderr = ctx.stderr;
+    // Loaded on the first action: read-only commands (list, doctor) never load the audit and outbox code.
+    let sink: ActivitySink | undefined;
+    const record: ActivitySink = async (a) => {
+      if (!sink) {
+        const { cliActivitySink, cliActor } = await import('./activity.js');
+        sink = cliActivitySink({
+          server: stores.server,
+          webhooks: stores.webhooks,
+          actor: cliActor(ctx.env),
+          now: Date.now,
+          warn: (line) => (stderr ? stderr.write(`${line}\n`) : process.emitWarning(line, 'DropkeyWarning')),
+        });
+      }
+      await sink(a);
+    };
+    const dk = await facadeOn(stores.core, cfg, stderr, record);
     try {
-      return await fn({ dk, cfg });
+      return await fn({ dk, cfg, record: async (a) => record(a) });
     } finally {
       await dk.close();
     }
   } finally {
-    await store.close();
+    await stores.close();
   }
 }

@@ -4,7 +4,7 @@
  */
 import { DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import type { AppAccess, AppRecord } from '../store/types.js';
-import type { ConnectionsContext } from './context.js';
+import { type ConnectionsContext, report } from './context.js';
 import { cleanSecretInput, validateScopes } from './input.js';
 import { validateName } from './names.js';
 import type { AppInfo } from './types.js';
@@ -75,6 +75,7 @@ export async function addApp(ctx: ConnectionsContext, input: AddAppInput): Promi
   }
   const rec = await ctx.store.createApp({ name, key, secret, scopes, team: input.team === true, access });
   ctx.log.info({ app: name, team: rec.team }, 'app added');
+  await report(ctx, { action: 'app.created', target: name, details: { key: rec.key, team: rec.team, access: rec.access, scopes: rec.scopes } });
   return appInfo(rec);
 }
 
@@ -89,6 +90,17 @@ export async function updateApp(ctx: ConnectionsContext, name: string, patch: Pa
   if (patch.access !== undefined) changes.access = validateAccess(patch.access);
   const rec = await ctx.store.updateApp(app.name, changes);
   ctx.log.info({ app: name, fields: Object.keys(changes) }, 'app updated');
+  await report(ctx, {
+    action: 'app.updated',
+    target: rec.name,
+    details: {
+      key: rec.key,
+      team: rec.team,
+      access: rec.access,
+      scopes: rec.scopes,
+      secret: patch.secret === undefined ? 'kept' : changes.secret === null ? 'removed' : 'replaced',
+    },
+  });
   return appInfo(rec);
 }
 
@@ -110,6 +122,7 @@ export async function removeApp(ctx: ConnectionsContext, name: string): Promise<
     });
   }
   await ctx.store.deleteApp(app.name);
+  await report(ctx, { action: 'app.removed', target: app.name, details: {} });
 }
 
 /**

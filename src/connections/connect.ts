@@ -6,8 +6,9 @@ import { errorTag } from '../dropbox/errors.js';
 import { withRetry } from '../dropbox/retry.js';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import type { AppRecord, ConnectionPatch } from '../store/types.js';
-import type { ConnectionsContext } from './context.js';
-import { identify, type Identity } from './protocol.js';
+import { type ConnectionsContext, report } from './context.js';
+import { authenticatedAdmin, identify, type Identity, type LinkedAdmin } from './protocol.js';
+import { redactText } from './redact.js';
 import { LOCK_TTL_MS } from './refresher.js';
 import { connectionInfo } from './tokens.js';
 import type { ConnectionInfo } from './types.js';
@@ -25,6 +26,33 @@ export interface ConnectResult {
  * team_info.read scope does not fail the connection (it may be all the job needs); other refusals do.
  */
 export async function validateToken(ctx: ConnectionsContext, app: AppRecord, accessToken: string, warnings: string[], signal?: AbortSignal): Promise<Identity> {
+  const identity = await checkToken(ctx, app, accessToken, warnings, signal);
+  if (!app.team) return identity;
+  return { ...identity, linkedBy: await linkedAdmin(ctx, app, accessToken, warnings, signal) };
+}
+
+/**
+ * Who linked a team app, or null when Dropbox would not say: that never fails a login or import (the connection
+ * works without it). Why is logged (debug) and said in the warnings (unless it is the missing team_info.read scope,
+ * which checkToken already warned about).
+ */
+async function linkedAdmin(ctx: ConnectionsContext, app: AppRecord, accessToken: string, warnings: string[], signal?: AbortSignal): Promise<LinkedAdmin | null> {
+  try {
+    return await withRetry((s) => authenticatedAdmin({ urls: ctx.urls, fetch: ctx.fetch }, accessToken, s, ctx.retry.attemptTimeoutMs), {
+      retry: ctx.retry,
+      sleep: ctx.sleep,
+      ...(signal ? { signal } : {}),
+    });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    const why = errorTag(err) ?? (err instanceof Error ? redactText(err.message) : 'unknown error');
+    ctx.log.debug({ app: app.name, reason: why }, 'could not learn which admin linked the team app (team/token/get_authenticated_admin); recorded as unknown');
+    if (errorTag(err) !== 'missing_scope') warnings.push(`Dropbox did not say which admin linked the team app (${why}); it is recorded as unknown.`);
+    return null;
+  }
+}
+
+async function checkToken(ctx: ConnectionsContext, app: AppRecord, accessToken: string, warnings: string[], signal?: AbortSignal): Promise<Identity> {
   try {
     return await withRetry((s) => identify({ urls: ctx.urls, fetch: ctx.fetch }, accessToken, app.team, s, ctx.retry.attemptTimeoutMs), {
       retry: ctx.retry,
@@ -75,10 +103,25 @@ export interface NewCredential {
   identity: Identity;
   warnings: string[];
   refreshed: boolean;
+  /** How the credential came (the audit entry says it). */
+  via: 'login' | 'import';
 }
 
 /** Creates or reconnects a connection, holding the refresh lock so no refresh interleaves. */
 export async function saveConnection(ctx: ConnectionsContext, p: NewCredential): Promise<ConnectResult> {
+  const result = await storeConnection(ctx, p);
+  const c = result.connection;
+  const type = result.created ? 'connection.created' : 'connection.reconnected';
+  await report(ctx, {
+    action: type,
+    target: c.name,
+    details: { app: c.app, account_id: c.accountId, mode: p.via },
+    event: { type, connection: c.name, data: { app: c.app, account_id: c.accountId, email: c.email, team_id: c.teamId } },
+  });
+  return result;
+}
+
+async function storeConnection(ctx: ConnectionsContext, p: NewCredential): Promise<ConnectResult> {
   return ctx.store.withLock(`refresh:${p.name}`, { ttlMs: LOCK_TTL_MS, waitMs: ctx.lockWaitMs }, async () => {
     const now = ctx.now();
     const existing = await ctx.store.getConnection(p.name);
@@ -89,6 +132,8 @@ export async function saveConnection(ctx: ConnectionsContext, p: NewCredential):
       email: p.identity.email,
       displayName: p.identity.displayName,
       teamName: p.identity.teamName,
+      linkedByName: p.identity.linkedBy?.name ?? null,
+      linkedByEmail: p.identity.linkedBy?.email ?? null,
       scopes: p.scopes,
       accessToken: p.accessToken,
       accessTokenExpiresAt: p.expiresAt,

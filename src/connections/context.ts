@@ -12,7 +12,9 @@ import type { Store } from '../store/types.js';
 import { makeRefreshGrant } from './protocol.js';
 import { type Logger, safeLogger } from './redact.js';
 import { Refresher } from './refresher.js';
-import type { DropkeyOptions } from './types.js';
+import type { Activity, ActivitySink, ConnectionEventType, DropkeyOptions } from './types.js';
+
+export type { Activity, ActivitySink, ConnectionEventType };
 
 export interface ConnectionsContext {
   readonly store: Store;
@@ -29,6 +31,18 @@ export interface ConnectionsContext {
   /** How long to wait for another process's refresh of the same connection (the store lock `refresh:<name>`). */
   readonly lockWaitMs: number;
   readonly refresher: Refresher;
+  /** Where audited actions go; a no-op unless DropkeyOptions.onActivity is set. */
+  readonly onActivity: ActivitySink | undefined;
+}
+
+/** Hands the activity to the sink. Never throws: the action it reports already happened. */
+export async function report(ctx: Pick<ConnectionsContext, 'onActivity' | 'log'>, activity: Activity): Promise<void> {
+  if (!ctx.onActivity) return;
+  try {
+    await ctx.onActivity(activity);
+  } catch (err) {
+    ctx.log.warn({ err, action: activity.action, target: activity.target }, 'could not record the action in the audit log');
+  }
 }
 
 export function createContext(store: Store, urls: DropboxUrls, options: DropkeyOptions): ConnectionsContext {
@@ -55,5 +69,5 @@ export function createContext(store: Store, urls: DropboxUrls, options: DropkeyO
     retry,
     lockWaitMs,
   });
-  return { store, urls, fetch, now, sleep, log, retry, marginMs, lockWaitMs, refresher };
+  return { store, urls, fetch, now, sleep, log, retry, marginMs, lockWaitMs, refresher, onActivity: options.onActivity };
 }

@@ -93,6 +93,7 @@ export async function importCredential(ctx: ConnectionsContext, input: ImportInp
       identity,
       warnings,
       refreshed: true,
+      via: 'import',
     });
     return { ...result, refreshable: true };
   }
@@ -138,6 +139,7 @@ export async function importCredential(ctx: ConnectionsContext, input: ImportInp
     identity,
     warnings,
     refreshed: false,
+    via: 'import',
   });
   return { ...result, refreshable: false, fix: { action: 'login', connection: name, app: app.name } };
 }

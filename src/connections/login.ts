@@ -117,6 +117,7 @@ export async function finishLogin(ctx: ConnectionsContext, input: FinishLoginInp
     },
     warnings,
     refreshed: true,
+    via: 'login',
   });
 }
 

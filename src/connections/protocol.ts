@@ -72,6 +72,34 @@ export interface Identity {
   teamName: string | null;
   /** Date header of Dropbox's answer (epoch ms), for clock-skew checks. */
   serverDate: number | null;
+  /** Team apps: the admin who linked the app (team/token/get_authenticated_admin), when Dropbox said. */
+  linkedBy?: LinkedAdmin | null;
+}
+
+export interface LinkedAdmin {
+  name: string | null;
+  email: string | null;
+}
+
+/**
+ * The admin who linked a team app, from team/token/get_authenticated_admin (scope team_info.read). Throws what
+ * Dropbox answered (missing_scope, mapping_not_found, admin_not_active...) for the caller to note.
+ */
+export async function authenticatedAdmin(
+  deps: { urls: DropboxUrls; fetch: FetchLike },
+  accessToken: string,
+  signal?: AbortSignal,
+  timeoutMs?: number,
+): Promise<LinkedAdmin> {
+  const route = 'team/token/get_authenticated_admin';
+  const { result, response } = await rpcCall(deps, accessToken, route, null, { ...(signal ? { signal } : {}), ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+  const p = (result as { admin_profile?: Record<string, unknown> } | null)?.admin_profile;
+  if (!p || typeof p !== 'object') throw notDropbox(route, response, redactSecrets(JSON.stringify(result) ?? '', [accessToken]));
+  const name = (p['name'] ?? {}) as Record<string, unknown>;
+  const email = str(p['email']);
+  const display = str(name['display_name']);
+  if (!email && !display) throw notDropbox(route, response, redactSecrets(JSON.stringify(result) ?? '', [accessToken]));
+  return { name: display, email };
 }
 
 /** One RPC call with a bearer token; Void argument sent as no body (as the JS SDK does, Dropbox HTTP docs: request styles and headers). */

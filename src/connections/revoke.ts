@@ -7,7 +7,7 @@ import { withRetry } from '../dropbox/retry.js';
 import { DropkeyError, ErrorCodes } from '../errors.js';
 import { revokeToken } from '../oauth/token.js';
 import type { ConnectionRecord } from '../store/types.js';
-import type { ConnectionsContext } from './context.js';
+import { type ConnectionsContext, report } from './context.js';
 import { validateName } from './names.js';
 import { rpcCall } from './protocol.js';
 import { redactText } from './redact.js';
@@ -86,6 +86,12 @@ export async function revoke(ctx: ConnectionsContext, name: string, options: { f
     await ctx.store.deleteConnection(name);
   });
   ctx.log.info({ connection: name, revokedAtDropbox }, 'connection revoked');
+  await report(ctx, {
+    action: 'connection.revoked',
+    target: name,
+    details: { revoked_at_dropbox: revokedAtDropbox, ...(options.force ? { force: true } : {}) },
+    event: { type: 'connection.revoked', connection: name, data: { app: rec.app, account_id: rec.accountId, email: rec.email, revoked_at_dropbox: revokedAtDropbox } },
+  });
   return { connection: name, revokedAtDropbox, message };
 }
 

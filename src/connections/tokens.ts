@@ -5,7 +5,7 @@
 import { DropboxClient, type PathRoot } from '../dropbox/client.js';
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
 import type { ConnectionRecord } from '../store/types.js';
-import type { ConnectionsContext } from './context.js';
+import { type ConnectionsContext, report } from './context.js';
 import { validateName } from './names.js';
 import { rpcCall } from './protocol.js';
 import { redactText } from './redact.js';
@@ -35,6 +35,7 @@ export function connectionInfo(c: ConnectionRecord): ConnectionInfo {
     displayName: c.displayName,
     teamId: c.teamId,
     teamName: c.teamName,
+    linkedBy: c.linkedByName || c.linkedByEmail ? { name: c.linkedByName ?? null, email: c.linkedByEmail ?? null } : null,
     scopes: [...c.scopes],
     expiresAt: c.accessTokenExpiresAt,
     state: c.state,
@@ -66,6 +67,7 @@ export async function getToken(ctx: ConnectionsContext, name: string, options: G
     accountId: rec.accountId,
     teamId: rec.teamId,
     connection: rec.name,
+    email: rec.email,
   };
 }
 
@@ -76,12 +78,22 @@ export async function getToken(ctx: ConnectionsContext, name: string, options: G
  */
 export async function refresh(ctx: ConnectionsContext, name: string, options: { force?: boolean; signal?: AbortSignal } = {}): Promise<ConnectionInfo> {
   validateName('connection', name);
-  const rec = await ctx.refresher.fresh(name, {
-    ...(options.force ? { forceRefresh: true } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
-  const failed = refreshFallbackError(rec);
-  if (failed !== undefined) throw refreshFailedError(rec, failed);
+  let rec: ConnectionRecord;
+  try {
+    rec = await ctx.refresher.fresh(name, {
+      ...(options.force ? { forceRefresh: true } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    const failed = refreshFallbackError(rec);
+    if (failed !== undefined) throw refreshFailedError(rec, failed);
+  } catch (err) {
+    // An unknown connection or a bad name is not a failed refresh.
+    if (!(err instanceof DropkeyError) || (err.code !== ErrorCodes.NOT_FOUND && err.code !== ErrorCodes.BAD_INPUT && err.code !== ErrorCodes.CANCELLED)) {
+      await report(ctx, { action: 'connection.refresh_failed', target: name, details: { code: err instanceof DropkeyError ? err.code : 'unknown' }, error: err });
+    }
+    throw err;
+  }
+  await report(ctx, { action: 'connection.refreshed', target: name, details: {} });
   return connectionInfo(rec);
 }
 

@@ -28,6 +28,12 @@ export interface DropkeyOptions {
   retry?: RetryOptions;
   /** How long to wait for another process's refresh of the same connection (default: a whole refresh with retries). */
   lockWaitMs?: number;
+  /**
+   * Called after each change the facade makes (apps added, updated or removed; connections created, reconnected,
+   * refreshed or revoked; a forced refresh that failed), for an audit log and webhooks. What it throws is logged,
+   * never thrown: the change already happened.
+   */
+  onActivity?: ActivitySink;
 }
 
 export interface AppInfo {
@@ -51,6 +57,8 @@ export interface ConnectionInfo {
   displayName: string | null;
   teamId: string | null;
   teamName: string | null;
+  /** Team apps: the admin who linked the app, as Dropbox named them (null: unknown, or a user app). */
+  linkedBy: { name: string | null; email: string | null } | null;
   scopes: string[];
   /** Epoch ms the current access token expires; null when unknown or long-lived. */
   expiresAt: number | null;
@@ -71,6 +79,8 @@ export interface TokenInfo {
   accountId: string | null;
   teamId: string | null;
   connection: string;
+  /** The account's email, when known (absent where the caller had no record at hand). */
+  email?: string | null;
 }
 
 export interface GetTokenOptions {
@@ -97,3 +107,31 @@ export interface PendingLogin {
   redirectUri?: string;
   scopes: string[];
 }
+
+/** The connection events webhooks know (src/server/events.ts uses this list). */
+export type ConnectionEventType =
+  | 'connection.created'
+  | 'connection.reconnected'
+  | 'connection.refresh_failed'
+  | 'connection.needs_reauth'
+  | 'connection.revoked';
+
+/**
+ * Something the facade did on a caller's behalf: one audit entry (`action` on `target`, with `details` that never
+ * hold a secret) and, when it changes a connection in a way webhooks announce, the `event` it causes. A refresh
+ * that failed carries the `error` (whoever announces it decides which event that is).
+ */
+export interface Activity {
+  action: string;
+  target: string | null;
+  details: Record<string, unknown>;
+  event?: { type: ConnectionEventType; connection: string; data: Record<string, unknown> };
+  error?: unknown;
+}
+
+/**
+ * Where the facade reports its activity (DropkeyOptions.onActivity). The CLI wires it to the server store's audit
+ * log and webhook outbox; the server leaves it unset (its routes audit and announce with their own actor). It runs
+ * after the action succeeded (or a refresh failed): whatever it throws is logged as a warning, never thrown.
+ */
+export type ActivitySink = (activity: Activity) => void | Promise<void>;

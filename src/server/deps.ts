@@ -46,6 +46,11 @@ export interface ServerConfig {
    * env DROPKEY_PROXY_UPSTREAM_TIMEOUT, seconds). Uploads, downloads and longpoll are not bounded by it.
    */
   proxyUpstreamTimeoutMs: number;
+  /**
+   * How often the webhook worker looks for deliveries queued by other processes: other instances and CLI commands
+   * run on the same store (default 15 s).
+   */
+  webhookPollMs: number;
 }
 
 export type Logger = PinoLogger;
@@ -81,6 +86,7 @@ export function defaultConfig(publicUrl: string, overrides: Partial<ServerConfig
     flushIntervalMs: 5_000,
     trustProxy: false,
     proxyUpstreamTimeoutMs: 60_000,
+    webhookPollMs: 15_000,
     ...overrides,
   };
 }

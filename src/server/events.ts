@@ -2,13 +2,14 @@
  * In-process events about connections, emitted by the server's routes and background work, consumed by
  * webhooks (docs/webhooks.md) and anything else that subscribes. Listeners run after the emitting request's work is
  * done; a throwing or slow listener never fails the request (errors go to onError).
+ *
+ * The CLI does not emit on this bus (it runs in another process): it writes the same events straight into the
+ * webhook outbox of the shared store (src/cli/activity.ts), and the server's delivery worker sends them.
  */
-export type ServerEventType =
-  | 'connection.created'
-  | 'connection.reconnected'
-  | 'connection.refresh_failed'
-  | 'connection.needs_reauth'
-  | 'connection.revoked';
+import type { ConnectionEventType } from '../connections/types.js';
+
+/** The connection events (the list lives with the facade, which reports them to the CLI's sink too). */
+export type ServerEventType = ConnectionEventType;
 
 export interface ServerEvent {
   type: ServerEventType;

@@ -34,6 +34,8 @@ export interface ConnectionRowOf<Scopes> {
   email: string | null;
   display_name: string | null;
   team_name: string | null;
+  linked_by_name: string | null;
+  linked_by_email: string | null;
   scopes: Scopes;
   access_token_enc: string | null;
   access_token_expires_at: number | null;
@@ -54,6 +56,8 @@ export const CONNECTION_COLUMNS = [
   'email',
   'display_name',
   'team_name',
+  'linked_by_name',
+  'linked_by_email',
   'scopes',
   'access_token_enc',
   'access_token_expires_at',
@@ -117,6 +121,8 @@ export function toConnectionRecord(r: ConnectionRowOf<unknown>, scopes: string[]
     email: r.email,
     displayName: r.display_name,
     teamName: r.team_name,
+    linkedByName: r.linked_by_name ?? null,
+    linkedByEmail: r.linked_by_email ?? null,
     scopes,
     accessToken: open(r.access_token_enc, 'access_token'),
     accessTokenExpiresAt: r.access_token_expires_at,
@@ -161,6 +167,8 @@ export function newConnectionRow<S>(rec: Omit<ConnectionRecord, 'createdAt' | 'u
     email: rec.email,
     display_name: rec.displayName,
     team_name: rec.teamName,
+    linked_by_name: rec.linkedByName ?? null,
+    linked_by_email: rec.linkedByEmail ?? null,
     scopes: encode.scopes(checkScopes(rec.scopes)),
     access_token_enc: encode.seal(emptyToNull(rec.accessToken), 'access_token'),
     access_token_expires_at: rec.accessTokenExpiresAt,
@@ -189,6 +197,8 @@ export function connectionPatchColumns<S>(
   if (patch.email !== undefined) out.email = patch.email;
   if (patch.displayName !== undefined) out.display_name = patch.displayName;
   if (patch.teamName !== undefined) out.team_name = patch.teamName;
+  if (patch.linkedByName !== undefined) out.linked_by_name = patch.linkedByName;
+  if (patch.linkedByEmail !== undefined) out.linked_by_email = patch.linkedByEmail;
   if (patch.scopes !== undefined) out.scopes = encode.scopes(checkScopes(patch.scopes));
   if (patch.accessToken !== undefined) out.access_token_enc = encode.seal(emptyToNull(patch.accessToken), 'access_token');
   if (patch.accessTokenExpiresAt !== undefined) out.access_token_expires_at = patch.accessTokenExpiresAt;

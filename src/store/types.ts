@@ -41,6 +41,12 @@ export interface ConnectionRecord {
   email: string | null;
   displayName: string | null;
   teamName: string | null;
+  /**
+   * For a team app: the admin who linked it, as Dropbox names them (team/token/get_authenticated_admin); null when
+   * unknown (a user app, a lookup that failed, a connection made before dropkey recorded it). Optional on input.
+   */
+  linkedByName?: string | null;
+  linkedByEmail?: string | null;
   /** Scopes granted (from the token response or the check). */
   scopes: string[];
   /** Encrypted at rest. */

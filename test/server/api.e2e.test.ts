@@ -77,7 +77,7 @@ describe('token endpoint', () => {
     assert.equal(res.headers.get('cache-control'), 'no-store');
     const text = await res.text();
     const body = JSON.parse(text);
-    assert.deepEqual(Object.keys(body).sort(), ['access_token', 'account_id', 'expires_at', 'scope', 'team_id', 'token_type']);
+    assert.deepEqual(Object.keys(body).sort(), ['access_token', 'account_id', 'connection', 'email', 'expires_at', 'expires_in', 'scope', 'scopes', 'team_id', 'token_type']);
     assert.equal(body.token_type, 'bearer');
     assert.equal(body.account_id, conn.accountId);
     assert.ok(new Date(body.expires_at).getTime() > rig.clock.now, 'expires in the future');

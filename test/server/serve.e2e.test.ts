@@ -81,7 +81,7 @@ describe('apikey command', () => {
     assert.equal((await cli(['apikey', 'revoke', 'svc'])).code, 0);
     assert.equal((await cli(['apikey', 'revoke', 'svc'])).code, 1);
     const admin = await cli(['apikey', 'create', '--name', 'ops', '--permission', 'admin', '--permission', 'token:read', '--all-connections', '--json']);
-    assert.equal(JSON.parse(admin.out).connections, '*');
+    assert.equal(JSON.parse(admin.out).api_key.connections, '*');
   });
 });
 

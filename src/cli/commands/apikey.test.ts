@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, test } from 'node:test';
@@ -61,7 +61,9 @@ test('create and revoke go through the server\'s ApiKeyService: the same audit e
   const stores = await openServerStores(await readConfig(env));
   try {
     const entries = (await stores.server.listAudit({ target: 'audited', limit: 10 })).reverse();
-    assert.deepEqual(entries.map((e) => [e.actor, e.action]), [['cli', 'apikey.created'], ['cli', 'apikey.revoked']]);
+    // The CLI's actor is the OS user who ran it, as for every CLI action (src/cli/activity.ts).
+    const actor = `cli:${userInfo().username}`;
+    assert.deepEqual(entries.map((e) => [e.actor, e.action]), [[actor, 'apikey.created'], [actor, 'apikey.revoked']]);
     const [created, revoked] = entries;
     assert.deepEqual(created!.details, { permissions: ['token:read'], connections: ['alpha'], prefix: created!.details['prefix'] });
     assert.match(String(created!.details['prefix']), /^dk_/);

@@ -40,6 +40,9 @@ const command: Command = {
     const { openServerStores } = await import('../../server/main.js');
     const { ApiKeyService } = await import('../../server/services/api-keys.js');
     const { AuditLog } = await import('../../server/services/audit.js');
+    const { apiKeyJson } = await import('../../connections/json.js');
+    const { cliActor } = await import('../activity.js');
+    const actor = cliActor(ctx.env);
     const open = async () => {
       // Read when the stores are opened, so that a usage error is reported as such first.
       const stores = await openServerStores(await loadConfig(ctx.env, ctx.cwd));
@@ -67,12 +70,13 @@ const command: Command = {
           name: values.name,
           permissions: values.permission ?? [],
           connections: values['all-connections'] || names.includes('*') ? '*' : names,
-          actor: 'cli',
+          actor,
         });
         const { name, permissions, connections } = rec;
         const missing = connections === '*' ? [] : (await Promise.all(connections.map(async (c) => ((await stores.core.getConnection(c)) ? null : c)))).filter((c): c is string => c !== null);
         if (values.json) {
-          writeJson(ctx, { key, name: rec.name, prefix: rec.prefix, permissions: rec.permissions, connections: rec.connections });
+          // The API's answer to POST /api/v1/api-keys: the key (shown once) beside the key's record.
+          writeJson(ctx, { key, api_key: apiKeyJson(rec) });
         } else {
           ctx.stdout.write(`${key}\n`);
           ctx.stderr.write(`Created API key "${name}" (${permissions.join(', ')}; connections: ${connections === '*' ? 'all' : connections.join(', ')}).\nThis is the only time the key is shown: store it now.\n`);
@@ -91,7 +95,7 @@ const command: Command = {
         const keys = await service.list();
         const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
         if (values.json) {
-          writeJson(ctx, keys.map((k) => ({ name: k.name, prefix: k.prefix, permissions: k.permissions, connections: k.connections, created_at: iso(k.createdAt), last_used_at: iso(k.lastUsedAt), revoked_at: iso(k.revokedAt), token_handouts: k.tokenHandouts })));
+          writeJson(ctx, keys.map(apiKeyJson));
           return;
         }
         if (keys.length === 0) {
@@ -113,7 +117,7 @@ const command: Command = {
     const name = positionals[0];
     const { stores, keys } = await open();
     try {
-      await keys.revoke(name, 'cli');
+      await keys.revoke(name, actor);
       ctx.stdout.write(`Revoked API key "${name}". A running server refuses it within 5 seconds.\n`);
     } finally {
       await stores.close();

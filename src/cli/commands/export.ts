@@ -66,7 +66,7 @@ const command: Command = {
     if (!EXPORT_FORMATS.includes(format)) throw usageError('export', `unknown format "${format}" (use one of ${EXPORT_FORMATS.join(', ')})`);
     const minValidSeconds = intOption('export', 'min-valid', values['min-valid'], { max: 4 * 3600 });
 
-    const { input, apiBase } = await withSession(ctx, async ({ dk, cfg }) => {
+    const { input, apiBase } = await withSession(ctx, async ({ dk, cfg, record }) => {
       const name = validateName('connection', values.connection ?? cfg.connection);
       const token = await dk.getToken(name, { ...(minValidSeconds === undefined ? {} : { minValidSeconds }), signal: ctx.signal });
       // The facade hands out access tokens only; the refresh token and app secret are read from the store here,
@@ -88,6 +88,8 @@ const command: Command = {
         teamId: token.teamId,
         email: rec.email,
       };
+      // It prints secrets: who exported which connection, and in which format, is audited (never what was printed).
+      await record({ action: 'connection.exported', target: name, details: { format, refresh_token: rec.refreshToken !== null, app_secret: app.secret !== null } });
       return { input: i, apiBase: dk.urls.api };
     });
 

@@ -111,7 +111,8 @@ async function status(ctx: Ctx, json: boolean): Promise<void> {
   const st = await o.withStore(o.keyring, (port) => keyStatus(port));
   const pending = Object.entries(st.byKeyId).filter(([id]) => id !== o.keyring.activeKeyId).reduce((n, [, c]) => n + c, 0);
   if (json) {
-    writeJson(ctx, { source: o.mode, active_key_id: o.keyring.activeKeyId, key_ids: o.keyring.keyIds, secrets_by_key_id: st.byKeyId, not_under_active_key: pending, columns: st.columns });
+    const { keyStatusJson } = await import('../../connections/json.js');
+    writeJson(ctx, keyStatusJson({ source: o.mode, activeKeyId: o.keyring.activeKeyId, keyIds: o.keyring.keyIds, byKeyId: st.byKeyId, columns: st.columns }));
     return;
   }
   ctx.stdout.write(`Master keys (${o.mode === 'env' ? 'DROPKEY_MASTER_KEY' : o.keyFile}):\n`);

@@ -2,12 +2,13 @@ import type { Command, CommandOptions } from '../context.js';
 import { parseOptions } from '../config.js';
 import { expiresIn, oneLineSafe, table, writeJson } from '../output.js';
 import { withSession } from '../session.js';
-import { connectionJson } from '../view.js';
+import { connectionJson, linkedByText } from '../view.js';
 
 const usage = `Usage: dropkey list [--json]
 
 Lists connections: name, account email, team, scopes, when the access token expires, and state
-(active, needs_reauth, revoked). Shows no token.
+(active, needs_reauth, revoked); for team apps, the admin who linked the app ("LINKED BY", when Dropbox
+said). Shows no token.
 `;
 
 const options = { json: { type: 'boolean' } } as const satisfies CommandOptions;
@@ -28,13 +29,16 @@ const command: Command = {
       ctx.stdout.write('No connections yet. Connect an account with: dropkey login --app NAME\n');
       return;
     }
+    // The column appears once a team connection says who linked it; scopes stay last (the widest column).
+    const linked = conns.some((c) => c.linkedBy !== null);
     ctx.stdout.write(table(
-      ['NAME', 'APP', 'ACCOUNT', 'TEAM', 'EXPIRES IN', 'STATE', 'SCOPES'],
+      ['NAME', 'APP', 'ACCOUNT', 'TEAM', ...(linked ? ['LINKED BY'] : []), 'EXPIRES IN', 'STATE', 'SCOPES'],
       conns.map((c) => [
         c.name,
         c.app,
         c.email ?? c.accountId,
         c.teamName,
+        ...(linked ? [linkedByText(c.linkedBy)] : []),
         c.refreshable || c.expiresAt === null ? expiresIn(c.expiresAt, now) : `${expiresIn(c.expiresAt, now)} (no refresh)`,
         c.state,
         c.scopes.join(' '),
@@ -48,3 +52,4 @@ const command: Command = {
   },
 };
 export default command;
+

@@ -9,6 +9,7 @@ import { facadeOn, openStoreOnly } from '../session.js';
 import { validateName } from '../../connections/names.js';
 import type { ConnectionRecord } from '../../store/types.js';
 import type { TokenInfo } from '../../connections/types.js';
+import { tokenJson } from '../../connections/json.js';
 
 const usage = `Usage: dropkey token [--connection NAME] [--min-valid SECONDS] [--json]
 
@@ -18,7 +19,8 @@ Prints a valid access token followed by a newline, refreshing it first when need
 Options:
   --connection NAME    Connection (default: $DROPKEY_CONNECTION or "default").
   --min-valid SECONDS  The token must stay valid at least this long (default 300).
-  --json               Print {access_token, expires_at, expires_in, scopes, account_id, team_id, email, connection}.
+  --json               Print the token as the API answers it: {access_token, token_type, expires_at,
+                       expires_in, scope, scopes, account_id, team_id, email, connection}.
 `;
 
 /**
@@ -53,7 +55,7 @@ const command: Command = {
       const rec = await store.getConnection(name);
       let t: TokenInfo;
       if (freshRecord(rec, Date.now(), minValidSeconds)) {
-        t = { accessToken: rec.accessToken, expiresAt: rec.accessTokenExpiresAt, scopes: rec.scopes, accountId: rec.accountId, teamId: rec.teamId, connection: rec.name };
+        t = { accessToken: rec.accessToken, expiresAt: rec.accessTokenExpiresAt, scopes: rec.scopes, accountId: rec.accountId, teamId: rec.teamId, connection: rec.name, email: rec.email };
       } else {
         // Refresh (or explain why not) through the facade: single-flight, cross-process lock, retries.
         const dk = await facadeOn(store, cfg, ctx.stderr);
@@ -67,19 +69,8 @@ const command: Command = {
         writeLine(ctx, `${t.accessToken}\n`);
         return;
       }
-      const now = Date.now();
-      const email = (await store.getConnection(name))?.email ?? null;
-      ctx.stdout.write(`${JSON.stringify({
-        access_token: t.accessToken,
-        token_type: 'bearer',
-        expires_at: t.expiresAt === null ? null : new Date(t.expiresAt).toISOString(),
-        expires_in: t.expiresAt === null ? null : Math.max(0, Math.floor((t.expiresAt - now) / 1000)),
-        scopes: t.scopes,
-        account_id: t.accountId,
-        team_id: t.teamId,
-        email,
-        connection: t.connection,
-      }, null, 2)}\n`);
+      // The API's token shape (connections/json.ts).
+      ctx.stdout.write(`${JSON.stringify(tokenJson(t, Date.now()), null, 2)}\n`);
     } finally {
       await store.close();
     }

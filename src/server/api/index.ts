@@ -17,24 +17,11 @@ import { HttpError, ServerErrorCodes } from '../errors.js';
 import { createConnectLink } from '../oauth/flow.js';
 import { authorize, type ServerServices } from '../services.js';
 import { createFirstAdmin } from '../setup.js';
-import { connectionJson as connectionView } from '../../connections/json.js';
+import { apiKeyJson as apiKeyView, connectionJson } from '../../connections/json.js';
+import type { ConnectionInfo } from '../../connections/types.js';
 
-export { connectionView };
-
-export function apiKeyView(k: ApiKeyRecord) {
-  const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
-  return {
-    name: k.name,
-    prefix: k.prefix,
-    permissions: k.permissions,
-    connections: k.connections,
-    created_at: iso(k.createdAt),
-    created_by: k.createdBy,
-    last_used_at: iso(k.lastUsedAt),
-    revoked_at: iso(k.revokedAt),
-    token_handouts: k.tokenHandouts,
-  };
-}
+/** The shapes the CLI's --json shares (connections/json.ts). */
+export { apiKeyView };
 
 const actorOf = (key: ApiKeyRecord) => `apikey:${key.name}`;
 
@@ -54,6 +41,7 @@ function requireGlobalAdmin(key: ApiKeyRecord): void {
 
 export function apiRoutes(s: ServerServices): Hono<AppEnv> {
   const api = new Hono<AppEnv>();
+  const connectionView = (c: ConnectionInfo) => connectionJson(c, s.clock());
 
   // First-run setup: no API key exists yet, so this route takes the setup token printed by `dropkey serve`.
   api.post('/setup', async (c) => {

@@ -337,20 +337,34 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
           },
         },
         Fix: fixSchema(),
+        // The shapes below are also the CLI's --json output (src/connections/json.ts): every property listed,
+        // every one required (null when unknown), so a client can rely on the key being there.
         Token: {
           type: 'object',
-          required: ['access_token', 'token_type', 'expires_at', 'scope', 'account_id'],
+          description: 'An access token as handed out; the CLI\'s `token --json` prints the same object.',
+          required: ['access_token', 'token_type', 'expires_at', 'expires_in', 'scope', 'scopes', 'account_id', 'team_id', 'email', 'connection'],
+          additionalProperties: false,
           properties: {
             access_token: { type: 'string' },
             token_type: { const: 'bearer' },
             expires_at: { ...isoOrNull, description: 'null for long-lived tokens.' },
-            scope: { type: 'string', description: 'Granted scopes, space-separated.' },
+            expires_in: { type: ['integer', 'null'], minimum: 0, description: 'Seconds left when the answer was made (the server may reuse an answer for up to 5 s: use expires_at for exact arithmetic).' },
+            scope: { type: 'string', description: 'Granted scopes, space-separated (as the Dropbox token endpoint says them).' },
+            scopes: { type: 'array', items: { type: 'string' }, description: 'The same scopes as a list.' },
             account_id: { type: ['string', 'null'] },
             team_id: { type: ['string', 'null'] },
+            email: { type: ['string', 'null'] },
+            connection: { type: 'string' },
           },
         },
         Connection: {
           type: 'object',
+          description: 'A connection (never a token); the CLI\'s `list --json` and `refresh --json` print the same object, `login/import --json` its fields.',
+          required: [
+            'name', 'app', 'account_id', 'email', 'display_name', 'team_id', 'team_name', 'linked_by', 'scopes', 'expires_at', 'expires_in',
+            'state', 'refreshable', 'last_error', 'last_refresh_at', 'created_at', 'updated_at',
+          ],
+          additionalProperties: false,
           properties: {
             name: { type: 'string' },
             app: { type: 'string' },
@@ -359,8 +373,16 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
             display_name: { type: ['string', 'null'] },
             team_id: { type: ['string', 'null'] },
             team_name: { type: ['string', 'null'] },
+            linked_by: {
+              description: 'Team apps: the admin who linked the app, as Dropbox names them (team/token/get_authenticated_admin); null when unknown or for a user app.',
+              oneOf: [
+                { type: 'object', required: ['name', 'email'], additionalProperties: false, properties: { name: { type: ['string', 'null'] }, email: { type: ['string', 'null'] } } },
+                { type: 'null' },
+              ],
+            },
             scopes: { type: 'array', items: { type: 'string' } },
             expires_at: isoOrNull,
+            expires_in: { type: ['integer', 'null'], minimum: 0, description: 'Seconds until expires_at, when the answer was made.' },
             state: { enum: ['active', 'needs_reauth', 'revoked'] },
             refreshable: { type: 'boolean' },
             last_error: { type: ['string', 'null'] },
@@ -371,6 +393,9 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
         },
         ApiKey: {
           type: 'object',
+          description: 'An API key (never the key or its hash); the CLI\'s `apikey list --json` prints the same objects, `apikey create --json` one as `api_key`.',
+          required: ['name', 'prefix', 'permissions', 'connections', 'created_at', 'created_by', 'last_used_at', 'revoked_at', 'token_handouts'],
+          additionalProperties: false,
           properties: {
             name: { type: 'string' },
             prefix: { type: 'string' },
@@ -381,6 +406,28 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
             last_used_at: isoOrNull,
             revoked_at: isoOrNull,
             token_handouts: { type: 'integer' },
+          },
+        },
+        KeyStatus: {
+          type: 'object',
+          description: 'The master keys and the stored secrets under each, as the CLI\'s `keys status --json` prints them (no API route; the web UI shows it on the master key page).',
+          required: ['source', 'active_key_id', 'key_ids', 'secrets_by_key_id', 'not_under_active_key', 'columns'],
+          additionalProperties: false,
+          properties: {
+            source: { enum: ['env', 'file'], description: 'DROPKEY_MASTER_KEY, or the key file in the data directory.' },
+            active_key_id: { type: 'string' },
+            key_ids: { type: 'array', items: { type: 'string' } },
+            secrets_by_key_id: { type: 'object', additionalProperties: { type: 'integer' } },
+            not_under_active_key: { type: 'integer', description: 'Secrets a rotation still has to re-encrypt.' },
+            columns: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['table', 'column', 'secrets_by_key_id'],
+                additionalProperties: false,
+                properties: { table: { type: 'string' }, column: { type: 'string' }, secrets_by_key_id: { type: 'object', additionalProperties: { type: 'integer' } } },
+              },
+            },
           },
         },
         AuditEntry: {

@@ -2,6 +2,7 @@
  * Tokens for the token API, from memory while they are fresh enough: the hot path of `dropkey serve`
  * (bench/serve-token.mjs). A miss asks the facade, which reads the store and refreshes when due.
  */
+import { tokenJson } from '../../connections/json.js';
 import type { TokenInfo } from '../../connections/types.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { ServerDeps } from '../deps.js';
@@ -14,15 +15,10 @@ export interface CachedToken {
   body: string;
 }
 
-export function tokenBody(t: TokenInfo): string {
-  return JSON.stringify({
-    access_token: t.accessToken,
-    token_type: 'bearer',
-    expires_at: t.expiresAt === null ? null : new Date(t.expiresAt).toISOString(),
-    scope: t.scopes.join(' '),
-    account_id: t.accountId,
-    team_id: t.teamId,
-  });
+export function tokenBody(t: TokenInfo, now: number): string {
+  // The CLI's `dropkey token --json` shape (connections/json.ts). The body is made once per cached token, so its
+  // expires_in may be up to tokenCacheMs (5 s) old when served: expires_at is the exact time.
+  return JSON.stringify(tokenJson(t, now));
 }
 
 /**
@@ -75,8 +71,8 @@ export class TokenService {
       reportRefreshFailure(this.deps, name, err, { detected_by: 'token_request' });
       throw withReconnectUrl(this.paths, name, err);
     }
-    const token = { info, body: tokenBody(info) };
     const now = clock();
+    const token = { info, body: tokenBody(info, now) };
     const marginMs = dropkey.refreshMarginSeconds * 1000;
     const until = Math.min(now + config.tokenCacheMs, info.expiresAt === null ? Infinity : info.expiresAt - marginMs);
     if (until > now) this.#cache.set(name, { token, until });

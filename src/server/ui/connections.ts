@@ -140,6 +140,7 @@ async function detailPage(s: ServerServices, ui: UiSession, name: string, notice
 <dt>Email</dt><dd class="email">${c.email ?? '—'}</dd>
 <dt>Account ID</dt><dd><code>${c.accountId ?? '—'}</code></dd>
 <dt>Team</dt><dd>${team(c)}${c.teamId && c.teamName ? html` <code>${c.teamId}</code>` : ''}</dd>
+${c.linkedBy ? html`<dt>Linked by</dt><dd class="linked-by">${[c.linkedBy.name, c.linkedBy.email ? `<${c.linkedBy.email}>` : null].filter(Boolean).join(' ')}</dd>` : ''}
 <dt>App</dt><dd><a href="/apps/${enc(c.app)}">${c.app}</a></dd>
 <dt>Granted scopes</dt><dd>${c.scopes.length ? html`<ul class="scopes">${c.scopes.map((x) => html`<li><code>${x}</code></li>`)}</ul>` : 'none recorded'}</dd>
 <dt>Access token expires</dt><dd>${expiry(c, now)}${c.expiresAt !== null ? html` <small>(${when(c.expiresAt)})</small>` : ''}</dd>

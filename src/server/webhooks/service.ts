@@ -17,6 +17,8 @@ import { generateWebhookSecret } from './signing.js';
 export type WebhookServiceDeps = Pick<ServerDeps, 'webhookStore' | 'clock' | 'events' | 'metrics' | 'logger'> & {
   audit: AuditLog;
   randomBytes: NonNullable<ServerDeps['randomBytes']>;
+  /** webhookPollMs: the worker's poll for deliveries queued elsewhere, unless WebhookOptions.pollMs says otherwise. */
+  config?: Pick<ServerDeps['config'], 'webhookPollMs'>;
 };
 
 /** Every event type an endpoint can subscribe to (docs/webhooks.md), plus the admin's test event. */
@@ -87,6 +89,22 @@ export function eventBody(id: string, type: string, at: number, connection: stri
   return JSON.stringify({ id, type, created_at: new Date(at).toISOString(), connection, data });
 }
 
+/**
+ * Writes a connection event to the outbox: one pending delivery per subscribed endpoint (none, and nothing written,
+ * when no endpoint wants it). The server's service and the CLI (which shares the store, not the process) both queue
+ * through here, so every receiver gets the same body whoever caused the event; a running server's delivery worker
+ * sends what the CLI queued at its next poll.
+ */
+export async function queueEvent(
+  store: Pick<WebhookStore, 'enqueueEvent'>,
+  e: ServerEvent,
+  now: number,
+  randomBytes: (n: number) => Buffer,
+): Promise<string[]> {
+  const id = `evt_${randomBytes(16).toString('hex')}`;
+  return store.enqueueEvent({ id, type: e.type, connection: e.connection, at: e.at, body: eventBody(id, e.type, e.at, e.connection, e.data) }, now);
+}
+
 export class WebhookService {
   readonly worker: DeliveryWorker;
   readonly #s: WebhookServiceDeps;
@@ -105,7 +123,7 @@ export class WebhookService {
       ...(options.fetch ? { fetch: options.fetch } : {}),
       ...(options.retryScheduleMs ? { retryScheduleMs: options.retryScheduleMs } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-      ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
+      ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : s.config?.webhookPollMs !== undefined ? { pollMs: s.config.webhookPollMs } : {}),
       onAttempt: (delivery, outcome) => {
         s.metrics.webhookAttempts.inc({ result: outcome.result });
         options.onAttempt?.(delivery, outcome);
@@ -141,11 +159,7 @@ export class WebhookService {
 
   /** Writes the event to the outbox (one delivery per subscribed endpoint) and wakes the worker. */
   async enqueue(e: ServerEvent): Promise<string[]> {
-    const id = this.#newEventId();
-    const ids = await this.#store.enqueueEvent(
-      { id, type: e.type, connection: e.connection, at: e.at, body: eventBody(id, e.type, e.at, e.connection, e.data) },
-      this.#s.clock(),
-    );
+    const ids = await queueEvent(this.#store, e, this.#s.clock(), this.#s.randomBytes);
     if (ids.length > 0) this.worker.kick();
     return ids;
   }

@@ -50,6 +50,8 @@ export const sampleConnection = (name = 'default', app = 'backup', over: Partial
   email: 'franz@example.com',
   displayName: 'Franz Ferdinand',
   teamName: null,
+  linkedByName: null,
+  linkedByEmail: null,
   scopes: ['files.content.read'],
   accessToken: `sl.access-${name}-${'A'.repeat(40)}`,
   accessTokenExpiresAt: Date.UTC(2026, 0, 1, 4),
@@ -174,6 +176,21 @@ export function storeContractTests(name: string, makeHarness: () => Promise<Stor
           assert.equal(b!.accessToken, null);
           assert.equal(b!.refreshToken, null);
           assert.equal(b!.state, 'needs_reauth');
+        }));
+
+      it('keeps who linked a team app; a record written without it reads as unknown, and a patch changes it', () =>
+        withStore(async (s) => {
+          await s.createApp(sampleApp('team', { team: true }));
+          const { linkedByName: _n, linkedByEmail: _e, ...older } = sampleConnection('old', 'team');
+          assert.equal((await s.createConnection(older)).linkedByName, null, 'an input without the field stores unknown');
+          const rec = await s.createConnection(sampleConnection('acme', 'team', { teamId: 'dbtid:1', teamName: 'Acme', linkedByName: 'Ada Admin', linkedByEmail: 'ada@acme.example' }));
+          assert.deepEqual([rec.linkedByName, rec.linkedByEmail], ['Ada Admin', 'ada@acme.example']);
+          const listed = (await s.listConnections()).find((c) => c.name === 'acme')!;
+          assert.deepEqual([listed.linkedByName, listed.linkedByEmail], ['Ada Admin', 'ada@acme.example']);
+          const other = await s.updateConnection('acme', { linkedByName: 'Bo Boss', linkedByEmail: null });
+          assert.deepEqual([other.linkedByName, other.linkedByEmail], ['Bo Boss', null]);
+          const untouched = await s.updateConnection('acme', { lastError: 'x' });
+          assert.equal(untouched.linkedByName, 'Bo Boss', 'a patch without the field keeps it');
         }));
 
       it('refuses a duplicate connection name and a connection to an unknown app', () =>

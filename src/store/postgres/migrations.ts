@@ -249,6 +249,15 @@ export const migrations: PgMigration[] = [
     // IF NOT EXISTS: the pre-one-migrator proxy created this very table on first use.
     sql: (s) => `CREATE TABLE IF NOT EXISTS ${s}.proxy_backoff (key text PRIMARY KEY, until bigint NOT NULL, reason text NOT NULL);`,
   },
+  {
+    version: 6,
+    name: 'team connections: the admin who linked them',
+    // IF NOT EXISTS: a schema whose bookkeeping predates the one migrator replays the later migrations.
+    sql: (s) => `
+      ALTER TABLE ${s}.connections ADD COLUMN IF NOT EXISTS linked_by_name text;
+      ALTER TABLE ${s}.connections ADD COLUMN IF NOT EXISTS linked_by_email text;
+    `,
+  },
 ];
 
 /** The bookkeeping tables of the pre-one-migrator layout, dropped once their versions are adopted. */

@@ -227,6 +227,14 @@ export const migrations: Migration[] = [
     // IF NOT EXISTS: the pre-one-migrator proxy created this very table on first use.
     sql: `CREATE TABLE IF NOT EXISTS proxy_backoff (key TEXT PRIMARY KEY, until INTEGER NOT NULL, reason TEXT NOT NULL);`,
   },
+  {
+    version: 5,
+    name: 'team connections: the admin who linked them',
+    sql: `
+      ALTER TABLE connections ADD COLUMN linked_by_name TEXT;
+      ALTER TABLE connections ADD COLUMN linked_by_email TEXT;
+    `,
+  },
 ];
 
 /** The bookkeeping tables of the pre-one-migrator layout, dropped once their versions are adopted. */
