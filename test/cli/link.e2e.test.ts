@@ -56,7 +56,7 @@ test('link create → the owner consents → the connection exists for the CLI; 
   const links = JSON.parse(pending.stdout) as Array<{ id: string; connection: string; app: string; expires_at: string; created_by: string }>;
   assert.equal(links.length, 1);
   assert.equal(links[0]!.connection, 'owner');
-  assert.equal(links[0]!.created_by, 'cli');
+  assert.match(links[0]!.created_by, /^cli:\S+$/, 'the CLI actor names the OS user, as every CLI action does');
   const ttl = Date.parse(links[0]!.expires_at) - Date.now();
   assert.ok(ttl > 9 * 60_000 && ttl <= 10 * 60_000, `expires in 10 minutes (${ttl} ms)`);
 

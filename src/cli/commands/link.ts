@@ -107,7 +107,7 @@ const command: Command = {
           connection,
           ...(values.app === undefined ? {} : { app: values.app }),
           ...(expiresIn === undefined ? {} : { expiresIn }),
-          actor: 'cli',
+          actor: (await import('../activity.js')).cliActor(ctx.env),
         });
         const expiresAt = new Date(link.expiresAt).toISOString();
         if (values.json) {
@@ -170,7 +170,7 @@ const command: Command = {
         return;
       }
       const deps = { serverStore: stores.server, clock: () => now };
-      await new AuditLog({ ...deps, logger: auditWarnings(ctx) }).write('cli', 'connect_link.revoked', link.connection, { app: link.app, link: link.id });
+      await new AuditLog({ ...deps, logger: auditWarnings(ctx) }).write((await import('../activity.js')).cliActor(ctx.env), 'connect_link.revoked', link.connection, { app: link.app, link: link.id });
       ctx.stdout.write(`Revoked connect link ${id} for "${link.connection}": it no longer works.\n`);
     } finally {
       await stores.close();
