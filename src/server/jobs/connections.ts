@@ -54,6 +54,8 @@ export async function checkHealth(
     signal?: AbortSignal;
     /** Checks are spaced evenly over this long (default 0: one after the other as fast as `concurrency` allows). */
     spreadMs?: number;
+    /** Spread only when more than this many connections are checkable (default 50). */
+    spreadAbove?: number;
     /** Checks in flight at most (default 4). */
     concurrency?: number;
     /** Connections read per query (default 500). */
@@ -84,7 +86,8 @@ export async function checkHealth(
   if ((options.spreadMs ?? 0) > 0 && options.sleep) {
     let total = 0;
     for await (const page of pages()) total += page.length;
-    spacing = total > 0 ? options.spreadMs! / total : 0;
+    // A few dozen checks are no burst: they go at once (bounded by `concurrency`).
+    spacing = total > (options.spreadAbove ?? 50) ? options.spreadMs! / total : 0;
   }
   const startedAt = d.clock();
   let started = 0;
