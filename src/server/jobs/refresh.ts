@@ -13,7 +13,7 @@
  *   token-endpoint latency (at most `maxConcurrency`). Tokens already past that point are refreshed at full
  *   concurrency. A forced run ("run now") does not pace.
  * - Each refresh makes one token-endpoint attempt. A 429 pauses the whole run for Dropbox's Retry-After (1 s
- *   without one), halves the concurrency (it grows back by one per 10 successes), and puts the connection back
+ *   without one), halves the concurrency once per pause (it grows back by one per limit/2 successes), and puts the connection back
  *   in the queue; a connection rate-limited 5 times in one run counts as failed until the next run.
  * - Progress is in the metrics: dropkey_refresh_due (the backlog left), dropkey_background_refreshes_total
  *   (refreshed, failed, rate_limited), dropkey_refresh_paused_seconds_total.
@@ -150,12 +150,14 @@ export async function refreshExpiring(d: RefreshDeps, o: RefreshOptions & { forc
       if (outcome.kind === 'rate_limited') {
         summary.rateLimited++;
         o.progress?.rateLimited();
-        const until = clock() + outcome.waitMs;
+        const at = clock();
+        // Halved once per pause: the answers of one wave in flight are one signal, not one each.
+        if (at >= pausedUntil) limit = Math.max(1, Math.floor(limit / 2));
+        const until = at + outcome.waitMs;
         if (until > pausedUntil) {
-          o.progress?.paused(until - Math.max(pausedUntil, clock()));
+          o.progress?.paused(until - Math.max(pausedUntil, at));
           pausedUntil = until;
         }
-        limit = Math.max(1, Math.floor(limit / 2));
         sinceRateLimit = 0;
         item.rateLimits++;
         if (item.rateLimits < MAX_RATE_LIMITS_PER_CONNECTION) {
@@ -176,7 +178,7 @@ export async function refreshExpiring(d: RefreshDeps, o: RefreshOptions & { forc
           summary.failed.push(c.name);
           o.progress?.failed();
         }
-        if (++sinceRateLimit >= 10 && limit < maxConcurrency) {
+        if (++sinceRateLimit >= Math.max(1, Math.floor(limit / 2)) && limit < maxConcurrency) {
           limit++;
           sinceRateLimit = 0;
         }
