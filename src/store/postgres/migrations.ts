@@ -261,7 +261,7 @@ export const migrations: PgMigration[] = [
   {
     version: 7,
     name: 'due refreshes, audit retention and usage buckets',
-    // IF NOT EXISTS: safe to apply again over a schema whose bookkeeping was rewound (like migration 5).
+    // IF NOT EXISTS: safe to apply again over a schema whose bookkeeping was rewound (like migrations 5 and 6).
     sql: (s) => `
       -- The refresh job reads only what is due (listDueConnections); the partial index holds only refreshable, active rows.
       CREATE INDEX IF NOT EXISTS connections_due ON ${s}.connections(access_token_expires_at) WHERE state = 'active' AND refresh_token_enc IS NOT NULL;
