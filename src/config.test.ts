@@ -167,3 +167,17 @@ test(
     }
   },
 );
+
+test('audit retention and refresh concurrency: whole numbers in range, unset keeps the server default, bad values say what to set', async () => {
+  const base = { DROPKEY_HOME: '/nonexistent/dropkey' };
+  const unset = await readConfig(base);
+  assert.deepEqual([unset.auditRetentionMs, unset.refreshConcurrency], [undefined, undefined]);
+  const set = await readConfig({ ...base, DROPKEY_AUDIT_RETENTION_DAYS: ' 365 ', DROPKEY_REFRESH_CONCURRENCY: '64' });
+  assert.deepEqual([set.auditRetentionMs, set.refreshConcurrency], [365 * 86_400_000, 64]);
+  const { err, problems } = await problemsOf({ ...base, DROPKEY_AUDIT_RETENTION_DAYS: '0', DROPKEY_REFRESH_CONCURRENCY: '1000' });
+  assert.deepEqual(problems.map((p) => p.variable), ['DROPKEY_AUDIT_RETENTION_DAYS', 'DROPKEY_REFRESH_CONCURRENCY']);
+  assert.match(err.message, /DROPKEY_AUDIT_RETENTION_DAYS="0" is not a whole number from 1 to 36500\n\s+accepted: a whole number from 1 to 36500\n\s+fix: e\.g\. DROPKEY_AUDIT_RETENTION_DAYS=365, or unset it for the default \(90 days\)/);
+  assert.match(err.message, /DROPKEY_REFRESH_CONCURRENCY="1000" is not a whole number from 1 to 256/);
+  const forever = await problemsOf({ ...base, DROPKEY_AUDIT_RETENTION_DAYS: 'forever' });
+  assert.equal(forever.problems[0]?.variable, 'DROPKEY_AUDIT_RETENTION_DAYS');
+});

@@ -50,6 +50,10 @@ export interface DropkeyConfig {
   debug: boolean;
   /** DROPKEY_PROXY_UPSTREAM_TIMEOUT in ms (`serve`): how long the proxy waits for Dropbox to answer an RPC call. Unset: the server's default (60 s). */
   proxyUpstreamTimeoutMs: number | undefined;
+  /** DROPKEY_AUDIT_RETENTION_DAYS in ms (`serve`): audit entries older than this are pruned. Unset: 90 days. */
+  auditRetentionMs: number | undefined;
+  /** DROPKEY_REFRESH_CONCURRENCY (`serve`): background refreshes in flight at most. Unset: 32. */
+  refreshConcurrency: number | undefined;
 }
 
 /** One bad variable: what is wrong, what is accepted, what to do. `variable` names it; the value is never a secret here. */
@@ -248,8 +252,40 @@ export async function readConfig(env: Env, options: ReadConfigOptions = {}): Pro
     }
   }
 
+  const wholeNumber = (variable: string, min: number, max: number, example: string, dflt: string): number | undefined => {
+    const v = nonEmpty(env[variable])?.trim();
+    if (v === undefined) return undefined;
+    const n = /^\d+$/.test(v) ? Number(v) : NaN;
+    if (Number.isInteger(n) && n >= min && n <= max) return n;
+    problems.push({
+      variable,
+      problem: `${variable}=${shown(v)} is not a whole number from ${min} to ${max}`,
+      accepted: `a whole number from ${min} to ${max}`,
+      fix: `e.g. ${variable}=${example}, or unset it for the default (${dflt})`,
+    });
+    return undefined;
+  };
+  const retentionDays = wholeNumber('DROPKEY_AUDIT_RETENTION_DAYS', 1, 36_500, '365', '90 days');
+  const auditRetentionMs = retentionDays === undefined ? undefined : retentionDays * 86_400_000;
+  const refreshConcurrency = wholeNumber('DROPKEY_REFRESH_CONCURRENCY', 1, 256, '64', '32');
+
   if (problems.length > 0) throw configError(problems);
-  return { home, masterKey, databaseUrl, database, urls, connection: connectionValue ?? DEFAULT_CONNECTION, publicUrl, logLevel, jobs, gcHeadroom, debug, proxyUpstreamTimeoutMs };
+  return {
+    home,
+    masterKey,
+    databaseUrl,
+    database,
+    urls,
+    connection: connectionValue ?? DEFAULT_CONNECTION,
+    publicUrl,
+    logLevel,
+    jobs,
+    gcHeadroom,
+    debug,
+    proxyUpstreamTimeoutMs,
+    auditRetentionMs,
+    refreshConcurrency,
+  };
 }
 
 /** One error for every problem: each one's line, then what it accepts and how to fix it. */

@@ -51,6 +51,8 @@ export interface FreshOptions {
   forceRefresh?: boolean;
   rejectedToken?: string;
   signal?: AbortSignal;
+  /** Token-endpoint attempts for a refresh this call starts (default: the retry policy's). */
+  attempts?: number;
 }
 
 /** After a failed proactive refresh, the still-valid token is served without new attempts for this long. */
@@ -246,7 +248,7 @@ export class Refresher {
         // Another process refreshed while we waited for the lock: its token is as new as ours would be.
         if (cur.accessToken !== seenToken && notExpired(cur, now)) return cur;
         if (!cur.refreshToken) return this.#accessOnly(cur, now, minValidMs, false);
-        return this.#refreshNow(cur, cur.refreshToken, minValidMs, options.signal);
+        return this.#refreshNow(cur, cur.refreshToken, minValidMs, options.signal, options.attempts);
       },
     );
   }
@@ -256,8 +258,10 @@ export class Refresher {
     refreshToken: string,
     minValidMs: number | undefined,
     signal?: AbortSignal,
+    attempts?: number,
   ): Promise<ConnectionRecord> {
-    const { store, grant, now, sleep, logger, retry } = this.#deps;
+    const { store, grant, now, sleep, logger } = this.#deps;
+    const retry = attempts === undefined ? this.#deps.retry : { ...this.#deps.retry, attempts: Math.max(1, Math.floor(attempts)) };
     const app = await store.getApp(cur.app);
     if (!app) {
       throw new DropkeyError(ErrorCodes.NOT_FOUND, `Connection "${cur.name}" uses app "${cur.app}", which no longer exists.`, {

@@ -94,6 +94,11 @@ export interface GetTokenOptions {
    */
   rejectedToken?: string;
   signal?: AbortSignal;
+  /**
+   * Token-endpoint attempts for a refresh this call starts (default: the retry policy's, 4). A background
+   * refresher that paces itself asks for 1, so it sees a 429 at once and waits out its Retry-After for all its work.
+   */
+  attempts?: number;
 }
 
 /** Everything a pending login needs to be finished later, possibly by another process. */

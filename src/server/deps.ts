@@ -51,6 +51,10 @@ export interface ServerConfig {
    * run on the same store (default 15 s).
    */
   webhookPollMs: number;
+  /** Audit entries older than this are pruned by the jobs (default 90 days; env DROPKEY_AUDIT_RETENTION_DAYS). */
+  auditRetentionMs: number;
+  /** Background refreshes in flight at most (default 32; env DROPKEY_REFRESH_CONCURRENCY). */
+  refreshConcurrency: number;
 }
 
 export type Logger = PinoLogger;
@@ -87,6 +91,8 @@ export function defaultConfig(publicUrl: string, overrides: Partial<ServerConfig
     trustProxy: false,
     proxyUpstreamTimeoutMs: 60_000,
     webhookPollMs: 15_000,
+    auditRetentionMs: 90 * 86_400_000,
+    refreshConcurrency: 32,
     ...overrides,
   };
 }

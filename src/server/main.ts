@@ -95,7 +95,12 @@ export async function startServer(o: RunServerOptions): Promise<RunningServer> {
       webhookStore: stores.webhooks,
       clock: Date.now,
       logger,
-      config: defaultConfig(publicUrl, { ...(o.config.proxyUpstreamTimeoutMs === undefined ? {} : { proxyUpstreamTimeoutMs: o.config.proxyUpstreamTimeoutMs }), ...o.serverConfig }),
+      config: defaultConfig(publicUrl, {
+        ...(o.config.proxyUpstreamTimeoutMs === undefined ? {} : { proxyUpstreamTimeoutMs: o.config.proxyUpstreamTimeoutMs }),
+        ...(o.config.auditRetentionMs === undefined ? {} : { auditRetentionMs: o.config.auditRetentionMs }),
+        ...(o.config.refreshConcurrency === undefined ? {} : { refreshConcurrency: o.config.refreshConcurrency }),
+        ...o.serverConfig,
+      }),
       fetch: upstreamFetch,
       metrics,
       events,

@@ -161,6 +161,13 @@ export function createServerMetrics(registry = new Registry()) {
       new Counter('dropkey_webhook_attempts_total', 'Webhook delivery attempts made by this instance, by result (succeeded, retry, failed).', ['result']),
     ),
     connectionEvents: registry.register(new Counter('dropkey_connection_events_total', 'Connection events emitted by this instance, by type.', ['type'])),
+    // The proactive refresher's progress (jobs/refresh.ts): what is left of the current run, and how it went.
+    refreshBacklog: registry.register(new Gauge('dropkey_refresh_due', 'Connections due for a background refresh and not yet done in the current run.')),
+    backgroundRefreshes: registry.register(
+      new Counter('dropkey_background_refreshes_total', 'Background refreshes by result (refreshed, failed, rate_limited: retried after Dropbox\'s Retry-After).', ['result']),
+    ),
+    refreshPausedSeconds: registry.register(new Counter('dropkey_refresh_paused_seconds_total', 'Seconds the background refresher waited out Retry-After answers of the token endpoint.')),
+    auditPruned: registry.register(new Counter('dropkey_audit_pruned_total', 'Audit entries deleted by the retention job.')),
   };
 }
 

@@ -6,7 +6,7 @@
  */
 import { DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import type { Keyring } from './cipher.js';
-import type { AppRecord, ConnectionPatch, ConnectionRecord } from './types.js';
+import type { AppRecord, ConnectionPatch, ConnectionRecord, ConnectionState, ConnectionSummary } from './types.js';
 
 /** Chooses the keyring once the database is open, knowing whether it already holds encrypted data. */
 export type KeyringProvider = (db: { hasEncryptedData: boolean }) => Keyring;
@@ -300,4 +300,38 @@ export function toListedConnectionRecord(r: ConnectionRowOf<unknown>, scopes: st
     state: 'needs_reauth',
     lastError: `its stored ${unreadable.join(' and ')} cannot be decrypted (damaged, or changed by hand)`,
   };
+}
+
+/** The columns a ConnectionSummary is read from: no ciphertext, only whether the secret columns are set. */
+export const SUMMARY_COLUMNS =
+  'name, app, account_id, email, state, access_token_expires_at, refresh_token_enc IS NOT NULL AS refreshable, access_token_enc IS NOT NULL AS has_access_token';
+
+export interface SummaryRow {
+  name: string;
+  app: string;
+  account_id: string | null;
+  email: string | null;
+  state: string;
+  access_token_expires_at: number | string | null;
+  refreshable: number | boolean;
+  has_access_token: number | boolean;
+}
+
+/** SQLite gives 0/1 and numbers; PostgreSQL booleans and bigint as text. */
+export function toConnectionSummary(r: SummaryRow): ConnectionSummary {
+  return {
+    name: r.name,
+    app: r.app,
+    accountId: r.account_id,
+    email: r.email,
+    state: r.state as ConnectionState,
+    expiresAt: r.access_token_expires_at === null ? null : Number(r.access_token_expires_at),
+    refreshable: r.refreshable === true || r.refreshable === 1,
+    hasAccessToken: r.has_access_token === true || r.has_access_token === 1,
+  };
+}
+
+/** A page size the summary reads accept (1..10 000). */
+export function summaryLimit(limit: number): number {
+  return Number.isInteger(limit) && limit > 0 ? Math.min(limit, 10_000) : 1000;
 }

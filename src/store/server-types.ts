@@ -78,6 +78,19 @@ export interface AuditEntry {
 
 export type NewAuditEntry = Omit<AuditEntry, 'id'>;
 
+/**
+ * A counted entry (token hand-outs): one row per `bucket` key, e.g. key, connection and hour. The first count
+ * inserts the row with `at` and `details` plus `count`; later ones add to details.count in place.
+ */
+export interface AuditCount {
+  bucket: string;
+  at: number;
+  actor: string;
+  action: string;
+  target: string | null;
+  count: number;
+}
+
 export interface ConnectLinkRecord {
   id: string;
   /** SHA-256 hex of the link token. */
@@ -166,6 +179,10 @@ export interface ServerStore {
 
   // ---- audit log
   appendAudit(entries: NewAuditEntry[]): Promise<void>;
+  /** Adds counts to their bucket rows (see AuditCount), inserting the rows that do not exist yet; one transaction. */
+  addAuditCounts(counts: AuditCount[]): Promise<void>;
+  /** Deletes at most `limit` entries written before `before` (epoch ms), oldest first; returns how many went. */
+  pruneAudit(before: number, limit: number): Promise<number>;
   /** Newest first. */
   listAudit(query?: { limit?: number; beforeId?: number; action?: string; target?: string }): Promise<AuditEntry[]>;
 

@@ -65,6 +65,24 @@ export interface ConnectionRecord {
   version: number;
 }
 
+/**
+ * What background jobs need to know of a connection, read without decrypting anything (no token leaves the row):
+ * the refresh job and the health check page through these, and fetch a full record only for the ones they act on.
+ */
+export interface ConnectionSummary {
+  name: string;
+  app: string;
+  accountId: string | null;
+  email: string | null;
+  state: ConnectionState;
+  /** ConnectionRecord.accessTokenExpiresAt. */
+  expiresAt: number | null;
+  /** Has a refresh token (encrypted at rest; only its presence is read). */
+  refreshable: boolean;
+  /** Has an access token. */
+  hasAccessToken: boolean;
+}
+
 export type ConnectionPatch = Partial<Omit<ConnectionRecord, 'name' | 'createdAt' | 'version'>>;
 
 export interface LockOptions {
@@ -111,6 +129,13 @@ export interface Store extends LockStore {
 
   getConnection(name: string): Promise<ConnectionRecord | undefined>;
   listConnections(): Promise<ConnectionRecord[]>;
+  /**
+   * Active, refreshable connections whose access token expires at or before `expiresBefore` (epoch ms), soonest
+   * first, at most `limit`: an indexed read whose cost follows what is due, not how many connections exist.
+   */
+  listDueConnections(expiresBefore: number, limit: number): Promise<ConnectionSummary[]>;
+  /** Active connections whose name sorts after `afterName` (null: from the start), in name order, at most `limit`. */
+  listActiveConnections(afterName: string | null, limit: number): Promise<ConnectionSummary[]>;
   /** Creates a connection; fails with DROPKEY_ALREADY_EXISTS if the name is taken. */
   createConnection(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>): Promise<ConnectionRecord>;
   /**

@@ -1,18 +1,21 @@
 /**
- * Background work on connections (docs/webhooks.md): refresh tokens before they expire, and check on a schedule that
- * Dropbox still accepts each connection, marking broken ones and emitting events.
+ * Background work on connections (docs/webhooks.md): check on a schedule that Dropbox still accepts each connection,
+ * marking broken ones and emitting events. The proactive refresh is in ./refresh.ts.
  *
  * Both go through the facade, which already single-flights refreshes per connection and holds the store lock
  * `refresh:<name>` across processes; the scheduler runs each job on one instance at a time (jobs/scheduler.ts).
  */
 import type { Dropkey } from '../../connections/dropkey.js';
-import type { ConnectionInfo } from '../../connections/types.js';
+import type { ConnectionSummary } from '../../store/types.js';
 import { errorTag } from '../../dropbox/errors.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { isVersionConflict } from '../../store/index.js';
 import type { Logger } from '../deps.js';
 import type { ServerEvents } from '../events.js';
 import { classifyRefreshError, reportRefreshFailure } from './events.js';
+
+/** What the health check reads of a connection (a summary: nothing decrypted). */
+type Checked = Pick<ConnectionSummary, 'name' | 'app' | 'accountId' | 'email' | 'state' | 'expiresAt' | 'refreshable'>;
 
 export interface ConnectionJobDeps {
   dropkey: Dropkey;
@@ -21,73 +24,6 @@ export interface ConnectionJobDeps {
   logger: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
   /** Called when a connection's token changed or it was marked broken, so in-memory token caches drop it. */
   invalidate?: (connection: string) => void;
-}
-
-export interface RefreshRunSummary {
-  checked: number;
-  refreshed: string[];
-  failed: string[];
-}
-
-/**
- * Refreshes every active, refreshable connection whose access token expires within `marginMs`. The facade is
- * asked for a token valid for at least the margin, so it re-checks under the refresh lock and never refreshes a
- * connection another process refreshed meanwhile.
- *
- * A failure streak emits connection.refresh_failed once, not every run (`failing` holds the streaks).
- */
-export async function refreshExpiring(
-  d: ConnectionJobDeps,
-  options: { marginMs: number; signal?: AbortSignal; failing?: Set<string>; concurrency?: number },
-): Promise<RefreshRunSummary> {
-  const { dropkey, clock } = d;
-  const summary: RefreshRunSummary = { checked: 0, refreshed: [], failed: [] };
-  const due = (await dropkey.list()).filter(
-    (c) => c.state === 'active' && c.refreshable && c.expiresAt !== null && c.expiresAt - clock() <= options.marginMs,
-  );
-  // A few at a time: many connections minted together expire together, and one slow refresh must not hold up
-  // the rest past their expiry.
-  const queue = [...due];
-  const worker = async (): Promise<void> => {
-    for (let c = queue.shift(); c !== undefined; c = queue.shift()) {
-      if (options.signal?.aborted) return;
-      await refreshOne(d, c, options, summary);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, queue.length) }, worker));
-  return summary;
-}
-
-async function refreshOne(
-  d: ConnectionJobDeps,
-  c: ConnectionInfo,
-  options: { marginMs: number; signal?: AbortSignal; failing?: Set<string> },
-  summary: RefreshRunSummary,
-): Promise<void> {
-  const { dropkey, logger } = d;
-  summary.checked++;
-  try {
-    const t = await dropkey.getToken(c.name, {
-      minValidSeconds: Math.ceil(options.marginMs / 1000),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-    if (t.expiresAt !== c.expiresAt) {
-      summary.refreshed.push(c.name);
-      d.invalidate?.(c.name);
-    }
-    options.failing?.delete(c.name);
-  } catch (err) {
-    if (err instanceof DropkeyError && (err.code === ErrorCodes.CANCELLED || err.code === ErrorCodes.NOT_FOUND)) return; // stopping, or deleted meanwhile
-    summary.failed.push(c.name);
-    d.invalidate?.(c.name);
-    const kind = classifyRefreshError(err);
-    logger.warn({ connection: c.name, code: err instanceof DropkeyError ? err.code : 'unknown', event: kind?.type }, 'proactive refresh failed');
-    // needs_reauth is a one-time transition (the classifier sees to that); refresh_failed once per streak.
-    if (kind?.type === 'connection.needs_reauth' || !options.failing?.has(c.name)) {
-      reportRefreshFailure(d, c.name, err, { app: c.app, account_id: c.accountId, detected_by: 'proactive_refresh' });
-    }
-    options.failing?.add(c.name);
-  }
 }
 
 export interface HealthRunSummary {
@@ -113,21 +49,80 @@ const BROKEN_TAGS: Record<string, string> = {
  */
 export async function checkHealth(
   d: ConnectionJobDeps,
-  options: { team: (app: string) => Promise<boolean>; signal?: AbortSignal },
+  options: {
+    team: (app: string) => Promise<boolean>;
+    signal?: AbortSignal;
+    /** Checks are spaced evenly over this long (default 0: one after the other as fast as `concurrency` allows). */
+    spreadMs?: number;
+    /** Spread only when more than this many connections are checkable (default 50). */
+    spreadAbove?: number;
+    /** Checks in flight at most (default 4). */
+    concurrency?: number;
+    /** Connections read per query (default 500). */
+    batch?: number;
+    /** Waits ms on the jobs' timers (needed when spreadMs > 0); resolves early when the signal aborts. */
+    sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  },
 ): Promise<HealthRunSummary> {
-  const { dropkey, logger } = d;
+  const { logger } = d;
+  const store = d.dropkey.store;
   const summary: HealthRunSummary = { checked: 0, healthy: [], broken: [], inconclusive: [] };
+  const batch = Math.max(1, options.batch ?? 500);
+  const concurrency = Math.max(1, options.concurrency ?? 4);
   // An imported access token that already expired has nothing left to check (the token API says so: 409).
   const now = d.clock();
-  const checkable = (x: ConnectionInfo) => x.state === 'active' && (x.refreshable || x.expiresAt === null || x.expiresAt > now);
-  for (const c of (await dropkey.list()).filter(checkable)) {
-    if (options.signal?.aborted) break;
+  const checkable = (x: Checked) => x.state === 'active' && (x.refreshable || x.expiresAt === null || x.expiresAt > now);
+  const pages = async function* (): AsyncGenerator<Checked[]> {
+    for (let after: string | null = null; ; ) {
+      const page = await store.listActiveConnections(after, batch);
+      if (page.length === 0) return;
+      yield page.filter(checkable);
+      if (page.length < batch) return;
+      after = page[page.length - 1]!.name;
+    }
+  };
+  // Spread: count first (summaries only), then space the checks evenly over spreadMs.
+  let spacing = 0;
+  if ((options.spreadMs ?? 0) > 0 && options.sleep) {
+    let total = 0;
+    for await (const page of pages()) total += page.length;
+    // A few dozen checks are no burst: they go at once (bounded by `concurrency`).
+    spacing = total > (options.spreadAbove ?? 50) ? options.spreadMs! / total : 0;
+  }
+  const startedAt = d.clock();
+  let started = 0;
+  const running = new Set<Promise<void>>();
+  const check = async (c: Checked): Promise<void> => {
     summary.checked++;
     const team = await options.team(c.app).catch(() => false);
-    const outcome = await checkOne(d, c, team, options.signal);
+    const outcome = await checkOne(d, c, team, options.signal).catch((err: unknown) => {
+      logger.warn({ connection: c.name, err }, 'health check failed');
+      return 'inconclusive' as const;
+    });
     summary[outcome].push(c.name);
     if (outcome === 'inconclusive') logger.info({ connection: c.name }, 'health check inconclusive; state left unchanged');
+  };
+  outer: for await (const page of pages()) {
+    for (const c of page) {
+      for (;;) {
+        if (options.signal?.aborted) break outer;
+        if (running.size >= concurrency) {
+          await Promise.race(running);
+          continue;
+        }
+        const wait = startedAt + started * spacing - d.clock();
+        if (wait > 0 && options.sleep) {
+          await options.sleep(wait, options.signal);
+          continue;
+        }
+        break;
+      }
+      started++;
+      const p = check(c).finally(() => running.delete(p));
+      running.add(p);
+    }
   }
+  await Promise.allSettled(running);
   return summary;
 }
 
@@ -136,7 +131,7 @@ function probe(dropkey: Dropkey, name: string, team: boolean, signal: AbortSigna
   return dropkey.checkAccess(name, { team, ...(signal ? { signal } : {}), ...(token === undefined ? {} : { accessToken: token }) });
 }
 
-async function checkOne(d: ConnectionJobDeps, c: ConnectionInfo, team: boolean, signal: AbortSignal | undefined): Promise<'healthy' | 'broken' | 'inconclusive'> {
+async function checkOne(d: ConnectionJobDeps, c: Checked, team: boolean, signal: AbortSignal | undefined): Promise<'healthy' | 'broken' | 'inconclusive'> {
   const { dropkey } = d;
   let rejected: string | undefined;
   try {
@@ -183,7 +178,7 @@ function judge(err: unknown): string {
   return 'inconclusive';
 }
 
-function refreshFailed(d: ConnectionJobDeps, c: ConnectionInfo, err: unknown): 'broken' | 'inconclusive' {
+function refreshFailed(d: ConnectionJobDeps, c: Checked, err: unknown): 'broken' | 'inconclusive' {
   d.invalidate?.(c.name);
   const kind = reportRefreshFailure(d, c.name, err, { app: c.app, account_id: c.accountId, detected_by: 'health_check' });
   if (kind === 'connection.needs_reauth') return 'broken';
@@ -191,7 +186,7 @@ function refreshFailed(d: ConnectionJobDeps, c: ConnectionInfo, err: unknown): '
   return 'inconclusive';
 }
 
-async function markBroken(d: ConnectionJobDeps, c: ConnectionInfo, tag: string): Promise<'broken' | 'inconclusive'> {
+async function markBroken(d: ConnectionJobDeps, c: Checked, tag: string): Promise<'broken' | 'inconclusive'> {
   const store = d.dropkey.store;
   const lastError = BROKEN_TAGS[tag] ?? 'Dropbox no longer accepts this connection. Connect it again.';
   const rec = await store.getConnection(c.name);

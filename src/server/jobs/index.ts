@@ -8,7 +8,9 @@ import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppEnv, ServerModule } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
 import { authorize, type ServerServices } from '../services.js';
-import { checkHealth, refreshExpiring } from './connections.js';
+import { checkHealth } from './connections.js';
+import { refreshExpiring } from './refresh.js';
+import { pruneAudit } from './retention.js';
 import { Scheduler, type RunResult } from './scheduler.js';
 import { realTimers, type Timers } from './timers.js';
 
@@ -18,14 +20,23 @@ export interface JobsOptions {
   /** Proactive refresh: how often to look (default 1 min) and how far ahead (default 10 min). */
   refreshIntervalMs?: number;
   refreshMarginMs?: number;
-  /** Health checks (default every 15 min). */
+  /** Connections fall due spread over this window before their margin (default: half the margin; see refresh.ts). */
+  refreshSpreadMs?: number;
+  /** Background refreshes in flight at most (default: the server config's refreshConcurrency, 32). */
+  refreshConcurrency?: number;
+  /** Health checks (default every 15 min), spread over half the interval, this many at a time (default 4). */
   healthIntervalMs?: number;
+  healthConcurrency?: number;
+  /** Audit entries are kept this long (default: the server config's auditRetentionMs, 90 days). */
+  auditRetentionMs?: number;
   /** Finished webhook deliveries are kept this long (default 30 days). */
   deliveryRetentionMs?: number;
   onResult?: (job: string, result: RunResult) => void;
+  /** Delay before a job's first run, by job name (default: the scheduler's, up to 30 s). */
+  initialDelayMs?: Partial<Record<string, number>>;
 }
 
-export const JOB_NAMES = { refresh: 'connections.refresh', health: 'connections.health', purge: 'webhooks.purge' } as const;
+export const JOB_NAMES = { refresh: 'connections.refresh', health: 'connections.health', purge: 'webhooks.purge', audit: 'audit.prune' } as const;
 
 export function createScheduler(s: ServerServices, o: JobsOptions = {}): Scheduler {
   const store = s.webhookStore;
@@ -46,23 +57,63 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
   const failing = new Set<string>();
   const teamApps = new Map<string, boolean>();
   const refreshIntervalMs = o.refreshIntervalMs ?? 60_000;
+  // Sleeps on the jobs' timers, so tests move pacing and Retry-After waits with the clock.
+  const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+    new Promise<void>((resolve) => {
+      if (signal?.aborted) return resolve();
+      const done = () => {
+        timers.clearTimeout(h);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const h = timers.setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  const refreshState = { latencyMs: 250 };
+  const m = s.metrics;
   scheduler.add({
     name: JOB_NAMES.refresh,
     intervalMs: refreshIntervalMs,
+    ...(o.initialDelayMs?.[JOB_NAMES.refresh] === undefined ? {} : { initialDelayMs: o.initialDelayMs[JOB_NAMES.refresh] }),
     // Long refresh rounds (many connections, slow Dropbox) keep the lease through the store's heartbeat.
     lockTtlMs: 60_000,
-    run: async ({ signal }) => {
-      const r = await refreshExpiring(deps, { marginMs: o.refreshMarginMs ?? 10 * 60_000, signal, failing });
-      if (r.checked > 0) s.logger.info({ checked: r.checked, refreshed: r.refreshed.length, failed: r.failed.length }, 'proactive refresh run');
+    run: async ({ signal, forced }) => {
+      const r = await refreshExpiring(deps, {
+        marginMs: o.refreshMarginMs ?? 10 * 60_000,
+        ...(o.refreshSpreadMs === undefined ? {} : { spreadMs: o.refreshSpreadMs }),
+        paceMs: refreshIntervalMs,
+        maxConcurrency: o.refreshConcurrency ?? s.config.refreshConcurrency,
+        sleep,
+        signal,
+        forced,
+        failing,
+        state: refreshState,
+        progress: {
+          backlog: (n) => m.refreshBacklog.set({}, n),
+          refreshed: () => m.backgroundRefreshes.inc({ result: 'refreshed' }),
+          failed: () => m.backgroundRefreshes.inc({ result: 'failed' }),
+          rateLimited: () => m.backgroundRefreshes.inc({ result: 'rate_limited' }),
+          paused: (ms) => m.refreshPausedSeconds.inc({}, ms / 1000),
+        },
+      });
+      if (r.checked > 0 || r.rateLimited > 0) {
+        s.logger.info({ checked: r.checked, refreshed: r.refreshed.length, failed: r.failed.length, rateLimited: r.rateLimited }, 'proactive refresh run');
+      }
     },
   });
+  const healthIntervalMs = o.healthIntervalMs ?? 15 * 60_000;
   scheduler.add({
     name: JOB_NAMES.health,
-    intervalMs: o.healthIntervalMs ?? 15 * 60_000,
-    run: async ({ signal }) => {
+    intervalMs: healthIntervalMs,
+    ...(o.initialDelayMs?.[JOB_NAMES.health] === undefined ? {} : { initialDelayMs: o.initialDelayMs[JOB_NAMES.health] }),
+    run: async ({ signal, forced }) => {
       teamApps.clear();
       const r = await checkHealth(deps, {
         signal,
+        // Spread over half the interval (the next run is armed when this one ends); "run now" checks at once.
+        spreadMs: forced ? 0 : healthIntervalMs / 2,
+        concurrency: o.healthConcurrency ?? 4,
+        sleep,
         team: async (app) => {
           let t = teamApps.get(app);
           if (t === undefined) {
@@ -73,6 +124,18 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
         },
       });
       s.logger.info({ checked: r.checked, broken: r.broken.length, inconclusive: r.inconclusive.length }, 'health check run');
+    },
+  });
+  scheduler.add({
+    name: JOB_NAMES.audit,
+    intervalMs: 3600_000,
+    initialDelayMs: 5 * 60_000,
+    run: async ({ signal }) => {
+      const n = await pruneAudit(s.serverStore, { before: timers.now() - (o.auditRetentionMs ?? s.config.auditRetentionMs), signal });
+      if (n > 0) {
+        m.auditPruned.inc({}, n);
+        s.logger.info({ deleted: n }, 'old audit entries pruned');
+      }
     },
   });
   scheduler.add({

@@ -22,6 +22,8 @@ import type { TimerHandle, Timers } from './timers.js';
 export interface JobContext {
   /** Aborted when the scheduler stops or the job's lock lease is lost: stop working and return. */
   signal: AbortSignal;
+  /** Started by runNow({ force: true }) (an admin's "run now"): do the work at once rather than spread it. */
+  forced: boolean;
 }
 
 export interface JobDefinition {
@@ -157,7 +159,7 @@ export class Scheduler {
         if (!(await runs.beginJobRun(name, timers.now(), force ? 0 : period))) return 'recent';
         const signal = AbortSignal.any([this.#stop.signal, lease.signal]);
         try {
-          await s.def.run({ signal });
+          await s.def.run({ signal, forced: force });
         } catch (err) {
           const message = err instanceof Error ? err.message : String(err);
           logger.error({ job: name, err }, 'background job failed');

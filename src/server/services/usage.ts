@@ -4,9 +4,15 @@
 import type { ApiKeyRecord } from '../../store/server-types.js';
 import type { ServerDeps } from '../deps.js';
 
+/** Hand-outs are audited as one counted entry per key, connection and hour (USAGE_BUCKET_MS). */
+export const USAGE_BUCKET_MS = 3600_000;
+/** Counted entries written per transaction; the flush yields to the event loop between chunks. */
+const CHUNK = 500;
+
 /**
- * Token hand-outs and key use, counted in memory and written every flush interval as one `token.handout` audit
- * entry per (key, connection) plus the keys' counters, so the hot path never writes to the database.
+ * Token hand-outs and key use, counted in memory and written every flush interval, so the hot path never writes
+ * to the database: the keys' counters, and one `token.handout` audit entry per (key, connection, hour) whose
+ * details.count each flush adds to (upserted), instead of a new row per pair per flush.
  */
 export class UsageRecorder {
   #handouts = new Map<string, { keyId: string; keyName: string; connection: string; count: number }>();
@@ -57,15 +63,17 @@ export class UsageRecorder {
       await this.deps.serverStore.recordApiKeyUsage(
         [...lastUsed].map(([id, at]) => ({ id, lastUsedAt: at, tokenHandouts: perKey.get(id) ?? 0 })),
       );
-      await this.deps.serverStore.appendAudit(
-        [...handouts.values()].map((h) => ({
-          at: now,
-          actor: `apikey:${h.keyName}`,
-          action: 'token.handout',
-          target: h.connection,
-          details: { count: h.count },
-        })),
-      );
+      const bucket = Math.floor(now / USAGE_BUCKET_MS) * USAGE_BUCKET_MS;
+      const pending = [...handouts];
+      for (let i = 0; i < pending.length; i += CHUNK) {
+        if (i > 0) await new Promise<void>((r) => setImmediate(r));
+        const chunk = pending.slice(i, i + CHUNK);
+        await this.deps.serverStore.addAuditCounts(
+          chunk.map(([k, h]) => ({ bucket: `token.handout\u0000${bucket}\u0000${k}`, at: now, actor: `apikey:${h.keyName}`, action: 'token.handout', target: h.connection, count: h.count })),
+        );
+        // Written: if a later chunk fails, only what is left goes back for the next flush (never counted twice).
+        for (const [k] of chunk) handouts.delete(k);
+      }
     } catch (err) {
       // Put the counts back so the next flush retries them; counters are facts worth keeping.
       for (const [k, h] of handouts) {

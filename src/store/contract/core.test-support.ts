@@ -193,6 +193,44 @@ export function storeContractTests(name: string, makeHarness: () => Promise<Stor
           assert.equal(untouched.linkedByName, 'Bo Boss', 'a patch without the field keeps it');
         }));
 
+      it('due and active summaries: only what is due, soonest first, paged by name, no secret in them', () =>
+        withStore(async (s) => {
+          await s.createApp(sampleApp('backup'));
+          const at = (m: number) => Date.UTC(2026, 0, 1) + m * 60_000;
+          await s.createConnection(sampleConnection('c-late', 'backup', { accessTokenExpiresAt: at(30) }));
+          await s.createConnection(sampleConnection('a-soon', 'backup', { accessTokenExpiresAt: at(5) }));
+          await s.createConnection(sampleConnection('b-expired', 'backup', { accessTokenExpiresAt: at(-5) }));
+          await s.createConnection(sampleConnection('d-same', 'backup', { accessTokenExpiresAt: at(5) }));
+          await s.createConnection(sampleConnection('e-long-lived', 'backup', { accessTokenExpiresAt: null }));
+          await s.createConnection(sampleConnection('f-no-refresh', 'backup', { refreshToken: null, accessTokenExpiresAt: at(1) }));
+          await s.createConnection(sampleConnection('g-broken', 'backup', { state: 'needs_reauth', accessTokenExpiresAt: at(1) }));
+          const due = await s.listDueConnections(at(10), 100);
+          assert.deepEqual(due.map((c) => c.name), ['b-expired', 'a-soon', 'd-same'], 'active, refreshable, expiring by the bound, soonest first');
+          assert.deepEqual(due[1], {
+            name: 'a-soon',
+            app: 'backup',
+            accountId: sampleConnection().accountId,
+            email: sampleConnection().email,
+            state: 'active',
+            expiresAt: at(5),
+            refreshable: true,
+            hasAccessToken: true,
+          });
+          assert.deepEqual((await s.listDueConnections(at(10), 2)).map((c) => c.name), ['b-expired', 'a-soon'], 'limit');
+          assert.deepEqual((await s.listDueConnections(at(-6), 10)).map((c) => c.name), []);
+          assert.deepEqual((await s.listDueConnections(at(5), 10)).map((c) => c.name), ['b-expired', 'a-soon', 'd-same'], 'the bound is inclusive');
+          const page1 = await s.listActiveConnections(null, 3);
+          assert.deepEqual(page1.map((c) => c.name), ['a-soon', 'b-expired', 'c-late']);
+          const page2 = await s.listActiveConnections(page1.at(-1)!.name, 3);
+          assert.deepEqual(page2.map((c) => c.name), ['d-same', 'e-long-lived', 'f-no-refresh'], 'needs_reauth is not active');
+          assert.deepEqual(await s.listActiveConnections('f-no-refresh', 3), []);
+          assert.deepEqual([page2[1]!.expiresAt, page2[2]!.refreshable, page2[2]!.hasAccessToken], [null, false, true]);
+          await s.updateConnection('a-soon', { accessTokenExpiresAt: at(60) });
+          assert.deepEqual((await s.listDueConnections(at(10), 100)).map((c) => c.name), ['b-expired', 'd-same'], 'a refresh takes it off the due list');
+          const text = JSON.stringify([...(await s.listActiveConnections(null, 100)), ...due]);
+          assert.ok(!text.includes('sl.access') && !text.includes('refresh-'), 'no token in a summary');
+        }));
+
       it('refuses a duplicate connection name and a connection to an unknown app', () =>
         withStore(async (s) => {
           await s.createApp(sampleApp('backup'));

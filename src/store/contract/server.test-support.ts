@@ -194,6 +194,31 @@ export function serverContractTests(d: DriverUnderTest): void {
         assert.equal((await s.listAudit({ target: 't2' }))[0]?.action, 'x.two');
       }));
 
+    test('audit: counted entries upsert one row per bucket; retention prunes the oldest in bounded batches', () =>
+      withTwo(async ({ server: s }, { server: other }) => {
+        const count = (bucket: string, target: string, n: number, at = T0) => ({ bucket, at, actor: 'apikey:k', action: 'token.handout', target, count: n });
+        await s.addAuditCounts([count('k|c1|0', 'c1', 3), count('k|c2|0', 'c2', 1), count('k|c1|0', 'c1', 2)]);
+        await other.addAuditCounts([count('k|c1|0', 'c1', 5, T0 + 999), count('k|c1|1', 'c1', 7, T0 + 3600_000)]);
+        const rows = await s.listAudit({ action: 'token.handout' });
+        assert.deepEqual(
+          rows.map((e) => [e.target, e.at, e.details['count']]),
+          [
+            ['c1', T0 + 3600_000, 7],
+            ['c2', T0, 1],
+            ['c1', T0, 10],
+          ],
+          'one row per bucket, summed across calls and instances; the row keeps its first time',
+        );
+        await s.appendAudit(Array.from({ length: 5 }, (_, i) => ({ at: T0 - 10_000 + i, actor: 'cli', action: 'x.old', target: null, details: {} })));
+        assert.equal(await s.pruneAudit(T0, 2), 2, 'a batch is bounded');
+        assert.equal(await other.pruneAudit(T0, 100), 3);
+        assert.equal(await s.pruneAudit(T0, 100), 0);
+        assert.deepEqual((await s.listAudit({ action: 'x.old' })).length, 0);
+        assert.equal((await s.listAudit({ action: 'token.handout' })).length, 3, 'entries at or after the bound stay');
+        assert.equal(await s.pruneAudit(T0 + 1, 100), 2);
+        assert.deepEqual((await s.listAudit({})).map((e) => e.at), [T0 + 3600_000]);
+      }));
+
     test('connect links: claim is atomic and single-use across instances, expired links cannot be claimed, release undoes a claim', () =>
       withTwo(async ({ server: s }, { server: other }) => {
         const l = await s.createConnectLink({ tokenHash: hash('L'), connection: 'c', app: 'a', createdBy: 'cli', expiresAt: T0 + 1000 }, T0);

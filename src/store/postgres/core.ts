@@ -10,8 +10,8 @@ import type pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { secretContext, type Keyring } from '../cipher.js';
-import { alreadyExists, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf, type KeyringProvider } from '../records.js';
-import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
+import { alreadyExists, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, toConnectionSummary, summaryLimit, SUMMARY_COLUMNS, versionConflict, type SummaryRow, type AppRowOf, type ConnectionRowOf, type KeyringProvider } from '../records.js';
+import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, ConnectionSummary, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
 import { codeOf, type PgDatabase, type Queryable } from './db.js';
 import { quoteIdent } from './migrations.js';
 
@@ -164,6 +164,27 @@ export class PostgresCoreStore implements Store, KeyRotation {
     const r = await this.#query<ConnectionRow>('list connections', `SELECT * FROM ${this.#t.connections} ORDER BY name COLLATE "C"`);
     // One damaged secret must not hide every connection: listed as needing a new login (records.ts).
     return r.rows.map((row) => toListedConnectionRecord(row, [...row.scopes], (v, field) => this.#open(v, 'connection', row.name, field)));
+  }
+
+  async listDueConnections(expiresBefore: number, limit: number): Promise<ConnectionSummary[]> {
+    // Matches the partial index connections_due (migration 7): the read touches only the due rows.
+    const r = await this.#query<SummaryRow>(
+      'list due connections',
+      `SELECT ${SUMMARY_COLUMNS} FROM ${this.#t.connections}
+       WHERE state = 'active' AND refresh_token_enc IS NOT NULL AND access_token_expires_at IS NOT NULL AND access_token_expires_at <= $1
+       ORDER BY access_token_expires_at, name COLLATE "C" LIMIT $2`,
+      [expiresBefore, summaryLimit(limit)],
+    );
+    return r.rows.map(toConnectionSummary);
+  }
+
+  async listActiveConnections(afterName: string | null, limit: number): Promise<ConnectionSummary[]> {
+    const r = await this.#query<SummaryRow>(
+      'list active connections',
+      `SELECT ${SUMMARY_COLUMNS} FROM ${this.#t.connections} WHERE state = 'active' AND name COLLATE "C" > $1 ORDER BY name COLLATE "C" LIMIT $2`,
+      [afterName ?? '', summaryLimit(limit)],
+    );
+    return r.rows.map(toConnectionSummary);
   }
 
   async createConnection(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>): Promise<ConnectionRecord> {

@@ -258,6 +258,22 @@ export const migrations: PgMigration[] = [
       ALTER TABLE ${s}.connections ADD COLUMN IF NOT EXISTS linked_by_email text;
     `,
   },
+  {
+    version: 7,
+    name: 'due refreshes, audit retention and usage buckets',
+    // IF NOT EXISTS: safe to apply again over a schema whose bookkeeping was rewound (like migrations 5 and 6).
+    sql: (s) => `
+      -- The refresh job reads only what is due (listDueConnections); the partial index holds only refreshable, active rows.
+      CREATE INDEX IF NOT EXISTS connections_due ON ${s}.connections(access_token_expires_at) WHERE state = 'active' AND refresh_token_enc IS NOT NULL;
+      -- The health check pages through active connections in byte order (listActiveConnections).
+      CREATE INDEX IF NOT EXISTS connections_active_name ON ${s}.connections((name COLLATE "C")) WHERE state = 'active';
+      -- Retention prunes the oldest entries by time, in batches.
+      CREATE INDEX IF NOT EXISTS server_audit_at ON ${s}.server_audit(at);
+      -- Counted entries (token hand-outs) are one row per key, connection and time bucket, upserted on this key.
+      ALTER TABLE ${s}.server_audit ADD COLUMN IF NOT EXISTS bucket text;
+      CREATE UNIQUE INDEX IF NOT EXISTS server_audit_bucket ON ${s}.server_audit(bucket) WHERE bucket IS NOT NULL;
+    `,
+  },
 ];
 
 /** The bookkeeping tables of the pre-one-migrator layout, dropped once their versions are adopted. */

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Keyring } from '../cipher.js';
-import type { AdminCredentials, AdminUser, ApiKeyRecord, AuditEntry, ConnectLinkRecord, NewApiKey, NewAuditEntry, NewPendingOAuth, PendingOAuthRecord, ServerStore, SessionRecord } from '../server-types.js';
+import type { AdminCredentials, AdminUser, ApiKeyRecord, AuditCount, AuditEntry, ConnectLinkRecord, NewApiKey, NewAuditEntry, NewPendingOAuth, PendingOAuthRecord, ServerStore, SessionRecord } from '../server-types.js';
 import { adminExists, apiKeyExists, auditLimit, noLiveApiKey, noSuchAdmin, newApiKeyRow, newLinkRow, newPendingRow, toAdmin, toApiKey as mapApiKey, toAudit, toLink, toPending, toSession, verifierContext, type AdminRow, type ApiKeyRowOf, type AuditRowOf, type LinkRow, type PendingRowOf, type SessionRow } from '../server-records.js';
 import { codeOf, type PgDatabase, type Queryable } from './db.js';
 import { quoteIdent } from './migrations.js';
@@ -223,6 +223,36 @@ export class PgServerStore implements ServerStore {
         ],
       ),
     );
+  }
+
+  async addAuditCounts(counts: AuditCount[]): Promise<void> {
+    if (counts.length === 0) return;
+    // One statement; a bucket named twice in one call is summed first (ON CONFLICT may touch a row only once).
+    const sums = new Map<string, AuditCount>();
+    for (const c of counts) {
+      const cur = sums.get(c.bucket);
+      if (cur) cur.count += c.count;
+      else sums.set(c.bucket, { ...c });
+    }
+    const list = [...sums.values()];
+    await this.#db.tx('write the audit log', (q) =>
+      q.query(
+        `INSERT INTO ${this.#t.audit} AS a (at, actor, action, target, details, bucket)
+         SELECT at, actor, action, target, jsonb_build_object('count', n), bucket
+           FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[]) AS u(at, actor, action, target, n, bucket)
+         ON CONFLICT (bucket) WHERE bucket IS NOT NULL
+         DO UPDATE SET details = jsonb_set(a.details, '{count}', to_jsonb(COALESCE((a.details->>'count')::bigint, 0) + (excluded.details->>'count')::bigint))`,
+        [list.map((c) => c.at), list.map((c) => c.actor), list.map((c) => c.action), list.map((c) => c.target), list.map((c) => c.count), list.map((c) => c.bucket)],
+      ),
+    );
+  }
+
+  async pruneAudit(before: number, limit: number): Promise<number> {
+    const n = Math.max(1, Math.min(Math.floor(limit), 100_000));
+    const r = await this.#db.tx('prune the audit log', (q) =>
+      q.query(`DELETE FROM ${this.#t.audit} WHERE id IN (SELECT id FROM ${this.#t.audit} WHERE at < $1 ORDER BY at LIMIT $2)`, [before, n]),
+    );
+    return r.rowCount ?? 0;
   }
 
   async listAudit(query: { limit?: number; beforeId?: number; action?: string; target?: string } = {}): Promise<AuditEntry[]> {

@@ -7,8 +7,8 @@
  */
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { secretContext, type Keyring } from '../cipher.js';
-import { alreadyExists, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf } from '../records.js';
-import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
+import { alreadyExists, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, toConnectionSummary, summaryLimit, SUMMARY_COLUMNS, versionConflict, type SummaryRow, type AppRowOf, type ConnectionRowOf } from '../records.js';
+import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, ConnectionSummary, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
 import type { SqliteDatabase, SqliteHandle } from './db.js';
 
 /** Scopes are JSON text, `team` is 0 or 1. */
@@ -143,6 +143,29 @@ export class SqliteCoreStore implements Store, KeyRotation {
     const rows = this.#run('list connections', () => this.#db.prepare('SELECT * FROM connections ORDER BY name').all() as ConnectionRow[]);
     // One damaged secret must not hide every connection: listed as needing a new login (records.ts).
     return rows.map((r) => toListedConnectionRecord(r, parseScopes(r.scopes), (v, field) => this.#open(v, 'connection', r.name, field)));
+  }
+
+  async listDueConnections(expiresBefore: number, limit: number): Promise<ConnectionSummary[]> {
+    // Matches the partial index connections_due (migration 6): the read touches only the due rows.
+    const rows = this.#run('list due connections', () =>
+      this.#db
+        .prepare(
+          `SELECT ${SUMMARY_COLUMNS} FROM connections
+           WHERE state = 'active' AND refresh_token_enc IS NOT NULL AND access_token_expires_at IS NOT NULL AND access_token_expires_at <= ?
+           ORDER BY access_token_expires_at, name LIMIT ?`,
+        )
+        .all(expiresBefore, summaryLimit(limit)) as SummaryRow[],
+    );
+    return rows.map(toConnectionSummary);
+  }
+
+  async listActiveConnections(afterName: string | null, limit: number): Promise<ConnectionSummary[]> {
+    const rows = this.#run('list active connections', () =>
+      this.#db
+        .prepare(`SELECT ${SUMMARY_COLUMNS} FROM connections WHERE state = 'active' AND name > ? ORDER BY name LIMIT ?`)
+        .all(afterName ?? '', summaryLimit(limit)) as SummaryRow[],
+    );
+    return rows.map(toConnectionSummary);
   }
 
   async createConnection(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>): Promise<ConnectionRecord> {

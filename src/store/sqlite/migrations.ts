@@ -235,6 +235,19 @@ export const migrations: Migration[] = [
       ALTER TABLE connections ADD COLUMN linked_by_email TEXT;
     `,
   },
+  {
+    version: 6,
+    name: 'due refreshes, audit retention and usage buckets',
+    sql: `
+      -- The refresh job reads only what is due (listDueConnections); the partial index holds only refreshable, active rows.
+      CREATE INDEX connections_due ON connections(access_token_expires_at) WHERE state = 'active' AND refresh_token_enc IS NOT NULL;
+      -- Retention prunes the oldest entries by time, in batches.
+      CREATE INDEX server_audit_at ON server_audit(at);
+      -- Counted entries (token hand-outs) are one row per key, connection and time bucket, upserted on this key.
+      ALTER TABLE server_audit ADD COLUMN bucket TEXT;
+      CREATE UNIQUE INDEX server_audit_bucket ON server_audit(bucket) WHERE bucket IS NOT NULL;
+    `,
+  },
 ];
 
 /** The bookkeeping tables of the pre-one-migrator layout, dropped once their versions are adopted. */

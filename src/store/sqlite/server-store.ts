@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Keyring } from '../cipher.js';
-import type { AdminCredentials, AdminUser, ApiKeyRecord, AuditEntry, ConnectLinkRecord, NewApiKey, NewAuditEntry, NewPendingOAuth, PendingOAuthRecord, ServerStore, SessionRecord } from '../server-types.js';
+import type { AdminCredentials, AdminUser, ApiKeyRecord, AuditCount, AuditEntry, ConnectLinkRecord, NewApiKey, NewAuditEntry, NewPendingOAuth, PendingOAuthRecord, ServerStore, SessionRecord } from '../server-types.js';
 import { adminExists, apiKeyExists, auditLimit, noLiveApiKey, noSuchAdmin, newApiKeyRow, newLinkRow, newPendingRow, toAdmin, toApiKey as mapApiKey, toAudit, toLink, toPending, toSession, verifierContext, type AdminRow, type ApiKeyRowOf, type AuditRowOf, type LinkRow, type PendingRowOf, type SessionRow } from '../server-records.js';
 import type { SqliteDatabase, SqliteHandle } from './db.js';
 
@@ -226,6 +226,29 @@ export class SqliteServerStore implements ServerStore {
         for (const e of entries) st.run(e.at, e.actor, e.action, e.target, JSON.stringify(e.details ?? {}));
       },
       true,
+    );
+  }
+
+  async addAuditCounts(counts: AuditCount[]): Promise<void> {
+    if (counts.length === 0) return;
+    this.#run(
+      'write the audit log',
+      () => {
+        const st = this.#db.prepare(
+          `INSERT INTO server_audit (at, actor, action, target, details, bucket) VALUES (?, ?, ?, ?, json_object('count', ?), ?)
+           ON CONFLICT (bucket) WHERE bucket IS NOT NULL
+           DO UPDATE SET details = json_set(details, '$.count', COALESCE(json_extract(details, '$.count'), 0) + json_extract(excluded.details, '$.count'))`,
+        );
+        for (const c of counts) st.run(c.at, c.actor, c.action, c.target, c.count, c.bucket);
+      },
+      true,
+    );
+  }
+
+  async pruneAudit(before: number, limit: number): Promise<number> {
+    const n = Math.max(1, Math.min(Math.floor(limit), 100_000));
+    return this.#run('prune the audit log', () =>
+      Number(this.#db.prepare('DELETE FROM server_audit WHERE id IN (SELECT id FROM server_audit WHERE at < ? ORDER BY at LIMIT ?)').run(before, n).changes),
     );
   }
 
