@@ -153,3 +153,22 @@ export async function readLine(ctx: Ctx, what: string, timeoutMs: number): Promi
   // Input that ended without a newline: the last line as it is.
   return line.replace(/\r?\n?$/, '');
 }
+
+/**
+ * Asks a yes/no question on a terminal (the question on stderr, the answer read as an echoed line); true only for
+ * "y" or "yes". Callers decide first what happens without a terminal: this never waits on a pipe.
+ */
+export async function confirm(ctx: Ctx, question: string): Promise<boolean> {
+  ctx.stderr.write(`${question} [y/N] `);
+  const answer = await readStdin(ctx, {
+    what: 'answer',
+    line: true,
+    tooLong: () => new DropkeyError(ErrorCodes.BAD_INPUT, 'the answer is too long.'),
+    // End of input (Ctrl-D) is a "no"; Ctrl-C stays a cancellation.
+    empty: () => new DropkeyError(ErrorCodes.CANCELLED, 'no answer.', { details: { reason: 'end_of_input' } }),
+  }).catch((err: unknown) => {
+    if (err instanceof DropkeyError && err.details?.['reason'] === 'end_of_input') return '';
+    throw err;
+  });
+  return /^\s*y(es)?\s*$/i.test(answer);
+}

@@ -175,7 +175,7 @@ test('list, refresh and revoke (at Dropbox, then locally)', async () => {
   const after = (await t.run(['token', '--connection', 'lr'])).stdout.trim();
   assert.notEqual(after, before);
 
-  const rev = await t.run(['revoke', '--connection', 'lr']);
+  const rev = await t.run(['revoke', '--connection', 'lr', '--yes']);
   assert.equal(rev.code, 0, rev.stderr);
   assert.match(rev.stdout, /Revoked "lr" at Dropbox/);
   assert.equal(await whoAmI(after), 401, 'the access token no longer works at Dropbox');
