@@ -2,11 +2,13 @@
  * Dropbox apps (key, secret, scopes, team or user, access type): registering, changing, listing and removing
  * them, and finding the one a login or import should use.
  */
-import { DropkeyError, ErrorCodes, type Fix } from '../errors.js';
+import { errorTag } from '../dropbox/errors.js';
+import { DropboxApiError, DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import type { AppAccess, AppRecord } from '../store/types.js';
 import { type ConnectionsContext, report } from './context.js';
 import { cleanSecretInput, validateScopes } from './input.js';
 import { validateName } from './names.js';
+import { rpcCall } from './protocol.js';
 import type { AppInfo } from './types.js';
 
 export interface AddAppInput {
@@ -16,6 +18,13 @@ export interface AddAppInput {
   scopes?: string[];
   team?: boolean;
   access?: AppAccess | null;
+  /**
+   * Ask Dropbox whether the key and secret belong together (check/app) before storing them; a refusal or an
+   * unreachable Dropbox then stores nothing. Apps without a secret cannot be checked (check/app needs it) and are
+   * stored as given. Default false: the caller says whether it wants the round trip.
+   */
+  check?: boolean;
+  signal?: AbortSignal;
 }
 
 export function appInfo(a: AppRecord): AppInfo {
@@ -73,6 +82,7 @@ export async function addApp(ctx: ConnectionsContext, input: AddAppInput): Promi
       fix: { action: 'app-remove', app: name },
     });
   }
+  if (input.check === true && secret !== null) await checkAppCredentials(ctx, name, key, secret, 'nothing was stored', input.signal);
   const rec = await ctx.store.createApp({ name, key, secret, scopes, team: input.team === true, access });
   ctx.log.info({ app: name, team: rec.team }, 'app added');
   await report(ctx, { action: 'app.created', target: name, details: { key: rec.key, team: rec.team, access: rec.access, scopes: rec.scopes } });
@@ -88,6 +98,11 @@ export async function updateApp(ctx: ConnectionsContext, name: string, patch: Pa
   if (patch.scopes !== undefined) changes.scopes = validateScopes(patch.scopes);
   if (patch.team !== undefined) changes.team = patch.team === true;
   if (patch.access !== undefined) changes.access = validateAccess(patch.access);
+  // A new key or secret is checked as a pair (the one that will be stored); other changes need no round trip.
+  const secret = changes.secret === undefined ? app.secret : changes.secret;
+  if (patch.check === true && (changes.key !== undefined || changes.secret !== undefined) && secret) {
+    await checkAppCredentials(ctx, app.name, key, secret, 'the app was left as it was', patch.signal);
+  }
   const rec = await ctx.store.updateApp(app.name, changes);
   ctx.log.info({ app: name, fields: Object.keys(changes) }, 'app updated');
   await report(ctx, {
@@ -102,6 +117,64 @@ export async function updateApp(ctx: ConnectionsContext, name: string, patch: Pa
     },
   });
   return appInfo(rec);
+}
+
+/**
+ * Checks a stored app's key and secret with Dropbox. Resolves to false, having asked nothing, for an app without
+ * a secret: Dropbox's only app-authenticated check needs it (a PKCE-only app shows a wrong key at login).
+ */
+export async function checkApp(ctx: ConnectionsContext, name: string, signal?: AbortSignal): Promise<boolean> {
+  const app = await findApp(ctx, name, { action: 'list-apps' });
+  if (!app.secret) return false;
+  await checkAppCredentials(ctx, app.name, app.key, app.secret, 'nothing was changed', signal);
+  return true;
+}
+
+/**
+ * check/app (check.stone: app auth, HTTP Basic app_key:app_secret) echoes a query only for a key and secret that
+ * belong together; anything else answers 401 invalid_access_token. `kept` says what became of the caller's change.
+ */
+async function checkAppCredentials(ctx: ConnectionsContext, name: string, key: string, secret: string, kept: string, signal?: AbortSignal): Promise<void> {
+  const query = 'dropkey';
+  const basic = `Basic ${Buffer.from(`${key}:${secret}`, 'utf8').toString('base64')}`;
+  let result: unknown;
+  try {
+    ({ result } = await rpcCall(ctx, secret, 'check/app', { query }, {
+      headers: { authorization: basic },
+      timeoutMs: ctx.retry.attemptTimeoutMs,
+      ...(signal ? { signal } : {}),
+    }));
+  } catch (err) {
+    if (err instanceof DropkeyError && err.code === ErrorCodes.CANCELLED) throw err;
+    // 401 (invalid_access_token) for a pair that does not match; a 400 naming the key or the authorization for a
+    // key Dropbox cannot read at all.
+    const refused = errorTag(err) === 'invalid_access_token' ||
+      (err instanceof DropboxApiError && (err.status === 401 || (err.status === 400 && /app[ _]?key|secret|authoriz/i.test(err.message))));
+    if (refused) {
+      throw new DropkeyError(ErrorCodes.INVALID_CLIENT, `Dropbox does not accept the app key and secret of "${name}" as a pair: the key is mistyped or belongs to another app, or the secret is wrong or was regenerated; ${kept}.`, {
+        cause: err,
+        hint: 'Copy both again from the app\'s Settings tab in the Dropbox App Console ("App key", and "App secret" after clicking Show), then register them again.',
+        details: { app: name, reason: 'app_check_refused' },
+      });
+    }
+    const unreachable = err instanceof DropkeyError && (err.code === ErrorCodes.DROPBOX_UNAVAILABLE || err.details?.['reason'] === 'not_dropbox');
+    throw new DropkeyError(
+      unreachable ? ErrorCodes.DROPBOX_UNAVAILABLE : ErrorCodes.DROPBOX_API,
+      `The app key and secret of "${name}" could not be checked with Dropbox (${err instanceof Error ? err.message : String(err)}); ${kept}.`,
+      {
+        cause: err,
+        hint: 'Check the network and the Dropbox address (DROPKEY_DROPBOX_URL), then try again, or store the app without checking it.',
+        details: { app: name, reason: 'app_check_failed' },
+      },
+    );
+  }
+  const echoed = result !== null && typeof result === 'object' ? (result as { result?: unknown }).result : undefined;
+  if (echoed !== query) {
+    throw new DropkeyError(ErrorCodes.DROPBOX_API, `The app key and secret of "${name}" could not be checked: check/app answered without echoing the query, so whatever answered is not Dropbox; ${kept}.`, {
+      hint: 'Check the Dropbox address (DROPKEY_DROPBOX_URL), then try again, or store the app without checking it.',
+      details: { app: name, reason: 'app_check_failed' },
+    });
+  }
 }
 
 export async function listApps(ctx: ConnectionsContext): Promise<AppInfo[]> {

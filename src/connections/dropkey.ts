@@ -108,6 +108,14 @@ export class Dropkey {
     return apps.listApps(this.#ctx);
   }
 
+  /**
+   * Asks Dropbox whether the app's stored key and secret belong together (check/app). False, without asking, for
+   * an app without a secret (check/app needs it); a refusal is DROPKEY_INVALID_CLIENT.
+   */
+  checkApp(name: string, options: { signal?: AbortSignal } = {}): Promise<boolean> {
+    return apps.checkApp(this.#ctx, name, options.signal);
+  }
+
   getApp(name: string): Promise<AppInfo> {
     return apps.getApp(this.#ctx, name);
   }

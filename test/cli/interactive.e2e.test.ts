@@ -110,3 +110,81 @@ test('revoke on a terminal asks "Revoke NAME at Dropbox and delete it locally? [
   assert.equal(unknown.code, 1);
   assert.doesNotMatch(unknown.err, /\[y\/N\]/, 'an unknown name is reported before any question');
 });
+
+async function appNames(): Promise<string[]> {
+  const r = await cli(['app', 'list', '--json']);
+  return (JSON.parse(r.out) as Array<{ name: string }>).map((a) => a.name);
+}
+
+test('app add checks the key and secret with Dropbox (check/app) before storing them; a wrong pair stores nothing', async () => {
+  const app = await emu.control.createApp({ redirect_uris: ['http://127.0.0.1/*'] });
+  const wrong = await cli(['app', 'add', '--name', 'chk-wrong', '--key', app.key, '--secret', '-'], { stdin: 'not-the-secret\n' });
+  assert.equal(wrong.code, 1, wrong.err);
+  assert.match(wrong.err, /Dropbox does not accept the app key and secret of "chk-wrong"/);
+  assert.match(wrong.err, /nothing was stored/);
+  assert.match(wrong.err, /Settings tab/);
+  assert.doesNotMatch(wrong.err, /not-the-secret/);
+  const unknownKey = await cli(['app', 'add', '--name', 'chk-wrong', '--key', 'nosuchkey123', '--secret', '-'], { stdin: `${app.secret}\n` });
+  assert.equal(unknownKey.code, 1, unknownKey.err);
+  assert.match(unknownKey.err, /does not accept the app key and secret/);
+  assert.equal((await appNames()).includes('chk-wrong'), false, 'nothing stored');
+
+  const ok = await cli(['app', 'add', '--name', 'chk-ok', '--key', app.key, '--secret', '-'], { stdin: `${app.secret}\n` });
+  assert.equal(ok.code, 0, ok.err);
+  assert.match(ok.out, /Dropbox accepted the key and secret/);
+  const requests = await emu.control.requests();
+  assert.ok(requests.some((r) => r.path === '/2/check/app'), 'asked check/app');
+});
+
+test('app add when Dropbox cannot be reached: refuses, stores nothing, and names --no-check; --no-check stores it unchecked', async () => {
+  const offline = { DROPKEY_DROPBOX_URL: 'http://127.0.0.1:1' };
+  const r = await cli(['app', 'add', '--name', 'chk-off', '--key', 'somekey123', '--secret', '-'], { stdin: 'somesecret\n', extraEnv: offline });
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.err, /could not be checked with Dropbox/);
+  assert.match(r.err, /nothing was stored/);
+  assert.match(r.err, /--no-check/);
+  assert.equal((await appNames()).includes('chk-off'), false);
+  const skipped = await cli(['app', 'add', '--name', 'chk-off', '--key', 'somekey123', '--secret', '-', '--no-check'], { stdin: 'somesecret\n', extraEnv: offline });
+  assert.equal(skipped.code, 0, skipped.err);
+  assert.match(skipped.out, /Not checked with Dropbox \(--no-check\)/);
+  assert.equal((await appNames()).includes('chk-off'), true);
+});
+
+test('app add of a PKCE-only app (no secret) skips the check and says so; app check says it cannot check it', async () => {
+  const app = await emu.control.createApp({ redirect_uris: ['http://127.0.0.1/*'] });
+  await emu.control.clearRequests();
+  const r = await cli(['app', 'add', '--name', 'chk-pkce', '--key', app.key]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /Not checked with Dropbox: its check needs the app secret/);
+  assert.equal((await emu.control.requests()).some((q) => q.path === '/2/check/app'), false);
+  const c = await cli(['app', 'check', 'chk-pkce']);
+  assert.equal(c.code, 0, c.err);
+  assert.match(c.out, /has no secret, so Dropbox cannot check it/);
+});
+
+test('app update checks a new secret before storing it (a wrong one leaves the app as it was) and points to app check', async () => {
+  const app = await emu.control.createApp({ redirect_uris: ['http://127.0.0.1/*'] });
+  assert.equal((await cli(['app', 'add', '--name', 'chk-up', '--key', app.key, '--secret', '-'], { stdin: `${app.secret}\n` })).code, 0);
+  const wrong = await cli(['app', 'update', '--name', 'chk-up', '--secret', '-'], { stdin: 'wrong-secret\n' });
+  assert.equal(wrong.code, 1, wrong.err);
+  assert.match(wrong.err, /does not accept the app key and secret of "chk-up"/);
+  assert.match(wrong.err, /the app was left as it was/);
+  const still = await cli(['app', 'check', 'chk-up']);
+  assert.equal(still.code, 0, still.err);
+  assert.match(still.out, /Dropbox accepts the key and secret of app "chk-up"/);
+
+  const right = await cli(['app', 'update', '--name', 'chk-up', '--secret', '-'], { stdin: `${app.secret}\n` });
+  assert.equal(right.code, 0, right.err);
+  assert.match(right.out, /Dropbox accepted the key and secret/);
+  assert.doesNotMatch(right.out, /dropkey doctor/, 'doctor cannot check an app');
+  const scopes = await cli(['app', 'update', '--name', 'chk-up', '--scope', 'account_info.read']);
+  assert.equal(scopes.code, 0, scopes.err);
+  assert.match(scopes.out, /dropkey app check chk-up/);
+  assert.doesNotMatch(scopes.out, /dropkey doctor/);
+
+  // A secret stored unchecked that Dropbox refuses: app check says so and exits 1.
+  assert.equal((await cli(['app', 'update', '--name', 'chk-up', '--secret', 'bad-one', '--no-check'])).code, 0);
+  const refused = await cli(['app', 'check', '--name', 'chk-up']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.err, /does not accept the app key and secret of "chk-up"/);
+});

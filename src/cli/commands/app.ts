@@ -5,11 +5,14 @@ import { table, writeJson } from '../output.js';
 import { withSession } from '../session.js';
 import { validateName } from '../../connections/names.js';
 import type { AppInfo } from '../../connections/types.js';
+import { DropkeyError } from '../../errors.js';
 
 const usage = `Usage:
-  dropkey app add --name NAME --key KEY [--secret SECRET|-] [--scope S...] [--team] [--app-folder] [--port N] [--json]
+  dropkey app add --name NAME --key KEY [--secret SECRET|-] [--scope S...] [--team] [--app-folder] [--port N]
+                  [--no-check] [--json]
   dropkey app update --name NAME [--key KEY] [--secret SECRET|-] [--no-secret] [--scope S...] [--team|--no-team]
-                     [--app-folder|--full-access] [--json]
+                     [--app-folder|--full-access] [--no-check] [--json]
+  dropkey app check NAME           (or --name NAME)
   dropkey app list [--json]
   dropkey app remove NAME          (or --name NAME)
 
@@ -25,11 +28,20 @@ Options for add:
   --team           A Dropbox Business team app (team tokens, validated with team/get_info).
   --app-folder     The app has "App folder" access (default: full Dropbox).
   --port N         The port of the redirect URI to print (default ${DEFAULT_LOGIN_PORT}; must match dropkey login --port).
+  --no-check       Store the key and secret without asking Dropbox whether they belong together.
   --json           Print the app and the redirect URI as JSON.
 
+add and update ask Dropbox (its app-authenticated check/app route) whether a new key and secret belong together
+before storing them: a wrong pair, or a Dropbox that cannot be reached, stores nothing and says why. --no-check
+skips the question (e.g. offline, or a server that does not have check/app). An app without a secret (PKCE
+only) cannot be checked this way; a wrong key then shows at login.
+
 update changes a registered app in place (connections keep working with it), e.g. after a wrong secret
-(dropkey doctor: invalid_client): dropkey app update --name backup --secret -
+(invalid_client): dropkey app update --name backup --secret -
   --no-secret      Forget the secret (PKCE only). --scope replaces the scope list.
+
+check asks Dropbox whether the stored key and secret of an app belong together. Exit status 0 when they do
+(or the app has no secret to check), 1 when Dropbox refuses them.
 `;
 
 const subcommands = {
@@ -41,6 +53,7 @@ const subcommands = {
     team: { type: 'boolean' },
     'app-folder': { type: 'boolean' },
     port: { type: 'string' },
+    'no-check': { type: 'boolean' },
     json: { type: 'boolean' },
   },
   update: {
@@ -53,8 +66,10 @@ const subcommands = {
     'no-team': { type: 'boolean' },
     'app-folder': { type: 'boolean' },
     'full-access': { type: 'boolean' },
+    'no-check': { type: 'boolean' },
     json: { type: 'boolean' },
   },
+  check: { name: { type: 'string' } },
   list: { json: { type: 'boolean' } },
   remove: { name: { type: 'string' } },
 } as const satisfies Record<string, CommandOptions>;
@@ -74,6 +89,8 @@ const command: Command = {
         return list(ctx, rest);
       case 'update':
         return update(ctx, rest);
+      case 'check':
+        return check(ctx, rest);
       case 'remove':
       case 'rm':
         return remove(ctx, rest);
@@ -111,15 +128,17 @@ async function add(ctx: CommandContext, argv: string[]): Promise<void> {
   const team = values.team === true;
   const access = values['app-folder'] ? 'app_folder' : 'full';
 
+  const doCheck = !values['no-check'];
   const app = await withSession(ctx, ({ dk }) =>
-    dk.addApp({ name, key, ...(secret === undefined ? {} : { secret }), scopes, team, access }),
-  );
+    dk.addApp({ name, key, ...(secret === undefined ? {} : { secret }), scopes, team, access, check: doCheck, signal: ctx.signal }),
+  ).catch((err: unknown) => { throw withNoCheckAdvice(err); });
   const redirectUri = redirectUriFor(port);
+  const checked = checkNote(app, doCheck);
   if (values.json) {
-    writeJson(ctx, { app: appJson(app), redirect_uri: redirectUri, checklist: checklist(app, redirectUri) });
+    writeJson(ctx, { app: appJson(app), redirect_uri: redirectUri, checked: doCheck && app.hasSecret, checklist: checklist(app, redirectUri) });
     return;
   }
-  ctx.stdout.write(`Added app "${app.name}" (app key ${app.key}, ${app.hasSecret ? 'with its secret' : 'no secret: PKCE only'}).\n\n`);
+  ctx.stdout.write(`Added app "${app.name}" (app key ${app.key}, ${app.hasSecret ? 'with its secret' : 'no secret: PKCE only'}). ${checked}\n\n`);
   ctx.stdout.write(`Finish the set-up in the Dropbox App Console (https://www.dropbox.com/developers/apps), in this app:\n`);
   checklist(app, redirectUri).forEach((line, i) => ctx.stdout.write(`  ${i + 1}. ${line}\n`));
   ctx.stdout.write(`\nThen connect an account:\n  dropkey login --app ${app.name}${port === DEFAULT_LOGIN_PORT ? '' : ` --port ${port}`}\n`);
@@ -166,9 +185,49 @@ async function update(ctx: CommandContext, argv: string[]): Promise<void> {
     ...(values['app-folder'] ? { access: 'app_folder' as const } : values['full-access'] ? { access: 'full' as const } : {}),
   };
   if (Object.keys(patch).length === 0) throw usageError('app update', 'nothing to change: give --key, --secret, --no-secret, --scope, --team, --no-team, --app-folder or --full-access');
-  const app = await withSession(ctx, ({ dk }) => dk.updateApp(name, patch));
-  if (values.json) writeJson(ctx, appJson(app));
-  else ctx.stdout.write(`Updated app "${app.name}" (${Object.keys(patch).join(', ')}). Check it with: dropkey doctor\n`);
+  const doCheck = !values['no-check'];
+  const app = await withSession(ctx, ({ dk }) => dk.updateApp(name, { ...patch, check: doCheck, signal: ctx.signal }))
+    .catch((err: unknown) => { throw withNoCheckAdvice(err); });
+  if (values.json) {
+    writeJson(ctx, appJson(app));
+    return;
+  }
+  const credentials = patch.key !== undefined || patch.secret !== undefined;
+  ctx.stdout.write(`Updated app "${app.name}" (${Object.keys(patch).join(', ')}).${credentials ? ` ${checkNote(app, doCheck)}` : ''}\n`);
+  if (!credentials || !doCheck || !app.hasSecret) ctx.stdout.write(`Check its key and secret with Dropbox: dropkey app check ${app.name}\n`);
+}
+
+/** What the output says about the check of a new key and secret. */
+function checkNote(app: AppInfo, doCheck: boolean): string {
+  if (!app.hasSecret) return 'Not checked with Dropbox: its check needs the app secret, so a wrong key shows at login.';
+  return doCheck ? 'Dropbox accepted the key and secret.' : 'Not checked with Dropbox (--no-check).';
+}
+
+/** A check that could not be made may be skipped on purpose: the CLI's flag for it joins the advice. */
+function withNoCheckAdvice(err: unknown): unknown {
+  if (err instanceof DropkeyError && err.details?.['reason'] === 'app_check_failed') {
+    return new DropkeyError(err.code, err.message, {
+      cause: err.cause,
+      hint: 'Check the network and DROPKEY_DROPBOX_URL, then run the same command again; to store the app without checking it, add --no-check.',
+      details: err.details,
+    });
+  }
+  return err;
+}
+
+async function check(ctx: CommandContext, argv: string[]): Promise<number> {
+  const { values, positionals } = parseOptions('app check', argv, subcommands.check, { positionals: 1 });
+  if (values.name !== undefined && positionals[0] !== undefined && values.name !== positionals[0]) {
+    throw usageError('app check', `two different app names given ("${values.name}" and "${positionals[0]}")`);
+  }
+  const raw = values.name ?? positionals[0];
+  if (raw === undefined) throw usageError('app check', 'missing the app name (dropkey app check NAME)');
+  const name = validateName('app', raw);
+  const checked = await withSession(ctx, ({ dk }) => dk.checkApp(name, { signal: ctx.signal }));
+  ctx.stdout.write(checked
+    ? `Dropbox accepts the key and secret of app "${name}".\n`
+    : `App "${name}" has no secret, so Dropbox cannot check it (its check needs the secret); a wrong key shows at login.\n`);
+  return 0;
 }
 
 async function list(ctx: CommandContext, argv: string[]): Promise<void> {
