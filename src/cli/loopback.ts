@@ -19,8 +19,11 @@ export interface CallbackServer {
    * error redirect (access_denied...), a state mismatch, the timeout, or the abort signal.
    */
   waitForCode(expectedState: string): Promise<string>;
-  /** Answers the browser's held request with the final outcome. */
-  finish(outcome: { ok: true; message: string } | { ok: false; message: string }): void;
+  /**
+   * Answers the browser's held request with the final outcome: `message` says what happened, each `advice` line
+   * (what to do, the command to run) gets a paragraph of its own.
+   */
+  finish(outcome: { ok: boolean; message: string; advice?: string[] }): void;
   close(): Promise<void>;
 }
 
@@ -81,7 +84,7 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
   });
 
   function fail(res: ServerResponse, err: DropkeyError): void {
-    page(res, 400, 'Dropbox login failed', `${err.message} ${err.hint ?? ''}`, false);
+    page(res, 400, 'Dropbox login failed', err.message, false, err.hint ? [err.hint] : []);
     done = true;
     settle?.reject(err);
   }
@@ -136,8 +139,8 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
       const res = pending;
       pending = undefined;
       if (!res) return;
-      if (o.ok) page(res, 200, 'Dropbox connected', o.message, true);
-      else page(res, 400, 'Dropbox login failed', o.message, false);
+      if (o.ok) page(res, 200, 'Dropbox connected', o.message, true, o.advice ?? []);
+      else page(res, 400, 'Dropbox login failed', o.message, false, o.advice ?? []);
     },
     close: () => new Promise<void>((resolve) => {
       // Nothing may keep the process alive once the login is over (the timeout timer, the abort listener).
@@ -160,7 +163,18 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function page(res: ServerResponse, status: number, title: string, message: string, ok: boolean): void {
+/**
+ * Error messages are written to follow "dropkey: " in a terminal (lower-case start, no full stop); on the page each
+ * stands alone, so it gets a capital and an ending. A line that is a command ("Run: dropkey ...") is left as it is.
+ */
+export function asSentence(text: string): string {
+  const t = text.trim();
+  if (t === '' || /^Run: /.test(t)) return t;
+  const capital = t.charAt(0).toUpperCase() + t.slice(1);
+  return /[.!?:)]$/.test(capital) ? capital : `${capital}.`;
+}
+
+function page(res: ServerResponse, status: number, title: string, message: string, ok: boolean, advice: string[] = []): void {
   const color = ok ? '#0a7a32' : '#b00020';
   const body = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -168,8 +182,8 @@ function page(res: ServerResponse, status: number, title: string, message: strin
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1e1919}
 h1{color:${color};font-size:1.5rem}</style></head>
 <body><h1 id="result" data-ok="${ok}">${ok ? '&#10003; ' : '&#10007; '}${escapeHtml(title)}</h1>
-<p id="message">${escapeHtml(message)}</p>
-<p>${ok ? 'You can close this tab and return to the terminal.' : 'Return to the terminal for details.'}</p></body></html>
+<p id="message">${escapeHtml(asSentence(message))}</p>
+${advice.map((line) => `<p class="advice">${escapeHtml(asSentence(line))}</p>\n`).join('')}<p>${ok ? 'You can close this tab and return to the terminal.' : 'Return to the terminal for details.'}</p></body></html>
 `;
   res.writeHead(status, {
     'content-type': 'text/html; charset=utf-8',

@@ -97,7 +97,7 @@ export async function finishLogin(ctx: ConnectionsContext, input: FinishLoginInp
     ...(pending.redirectUri === undefined ? {} : { redirectUri: pending.redirectUri }),
     ...(input.signal ? { signal: input.signal } : {}),
     timeoutMs: ctx.retry.attemptTimeoutMs,
-  }));
+  }).catch((err: unknown) => { throw invalidClientAtLogin(err, app.name); }));
   const warnings: string[] = [];
   if (!tokens.refreshToken) {
     warnings.push('Dropbox returned no refresh token, so this connection stops working when its access token expires (within 4 hours).');
@@ -118,6 +118,20 @@ export async function finishLogin(ctx: ConnectionsContext, input: FinishLoginInp
     warnings,
     refreshed: true,
     via: 'login',
+  });
+}
+
+/**
+ * invalid_client when the code is exchanged: the app is registered, but Dropbox refuses its key or secret (changed
+ * or mistyped since `app add`). The fix is to store the right secret in that app, not to register it again.
+ */
+function invalidClientAtLogin(err: unknown, app: string): unknown {
+  if (!(err instanceof DropkeyError) || err.code !== ErrorCodes.INVALID_CLIENT) return err;
+  return new DropkeyError(ErrorCodes.INVALID_CLIENT, `Dropbox rejected the key or secret of app "${app}" (invalid_client) when the login was finished: the secret was mistyped or regenerated, or the key belongs to another app; nothing was saved.`, {
+    cause: err,
+    hint: 'Copy the app secret from the app\'s Settings tab in the Dropbox App Console (click Show) and store it in the app, then log in again.',
+    fix: { action: 'app-update', app, field: 'secret' },
+    details: { app, reason: 'invalid_client' },
   });
 }
 

@@ -192,9 +192,8 @@ export function tokenEndpointError(
       ErrorCodes.INVALID_CLIENT,
       'Dropbox rejected the app key or secret (invalid_client): they do not match an existing app, or the secret ' +
         'was changed or mistyped',
-      'check the app key and secret on the app\'s Settings tab in the App Console, then register them again',
-      undefined,
-      { action: 'app-add' },
+      // No fix here: the app exists, and only the caller knows its name (it stores the corrected secret).
+      'copy the app key and secret again from the app\'s Settings tab in the App Console and store them in place of the old ones',
     );
   }
   if (error === 'invalid_grant') {

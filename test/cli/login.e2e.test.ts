@@ -167,3 +167,35 @@ test('login: an unknown app and a busy port are explained', async () => {
     blocker.close();
   }
 });
+
+test('login with a wrong stored secret (invalid_client): the fix updates the app\'s secret, and the browser page reads as sentences', async () => {
+  const app = await t.emu.control.createApp({ redirect_uris: ['http://127.0.0.1/*'] });
+  const added = await t.run(['app', 'add', '--name', 'stale', '--key', app.key, '--secret', '-', '--no-check'], { stdin: 'an-old-secret\n' });
+  assert.equal(added.code, 0, added.stderr);
+  await t.emu.control.createAccount({ email: 'stale-user@example.com' });
+  const child = t.spawn(['login', '--connection', 'stale', '--app', 'stale', '--port', '0', '--no-browser']);
+  child.stdin.end();
+  const done = collect(child);
+  const [line] = await waitForOutput(child.stderr, /http:\/\/127\.0\.0\.1:\d+\/oauth2\/authorize\?\S+/);
+  const consent = await driveConsent(line, { account: 'stale-user@example.com' });
+  assert.ok(consent.location);
+  const res = await fetch(consent.location);
+  assert.equal(res.status, 400);
+  const html = await res.text();
+  const paragraphs = [...html.matchAll(/<p[^>]*>([^<]*)<\/p>/g)].map((m) => m[1]!.replace(/&#39;/g, "'").replace(/&#34;/g, '"'));
+  const message = paragraphs[0]!;
+  assert.match(message, /^Dropbox rejected the key or secret of app "stale" \(invalid_client\).*nothing was saved\.$/);
+  assert.ok(paragraphs.some((p) => /^Copy the app secret .*then log in again\.$/.test(p)), paragraphs.join('\n'));
+  assert.ok(paragraphs.includes('Run: dropkey app update --name stale --secret -'), paragraphs.join('\n'));
+  for (const p of paragraphs) assert.match(p, /^[A-Z].*[.:)-]$|^Run: /, `each paragraph is a sentence of its own: ${p}`);
+  assert.doesNotMatch(html, /app add/);
+
+  const r = await done;
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /invalid_client/);
+  assert.match(r.stderr, /Run: dropkey app update --name stale --secret -/);
+  assert.doesNotMatch(r.stderr, /app add/);
+  assertNoSecrets(r.stderr, ['an-old-secret', app.secret], 'login output');
+  const list = JSON.parse((await t.run(['list', '--json'])).stdout) as Array<{ name: string }>;
+  assert.ok(!list.some((c) => c.name === 'stale'));
+});

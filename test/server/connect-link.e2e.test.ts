@@ -128,6 +128,11 @@ describe('connect links', () => {
     consent = await driveConsent(s.authorize, { button: /cancel/i });
     res = await rig.call('GET', callbackPath(consent.location), { headers: { Cookie: s.cookie } });
     assert.equal(res.status, 400);
+    // The owner has no dropkey command line: the page tells them to use the link again or ask for a new one.
+    const cancelled = await res.text();
+    assert.match(cancelled, /Open the link you were sent again/);
+    assert.match(cancelled, /ask the admin who sent it for a new one/);
+    assert.doesNotMatch(cancelled, /dropkey login|start the login again|log in again/i);
     assert.equal((await rig.call('GET', link.path)).status, 200, 'the link survives a cancelled consent');
 
     // The same browser can then finish.

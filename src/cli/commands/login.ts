@@ -115,7 +115,9 @@ async function loginLoopback(
       server.finish({ ok: true, message: `dropkey connected "${info.name}" to ${info.email ?? info.teamName ?? info.accountId ?? 'Dropbox'}.` });
       return result;
     } catch (err) {
-      server.finish({ ok: false, message: err instanceof DropkeyError ? [err.message, ...adviceLines(err)].join(' ') : 'The code exchange failed; see the terminal.' });
+      server.finish(err instanceof DropkeyError
+        ? { ok: false, message: err.message, advice: adviceLines(err) }
+        : { ok: false, message: 'The code exchange failed; see the terminal.' });
       throw err;
     }
   } finally {

@@ -7,7 +7,7 @@
  * Errors go to the boundary in app.ts, which renders HTML here (and the popup result in popup mode).
  */
 import { Hono } from 'hono';
-import { DropkeyError } from '../../errors.js';
+import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { ConnectLinkRecord, PendingOAuthRecord } from '../../store/server-types.js';
 import { type AppContext, type AppEnv, clientIp, type ServerModule } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
@@ -160,6 +160,14 @@ Dropbox will ask you to sign in and allow access; dropkey then keeps the connect
         code: err instanceof DropkeyError ? err.code : 'unknown',
         ...(pending.linkId ? { link: pending.linkId } : {}),
       });
+      // The owner of a connect link has no dropkey to log in with: trying again means opening the link again.
+      if (pending.linkId !== null && err instanceof DropkeyError && err.code !== ErrorCodes.INTERNAL) {
+        throw new DropkeyError(err.code, err.message, {
+          cause: err,
+          hint: 'Open the link you were sent again to try once more (it works until it expires), or ask the admin who sent it for a new one.',
+          ...(err.details === undefined ? {} : { details: err.details }),
+        });
+      }
       throw err;
     }
     const info = result.connection;
