@@ -45,7 +45,10 @@ export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
  * left out means "the one you pick" (the CLI shows a placeholder, the UI the page where it is picked).
  */
 export type Fix =
-  /** Authorize (again) with a browser login; `addScopes` are scopes the new login must ask for. */
+  /**
+   * Authorize (again) with a browser login; `addScopes` are scopes to add to the connection: the login asks for
+   * them and keeps the scopes already granted.
+   */
   | { action: 'login'; connection?: string; app?: string; addScopes?: string[] }
   /** Store a token the user already holds. */
   | { action: 'import'; connection?: string; app?: string; token: 'refresh' | 'access' }

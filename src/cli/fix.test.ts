@@ -8,7 +8,7 @@ import { reportError } from './report.js';
 test('every fix action renders as the command that does it', () => {
   const cases: [Fix, string][] = [
     [{ action: 'login' }, 'dropkey login'],
-    [{ action: 'login', connection: 'c', app: 'a', addScopes: ['files.content.read', 'files.content.write'] }, 'dropkey login --connection c --app a --scope files.content.read --scope files.content.write'],
+    [{ action: 'login', connection: 'c', app: 'a', addScopes: ['files.content.read', 'files.content.write'] }, 'dropkey login --connection c --app a --add-scope files.content.read --add-scope files.content.write'],
     [{ action: 'import', connection: 'c', app: 'a', token: 'refresh' }, 'dropkey import --connection c --app a --refresh-token -'],
     [{ action: 'import', token: 'access' }, 'dropkey import --connection NAME --app APP --access-token -'],
     [{ action: 'token' }, 'dropkey token'],

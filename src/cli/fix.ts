@@ -12,7 +12,7 @@ const opt = (flag: string, value: string | undefined): string => (value === unde
 export function fixCommand(fix: Fix): string {
   switch (fix.action) {
     case 'login':
-      return `dropkey login${opt('--connection', fix.connection)}${opt('--app', fix.app)}${(fix.addScopes ?? []).map((s) => ` --scope ${s}`).join('')}`;
+      return `dropkey login${opt('--connection', fix.connection)}${opt('--app', fix.app)}${(fix.addScopes ?? []).map((s) => ` --add-scope ${s}`).join('')}`;
     case 'import':
       return `dropkey import --connection ${fix.connection ?? 'NAME'} --app ${fix.app ?? 'APP'} --${fix.token}-token -`;
     case 'token':

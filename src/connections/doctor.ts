@@ -213,7 +213,7 @@ function scopeFindings(ctx: Ctx, granted: string[] | null, need: string[], liveM
     id: 'missing_scope',
     severity: 'error',
     message: `The token lacks the scope${list.length > 1 ? 's' : ''} ${list.join(', ')} that the job needs. Scopes are fixed when the connection is authorized.`,
-    hint: `${consoleFix(list)}, then log in again asking for ${list.length > 1 ? 'them' : 'it'}`,
+    hint: `${consoleFix(list)}, then log in again adding ${list.length > 1 ? 'them' : 'it'} (the scopes already granted are kept)`,
     fix: { ...login, addScopes: list },
   });
 }

@@ -19,6 +19,12 @@ export interface StartLoginInput {
   app?: string;
   connection?: string;
   scopes?: string[];
+  /**
+   * Scopes to add to an existing connection: only these are asked for, and Dropbox is told to include the scopes
+   * granted before (include_granted_scopes, `team` for a team app, else `user`), so the new token has both.
+   * Not with `scopes`.
+   */
+  addScopes?: string[];
   /** The loopback callback URL; omit for the no-redirect flow (the user pastes the code Dropbox shows). */
   redirectUri?: string;
 }
@@ -39,7 +45,26 @@ export interface FinishLoginInput {
 export async function startLogin(ctx: ConnectionsContext, input: StartLoginInput = {}): Promise<PendingLogin> {
   const connection = validateName('connection', input.connection ?? DEFAULT_CONNECTION);
   const app = await resolveApp(ctx, input.app, connection);
-  const scopes = input.scopes && input.scopes.length > 0 ? validateScopes(input.scopes) : [...app.scopes];
+  const adding = input.addScopes !== undefined && input.addScopes.length > 0;
+  if (adding && input.scopes !== undefined && input.scopes.length > 0) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'Give either the scopes to ask for or the scopes to add, not both.');
+  }
+  let scopes = input.scopes && input.scopes.length > 0 ? validateScopes(input.scopes) : [...app.scopes];
+  let granted: string[] = [];
+  if (adding) {
+    // Dropbox: include_granted_scopes must be omitted when the user never linked the app, so it needs a connection.
+    const existing = await ctx.store.getConnection(connection);
+    if (!existing || existing.app !== app.name) {
+      throw new DropkeyError(ErrorCodes.BAD_INPUT, existing
+        ? `Connection "${connection}" uses app "${existing.app}", not "${app.name}": scopes can be added only with the app that granted the others.`
+        : `There is no connection "${connection}" to add scopes to.`, {
+        hint: 'Connect it with a browser login first, asking for every scope it needs.',
+        fix: { action: 'login', connection, app: existing?.app ?? app.name },
+      });
+    }
+    scopes = validateScopes(input.addScopes);
+    granted = existing.scopes;
+  }
   if (input.redirectUri !== undefined) {
     let u: URL;
     try {
@@ -60,6 +85,7 @@ export async function startLogin(ctx: ConnectionsContext, input: StartLoginInput
     state,
     codeChallenge: codeChallengeS256(codeVerifier),
     ...(scopes.length > 0 ? { scopes } : {}),
+    ...(adding ? { includeGrantedScopes: app.team ? ('team' as const) : ('user' as const) } : {}),
     tokenAccessType: 'offline',
   });
   return {
@@ -69,7 +95,8 @@ export async function startLogin(ctx: ConnectionsContext, input: StartLoginInput
     state,
     codeVerifier,
     ...(input.redirectUri === undefined ? {} : { redirectUri: input.redirectUri }),
-    scopes,
+    // What the connection will have if Dropbox does not list the granted scopes in its answer.
+    scopes: [...new Set([...granted, ...scopes])],
   };
 }
 

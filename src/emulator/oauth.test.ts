@@ -328,3 +328,41 @@ test('consent by a team member is recorded in the team audit log', async () => {
 });
 
 export type { Emulator };
+
+test('include_granted_scopes: team adds what the team granted (whoever linked it), user adds only this user\'s own grants', async () => {
+  const { call } = setup();
+  const post = async (path: string, body: unknown) => {
+    const res = await call(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    assert.ok(res.status < 300, `${path}: ${res.status} ${await res.clone().text()}`);
+    return res.json() as Promise<any>;
+  };
+  const teamApp = { key: 'teamappkey', secret: 'teamappsecret', name: 'Team app', redirect_uris: [REDIRECT], scopes: ['team_info.read', 'members.read', 'sessions.list', 'events.read'], access: 'full', team: true };
+  const userApp = { key: 'userappkey', secret: 'userappsecret', name: 'User app', redirect_uris: [REDIRECT], scopes: ['account_info.read', 'files.metadata.read', 'files.content.read'], access: 'full', team: false };
+  await post('/_emulator/apps', teamApp);
+  await post('/_emulator/apps', userApp);
+  const first = await post('/_emulator/accounts', { email: 'first-admin@t.example.com', team: { name: 'Acme' }, team_admin: true });
+  const second = await post('/_emulator/accounts', { email: 'second-admin@t.example.com', team: { name: 'Acme' }, team_admin: true });
+  assert.equal(first.team_id, second.team_id);
+  await post('/_emulator/grants', { app: teamApp.key, account: first.account_id, scopes: ['team_info.read', 'members.read', 'sessions.list'], token_access_type: 'offline' });
+
+  const scopesAfter = async (app: typeof teamApp, account: string, extra: Record<string, string>) => {
+    const res = await consent(call, authorizePath({ client_id: app.key, response_type: 'code', redirect_uri: REDIRECT, token_access_type: 'offline', ...extra }), 'allow', account);
+    assert.equal(res.status, 302);
+    const code = new URL(res.headers.get('location')!).searchParams.get('code')!;
+    const tok = await json(await call('/oauth2/token', { ...form({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT }), headers: { 'Content-Type': 'application/x-www-form-urlencoded', Authorization: basic(app.key, app.secret) } }));
+    return (tok.scope as string).split(' ').sort();
+  };
+  // Another admin of the same team adds events.read: the team's link keeps its three scopes.
+  assert.deepEqual(await scopesAfter(teamApp, second.account_id, { scope: 'events.read', include_granted_scopes: 'team' }), ['events.read', 'members.read', 'sessions.list', 'team_info.read']);
+  // "user" does not reach a team link's scopes.
+  assert.deepEqual(await scopesAfter(teamApp, second.account_id, { scope: 'events.read', include_granted_scopes: 'user' }), ['events.read']);
+  // Without the parameter: exactly what was asked.
+  assert.deepEqual(await scopesAfter(teamApp, first.account_id, { scope: 'events.read' }), ['events.read']);
+
+  const me = await post('/_emulator/accounts', { email: 'me@u.example.com' });
+  const other = await post('/_emulator/accounts', { email: 'other@u.example.com' });
+  await post('/_emulator/grants', { app: userApp.key, account: other.account_id, scopes: ['files.content.read'], token_access_type: 'offline' });
+  await post('/_emulator/grants', { app: userApp.key, account: me.account_id, scopes: ['account_info.read'], token_access_type: 'offline' });
+  // Mine are added; the other user's files.content.read is not.
+  assert.deepEqual(await scopesAfter(userApp, me.account_id, { scope: 'files.metadata.read', include_granted_scopes: 'user' }), ['account_info.read', 'files.metadata.read']);
+});

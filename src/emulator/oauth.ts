@@ -74,7 +74,8 @@ interface AuthorizeRequest {
   state: string | undefined;
   tokenAccessType: TokenAccessType;
   scopes: string[];
-  includeGranted: boolean;
+  /** `user`: add the scopes this user granted the app before; `team`: those granted when the app was linked to the team. */
+  includeGranted: 'user' | 'team' | undefined;
   codeChallenge: string | undefined;
   requireRole: string | undefined;
 }
@@ -215,7 +216,7 @@ export class AuthorizePage {
       state,
       tokenAccessType: tat,
       scopes,
-      includeGranted: igs !== undefined,
+      includeGranted: igs,
       codeChallenge: challenge,
       requireRole: role,
     };
@@ -225,9 +226,15 @@ export class AuthorizePage {
     const core = this.core;
     const now = core.now();
     let scopes = r.scopes;
-    if (r.includeGranted) {
+    if (r.includeGranted !== undefined) {
+      // Only live grants count (a revoked one is gone): `user` those of this user's own links of the app,
+      // `team` those of the app's link to this account's team (whichever admin made it).
       for (const g of core.state.grants.values()) {
-        if (g.app_key === r.app.key && g.account_id === account.account_id) scopes = [...new Set([...scopes, ...g.scopes])];
+        if (g.app_key !== r.app.key) continue;
+        const same = r.includeGranted === 'team'
+          ? g.team_id !== undefined && g.team_id === account.team_id
+          : g.team_id === undefined && g.account_id === account.account_id;
+        if (same) scopes = [...new Set([...scopes, ...g.scopes])];
       }
     }
     recordLogin(core.state, account, now);

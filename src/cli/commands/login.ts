@@ -17,7 +17,7 @@ import type { ConnectResult } from '../../connections/dropkey.js';
 
 const DEFAULT_TIMEOUT_SECONDS = 300;
 
-const usage = `Usage: dropkey login [--connection NAME] [--app NAME] [--scope S...] [--port N] [--no-browser] [--no-redirect] [--timeout SECONDS] [--json]
+const usage = `Usage: dropkey login [--connection NAME] [--app NAME] [--scope S... | --add-scope S...] [--port N] [--no-browser] [--no-redirect] [--timeout SECONDS] [--json]
 
 Connects a Dropbox account: opens Dropbox's consent page, receives the answer on
 http://127.0.0.1:PORT/callback, and stores the connection (a refresh token, so it never expires).
@@ -26,6 +26,8 @@ Options:
   --connection NAME  The connection to create or re-authorize (default: $DROPKEY_CONNECTION or "default").
   --app NAME         The app to connect with (default: the connection's app, or the only app there is).
   --scope S          Ask only for these scopes (repeat, or space-separated). Default: the app's scopes.
+  --add-scope S      Add these scopes to an existing connection (repeat, or space-separated): Dropbox asks only
+                     for them and the new token keeps the scopes already granted (include_granted_scopes).
   --port N           Port of the loopback redirect URI (default ${DEFAULT_LOGIN_PORT}). It must be registered in the
                      App Console exactly as http://127.0.0.1:N/callback. 0 picks a free port (only for servers
                      that accept any port, such as dropkey emulator).
@@ -40,6 +42,7 @@ const options = {
   connection: { type: 'string' },
   app: { type: 'string' },
   scope: { type: 'string', multiple: true },
+  'add-scope': { type: 'string', multiple: true },
   port: { type: 'string' },
   'no-browser': { type: 'boolean' },
   'no-redirect': { type: 'boolean' },
@@ -57,12 +60,19 @@ const command: Command = {
     const timeoutMs = (intOption('login', 'timeout', values.timeout, { min: 1, max: 86_400 }) ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
     if (values['no-redirect'] && values.port !== undefined) throw usageError('login', '--port has no effect with --no-redirect (no redirect URI is used)');
     const scopes = scopeList(values.scope);
+    const addScopes = scopeList(values['add-scope']);
+    if (scopes !== undefined && addScopes !== undefined) throw usageError('login', '--scope and --add-scope contradict each other (--scope asks for exactly these, --add-scope keeps the granted ones)');
 
     const result = await withSession(ctx, async (s) => {
       const connection = validateName('connection', values.connection ?? s.cfg.connection);
       // Without --app the facade picks the connection's app (a re-login) or the only registered app.
       const app = values.app === undefined ? undefined : validateName('app', values.app);
-      const base: LoginBase = { connection, ...(app === undefined ? {} : { app }), ...(scopes === undefined ? {} : { scopes }) };
+      const base: LoginBase = {
+        connection,
+        ...(app === undefined ? {} : { app }),
+        ...(scopes === undefined ? {} : { scopes }),
+        ...(addScopes === undefined ? {} : { addScopes }),
+      };
       return values['no-redirect']
         ? loginPasted(ctx, s, base, timeoutMs)
         : loginLoopback(ctx, s, base, { port, timeoutMs, openBrowser: !values['no-browser'] });
@@ -82,6 +92,7 @@ interface LoginBase {
   app?: string;
   connection: string;
   scopes?: string[];
+  addScopes?: string[];
 }
 
 async function loginLoopback(
