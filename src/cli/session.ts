@@ -4,6 +4,7 @@
  * first (openStoreOnly) and loads the facade only when the token must be refreshed: see commands/token.ts.
  */
 import type { CommandContext } from './context.js';
+import { duration, progressStream, startProgress, type ProgressStream, type ProgressTimers } from './progress.js';
 import { loadConfig, type CliConfig } from './config.js';
 import type { Dropkey } from '../connections/dropkey.js';
 import type { Activity, ActivitySink } from '../connections/types.js';
@@ -28,27 +29,19 @@ export async function openStoreOnly(cfg: CliConfig): Promise<Store> {
   });
 }
 
-/** How long a lock wait goes on in silence before the user is told why nothing happens. */
-export const LOCK_NOTICE_MS = 1_000;
-
 /**
- * The store with a notice on stderr when taking a lock (a refresh held by another CLI or a server) takes longer
- * than LOCK_NOTICE_MS. Other calls go to the store itself (bound to it: drivers keep private fields).
+ * The store with progress on a terminal while taking a lock (a refresh held by another CLI or a server) takes
+ * longer than a second. Other calls go to the store itself (bound to it: drivers keep private fields).
  */
-export function announcingLockWaits(store: Store, stderr: Pick<CommandContext['stderr'], 'write'>): Store {
+export function announcingLockWaits(store: Store, stderr: ProgressStream, timers?: ProgressTimers): Store {
   const withLock: Store['withLock'] = (key, options, fn) => {
-    let acquired = false;
-    const timer = setTimeout(() => {
-      if (!acquired) stderr.write(`dropkey: waiting for another dropkey process (it holds the lock "${key}")...\n`);
-    }, LOCK_NOTICE_MS);
-    timer.unref();
+    const progress = startProgress(stderr, (ms) => `dropkey: waiting for another dropkey process (it holds the lock "${key}")... ${duration(ms)}`, timers ? { timers } : {});
     return store
       .withLock(key, options, (lease) => {
-        acquired = true;
-        clearTimeout(timer);
+        progress.stop();
         return fn(lease);
       })
-      .finally(() => clearTimeout(timer));
+      .finally(() => progress.stop());
   };
   return new Proxy(store, {
     get(target, prop) {
@@ -60,11 +53,12 @@ export function announcingLockWaits(store: Store, stderr: Pick<CommandContext['s
 }
 
 /**
- * fetch with a notice on stderr for each request to Dropbox that has not been answered after LOCK_NOTICE_MS: a
- * hung token endpoint is otherwise a silent minute (the facade bounds it, see RetryOptions.totalTimeoutMs).
- * Names the method and the URL without its query (never a token or code there, but nothing to gain either).
+ * fetch with progress on a terminal for each request to Dropbox not answered within a second: a hung token
+ * endpoint is otherwise a silent minute (the facade bounds it, see RetryOptions.totalTimeoutMs). Names the method
+ * and the URL without its query (never a token or code there, but nothing to gain either); once answered, says
+ * after how long.
  */
-export function announcingSlowRequests(fetchFn: typeof fetch, stderr: Pick<CommandContext['stderr'], 'write'>): typeof fetch {
+export function announcingSlowRequests(fetchFn: typeof fetch, stderr: ProgressStream, timers?: ProgressTimers): typeof fetch {
   const attempts = new Map<string, number>();
   return (async (input: string | URL | Request, init?: RequestInit) => {
     const raw = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
@@ -72,32 +66,31 @@ export function announcingSlowRequests(fetchFn: typeof fetch, stderr: Pick<Comma
     const what = `${(init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase()} ${u.origin}${u.pathname}`;
     const n = (attempts.get(what) ?? 0) + 1;
     attempts.set(what, n);
-    const started = Date.now();
-    const timer = setTimeout(() => {
-      stderr.write(`dropkey: waiting for Dropbox to answer (${what})${n > 1 ? `, attempt ${n}` : ''}...\n`);
-    }, LOCK_NOTICE_MS);
-    timer.unref();
+    const progress = startProgress(stderr, (ms) => `dropkey: waiting for Dropbox to answer (${what})${n > 1 ? `, attempt ${n}` : ''}... ${duration(ms)}`, timers ? { timers } : {});
+    let answered = false;
     try {
       const res = await fetchFn(input, init);
-      const ms = Date.now() - started;
-      if (ms >= LOCK_NOTICE_MS) stderr.write(`dropkey: Dropbox answered after ${(ms / 1000).toFixed(1)} s.\n`);
+      answered = true;
       return res;
     } finally {
-      clearTimeout(timer);
+      const shown = progress.shown;
+      const ms = progress.stop();
+      if (shown && answered) stderr.write(`dropkey: Dropbox answered after ${(ms / 1000).toFixed(1)} s.\n`);
     }
   }) as typeof fetch;
 }
 
 /**
- * The facade on an already opened store (which the caller closes); lock waits and slow answers are announced on
- * `stderr`; what it changes goes to `onActivity` (the audit log and webhooks, see withSession).
+ * The facade on an already opened store (which the caller closes). With `progress` (a terminal's stderr, see
+ * progressStream), lock waits and slow answers show progress there; what it changes goes to `onActivity` (the audit
+ * log and webhooks, see withSession).
  */
-export async function facadeOn(store: Store, cfg: CliConfig, stderr?: Pick<CommandContext['stderr'], 'write'>, onActivity?: ActivitySink): Promise<Dropkey> {
+export async function facadeOn(store: Store, cfg: CliConfig, progress?: ProgressStream, onActivity?: ActivitySink): Promise<Dropkey> {
   const { Dropkey } = await import('../connections/dropkey.js');
   return Dropkey.open({
-    store: stderr ? announcingLockWaits(store, stderr) : store,
+    store: progress ? announcingLockWaits(store, progress) : store,
     urls: cfg.urls,
-    fetch: stderr ? announcingSlowRequests(globalThis.fetch, stderr) : globalThis.fetch,
+    fetch: progress ? announcingSlowRequests(globalThis.fetch, progress) : globalThis.fetch,
     now: Date.now,
     ...(onActivity ? { onActivity } : {}),
   });
@@ -119,7 +112,7 @@ export async function openSessionStores(cfg: CliConfig): Promise<Stores> {
  * log, and the connection events it causes are queued for a running server's webhooks (src/cli/activity.ts).
  */
 export async function withSession<T>(
-  ctx: Pick<CommandContext, 'env' | 'cwd'> & Partial<Pick<CommandContext, 'stderr'>>,
+  ctx: Pick<CommandContext, 'env' | 'cwd'> & Partial<Pick<CommandContext, 'stderr' | 'argv'>>,
   fn: (s: Session) => Promise<T>,
 ): Promise<T> {
   const cfg = await loadConfig(ctx.env, ctx.cwd);
@@ -141,7 +134,7 @@ export async function withSession<T>(
       }
       await sink(a);
     };
-    const dk = await facadeOn(stores.core, cfg, stderr, record);
+    const dk = await facadeOn(stores.core, cfg, progressStream(ctx), record);
     try {
       return await fn({ dk, cfg, record: async (a) => record(a) });
     } finally {

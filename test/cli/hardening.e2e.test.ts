@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import assert from 'node:assert/strict';
 import { CliEnv, collect, waitForOutput } from './cli-helpers.js';
+import { NO_TTY, spawnOnTerminal } from './tty.js';
 
 let t: CliEnv;
 before(async () => {
@@ -106,16 +107,16 @@ test('item 14: login --app nosuch says the app does not exist, even when the por
   }
 });
 
-test('item 8: a wait for another process\'s lock that passes a second is announced on stderr', async () => {
+test('item 8: a wait for another process\'s lock that passes a second is announced on a terminal\'s stderr', { skip: NO_TTY }, async () => {
   await t.connect('locked');
   const db = new Database(join(t.home, 'dropkey.db'));
   // This test process is alive, so its lock is waited for, not taken over; it is released once the wait is announced.
   const now = Date.now();
   db.prepare('INSERT INTO locks (name, owner, expires_at, acquired_at) VALUES (?, ?, ?, ?)').run('refresh:locked', `${process.pid}@${hostname()}#test`, now + 60_000, now);
-  const child = t.spawn(['refresh', '--connection', 'locked']);
+  const child = spawnOnTerminal(t, ['refresh', '--connection', 'locked']);
   child.stdin.end();
   const done = collect(child);
-  await waitForOutput(child.stderr, /waiting for another dropkey process/);
+  await waitForOutput(child.stderr, /waiting for another dropkey process \(it holds the lock "refresh:locked"\)\.\.\. \d+ s/);
   db.prepare("DELETE FROM locks WHERE name = 'refresh:locked'").run();
   db.close();
   const r = await done;
@@ -127,15 +128,27 @@ test('item 8: a wait for another process\'s lock that passes a second is announc
   assert.doesNotMatch(quiet.stderr, /waiting for another dropkey process/);
 });
 
-test('item 11: a token endpoint slow to answer is announced on stderr while dropkey waits', async () => {
+test('item 11: a token endpoint slow to answer is announced on a terminal\'s stderr while dropkey waits (not on stdout, not off a terminal)', { skip: NO_TTY }, async () => {
   await t.connect('slow');
   await t.emu.control.fault({ route: 'oauth2/token', status: 200, delay_ms: 1_800, count: 1 });
   try {
-    const r = await t.run(['refresh', '--connection', 'slow']);
+    const child = spawnOnTerminal(t, ['refresh', '--connection', 'slow']);
+    child.stdin.end();
+    const r = await collect(child);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /waiting for Dropbox to answer \(POST http:\/\/127\.0\.0\.1:\d+\/oauth2\/token\)/);
+    assert.match(r.stderr, /waiting for Dropbox to answer \(POST http:\/\/127\.0\.0\.1:\d+\/oauth2\/token\)\.\.\. 1 s/);
     assert.match(r.stderr, /Dropbox answered after \d+\.\d s/);
     assert.match(r.stdout, /Refreshed "slow"/);
+    assert.doesNotMatch(r.stdout, /waiting|answered after/);
+  } finally {
+    await t.emu.control.clearFaults();
+  }
+  // The same wait with stderr not a terminal (a log, cron): nothing but the result.
+  await t.emu.control.fault({ route: 'oauth2/token', status: 200, delay_ms: 1_800, count: 1 });
+  try {
+    const piped = await t.run(['refresh', '--connection', 'slow']);
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.doesNotMatch(piped.stderr, /waiting for Dropbox|answered after/);
   } finally {
     await t.emu.control.clearFaults();
   }

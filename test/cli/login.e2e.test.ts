@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { driveConsent } from '../helpers/consent.js';
 import { assertNoSecrets, authorizeUrlFrom, CliEnv, collect, waitForOutput } from './cli-helpers.js';
+import { NO_TTY, spawnOnTerminal } from './tty.js';
 
 let t: CliEnv;
 before(async () => {
@@ -198,4 +199,34 @@ test('login with a wrong stored secret (invalid_client): the fix updates the app
   assertNoSecrets(r.stderr, ['an-old-secret', app.secret], 'login output');
   const list = JSON.parse((await t.run(['list', '--json'])).stdout) as Array<{ name: string }>;
   assert.ok(!list.some((c) => c.name === 'stale'));
+});
+
+test('login shows how long it has waited for the browser on a terminal\'s stderr only: never on stdout, never off a terminal', { skip: NO_TTY }, async () => {
+  await t.addApp('prog');
+  await t.emu.control.createAccount({ email: 'prog-user@example.com' });
+  const onTty = spawnOnTerminal(t, ['login', '--connection', 'prog-tty', '--app', 'prog', '--port', '0', '--no-browser']);
+  const offTty = t.spawn(['login', '--connection', 'prog-pipe', '--app', 'prog', '--port', '0', '--no-browser']);
+  onTty.stdin.end();
+  offTty.stdin.end();
+  const ttyDone = collect(onTty);
+  const pipeDone = collect(offTty);
+  // Listen to both from the start: output that came before a listener would be missed.
+  const ttyUrl = waitForOutput(onTty.stderr, /http:\/\/127\.0\.0\.1:\d+\/oauth2\/authorize\?[^\s\u001b]+/);
+  const pipeUrl = waitForOutput(offTty.stderr, /http:\/\/127\.0\.0\.1:\d+\/oauth2\/authorize\?\S+/);
+  const progress = waitForOutput(onTty.stderr, /Waiting for the browser\.\.\. [1-9] s \(gives up in 4 min \d+ s\)/);
+  const [[ttyLine], [pipeLine]] = await Promise.all([ttyUrl, pipeUrl]);
+  // Both have waited more than a second once the terminal shows it.
+  await progress;
+  for (const line of [ttyLine, pipeLine]) {
+    const consent = await driveConsent(line, { account: 'prog-user@example.com' });
+    await (await fetch(consent.location!)).text();
+  }
+  const tty = await ttyDone;
+  const pipe = await pipeDone;
+  assert.equal(tty.code, 0, tty.stderr);
+  assert.equal(pipe.code, 0, pipe.stderr);
+  assert.match(tty.stderr, /\r\u001b\[KWaiting for the browser/);
+  assert.match(tty.stdout, /Connected "prog-tty"/);
+  assert.doesNotMatch(tty.stdout, /Waiting for the browser|\u001b/, 'never on stdout');
+  assert.doesNotMatch(pipe.stderr + pipe.stdout, /Waiting for the browser\.\.\.|\u001b\[K/, 'not a terminal: no progress');
 });

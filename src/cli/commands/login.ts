@@ -9,6 +9,7 @@ import type { Command, CommandContext, CommandOptions } from '../context.js';
 import { DEFAULT_LOGIN_PORT, intOption, parseOptions, scopeList, usageError } from '../config.js';
 import { adviceLines } from '../fix.js';
 import { terminalSafe, writeJson } from '../output.js';
+import { duration, progressStream, startProgress } from '../progress.js';
 import { withSession, type Session } from '../session.js';
 import { connectionJson, describeConnection } from '../view.js';
 import { validateName } from '../../connections/names.js';
@@ -119,7 +120,9 @@ async function loginLoopback(
         `  ${pending.authorizeUrl}\n\n` +
         `Waiting for Dropbox to redirect to ${server.redirectUri} (Ctrl-C to cancel)...\n`,
     );
-    const code = await codePromise;
+    // On a terminal, how long the browser has been waited for and when the login gives up (stderr only).
+    const progress = startProgress(progressStream(ctx), (ms) => `Waiting for the browser... ${duration(ms)} (gives up in ${duration(o.timeoutMs - ms)})`);
+    const code = await codePromise.finally(() => progress.stop());
     try {
       const result = await s.dk.finishLogin({ pending, code, signal: ctx.signal });
       const info = result.connection;

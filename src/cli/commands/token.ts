@@ -6,6 +6,7 @@
 import { writeLine, type Command, type CommandOptions } from '../context.js';
 import { intOption, loadConfig, parseOptions } from '../config.js';
 import { facadeOn, openStoreOnly } from '../session.js';
+import { progressStream } from '../progress.js';
 import { validateName } from '../../connections/names.js';
 import type { ConnectionRecord } from '../../store/types.js';
 import type { TokenInfo } from '../../connections/types.js';
@@ -58,7 +59,7 @@ const command: Command = {
         t = { accessToken: rec.accessToken, expiresAt: rec.accessTokenExpiresAt, scopes: rec.scopes, accountId: rec.accountId, teamId: rec.teamId, connection: rec.name, email: rec.email };
       } else {
         // Refresh (or explain why not) through the facade: single-flight, cross-process lock, retries.
-        const dk = await facadeOn(store, cfg, ctx.stderr);
+        const dk = await facadeOn(store, cfg, progressStream(ctx));
         try {
           t = await dk.getToken(name, { ...(minValidSeconds === undefined ? {} : { minValidSeconds }), signal: ctx.signal });
         } finally {
