@@ -45,7 +45,7 @@ describe('stored connections', () => {
     assert.equal(r.healthy, false);
     const f = finding(r, 'missing_scope');
     assert.match(f.message, /files\.metadata\.read/);
-    assert.match(f.fix, /dropkey login --connection narrow --app narrow --scope files\.metadata\.read/);
+    assert.match(f.fix, /dropkey login --connection narrow --app narrow --add-scope files\.metadata\.read/);
   });
 
   test('unknown granted scopes (app registered without scopes): confirmed live, files.content.* included', async () => {
