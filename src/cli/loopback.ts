@@ -69,7 +69,7 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
       fail(res, new DropkeyError(ErrorCodes.OAUTH_FAILED, denied
         ? 'the Dropbox consent page was cancelled (access_denied); nothing was saved.'
         : `Dropbox returned an error instead of a code: ${error.slice(0, 60)}${desc ? ` (${desc})` : ''}; nothing was saved.`, {
-        hint: denied ? 'Run dropkey login again and click Allow.' : 'Check the app with dropkey doctor, then run dropkey login again.',
+        hint: denied ? 'Run dropkey login again and click Allow.' : 'Check the app\'s settings in the Dropbox App Console (dropkey app check APP verifies its key and secret), then run dropkey login again.',
       }));
       return;
     }
