@@ -4,7 +4,7 @@
  */
 import { DropboxClient, type PathRoot } from '../dropbox/client.js';
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
-import type { ConnectionRecord } from '../store/types.js';
+import type { ConnectionPageQuery, ConnectionRecord, ConnectionListing } from '../store/types.js';
 import { type ConnectionsContext, report } from './context.js';
 import { validateName } from './names.js';
 import { rpcCall } from './protocol.js';
@@ -95,6 +95,34 @@ export async function refresh(ctx: ConnectionsContext, name: string, options: { 
   }
   await report(ctx, { action: 'connection.refreshed', target: name, details: {} });
   return connectionInfo(rec);
+}
+
+/** A listing's connection (no token read) as ConnectionInfo. */
+export function listingInfo(c: ConnectionListing): ConnectionInfo {
+  return {
+    name: c.name,
+    app: c.app,
+    accountId: c.accountId,
+    email: c.email,
+    displayName: c.displayName,
+    teamId: c.teamId,
+    teamName: c.teamName,
+    scopes: [...c.scopes],
+    expiresAt: c.accessTokenExpiresAt,
+    state: c.state,
+    refreshable: c.refreshable,
+    linkedBy: c.linkedByName || c.linkedByEmail ? { name: c.linkedByName ?? null, email: c.linkedByEmail ?? null } : null,
+    lastError: c.lastError,
+    lastRefreshAt: c.lastRefreshAt,
+    createdAt: c.createdAt,
+    updatedAt: c.updatedAt,
+  };
+}
+
+/** One page of connections (Store.listConnectionPage): no token is decrypted. */
+export async function listConnectionPage(ctx: ConnectionsContext, query: ConnectionPageQuery): Promise<{ connections: ConnectionInfo[]; next: string | null }> {
+  const page = await ctx.store.listConnectionPage(query);
+  return { connections: page.connections.map(listingInfo), next: page.next };
 }
 
 export async function listConnections(ctx: ConnectionsContext): Promise<ConnectionInfo[]> {

@@ -13,7 +13,7 @@
  * The ciphertext format and the AAD contexts are cipher.ts's (parseCiphertext, secretContext); nothing here
  * decrypts except through Keyring.reencrypt.
  */
-import { secretContext, type Keyring } from './cipher.js';
+import { secretContext, type Keyring, type KeySource } from './cipher.js';
 import type { SecretColumn, SecretTablePort } from './types.js';
 
 export type { SecretColumn, SecretTablePort } from './types.js';
@@ -127,6 +127,8 @@ export async function keyStatus(port: SecretTablePort): Promise<KeyStatus> {
 export interface KeyRotationController {
   readonly activeKeyId: string;
   readonly keyIds: readonly string[];
+  /** Where the keys come from: DROPKEY_MASTER_KEY ('env') or the key file ('file'). */
+  readonly keySource?: KeySource;
   status(): Promise<KeyStatus>;
   rotate(o?: RotateOptions): Promise<RotationReport>;
 }
@@ -136,6 +138,7 @@ export function keyRotationFor(port: SecretTablePort, keyring: Keyring): KeyRota
   return {
     activeKeyId: keyring.activeKeyId,
     keyIds: keyring.keyIds,
+    keySource: keyring.source,
     status: () => keyStatus(port),
     rotate: (o) => rotateSecrets(port, keyring, o),
   };

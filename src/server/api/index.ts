@@ -19,6 +19,7 @@ import { authorize, type ServerServices } from '../services.js';
 import { createFirstAdmin } from '../setup.js';
 import { apiKeyJson as apiKeyView, connectionJson } from '../../connections/json.js';
 import type { ConnectionInfo } from '../../connections/types.js';
+import { encodeCursor, listingQuery } from '../listing.js';
 
 /** The shapes the CLI's --json shares (connections/json.ts). */
 export { apiKeyView };
@@ -78,9 +79,10 @@ export function apiRoutes(s: ServerServices): Hono<AppEnv> {
     const key = c.get('apiKey');
     authorize(key, ['token:read', 'proxy', 'admin']);
     s.usage.used(key);
-    const all = await s.dropkey.list();
-    const visible = key.connections === '*' ? all : all.filter((x) => (key.connections as string[]).includes(x.name));
-    return c.json({ connections: visible.map(connectionView) });
+    // One page (at most `limit`, default 100), filtered in the store to what the key may see.
+    const query = listingQuery({ limit: c.req.query('limit'), cursor: c.req.query('cursor'), q: c.req.query('q'), state: c.req.query('state') }, 100);
+    const page = await s.dropkey.listPage(key.connections === '*' ? query : { ...query, names: key.connections });
+    return c.json({ connections: page.connections.map(connectionView), next_cursor: page.next === null ? null : encodeCursor(page.next) });
   });
 
   api.get('/connections/:name', async (c) => {

@@ -113,10 +113,25 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
       '/connections': {
         get: {
           operationId: 'listConnections',
-          summary: 'List the connections the key may see',
+          summary: 'List the connections the key may see, a page at a time',
+          description:
+            'In name order, at most `limit` per page. When more follow, `next_cursor` is set: pass it as `cursor` (with the same `q` and `state`) for the next page; it is null on the last page.',
           tags: ['connections'],
           security: keyAuth,
-          responses: { '200': { description: 'Connections (metadata, never tokens).', content: json({ type: 'object', required: ['connections'], properties: { connections: { type: 'array', items: ref('Connection') } } }) }, ...common },
+          parameters: [
+            { name: 'limit', in: 'query', required: false, description: 'Connections per page (default 100).', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+            { name: 'cursor', in: 'query', required: false, description: 'The `next_cursor` of the previous page (opaque).', schema: { type: 'string' } },
+            { name: 'q', in: 'query', required: false, description: 'Case-insensitive text found in the name, account email, display name, account id, team name or team id.', schema: { type: 'string', maxLength: 200 } },
+            { name: 'state', in: 'query', required: false, description: 'Only connections in this state.', schema: { type: 'string', enum: ['active', 'needs_reauth', 'revoked'] } },
+          ],
+          responses: {
+            '200': {
+              description: 'A page of connections (metadata, never tokens).',
+              content: json({ type: 'object', required: ['connections', 'next_cursor'], properties: { connections: { type: 'array', items: ref('Connection') }, next_cursor: { type: ['string', 'null'], description: 'The cursor of the next page; null on the last page.' } } }),
+            },
+            ...common,
+            '400': err('A parameter is out of range or the cursor is not one this server gave out (DROPKEY_BAD_INPUT).'),
+          },
         },
       },
       '/connections/{name}': {

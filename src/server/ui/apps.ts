@@ -17,6 +17,7 @@ import { type Html, html } from '../html.js';
 import { actorOf, errorText, field, fields, type Form, guard, guardPost, isUserError } from './kit.js';
 import { type Notice, page } from './layout.js';
 import type { UiSession } from './session.js';
+import { connectForm } from './connections.js';
 
 const enc = encodeURIComponent;
 
@@ -125,13 +126,13 @@ export function appRoutes(r: Hono<AppEnv>, s: ServerServices): void {
       current: '/apps',
       notices,
       body: html`<h1>Dropbox apps</h1>
-<table class="list"><caption>Registered apps</caption>
+<table class="list stack-on-phone"><caption>Registered apps</caption>
 <thead><tr><th scope="col">Name</th><th scope="col">App key</th><th scope="col">Access</th><th scope="col">Linked to</th><th scope="col">Secret</th><th scope="col">Scopes</th></tr></thead>
 <tbody>${
         apps.length === 0
           ? html`<tr class="empty"><td colspan="6">No app yet. Add one below.</td></tr>`
           : apps.map(
-              (a) => html`<tr><td><a href="/apps/${enc(a.name)}">${a.name}</a></td><td><code>${a.key}</code></td><td>${a.access === 'app_folder' ? 'app folder' : a.access === 'full' ? 'full Dropbox' : 'unknown'}</td><td>${a.team ? 'team' : 'user'}</td><td>${a.hasSecret ? 'stored' : 'none (PKCE)'}</td><td>${a.scopes.length}</td></tr>`,
+              (a) => html`<tr><td data-label="Name"><a href="/apps/${enc(a.name)}">${a.name}</a></td><td data-label="App key"><code>${a.key}</code></td><td data-label="Access">${a.access === 'app_folder' ? 'app folder' : a.access === 'full' ? 'full Dropbox' : 'unknown'}</td><td data-label="Linked to">${a.team ? 'team' : 'user'}</td><td data-label="Secret">${a.hasSecret ? 'stored' : 'none (PKCE)'}</td><td data-label="Scopes">${a.scopes.length}</td></tr>`,
             )
       }</tbody></table>
 <section class="card">
@@ -156,6 +157,15 @@ ${appForm(ui, draft ?? { name: apps.length === 0 ? 'default' : '', key: '', scop
       body: html`<p class="crumbs"><a href="/apps">Apps</a> ›</p>
 <h1>${app.name}</h1>
 <p>Added ${when(app.createdAt)}, changed ${when(app.updatedAt)}. Used by ${users.length === 0 ? 'no connection' : users.map((u, i) => html`${i ? ', ' : ''}<a href="/connections/${enc(u.name)}">${u.name}</a>`)}.</p>
+<dl class="facts">
+<dt>Access</dt><dd>${app.access === 'app_folder' ? 'app folder' : app.access === 'full' ? 'full Dropbox' : 'unknown'}, ${app.team ? 'team' : 'user'} app</dd>
+<dt>Scopes asked for</dt><dd>${app.scopes.length ? html`<ul class="scopes" id="app-scopes">${app.scopes.map((x) => html`<li><code>${x}</code></li>`)}</ul>` : 'none chosen (Dropbox grants what the App Console sets)'}</dd>
+</dl>
+<section class="card">
+<h2>Connect an account</h2>
+<p>Sign in to Dropbox as the account owner and click Allow; the new connection uses this app and these scopes.</p>
+${connectForm(ui, [app], { app: app.name, label: 'Connect an account', suggested: users.length === 0 ? 'default' : '' })}
+</section>
 <section class="card">
 <h2>Redirect URI for the App Console</h2>
 ${redirectUriBox(s.paths.redirectUri)}

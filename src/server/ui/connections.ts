@@ -13,7 +13,7 @@ import type { Hono } from 'hono';
 import { NAME_PATTERN, validateName } from '../../connections/names.js';
 import type { AppInfo, ConnectionInfo } from '../../connections/types.js';
 import { redactText } from '../../connections/redact.js';
-import { DropkeyError, ErrorCodes } from '../../errors.js';
+import { DropkeyError, ErrorCodes, type Fix } from '../../errors.js';
 import type { AppEnv } from '../context.js';
 import { mapError } from '../errors.js';
 import { browserBinding, createConnectLink, MAX_LINK_TTL_S, MIN_LINK_TTL_S, startBrowserLogin } from '../oauth/flow.js';
@@ -22,7 +22,11 @@ import { expiresIn, iso, STATE_LABEL, stateExplanation, when } from './format.js
 import { type Html, html } from '../html.js';
 import { actorOf, errorText, errorWords, field, guard, guardPost, isUserError, wantsJson } from './kit.js';
 import { type Notice, page } from './layout.js';
+import { setFlash, takeFlash } from './flash.js';
 import type { UiSession } from './session.js';
+import { encodeCursor, listingQuery, STATES } from '../listing.js';
+import type { ConnectionPageQuery } from '../../store/types.js';
+import type { AppContext } from '../context.js';
 
 const enc = encodeURIComponent;
 
@@ -30,11 +34,22 @@ function validName(v: string | undefined): string | undefined {
   return v !== undefined && NAME_PATTERN.test(v) ? v : undefined;
 }
 
+/** The state, and for a working connection without a refresh token, that its token cannot be renewed. */
 function stateBadge(c: ConnectionInfo): Html {
-  return html`<span class="badge state-${c.state}">${STATE_LABEL[c.state]}</span>`;
+  const renew =
+    c.state === 'active' && !c.refreshable
+      ? html` <span class="badge not-renewable" title="dropkey holds no refresh token: the access token stops working when it expires">not renewable</span>`
+      : '';
+  return html`<span class="badge state-${c.state}">${STATE_LABEL[c.state]}</span>${renew}`;
 }
 
+/**
+ * The token expiry. Only a working connection counts down: one that needs re-authorisation or is revoked has no
+ * token to wait for, whatever its stored expiry says.
+ */
 function expiry(c: ConnectionInfo, now: number): Html {
+  if (c.state === 'needs_reauth') return html`<span class="muted">— (reconnect first)</span>`;
+  if (c.state === 'revoked') return html`<span class="muted">—</span>`;
   if (c.expiresAt === null) return html`${expiresIn(c, now)}`;
   return html`<time class="countdown" datetime="${iso(c.expiresAt)}">${expiresIn(c, now)}</time>`;
 }
@@ -43,24 +58,26 @@ function team(c: ConnectionInfo): string {
   return c.teamName ?? c.teamId ?? '—';
 }
 
-export function connectionRows(list: ConnectionInfo[], now: number): Html {
+export function connectionRows(list: ConnectionInfo[], now: number, filtered = false): Html {
   if (list.length === 0) {
-    return html`<tr class="empty"><td colspan="6">No connections yet. Click <strong>Connect Dropbox</strong> to add one.</td></tr>`;
+    return filtered
+      ? html`<tr class="empty"><td colspan="6">No connection matches. <a href="/connections">Show all</a>.</td></tr>`
+      : html`<tr class="empty"><td colspan="6">No connections yet. Click <strong>Connect Dropbox</strong> to add one.</td></tr>`;
   }
   return html`${list.map(
     (c) => html`<tr data-connection="${c.name}">
-<td><a href="/connections/${enc(c.name)}">${c.name}</a></td>
-<td class="email">${c.email ?? '—'}</td>
-<td>${team(c)}</td>
-<td>${stateBadge(c)}</td>
-<td>${expiry(c, now)}</td>
-<td>${c.app}</td>
+<td data-label="Name"><a href="/connections/${enc(c.name)}">${c.name}</a></td>
+<td data-label="Account" class="email">${c.email ?? '—'}</td>
+<td data-label="Team">${team(c)}</td>
+<td data-label="State">${stateBadge(c)}</td>
+<td data-label="Token expires">${expiry(c, now)}</td>
+<td data-label="App">${c.app}</td>
 </tr>`,
   )}`;
 }
 
 /** The connect / reconnect form. `name` fixed → reconnect; otherwise the admin names the new connection. */
-function connectForm(ui: UiSession, apps: AppInfo[], opts: { name?: string; app?: string; label: string; suggested?: string }): Html {
+export function connectForm(ui: UiSession, apps: AppInfo[], opts: { name?: string; app?: string; label: string; suggested?: string }): Html {
   if (apps.length === 0) {
     return html`<p class="hint">Register a Dropbox app first: <a href="/apps">Apps</a>.</p>`;
   }
@@ -93,8 +110,43 @@ ${apps.length > 1 && name === undefined ? html`<label>App <select name="app">${a
 </form>`;
 }
 
-async function listPage(s: ServerServices, ui: UiSession, notices: Notice[]): Promise<string> {
-  const [list, apps] = await Promise.all([s.dropkey.list(), s.dropkey.listApps()]);
+/** Rows per page of the connections list: a page stays well under 100 KB whatever the number of connections. */
+export const PAGE_SIZE = 50;
+
+/** The list's query from the address (q, state, cursor); bad values are an error shown on the page. */
+function pageQuery(c: AppContext): ConnectionPageQuery {
+  return listingQuery({ cursor: c.req.query('cursor'), q: c.req.query('q'), state: c.req.query('state') }, PAGE_SIZE);
+}
+
+function queryString(q: { search?: string | undefined; state?: string | undefined }, cursor?: string): string {
+  const p = new URLSearchParams();
+  if (q.search) p.set('q', q.search);
+  if (q.state) p.set('state', q.state);
+  if (cursor) p.set('cursor', cursor);
+  const t = p.toString();
+  return t ? `?${t}` : '';
+}
+
+function searchForm(q: ConnectionPageQuery): Html {
+  return html`<form method="get" action="/connections" class="inline search" role="search">
+<label>Search <input type="search" name="q" value="${q.search ?? ''}" maxlength="200" placeholder="name, email, account or team"></label>
+<label>State <select name="state"><option value="">any</option>${STATES.map((st) => html`<option value="${st}"${q.state === st ? html` selected` : ''}>${STATE_LABEL[st]}</option>`)}</select></label>
+<button type="submit">Search</button>${q.search || q.state ? html` <a href="/connections">Clear</a>` : ''}
+</form>`;
+}
+
+function pager(q: ConnectionPageQuery, next: string | null): Html {
+  const links = [
+    q.after !== undefined ? html`<a href="/connections${queryString(q)}">« First page</a>` : '',
+    next !== null ? html`<a href="/connections${queryString(q, encodeCursor(next))}" rel="next">Next page »</a>` : '',
+  ].filter(Boolean);
+  return links.length ? html`<nav class="pager" aria-label="Pages">${links.map((l, i) => html`${i ? ' · ' : ''}${l}`)}</nav>` : html``;
+}
+
+async function listPage(s: ServerServices, ui: UiSession, notices: Notice[], q: ConnectionPageQuery = { limit: PAGE_SIZE }): Promise<string> {
+  const [result, apps] = await Promise.all([s.dropkey.listPage(q), s.dropkey.listApps()]);
+  const list = result.connections;
+  const filtered = q.search !== undefined || q.state !== undefined;
   const now = s.clock();
   return page({
     title: 'Connections',
@@ -106,19 +158,56 @@ async function listPage(s: ServerServices, ui: UiSession, notices: Notice[]): Pr
 <section class="card">
 <h2>Connect a Dropbox account</h2>
 <p>Dropbox opens in a small window; sign in there and click Allow. The list below updates by itself.</p>
-${connectForm(ui, apps, { label: 'Connect Dropbox', suggested: list.length === 0 ? 'default' : '' })}
+${connectForm(ui, apps, { label: 'Connect Dropbox', suggested: list.length === 0 && !filtered && q.after === undefined ? 'default' : '' })}
 </section>
-<table class="list" aria-describedby="connections-caption">
-<caption id="connections-caption">Connected Dropbox accounts</caption>
+${searchForm(q)}
+<table class="list stack-on-phone" aria-describedby="connections-caption">
+<caption id="connections-caption">Connected Dropbox accounts${filtered ? ' matching the search' : ''}${q.after !== undefined ? ' (continued)' : ''}</caption>
 <thead><tr><th scope="col">Name</th><th scope="col">Account email</th><th scope="col">Team</th><th scope="col">State</th><th scope="col">Token expires</th><th scope="col">App</th></tr></thead>
-<tbody id="connection-rows" data-fragment="/ui/fragments/connections">${connectionRows(list, now)}</tbody>
+<tbody id="connection-rows" data-fragment="/ui/fragments/connections${queryString(q, q.after === undefined ? undefined : encodeCursor(q.after))}">${connectionRows(list, now, filtered)}</tbody>
 </table>
+${pager(q, result.next)}
 <section class="card">
 <h2>Ask the owner to connect</h2>
 <p>A connect link lets someone who cannot sign in here connect their Dropbox to a named connection. It works once.</p>
 ${linkForm(ui, apps)}
 </section>`,
   });
+}
+
+/**
+ * How a service uses this connection: the token API and the proxy, with curl and Python, at this server's public
+ * address. No secret: the API key is read from an environment variable the reader fills in.
+ */
+export function usageSnippet(base: string, name: string, team: boolean): Html {
+  const n = enc(name);
+  const route = team ? 'team/get_info' : 'users/get_current_account';
+  const curl = `# A token (API key with token:read)
+curl -s -H "Authorization: Bearer $DROPKEY_API_KEY" \\
+  ${base}/api/v1/connections/${n}/token
+
+# Through the proxy (API key with proxy)
+curl -s -X POST -H "Authorization: Bearer $DROPKEY_API_KEY" \\
+  ${base}/proxy/${n}/2/${route}`;
+  const python = `import os, requests
+
+BASE = "${base}"
+KEY = {"Authorization": "Bearer " + os.environ["DROPKEY_API_KEY"]}
+
+# A token (API key with token:read)
+token = requests.get(f"{BASE}/api/v1/connections/${n}/token", headers=KEY).json()["access_token"]
+
+# Through the proxy (API key with proxy)
+print(requests.post(f"{BASE}/proxy/${n}/2/${route}", headers=KEY).json())`;
+  return html`<section class="card usage" aria-labelledby="usage-title">
+<h2 id="usage-title">Use it from a service</h2>
+<p>Create an <a href="/api-keys">API key</a> for this connection and put it in <code>DROPKEY_API_KEY</code>. The token
+API hands out a valid access token; the proxy calls Dropbox for you (see <code>/api/openapi.json</code>).</p>
+<h3>curl</h3>
+<pre class="snippet" id="usage-curl"><code>${curl}</code></pre>
+<h3>Python</h3>
+<pre class="snippet" id="usage-python"><code>${python}</code></pre>
+</section>`;
 }
 
 async function detailPage(s: ServerServices, ui: UiSession, name: string, notices: Notice[], extra?: Html): Promise<string> {
@@ -143,8 +232,8 @@ async function detailPage(s: ServerServices, ui: UiSession, name: string, notice
 ${c.linkedBy ? html`<dt>Linked by</dt><dd class="linked-by">${[c.linkedBy.name, c.linkedBy.email ? `<${c.linkedBy.email}>` : null].filter(Boolean).join(' ')}</dd>` : ''}
 <dt>App</dt><dd><a href="/apps/${enc(c.app)}">${c.app}</a></dd>
 <dt>Granted scopes</dt><dd>${c.scopes.length ? html`<ul class="scopes">${c.scopes.map((x) => html`<li><code>${x}</code></li>`)}</ul>` : 'none recorded'}</dd>
-<dt>Access token expires</dt><dd>${expiry(c, now)}${c.expiresAt !== null ? html` <small>(${when(c.expiresAt)})</small>` : ''}</dd>
-<dt>Renewable</dt><dd>${c.refreshable ? 'yes (dropkey holds a refresh token)' : 'no'}</dd>
+<dt>Access token expires</dt><dd>${expiry(c, now)}${c.expiresAt !== null && c.state === 'active' ? html` <small>(${when(c.expiresAt)})</small>` : ''}</dd>
+<dt>Renewable</dt><dd>${c.refreshable ? 'yes (dropkey holds a refresh token)' : html`<strong>no</strong>: only an access token is stored; connect again to make it renewable`}</dd>
 <dt>Last refresh</dt><dd>${when(c.lastRefreshAt)}</dd>
 <dt>Last error</dt>${c.lastError ? html`<dd class="last-error">${c.lastError}</dd>` : html`<dd>none</dd>`}
 <dt>Connected</dt><dd>${when(c.createdAt)}</dd>
@@ -161,13 +250,15 @@ ${connectForm(ui, apps, { name: c.name, app: c.app, label: 'Reconnect' })}
 <h2>Connect link</h2>
 <p>Let the account owner reconnect this connection without signing in here. The link works once.</p>
 ${linkForm(ui, apps, c.name)}
-</section>`,
+</section>
+${usageSnippet(s.paths.publicUrl, c.name, apps.find((a) => a.name === c.app)?.team === true)}`,
   });
 }
 
-/** A failure shown on a page: the boundary's message (already redacted), with its hint and fix links. */
-function failureText(err: unknown): Html {
-  return errorText(mapError(err).body);
+/** A failure carried to the next page: the boundary's words (already redacted) and its fix (shown as links). */
+function failureFlash(prefix: string, err: unknown): { text: string; fix?: Fix | undefined } {
+  const body = mapError(err).body;
+  return { text: `${prefix}${errorWords(body)}`, fix: body.fix };
 }
 
 export function connectionRoutes(r: Hono<AppEnv>, s: ServerServices): void {
@@ -177,13 +268,23 @@ export function connectionRoutes(r: Hono<AppEnv>, s: ServerServices): void {
       const notices: Notice[] = [];
       const revoked = validName(c.req.query('revoked'));
       if (revoked) notices.push({ kind: 'ok', text: `Connection "${revoked}" was revoked and deleted.` });
-      return c.html(await listPage(s, ui, notices));
+      let q: ConnectionPageQuery;
+      try {
+        q = pageQuery(c);
+      } catch (err) {
+        if (!isUserError(err)) throw err;
+        return c.html(await listPage(s, ui, [...notices, { kind: 'error', text: errorText(err) }]), 400);
+      }
+      return c.html(await listPage(s, ui, notices, q));
     }),
   );
 
   r.get(
     '/ui/fragments/connections',
-    guard(s, async (c) => c.html(connectionRows(await s.dropkey.list(), s.clock()))),
+    guard(s, async (c) => {
+      const q = pageQuery(c);
+      return c.html(connectionRows((await s.dropkey.listPage(q)).connections, s.clock(), q.search !== undefined || q.state !== undefined));
+    }),
   );
 
   r.post(
@@ -221,6 +322,8 @@ export function connectionRoutes(r: Hono<AppEnv>, s: ServerServices): void {
       const notices: Notice[] = [];
       if (c.req.query('connected') === name) notices.push({ kind: 'ok', text: `Dropbox is connected as "${name}".` });
       if (c.req.query('refreshed') === '1') notices.push({ kind: 'ok', text: 'The access token was renewed.' });
+      const flash = takeFlash(c, s, ui);
+      if (flash) notices.push(flash);
       return c.html(await detailPage(s, ui, name, notices));
     }),
   );
@@ -231,7 +334,7 @@ export function connectionRoutes(r: Hono<AppEnv>, s: ServerServices): void {
     '/connections/:name/reconnect',
     guard(s, async (c, ui) => {
       const name = validateName('connection', c.req.param('name'));
-      const info = (await s.dropkey.list()).find((x) => x.name === name);
+      const info = (await s.dropkey.listPage({ limit: 1, names: [name] })).connections[0];
       const apps = await s.dropkey.listApps();
       if (!info) {
         return c.html(
@@ -267,8 +370,9 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
     guardPost(s, async (c, ui) => {
       const name = validateName('connection', c.req.param('name'));
       const result = await s.connections.test(name, { actor: actorOf(ui) });
-      const notice: Notice = result.ok ? { kind: 'ok', text: result.message } : { kind: 'error', text: html`The test failed: ${failureText(result.error)}` };
-      return c.html(await detailPage(s, ui, name, [notice]));
+      // POST-redirect-GET: the result travels in a one-time cookie, so reloading the page does not test again.
+      setFlash(c, s, ui, result.ok ? { kind: 'ok', text: result.message } : { kind: 'error', ...failureFlash('The test failed: ', result.error) });
+      return c.redirect(`/connections/${enc(name)}?tested=1`, 303);
     }),
   );
 
@@ -280,7 +384,8 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
         await s.connections.refresh(name, { actor: actorOf(ui), detectedBy: 'ui', signal: c.req.raw.signal });
       } catch (err) {
         if (!(err instanceof DropkeyError) || err.code === ErrorCodes.NOT_FOUND) throw err;
-        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: html`Refreshing failed: ${failureText(err)}` }]), 502);
+        setFlash(c, s, ui, { kind: 'error', ...failureFlash('Refreshing failed: ', err) });
+        return c.redirect(`/connections/${enc(name)}?refresh_failed=1`, 303);
       }
       return c.redirect(`/connections/${enc(name)}?refreshed=1`, 303);
     }),
@@ -314,7 +419,10 @@ ${connectForm(ui, apps, { name, app: info.app, label: 'Reconnect' })}`,
         await s.connections.revoke(name, { actor: actorOf(ui), force, signal: c.req.raw.signal });
       } catch (err) {
         if (!(err instanceof DropkeyError)) throw err;
-        return c.html(await detailPage(s, ui, name, [{ kind: 'error', text: failureText(err) }]), 502);
+        // The detail page is read again after the failure: a revoke that found the grant gone shows the new state.
+        if (!(await s.dropkey.store.getConnection(name))) return c.redirect(`/connections?revoked=${enc(name)}`, 303);
+        setFlash(c, s, ui, { kind: 'error', ...failureFlash('Revoking failed: ', err) });
+        return c.redirect(`/connections/${enc(name)}?revoke_failed=1`, 303);
       }
       return c.redirect(`/connections?revoked=${enc(name)}`, 303);
     }),

@@ -19,6 +19,9 @@ const PERMISSION_TEXT: Record<string, string> = {
   admin: 'manage connections, connect links, API keys and the audit log through the API',
 };
 
+/** Up to this many connections are offered as checkboxes on the API keys page. */
+const CHECKBOXES = 100;
+
 function scopeText(k: ApiKeyRecord): string {
   return k.connections === '*' ? 'all connections' : k.connections.join(', ');
 }
@@ -26,7 +29,9 @@ function scopeText(k: ApiKeyRecord): string {
 export function keyRoutes(r: Hono<AppEnv>, s: ServerServices): void {
   const keysPage = async (ui: UiSession, notices: Notice[], created?: { key: string; record: ApiKeyRecord }): Promise<string> => {
     await s.usage.flush();
-    const [keys, conns] = await Promise.all([s.apiKeys.list(), s.dropkey.list()]);
+    // Checkboxes for up to CHECKBOXES connections; with more, names are typed (a page never lists every connection).
+    const [keys, firstConns] = await Promise.all([s.apiKeys.list(), s.dropkey.listPage({ limit: CHECKBOXES + 1 })]);
+    const conns = firstConns.next === null ? firstConns.connections : [];
     const shown: Html = created
       ? html`<section class="card once" aria-labelledby="new-key-title">
 <h2 id="new-key-title">New API key "${created.record.name}"</h2>
@@ -42,15 +47,15 @@ export function keyRoutes(r: Hono<AppEnv>, s: ServerServices): void {
       notices,
       body: html`<h1>API keys</h1>
 ${shown}
-<table class="list"><caption>Keys</caption>
+<table class="list stack-on-phone"><caption>Keys</caption>
 <thead><tr><th scope="col">Name</th><th scope="col">Key</th><th scope="col">Permissions</th><th scope="col">Connections</th><th scope="col">Token hand-outs</th><th scope="col">Last used</th><th scope="col">Created</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
 <tbody>${
         keys.length === 0
           ? html`<tr class="empty"><td colspan="8">No API keys yet.</td></tr>`
           : keys.map(
               (k) => html`<tr${k.revokedAt !== null ? html` class="revoked"` : ''}>
-<td>${k.name}</td><td><code>${k.prefix}…</code></td><td>${k.permissions.join(', ')}</td><td>${scopeText(k)}</td>
-<td class="num">${k.tokenHandouts}</td><td>${when(k.lastUsedAt)}</td><td>${when(k.createdAt)} <small>by ${k.createdBy}</small></td>
+<td data-label="Name">${k.name}</td><td data-label="Key"><code>${k.prefix}…</code></td><td data-label="Permissions">${k.permissions.join(', ')}</td><td data-label="Connections">${scopeText(k)}</td>
+<td data-label="Token hand-outs" class="num">${k.tokenHandouts}</td><td data-label="Last used">${when(k.lastUsedAt)}</td><td data-label="Created">${when(k.createdAt)} <small>by ${k.createdBy}</small></td>
 <td>${
                 k.revokedAt !== null
                   ? html`revoked ${when(k.revokedAt)}`
@@ -71,7 +76,7 @@ ${API_PERMISSIONS.map((p) => html`<label class="check"><input type="checkbox" na
 <fieldset><legend>Connections it may use</legend>
 <label class="check"><input type="checkbox" name="all_connections" value="yes"> All connections, including future ones</label>
 ${conns.map((c) => html`<label class="check"><input type="checkbox" name="connections" value="${c.name}"> ${c.name} <small>${c.email ?? ''}</small></label>`)}
-<label for="key-more">Other connection names <small>(comma-separated; they may be connected later)</small></label>
+<label for="key-more">${conns.length ? 'Other connection names' : 'Connection names'} <small>(comma-separated; they may be connected later)</small></label>
 <input id="key-more" name="more_connections" maxlength="2000">
 </fieldset>
 <button type="submit" class="primary">Create key</button>
@@ -142,23 +147,23 @@ ${conns.map((c) => html`<label class="check"><input type="checkbox" name="connec
 ${
   keys.length === 0
     ? html`<p>No API keys yet.</p>`
-    : html`<table class="list compact"><thead><tr><th scope="col">API key</th><th scope="col">Tokens handed out</th><th scope="col">Last used</th></tr></thead>
-<tbody>${keys.map((k) => html`<tr><td>${k.name}${k.revokedAt !== null ? html` <small>(revoked)</small>` : ''}</td><td class="num">${k.tokenHandouts}</td><td>${when(k.lastUsedAt)}</td></tr>`)}</tbody></table>`
+    : html`<table class="list compact stack-on-phone"><thead><tr><th scope="col">API key</th><th scope="col">Tokens handed out</th><th scope="col">Last used</th></tr></thead>
+<tbody>${keys.map((k) => html`<tr><td data-label="API key">${k.name}${k.revokedAt !== null ? html` <small>(revoked)</small>` : ''}</td><td data-label="Tokens handed out" class="num">${k.tokenHandouts}</td><td data-label="Last used">${when(k.lastUsedAt)}</td></tr>`)}</tbody></table>`
 }</section>
 <form method="get" action="/audit" class="inline filters">
 <label>Action <input name="action" value="${action ?? ''}" placeholder="e.g. connection.created"></label>
 <label>Target <input name="target" value="${target ?? ''}" placeholder="connection or key name"></label>
 <button type="submit">Filter</button> ${action || target ? html`<a href="/audit">Clear</a>` : ''}
 </form>
-<table class="list audit"><caption>Newest first</caption>
+<table class="list audit stack-on-phone"><caption>Newest first</caption>
 <thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">On</th><th scope="col">Details</th></tr></thead>
 <tbody>${
             entries.length === 0
               ? html`<tr class="empty"><td colspan="5">Nothing recorded${action || target ? ' for this filter' : ''}.</td></tr>`
               : entries.map(
-                  (e) => html`<tr><td>${when(e.at)}</td><td>${e.actor}</td><td><code>${e.action}</code></td><td>${e.target ?? ''}</td><td class="details">${Object.entries(e.details)
-                    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-                    .join(' · ')}</td></tr>`,
+                  (e) => html`<tr><td data-label="When" class="when">${when(e.at)}</td><td data-label="Who">${e.actor}</td><td data-label="What"><code class="word">${e.action}</code></td><td data-label="On">${e.target ?? ''}</td><td data-label="Details" class="details">${Object.entries(e.details).map(
+                    ([k, v], i) => html`${i ? ' ' : ''}<span class="kv">${k}=${typeof v === 'string' ? v : JSON.stringify(v)}</span>`,
+                  )}</td></tr>`,
                 )
           }</tbody></table>
 ${entries.length === limit && last ? html`<p><a href="/audit?before=${last.id}${filterQs}">Older entries</a></p>` : ''}`,

@@ -33,16 +33,26 @@ export function masterKeyRoutes(r: Hono<AppEnv>, s: ServerServices): void {
       notices: ctl ? notices : [...notices, { kind: 'info', text: 'Key rotation is not available on this server; use dropkey keys rotate.' }],
       body: html`<h1>Master key</h1>
 <p>Every stored secret (app secrets, access and refresh tokens, pending logins, webhook signing secrets) is encrypted
-under a master key. To rotate it without downtime: run <code>dropkey keys generate</code>, put the new key
-<strong>first</strong> in <code>DROPKEY_MASTER_KEY</code> on every instance (keep the old one after it) and restart
-them one by one, then re-encrypt below, then remove the old key from <code>DROPKEY_MASTER_KEY</code>.</p>
+under a master key. dropkey takes its keys from one of two places${ctl?.keySource ? html`; this server uses <strong>${ctl.keySource.kind === 'env' ? 'DROPKEY_MASTER_KEY' : ctl.keySource.kind === 'file' ? 'the key file' : 'keys given in memory'}</strong>` : ''}:</p>
+<section class="card key-modes">
+<h2>Key in DROPKEY_MASTER_KEY</h2>
+<p>Needed when several instances share a database. To rotate without downtime: run <code>dropkey keys generate</code>,
+put the new key <strong>first</strong> in <code>DROPKEY_MASTER_KEY</code> on every instance (keep the old one after it)
+and restart them one by one, then re-encrypt below, then remove the old key from <code>DROPKEY_MASTER_KEY</code>.</p>
+<h2>Key file</h2>
+<p>Without <code>DROPKEY_MASTER_KEY</code>, the keys live in <code>master.key</code> in the data directory
+(<code>DROPKEY_HOME</code>, mode 0600), created on first use. One host only: <code>dropkey keys rotate</code> on that
+host adds a new key to the file, makes it active, re-encrypts everything, and <code>dropkey keys prune</code> removes the
+old key once nothing uses it. A running server follows the file and picks the new key up without a restart.
+Back the file up with the database: without it no stored secret can be read.</p>
+</section>
 ${
   ctl && st
-    ? html`<table class="list"><caption>Keys</caption>
+    ? html`<table class="list stack-on-phone"><caption>Keys</caption>
 <thead><tr><th scope="col">Key id</th><th scope="col">Secrets</th><th scope="col">On this instance</th></tr></thead>
 <tbody>${ids.map(
-        (id) => html`<tr><td><code>${id}</code>${id === ctl.activeKeyId ? html` <strong>(active)</strong>` : ''}</td><td class="num">${st.byKeyId[id] ?? 0}</td>
-<td>${ctl.keyIds.includes(id) ? 'yes' : html`<strong>missing: these secrets cannot be read here</strong>`}</td></tr>`,
+        (id) => html`<tr><td data-label="Key id"><code>${id}</code>${id === ctl.activeKeyId ? html` <strong>(active)</strong>` : ''}</td><td data-label="Secrets" class="num">${st.byKeyId[id] ?? 0}</td>
+<td data-label="On this instance">${ctl.keyIds.includes(id) ? 'yes' : html`<strong>missing: these secrets cannot be read here</strong>`}</td></tr>`,
       )}</tbody></table>
 <section class="card">
 <h2>Re-encrypt under the active key</h2>

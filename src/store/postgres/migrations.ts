@@ -274,6 +274,16 @@ export const migrations: PgMigration[] = [
       CREATE UNIQUE INDEX IF NOT EXISTS server_audit_bucket ON ${s}.server_audit(bucket) WHERE bucket IS NOT NULL;
     `,
   },
+  {
+    version: 8,
+    name: 'connections by name and state',
+    // Pages (listConnectionPage) are ordered by name COLLATE "C" whatever the database's collation: these indexes
+    // serve that order, for every connection and for one state.
+    sql: (s) => `
+      CREATE INDEX IF NOT EXISTS connections_name_c ON ${s}.connections(name COLLATE "C");
+      CREATE INDEX IF NOT EXISTS connections_state_name_c ON ${s}.connections(state, name COLLATE "C");
+    `,
+  },
 ];
 
 /** The bookkeeping tables of the pre-one-migrator layout, dropped once their versions are adopted. */

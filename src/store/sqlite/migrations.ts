@@ -248,6 +248,12 @@ export const migrations: Migration[] = [
       CREATE UNIQUE INDEX server_audit_bucket ON server_audit(bucket) WHERE bucket IS NOT NULL;
     `,
   },
+  {
+    version: 7,
+    name: 'connections by state',
+    // Pages of one state (listConnectionPage) walk this index in name order; name pages use the primary key.
+    sql: `CREATE INDEX IF NOT EXISTS connections_state_name ON connections(state, name);`,
+  },
 ];
 
 /** The bookkeeping tables of the pre-one-migrator layout, dropped once their versions are adopted. */

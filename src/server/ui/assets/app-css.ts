@@ -50,7 +50,20 @@ table.list tr:last-child td { border-bottom: 0; }
 table.list tr.empty td { color: var(--muted); text-align: center; padding: 20px; }
 table.list tr.revoked td { color: var(--muted); }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.details { font-size: 13px; color: var(--muted); word-break: break-word; }
+td.details { font-size: 13px; color: var(--muted); overflow-wrap: break-word; word-break: normal; min-width: 14em; }
+/* Audit cells wrap between words (a column never shrinks to one letter per line); one key=value stays whole when it fits. */
+table.audit td, table.audit code { overflow-wrap: break-word; word-break: normal; }
+table.audit td.when { white-space: nowrap; }
+span.kv { display: inline-block; max-width: 100%; overflow-wrap: anywhere; margin-right: .6em; }
+code.word { overflow-wrap: normal; white-space: nowrap; }
+.badge.not-renewable { background: var(--warn-bg); color: var(--warn); }
+.muted { color: var(--muted); }
+form.search { margin: 16px 0 0; }
+nav.pager { margin: 8px 0 16px; }
+pre.snippet { background: #f4f6f9; border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; overflow-x: auto; max-width: 100%; font-size: 13px; }
+pre.snippet code { background: none; padding: 0; overflow-wrap: normal; }
+h3 { font-size: 15px; margin: 12px 0 4px; }
+.notice.waiting { display: flex; flex-wrap: wrap; gap: 4px 8px; align-items: baseline; }
 .badge { display: inline-block; font-size: 12px; font-weight: 600; padding: 2px 8px; border-radius: 999px; vertical-align: middle; }
 .state-active { background: var(--ok-bg); color: var(--ok); }
 .state-needs_reauth { background: var(--warn-bg); color: var(--warn); }
@@ -71,5 +84,20 @@ ol.checklist li { margin: 6px 0; }
 details summary { cursor: pointer; color: var(--blue); margin: 8px 0; }
 .hint { color: var(--muted); }
 .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
-@media (max-width: 700px) { dl.facts { grid-template-columns: 1fr; } table.list { font-size: 14px; } main { padding: 12px; } }
+@media (max-width: 700px) {
+  dl.facts { grid-template-columns: 1fr; } table.list { font-size: 14px; } main { padding: 12px; }
+  header.top { padding: 8px 12px; gap: 8px; }
+  .copy-row { flex-wrap: wrap; } .copy-row input { min-width: 0; width: 100%; }
+  input, select { max-width: 100%; }
+  form.inline { display: flex; }
+  /* On a phone every table is a list of cards: one row per card, one cell per line, labelled from data-label. */
+  table.list, table.list tbody, table.list tr, table.list td, table.list caption { display: block; width: 100%; }
+  table.list thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+  table.list tr { border-bottom: 1px solid var(--line); padding: 6px 0; }
+  table.list td { border-bottom: 0; padding: 3px 12px; text-align: left; }
+  table.list td.num { text-align: left; }
+  table.list td[data-label]::before { content: attr(data-label); display: block; font-size: 12px; color: var(--muted); }
+  table.audit td.when { white-space: normal; }
+  td.details { min-width: 0; }
+}
 `;

@@ -30,17 +30,25 @@ export const APP_JS = String.raw`(function () {
     if (m > 0) return m + ' min ' + (s % 60) + ' s';
     return s + ' s';
   }
+  // One timer for the page; it writes only the countdowns whose text changed (a listing shows one page of rows),
+  // and does nothing while the tab is hidden.
+  var countdowns = [];
+  function collect() { countdowns = Array.prototype.slice.call(document.querySelectorAll('time.countdown[datetime]')); }
   function tick() {
+    if (document.hidden) return;
     var now = Date.now() + skew;
-    var els = document.querySelectorAll('time.countdown[datetime]');
-    for (var i = 0; i < els.length; i++) {
-      var at = Date.parse(els[i].getAttribute('datetime'));
+    for (var i = 0; i < countdowns.length; i++) {
+      var el = countdowns[i];
+      var at = el._at === undefined ? (el._at = Date.parse(el.getAttribute('datetime'))) : el._at;
       if (isNaN(at)) continue;
-      els[i].textContent = at <= now ? 'expired' : 'in ' + duration(at - now);
+      var text = at <= now ? 'expired' : 'in ' + duration(at - now);
+      if (el.textContent !== text) el.textContent = text;
     }
   }
+  collect();
   tick();
-  setInterval(tick, 1000);
+  if (countdowns.length) setInterval(tick, 1000);
+  document.addEventListener('visibilitychange', tick);
 
   // ---- copy buttons
   document.addEventListener('click', function (e) {
@@ -64,13 +72,40 @@ export const APP_JS = String.raw`(function () {
     if (!body) return Promise.resolve(false);
     return fetch(body.getAttribute('data-fragment'), { credentials: 'same-origin', headers: { Accept: 'text/html' } })
       .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.text(); })
-      .then(function (html) { body.innerHTML = html; tick(); return true; });
+      .then(function (html) { body.innerHTML = html; collect(); tick(); return true; });
   }
 
   // ---- popup connect
   var popup = null;
   var watcher = null;
   var finished = false;
+  var waiting = null;
+  // While the Dropbox window is open: a status line, the connect buttons disabled (no second window).
+  function setWaiting(on) {
+    var buttons = document.querySelectorAll('form[data-popup-connect] button[type=submit]');
+    for (var i = 0; i < buttons.length; i++) buttons[i].disabled = on;
+    if (on && !waiting) {
+      var box = document.getElementById('notices');
+      if (!box) return;
+      waiting = document.createElement('div');
+      waiting.className = 'notice notice-info waiting';
+      waiting.setAttribute('role', 'status');
+      waiting.setAttribute('data-waiting', '');
+      var text = document.createElement('span');
+      text.textContent = 'Waiting for Dropbox\u2026 Sign in and click Allow in the Dropbox window. ';
+      var show = document.createElement('button');
+      show.type = 'button';
+      show.className = 'link';
+      show.textContent = 'Show the window';
+      show.addEventListener('click', function () { if (popup && !popup.closed) popup.focus(); });
+      waiting.appendChild(text);
+      waiting.appendChild(show);
+      box.appendChild(waiting);
+    } else if (!on && waiting) {
+      waiting.parentNode.removeChild(waiting);
+      waiting = null;
+    }
+  }
   function watch() {
     clearInterval(watcher);
     watcher = setInterval(function () {
@@ -78,7 +113,9 @@ export const APP_JS = String.raw`(function () {
         clearInterval(watcher);
         // The popup posts its result and closes at once; the message may still be queued: give it a moment.
         setTimeout(function () {
-          if (!finished) notice('info', 'The Dropbox window was closed before the connection was made.');
+          if (finished) return;
+          setWaiting(false);
+          notice('error', 'The Dropbox window was closed before the connection was made. Nothing was changed; click Connect to try again.');
         }, 1500);
       }
     }, 500);
@@ -89,6 +126,7 @@ export const APP_JS = String.raw`(function () {
     if (!d || d.source !== 'dropkey-oauth') return;
     finished = true;
     clearInterval(watcher);
+    setWaiting(false);
     if (d.ok) {
       notice('ok', 'Dropbox is connected as "' + d.connection + '"' + (d.email ? ' (' + d.email + ')' : '') + '.');
       refreshRows().then(function (had) { if (!had) window.location.reload(); }, function () { window.location.reload(); });
@@ -101,6 +139,7 @@ export const APP_JS = String.raw`(function () {
     popup = window.open('', 'dropkey-connect', 'popup,width=760,height=780');
     if (!popup) return false;
     finished = false;
+    setWaiting(true);
     var body = new URLSearchParams(new FormData(form));
     body.set('mode', 'popup');
     fetch(form.getAttribute('action'), {
@@ -118,6 +157,7 @@ export const APP_JS = String.raw`(function () {
       .then(function (res) {
         if (!res.ok || !res.j || !res.j.authorize_url) {
           popup.close();
+          setWaiting(false);
           notice('error', (res.j && res.j.error && res.j.error.message) || 'Could not start connecting.');
           return;
         }
@@ -126,6 +166,7 @@ export const APP_JS = String.raw`(function () {
       })
       .catch(function () {
         if (popup) popup.close();
+        setWaiting(false);
         notice('error', 'Could not start connecting. Check your network and try again.');
       });
     return true;
