@@ -3,6 +3,7 @@
  * locks, back-off, key rotation): session settings, int8 parsing, error mapping, retry after a lost session, and
  * the in-flight counter tests use with virtual time.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { isConnectionError, type ErrorMapper } from './errors.js';
@@ -109,12 +110,13 @@ export class PgDatabase {
    * With `timeoutMs`, the whole call (waiting for a connection included) fails after that long instead of the
    * pool's connect and statement timeouts: for callers that would rather go without than wait (the back-off).
    */
-  query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = [], options: { timeoutMs?: number } = {}): Promise<pg.QueryResult<R>> {
+  query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = [], options: { timeoutMs?: number; prepared?: boolean } = {}): Promise<pg.QueryResult<R>> {
     this.#checkOpen(operation);
-    const { timeoutMs } = options;
+    const { timeoutMs, prepared = false } = options;
     const run = this.track(async () => {
       for (let attempt = 1; ; attempt++) {
         try {
+          if (prepared) return await this.pool.query<R>({ name: statementName(sql), text: sql, values: params });
           return timeoutMs === undefined ? await this.pool.query<R>(sql, params) : await this.pool.query<R>({ text: sql, values: params, query_timeout: timeoutMs } as pg.QueryConfig);
         } catch (cause) {
           if (attempt < this.#attempts && isConnectionError(cause) && !isConnectFailure(cause)) continue;
@@ -198,6 +200,23 @@ export function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; releas
       });
     });
   });
+}
+
+const statementNames = new Map<string, string>();
+
+/**
+ * The name of the server-side prepared statement for `sql` (node-postgres prepares a named statement once per
+ * pooled connection and then only binds and executes it). Derived from the text, so one name never stands for
+ * two texts. For fixed SQL on hot read paths only, with explicit column lists: a `SELECT *` statement would fail
+ * ("cached plan must not change result type") after another instance's migration added a column.
+ */
+function statementName(sql: string): string {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `dk_${createHash('sha256').update(sql).digest('hex').slice(0, 24)}`;
+    statementNames.set(sql, name);
+  }
+  return name;
 }
 
 export function codeOf(err: unknown): string {

@@ -19,6 +19,7 @@
  */
 import type { PoolClient } from 'pg';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
+import { endsCachedToken } from '../records.js';
 
 export interface PgMigration {
   version: number;
@@ -249,7 +250,36 @@ export const migrations: PgMigration[] = [
     // IF NOT EXISTS: the pre-one-migrator proxy created this very table on first use.
     sql: (s) => `CREATE TABLE IF NOT EXISTS ${s}.proxy_backoff (key text PRIMARY KEY, until bigint NOT NULL, reason text NOT NULL);`,
   },
+  {
+    version: 6,
+    name: 'connection changes',
+    // What ends a token cached by `dropkey serve` on any instance (src/server/services/tokens.ts; records.ts
+    // endsCachedToken says which updates): written by triggers, so every writer is seen. changed_at is the server's
+    // clock_timestamp() in epoch ms: the time of the write, not of the transaction's start.
+    sql: (s) => `
+      CREATE TABLE ${s}.connection_changes (
+        id bigserial PRIMARY KEY,
+        name text NOT NULL,
+        changed_at bigint NOT NULL DEFAULT ${PG_NOW_MS}
+      );
+      CREATE INDEX connection_changes_changed_at ON ${s}.connection_changes (changed_at);
+      CREATE FUNCTION ${s}.dropkey_connection_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        INSERT INTO ${s}.connection_changes (name) VALUES (OLD.name);
+        RETURN NULL;
+      END
+      $fn$;
+      CREATE TRIGGER connection_changes_delete AFTER DELETE ON ${s}.connections
+        FOR EACH ROW EXECUTE FUNCTION ${s}.dropkey_connection_changed();
+      CREATE TRIGGER connection_changes_update AFTER UPDATE ON ${s}.connections
+        FOR EACH ROW WHEN (${endsCachedToken('IS DISTINCT FROM', 'IS NOT DISTINCT FROM')})
+        EXECUTE FUNCTION ${s}.dropkey_connection_changed();
+    `,
+  },
 ];
+
+/** The server's clock as epoch milliseconds, at the moment of the statement (not of the transaction's start). */
+export const PG_NOW_MS = `(floor(extract(epoch from clock_timestamp()) * 1000))::int8`;
 
 /** The bookkeeping tables of the pre-one-migrator layout, dropped once their versions are adopted. */
 const LEGACY_TABLES = [...new Set(migrations.flatMap((m) => (m.adopts ? [m.adopts.table] : [])))];
