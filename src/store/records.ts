@@ -6,7 +6,7 @@
  */
 import { DropkeyError, ErrorCodes, type Fix } from '../errors.js';
 import type { Keyring } from './cipher.js';
-import type { AppRecord, ConnectionPatch, ConnectionRecord } from './types.js';
+import type { AppRecord, ConnectionPageQuery, ConnectionPatch, ConnectionRecord, ConnectionSummary } from './types.js';
 
 /** Chooses the keyring once the database is open, knowing whether it already holds encrypted data. */
 export type KeyringProvider = (db: { hasEncryptedData: boolean }) => Keyring;
@@ -308,3 +308,55 @@ export function toListedConnectionRecord(r: ConnectionRowOf<unknown>, scopes: st
     lastError: `its stored ${unreadable.join(' and ')} cannot be decrypted (damaged, or changed by hand)`,
   };
 }
+
+/** The summary columns of a connection: every column but the token ciphertexts (a listing never decrypts them). */
+export const SUMMARY_COLUMNS = CONNECTION_COLUMNS.filter((c) => c !== 'access_token_enc' && c !== 'refresh_token_enc');
+
+export type SummaryRowOf<Scopes> = Omit<ConnectionRowOf<Scopes>, 'access_token_enc' | 'refresh_token_enc'> & { refreshable: unknown };
+
+export function toConnectionSummary(r: SummaryRowOf<unknown>, scopes: string[]): ConnectionSummary {
+  return {
+    name: r.name,
+    app: r.app,
+    accountId: r.account_id,
+    teamId: r.team_id,
+    email: r.email,
+    displayName: r.display_name,
+    teamName: r.team_name,
+    scopes,
+    accessTokenExpiresAt: r.access_token_expires_at,
+    refreshable: r.refreshable === true || r.refreshable === 1,
+    state: r.state as ConnectionRecord['state'],
+    lastError: r.last_error,
+    lastRefreshAt: r.last_refresh_at,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    version: r.version,
+  };
+}
+
+export const MAX_PAGE_LIMIT = 1000;
+export const MAX_SEARCH_LENGTH = 200;
+
+/** Checks a page query (both drivers refuse the same input with the same words). */
+export function checkPageQuery(q: ConnectionPageQuery): ConnectionPageQuery {
+  if (!Number.isInteger(q.limit) || q.limit < 1 || q.limit > MAX_PAGE_LIMIT) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}`);
+  }
+  if (q.search !== undefined && (typeof q.search !== 'string' || q.search.length > MAX_SEARCH_LENGTH)) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `the search text must be at most ${MAX_SEARCH_LENGTH} characters`);
+  }
+  if (q.state !== undefined) checkState(q.state);
+  if (q.names !== undefined && (!Array.isArray(q.names) || !q.names.every((n) => typeof n === 'string'))) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'names must be a list of connection names');
+  }
+  return q;
+}
+
+/** `%text%` for LIKE/ILIKE with `\` as the escape character, so `%` and `_` in the search match themselves. */
+export function likePattern(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/** The columns a search looks in. */
+export const SEARCH_COLUMNS = ['name', 'email', 'display_name', 'account_id', 'team_name', 'team_id'] as const;

@@ -59,6 +59,35 @@ export interface ConnectionRecord {
   version: number;
 }
 
+/**
+ * One page of connections, for listings that must stay small at any number of connections (the web UI, the list
+ * API). Ordered by name; `after` is the last name of the previous page (keyset paging: every page is an index range
+ * scan, never an OFFSET walk).
+ */
+export interface ConnectionPageQuery {
+  /** Rows per page, 1 to 1000. */
+  limit: number;
+  /** Only names after this one (the previous page's last name). */
+  after?: string;
+  /** Case-insensitive substring of the name, account email, display name, account id, team name or team id. */
+  search?: string;
+  state?: ConnectionState;
+  /** Only these names (an API key scoped to some connections). */
+  names?: string[];
+}
+
+/**
+ * A connection as a listing shows it: every column but the two tokens, which are not decrypted (a listing does not
+ * show them); `refreshable` says whether a refresh token is stored.
+ */
+export type ConnectionSummary = Omit<ConnectionRecord, 'accessToken' | 'refreshToken'> & { refreshable: boolean };
+
+export interface ConnectionPage {
+  connections: ConnectionSummary[];
+  /** The name to pass as `after` for the next page; null on the last page. */
+  next: string | null;
+}
+
 export type ConnectionPatch = Partial<Omit<ConnectionRecord, 'name' | 'createdAt' | 'version'>>;
 
 export interface LockOptions {
@@ -105,6 +134,8 @@ export interface Store extends LockStore {
 
   getConnection(name: string): Promise<ConnectionRecord | undefined>;
   listConnections(): Promise<ConnectionRecord[]>;
+  /** One page of connections (ConnectionPageQuery), without decrypting any token. */
+  listConnectionPage(query: ConnectionPageQuery): Promise<ConnectionPage>;
   /** Creates a connection; fails with DROPKEY_ALREADY_EXISTS if the name is taken. */
   createConnection(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>): Promise<ConnectionRecord>;
   /**

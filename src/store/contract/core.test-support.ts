@@ -226,6 +226,67 @@ export function storeContractTests(name: string, makeHarness: () => Promise<Stor
           assert.equal((await s.getConnection('default'))!.refreshToken, null);
         }));
 
+      it('pages connections by name with a cursor, searches name, account and team, filters by state, never returns tokens', () =>
+        withStore(async (s) => {
+          await s.createApp(sampleApp('backup'));
+          const names = Array.from({ length: 25 }, (_, i) => `conn-${String(i).padStart(2, '0')}`);
+          for (const [i, n] of names.entries()) {
+            await s.createConnection(
+              sampleConnection(n, 'backup', {
+                email: `user${i}@example.com`,
+                accountId: `dbid:acct-${i}`,
+                teamName: i % 5 === 0 ? 'Acme 50%_Off' : null,
+                teamId: i % 5 === 0 ? 'dbtid:acme' : null,
+                state: i % 4 === 0 ? 'needs_reauth' : 'active',
+                refreshToken: i === 3 ? null : `refresh-${i}-${'R'.repeat(30)}`,
+              }),
+            );
+          }
+          // Keyset paging walks every row once, in name order.
+          const seen: string[] = [];
+          let after: string | undefined;
+          let pages = 0;
+          for (;;) {
+            const page = await s.listConnectionPage({ limit: 10, ...(after === undefined ? {} : { after }) });
+            pages++;
+            seen.push(...page.connections.map((c) => c.name));
+            if (page.next === null) break;
+            assert.equal(page.next, page.connections.at(-1)!.name);
+            after = page.next;
+          }
+          assert.deepEqual(seen, names);
+          assert.equal(pages, 3);
+          const exact = await s.listConnectionPage({ limit: 25 });
+          assert.equal(exact.connections.length, 25);
+          assert.equal(exact.next, null, 'a page that holds the rest has no next cursor');
+
+          const first = (await s.listConnectionPage({ limit: 1 })).connections[0]!;
+          assert.ok(!('accessToken' in first) && !('refreshToken' in first), 'no token in a listing');
+          assert.equal(first.refreshable, true);
+          assert.equal(first.email, 'user0@example.com');
+          assert.deepEqual(first.scopes, ['files.content.read']);
+          assert.equal((await s.listConnectionPage({ limit: 5, search: 'conn-03' })).connections[0]!.refreshable, false);
+
+          const by = async (q: Parameters<Store['listConnectionPage']>[0]) => (await s.listConnectionPage(q)).connections.map((c) => c.name);
+          assert.deepEqual(await by({ limit: 50, search: 'USER12@' }), ['conn-12'], 'email, case-insensitive');
+          assert.deepEqual(await by({ limit: 50, search: 'acct-7' }), ['conn-07'], 'account id');
+          assert.deepEqual(await by({ limit: 50, search: 'acme' }), ['conn-00', 'conn-05', 'conn-10', 'conn-15', 'conn-20'], 'team name');
+          assert.deepEqual(await by({ limit: 50, search: '50%_' }), ['conn-00', 'conn-05', 'conn-10', 'conn-15', 'conn-20'], '% and _ match themselves');
+          assert.deepEqual(await by({ limit: 50, search: '%' }).then((l) => l.length), 5, 'a lone % is not a wildcard');
+          assert.deepEqual(await by({ limit: 50, search: 'conn-1' }), names.slice(10, 20), 'name');
+          assert.deepEqual(await by({ limit: 50, state: 'needs_reauth' }), ['conn-00', 'conn-04', 'conn-08', 'conn-12', 'conn-16', 'conn-20', 'conn-24']);
+          assert.deepEqual(await by({ limit: 50, state: 'needs_reauth', search: 'acme' }), ['conn-00', 'conn-20']);
+          assert.deepEqual(await by({ limit: 50, state: 'revoked' }), []);
+          assert.deepEqual(await by({ limit: 2, state: 'needs_reauth', after: 'conn-04' }), ['conn-08', 'conn-12']);
+          assert.deepEqual(await by({ limit: 50, names: ['conn-02', 'conn-17', 'ghost'] }), ['conn-02', 'conn-17'], 'scoped to some names');
+          assert.deepEqual(await by({ limit: 50, names: [] }), []);
+          assert.deepEqual(await by({ limit: 50, search: 'nobody-matches' }), []);
+
+          await rejectsWith(s.listConnectionPage({ limit: 0 }), ErrorCodes.BAD_INPUT, /limit/);
+          await rejectsWith(s.listConnectionPage({ limit: 1001 }), ErrorCodes.BAD_INPUT, /limit/);
+          await rejectsWith(s.listConnectionPage({ limit: 5, search: 'x'.repeat(201) }), ErrorCodes.BAD_INPUT, /search/);
+        }));
+
       it('deletes connections; deleting an unknown one is NOT_FOUND', () =>
         withStore(async (s) => {
           await s.createApp(sampleApp('backup'));

@@ -10,8 +10,8 @@ import type pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { secretContext, type Keyring } from '../cipher.js';
-import { alreadyExists, APP_COLUMNS, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf, type KeyringProvider } from '../records.js';
-import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
+import { alreadyExists, APP_COLUMNS, appInUse, checkName, checkPageQuery, likePattern, SEARCH_COLUMNS, SUMMARY_COLUMNS, toConnectionSummary, type SummaryRowOf, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf, type KeyringProvider } from '../records.js';
+import type { AppRecord, Clock, ConnectionPage, ConnectionPageQuery, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
 import { codeOf, type PgDatabase, type Queryable } from './db.js';
 import { quoteIdent } from './migrations.js';
 
@@ -170,6 +170,31 @@ export class PostgresCoreStore implements Store, KeyRotation {
     const r = await this.#query<ConnectionRow>('list connections', `SELECT * FROM ${this.#t.connections} ORDER BY name COLLATE "C"`);
     // One damaged secret must not hide every connection: listed as needing a new login (records.ts).
     return r.rows.map((row) => toListedConnectionRecord(row, [...row.scopes], (v, field) => this.#open(v, 'connection', row.name, field)));
+  }
+
+  async listConnectionPage(query: ConnectionPageQuery): Promise<ConnectionPage> {
+    const q = checkPageQuery(query);
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const p = (v: unknown) => `$${params.push(v)}`;
+    // COLLATE "C": the same order as listConnections, served by the connections_name_c index.
+    if (q.after !== undefined) where.push(`name COLLATE "C" > ${p(q.after)}`);
+    if (q.state !== undefined) where.push(`state = ${p(q.state)}`);
+    if (q.names !== undefined) where.push(`name = ANY(${p(q.names)}::text[])`);
+    if (q.search !== undefined && q.search !== '') {
+      const s = p(likePattern(q.search));
+      where.push(`(${SEARCH_COLUMNS.map((c) => `${c} ILIKE ${s} ESCAPE '\\'`).join(' OR ')})`);
+    }
+    const limit = p(q.limit + 1);
+    const r = await this.#query<SummaryRowOf<string[]>>(
+      'list connections',
+      `SELECT ${SUMMARY_COLUMNS.join(', ')}, refresh_token_enc IS NOT NULL AS refreshable FROM ${this.#t.connections}
+       ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY name COLLATE "C" LIMIT ${limit}`,
+      params,
+    );
+    const more = r.rows.length > q.limit;
+    const page = more ? r.rows.slice(0, q.limit) : r.rows;
+    return { connections: page.map((row) => toConnectionSummary(row, [...row.scopes])), next: more ? page[page.length - 1]!.name : null };
   }
 
   async createConnection(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>): Promise<ConnectionRecord> {

@@ -252,6 +252,16 @@ export const migrations: PgMigration[] = [
   },
   {
     version: 6,
+    name: 'connections by name and state',
+    // Pages (listConnectionPage) are ordered by name COLLATE "C" whatever the database's collation: these indexes
+    // serve that order, for every connection and for one state.
+    sql: (s) => `
+      CREATE INDEX IF NOT EXISTS connections_name_c ON ${s}.connections(name COLLATE "C");
+      CREATE INDEX IF NOT EXISTS connections_state_name_c ON ${s}.connections(state, name COLLATE "C");
+    `,
+  },
+  {
+    version: 7,
     name: 'connection changes',
     // What ends a token cached by `dropkey serve` on any instance (src/server/services/tokens.ts; records.ts
     // endsCachedToken says which updates): written by triggers, so every writer is seen. changed_at is the server's

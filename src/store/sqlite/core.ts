@@ -7,8 +7,8 @@
  */
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { secretContext, type Keyring } from '../cipher.js';
-import { alreadyExists, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf } from '../records.js';
-import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
+import { alreadyExists, appInUse, checkName, checkPageQuery, likePattern, SEARCH_COLUMNS, SUMMARY_COLUMNS, toConnectionSummary, type SummaryRowOf, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, versionConflict, type AppRowOf, type ConnectionRowOf } from '../records.js';
+import type { AppRecord, Clock, ConnectionPage, ConnectionPageQuery, ConnectionPatch, ConnectionRecord, KeyRotation, LockLease, LockOptions, LockStore, Store } from '../types.js';
 import type { SqliteDatabase, SqliteHandle } from './db.js';
 
 /** Scopes are JSON text, `team` is 0 or 1. */
@@ -143,6 +143,35 @@ export class SqliteCoreStore implements Store, KeyRotation {
     const rows = this.#run('list connections', () => this.#db.prepare('SELECT * FROM connections ORDER BY name').all() as ConnectionRow[]);
     // One damaged secret must not hide every connection: listed as needing a new login (records.ts).
     return rows.map((r) => toListedConnectionRecord(r, parseScopes(r.scopes), (v, field) => this.#open(v, 'connection', r.name, field)));
+  }
+
+  async listConnectionPage(query: ConnectionPageQuery): Promise<ConnectionPage> {
+    const q = checkPageQuery(query);
+    const where: string[] = [];
+    const params: Record<string, unknown> = { limit: q.limit + 1 };
+    if (q.after !== undefined) {
+      where.push('name > @after');
+      params['after'] = q.after;
+    }
+    if (q.state !== undefined) {
+      where.push('state = @state');
+      params['state'] = q.state;
+    }
+    if (q.names !== undefined) {
+      where.push('name IN (SELECT value FROM json_each(@names))');
+      params['names'] = JSON.stringify(q.names);
+    }
+    if (q.search !== undefined && q.search !== '') {
+      // LIKE is case-insensitive for ASCII in SQLite; ESCAPE makes % and _ in the search literal.
+      where.push(`(${SEARCH_COLUMNS.map((c) => `${c} LIKE @search ESCAPE '\\'`).join(' OR ')})`);
+      params['search'] = likePattern(q.search);
+    }
+    const sql = `SELECT ${SUMMARY_COLUMNS.join(', ')}, refresh_token_enc IS NOT NULL AS refreshable FROM connections
+      ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY name LIMIT @limit`;
+    const rows = this.#run('list connections', () => this.#db.prepare(sql).all(params) as SummaryRowOf<string>[]);
+    const more = rows.length > q.limit;
+    const page = more ? rows.slice(0, q.limit) : rows;
+    return { connections: page.map((r) => toConnectionSummary(r, parseScopes(r.scopes))), next: more ? page[page.length - 1]!.name : null };
   }
 
   async createConnection(rec: Omit<ConnectionRecord, 'createdAt' | 'updatedAt' | 'version'>): Promise<ConnectionRecord> {

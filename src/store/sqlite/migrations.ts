@@ -233,6 +233,12 @@ export const migrations: Migration[] = [
   },
   {
     version: 5,
+    name: 'connections by state',
+    // Pages of one state (listConnectionPage) walk this index in name order; name pages use the primary key.
+    sql: `CREATE INDEX IF NOT EXISTS connections_state_name ON connections(state, name);`,
+  },
+  {
+    version: 6,
     name: 'connection changes',
     // What ends a token cached by `dropkey serve` (src/server/services/tokens.ts): the connection deleted (revoked),
     // its state, app or account changed, or new credentials stored that are not a refresh (a new login, an
