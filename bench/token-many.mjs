@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { fixed, seedBulk, TOKEN_LIFE_MS } from './seed.mjs';
 import { generatorReport, log, machine, measure, peakRssMB, pickGenerator, rawGet, round, rssMB, startChild as startChildIn, stop, summarize } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -55,9 +56,8 @@ for (const [k, v] of [['count', COUNT], ['duration-s', DURATION_S], ['connection
 }
 const GOAL = { ratio_min: 0.9 };
 
-const TOKEN_LIFE_MS = 4 * 3600_000;
-/** Fixed-length random text (base64url), so that every answer has the same size and wrk's byte check covers all. */
-const fixed = (n) => randomBytes(Math.ceil((n * 3) / 4)).toString('base64url').slice(0, n);
+
+
 
 /**
  * --entry-bytes (run by main() in a child with --expose-gc): the heap one token cache entry costs, measured on the
@@ -96,69 +96,6 @@ async function entryBytes(n) {
   const after = process.memoryUsage().heapUsed;
   if (svc.size !== n) throw new Error(`cache holds ${svc.size} of ${n}`);
   console.log(Math.round((after - before) / n));
-}
-
-/** Writes `count` connections (and app "demo") into the store, in bulk; see the file comment. */
-async function seedBulk(home, masterKey, databaseUrl, emuUrl) {
-  const { openStores } = await import(`${root}dist/store/index.js`);
-  const { secretContext } = await import(`${root}dist/store/cipher.js`);
-  const stores = await openStores({ home, masterKey, ...(databaseUrl ? { databaseUrl } : {}) });
-  const now = Date.now();
-  try {
-    await stores.core.createApp({ name: 'demo', key: `bench${fixed(10)}`, secret: fixed(15), scopes: ['account_info.read'], team: false, access: 'full' });
-    const k = stores.keyring;
-    const rowOf = (i) => {
-      const name = `c${i}`;
-      return {
-        name,
-        app: 'demo',
-        account_id: `dbid:${fixed(38)}`,
-        email: `user${i}@example.com`,
-        display_name: `User ${i}`,
-        scopes: ['account_info.read'],
-        access_token_enc: k.encrypt(`sl.u.${fixed(150)}`, secretContext('connection', name, 'access_token')),
-        access_token_expires_at: now + TOKEN_LIFE_MS,
-        refresh_token_enc: k.encrypt(fixed(64), secretContext('connection', name, 'refresh_token')),
-      };
-    };
-    const BATCH = 1000;
-    if (stores.kind === 'sqlite') {
-      const Database = (await import('better-sqlite3')).default;
-      const db = new Database(join(home, 'dropkey.db'), { timeout: 10_000 });
-      const ins = db.prepare(`INSERT INTO connections (name, app, account_id, team_id, email, display_name, team_name, scopes,
-        access_token_enc, access_token_expires_at, refresh_token_enc, state, last_error, last_refresh_at, created_at, updated_at, version)
-        VALUES (@name, @app, @account_id, NULL, @email, @display_name, NULL, @scopes, @access_token_enc, @access_token_expires_at,
-        @refresh_token_enc, 'active', NULL, ${now}, ${now}, ${now}, 1)`);
-      for (let i = 0; i < COUNT; i += BATCH) {
-        const rows = Array.from({ length: Math.min(BATCH, COUNT - i) }, (_, j) => ({ ...rowOf(i + j), scopes: JSON.stringify(['account_info.read']) }));
-        db.transaction(() => rows.forEach((r) => ins.run(r)))();
-      }
-      db.close();
-    } else {
-      const pg = (await import('pg')).default;
-      const schema = new URL(databaseUrl).searchParams.get('schema');
-      const client = new pg.Client({ connectionString: databaseUrl.replace(/\?.*$/, '') });
-      await client.connect();
-      try {
-        for (let i = 0; i < COUNT; i += BATCH) {
-          const rows = Array.from({ length: Math.min(BATCH, COUNT - i) }, (_, j) => rowOf(i + j));
-          const col = (f) => rows.map(f);
-          await client.query(
-            `INSERT INTO "${schema}".connections (name, app, account_id, team_id, email, display_name, team_name, scopes,
-               access_token_enc, access_token_expires_at, refresh_token_enc, state, last_error, last_refresh_at, created_at, updated_at, version)
-             SELECT n, 'demo', a, NULL, e, d, NULL, ARRAY['account_info.read'], at, x, rt, 'active', NULL, $7, $7, $7, 1
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $8::text[]) AS u(n, a, e, d, at, x, rt)`,
-            [col((r) => r.name), col((r) => r.account_id), col((r) => r.email), col((r) => r.display_name), col((r) => r.access_token_enc), col((r) => r.access_token_expires_at), now, col((r) => r.refresh_token_enc)],
-          );
-        }
-      } finally {
-        await client.end();
-      }
-    }
-  } finally {
-    await stores.close();
-  }
-  void emuUrl;
 }
 
 /** Imports `count` connections from emulator offline grants through the library (what a user's imports do). */
@@ -229,7 +166,7 @@ async function main() {
   const children = [emu.child];
   try {
     const t0 = performance.now();
-    await (values.seed === 'bulk' ? seedBulk : seedImport)(home, masterKey, databaseUrl, emuUrl);
+    await (values.seed === 'bulk' ? (h, k, d) => seedBulk(root, h, k, d, COUNT) : seedImport)(home, masterKey, databaseUrl, emuUrl);
     const seedS = round((performance.now() - t0) / 1000, 1);
     log(`${COUNT} connections seeded (${values.seed}, ${values.store}) in ${seedS} s`);
     const env = {
