@@ -11,7 +11,7 @@
  */
 import type { DropboxClient } from '../dropbox/client.js';
 import { DROPBOX_URLS, type DropboxUrls } from '../dropbox/hosts.js';
-import type { Store } from '../store/types.js';
+import type { ConnectionPageQuery, Store } from '../store/types.js';
 import * as apps from './apps.js';
 import type { ConnectResult } from './connect.js';
 import { type ConnectionsContext, createContext } from './context.js';
@@ -163,6 +163,11 @@ export class Dropkey {
 
   list(): Promise<ConnectionInfo[]> {
     return tokens.listConnections(this.#ctx);
+  }
+
+  /** One page of connections in name order, searched and filtered (ConnectionPageQuery); no token is decrypted. */
+  listPage(query: ConnectionPageQuery): Promise<{ connections: ConnectionInfo[]; next: string | null }> {
+    return tokens.listConnectionPage(this.#ctx, query);
   }
 
   get(name: string = DEFAULT_CONNECTION): Promise<ConnectionInfo> {

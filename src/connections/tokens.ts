@@ -4,7 +4,7 @@
  */
 import { DropboxClient, type PathRoot } from '../dropbox/client.js';
 import { DropboxApiError, DropkeyError, ErrorCodes } from '../errors.js';
-import type { ConnectionRecord } from '../store/types.js';
+import type { ConnectionPageQuery, ConnectionRecord, ConnectionSummary } from '../store/types.js';
 import type { ConnectionsContext } from './context.js';
 import { validateName } from './names.js';
 import { rpcCall } from './protocol.js';
@@ -83,6 +83,33 @@ export async function refresh(ctx: ConnectionsContext, name: string, options: { 
   const failed = refreshFallbackError(rec);
   if (failed !== undefined) throw refreshFailedError(rec, failed);
   return connectionInfo(rec);
+}
+
+/** A listing's connection (no token read) as ConnectionInfo. */
+export function summaryInfo(c: ConnectionSummary): ConnectionInfo {
+  return {
+    name: c.name,
+    app: c.app,
+    accountId: c.accountId,
+    email: c.email,
+    displayName: c.displayName,
+    teamId: c.teamId,
+    teamName: c.teamName,
+    scopes: [...c.scopes],
+    expiresAt: c.accessTokenExpiresAt,
+    state: c.state,
+    refreshable: c.refreshable,
+    lastError: c.lastError,
+    lastRefreshAt: c.lastRefreshAt,
+    createdAt: c.createdAt,
+    updatedAt: c.updatedAt,
+  };
+}
+
+/** One page of connections (Store.listConnectionPage): no token is decrypted. */
+export async function listConnectionPage(ctx: ConnectionsContext, query: ConnectionPageQuery): Promise<{ connections: ConnectionInfo[]; next: string | null }> {
+  const page = await ctx.store.listConnectionPage(query);
+  return { connections: page.connections.map(summaryInfo), next: page.next };
 }
 
 export async function listConnections(ctx: ConnectionsContext): Promise<ConnectionInfo[]> {
