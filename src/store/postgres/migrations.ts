@@ -265,22 +265,25 @@ export const migrations: PgMigration[] = [
     name: 'connection changes',
     // What ends a token cached by `dropkey serve` on any instance (src/server/services/tokens.ts; records.ts
     // endsCachedToken says which updates): written by triggers, so every writer is seen. changed_at is the server's
-    // clock_timestamp() in epoch ms: the time of the write, not of the transaction's start.
+    // clock_timestamp() in epoch ms: the time of the write, not of the transaction's start. Written to run again
+    // safely (IF NOT EXISTS, OR REPLACE), like every migration here.
     sql: (s) => `
-      CREATE TABLE ${s}.connection_changes (
+      CREATE TABLE IF NOT EXISTS ${s}.connection_changes (
         id bigserial PRIMARY KEY,
         name text NOT NULL,
         changed_at bigint NOT NULL DEFAULT ${PG_NOW_MS}
       );
-      CREATE INDEX connection_changes_changed_at ON ${s}.connection_changes (changed_at);
-      CREATE FUNCTION ${s}.dropkey_connection_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      CREATE INDEX IF NOT EXISTS connection_changes_changed_at ON ${s}.connection_changes (changed_at);
+      CREATE OR REPLACE FUNCTION ${s}.dropkey_connection_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
       BEGIN
         INSERT INTO ${s}.connection_changes (name) VALUES (OLD.name);
         RETURN NULL;
       END
       $fn$;
+      DROP TRIGGER IF EXISTS connection_changes_delete ON ${s}.connections;
       CREATE TRIGGER connection_changes_delete AFTER DELETE ON ${s}.connections
         FOR EACH ROW EXECUTE FUNCTION ${s}.dropkey_connection_changed();
+      DROP TRIGGER IF EXISTS connection_changes_update ON ${s}.connections;
       CREATE TRIGGER connection_changes_update AFTER UPDATE ON ${s}.connections
         FOR EACH ROW WHEN (${endsCachedToken('IS DISTINCT FROM', 'IS NOT DISTINCT FROM')})
         EXECUTE FUNCTION ${s}.dropkey_connection_changed();

@@ -245,16 +245,16 @@ export const migrations: Migration[] = [
     // imported token). A refresh is not logged: the token it replaced stays valid at Dropbox. Written by triggers,
     // so every writer (the CLI, another server) is seen; times are the database's clock, epoch ms.
     sql: `
-      CREATE TABLE connection_changes (
+      CREATE TABLE IF NOT EXISTS connection_changes (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         name TEXT NOT NULL,
         changed_at INTEGER NOT NULL
       ) STRICT;
-      CREATE INDEX connection_changes_changed_at ON connection_changes (changed_at);
-      CREATE TRIGGER connection_changes_delete AFTER DELETE ON connections BEGIN
+      CREATE INDEX IF NOT EXISTS connection_changes_changed_at ON connection_changes (changed_at);
+      CREATE TRIGGER IF NOT EXISTS connection_changes_delete AFTER DELETE ON connections BEGIN
         INSERT INTO connection_changes (name, changed_at) VALUES (OLD.name, ${SQLITE_NOW_MS});
       END;
-      CREATE TRIGGER connection_changes_update AFTER UPDATE ON connections
+      CREATE TRIGGER IF NOT EXISTS connection_changes_update AFTER UPDATE ON connections
         WHEN ${endsCachedToken('IS NOT', 'IS')}
       BEGIN
         INSERT INTO connection_changes (name, changed_at) VALUES (NEW.name, ${SQLITE_NOW_MS});
