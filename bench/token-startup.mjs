@@ -1,11 +1,16 @@
 // Start-up cost of the CLI's hot path: wall time of `dropkey token` on a fresh (valid) token, against
 // `node -e ""` measured in the same run, interleaved so that machine noise hits both alike. Goal: ratio <= 2.0.
 //
-//   npm run build && node bench/token-startup.mjs [--runs 21] [--main dist/cli/dropkey.cjs]
+//   npm run build && node bench/token-startup.mjs [--runs 21] [--main dist/cli/dropkey.cjs] [--store sqlite|postgres]
+//       [--database-url URL]
+//
+// --store postgres: the store is a fresh schema of --database-url (default $DROPKEY_TEST_DATABASE_URL, else
+// postgres://postgres@127.0.0.1:5432/test), dropped at the end.
 //
 // Sets up its own DROPKEY_HOME with a connection made through an in-process emulator (no network). Prints one
 // JSON line. A fresh token means no HTTP at all on the measured path: this measures loading and the store read.
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,7 +18,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
-const { values } = parseArgs({ options: { runs: { type: 'string' }, main: { type: 'string' }, warmup: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { runs: { type: 'string' }, main: { type: 'string' }, warmup: { type: 'string' }, store: { type: 'string', default: 'sqlite' }, 'database-url': { type: 'string' } },
+});
+if (!['sqlite', 'postgres'].includes(values.store)) throw new Error('--store is sqlite or postgres');
+const pgBase = (values['database-url'] ?? process.env.DROPKEY_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test').replace(/\?.*$/, '');
+const schema = `bench_startup_${Math.random().toString(16).slice(2, 10)}`;
 const runs = Math.max(15, Number(values.runs ?? 21));
 const warmup = Number(values.warmup ?? 3);
 // What users run: the package's bin (dist/cli/dropkey.cjs).
@@ -29,7 +39,12 @@ const { createEmulator } = await import(pathToFileURL(existsSync(sibling) ? sibl
 const emulator = createEmulator();
 const { url } = await emulator.listen(0, '127.0.0.1');
 const home = mkdtempSync(join(tmpdir(), 'dropkey-bench-'));
-const env = { PATH: process.env.PATH ?? '', DROPKEY_HOME: home, DROPKEY_DROPBOX_URL: url };
+const env = {
+  PATH: process.env.PATH ?? '',
+  DROPKEY_HOME: home,
+  DROPKEY_DROPBOX_URL: url,
+  ...(values.store === 'postgres' ? { DROPKEY_DATABASE_URL: `${pgBase}?schema=${schema}`, DROPKEY_MASTER_KEY: randomBytes(32).toString('base64') } : {}),
+};
 
 // Set-up calls talk to the in-process emulator, so they must not block this event loop (no spawnSync here).
 function cli(args, input) {
@@ -99,6 +114,7 @@ try {
   const ratio = mt / mb;
   console.log(JSON.stringify({
     bench: 'token-startup',
+    store: values.store,
     runs,
     node: process.version,
     main: main.startsWith(root) ? main.slice(root.length + 1) : main,
@@ -115,4 +131,10 @@ try {
 } finally {
   await emulator.close();
   rmSync(home, { recursive: true, force: true });
+  if (values.store === 'postgres') {
+    const pg = (await import('pg')).default;
+    const c = new pg.Client({ connectionString: pgBase });
+    await c.connect();
+    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).finally(() => c.end());
+  }
 }

@@ -33,10 +33,18 @@ export interface ServerConfig {
    */
   apiKeyOutageGraceMs: number;
   /**
-   * How long a handed-out token is served from memory before the store is read again (default 5 s). Bounds how
-   * long a connection revoked by another process or instance keeps getting tokens from this one.
+   * Tokens are served from memory for as long as they stay valid (minus the refresh margin); this bounds how long a
+   * connection revoked or changed by another process or instance keeps getting tokens from this one: the store's
+   * change log is read every tokenCacheMs / 2 under load, and memory is not trusted when the last read is older
+   * (default 5 s; src/server/services/tokens.ts).
    */
   tokenCacheMs: number;
+  /**
+   * While the store cannot be read, cached tokens whose connection the change log confirmed within this long are
+   * still handed out (default 5 min), so that they flow through a database restart or failover (as API keys do:
+   * apiKeyOutageGraceMs). No revoke can be recorded in an unreachable store meanwhile.
+   */
+  tokenOutageGraceMs: number;
   /** Usage counters and buffered audit entries are written this often (default 5 s). */
   flushIntervalMs: number;
   /** Use X-Forwarded-For for client IPs (rate limits) only when a trusted proxy sets it (default false). */
@@ -87,6 +95,7 @@ export function defaultConfig(publicUrl: string, overrides: Partial<ServerConfig
     apiKeyCacheMs: 5_000,
     apiKeyOutageGraceMs: 5 * 60_000,
     tokenCacheMs: 5_000,
+    tokenOutageGraceMs: 5 * 60_000,
     flushIntervalMs: 5_000,
     trustProxy: false,
     proxyUpstreamTimeoutMs: 60_000,

@@ -26,6 +26,9 @@ export interface AppRowOf<Scopes, Team> {
   updated_at: number;
 }
 
+/** Every column of an app row (AppRowOf), for statements that name their columns. */
+export const APP_COLUMNS = ['name', 'app_key', 'secret_enc', 'scopes', 'team', 'access', 'created_at', 'updated_at'] as const satisfies readonly (keyof AppRowOf<unknown, unknown>)[];
+
 export interface ConnectionRowOf<Scopes> {
   name: string;
   app: string;
@@ -69,6 +72,20 @@ export const CONNECTION_COLUMNS = [
   'updated_at',
   'version',
 ] as const satisfies readonly (keyof ConnectionRowOf<unknown>)[];
+
+/**
+ * The trigger condition (SQL over OLD and NEW) of an update that ends a token cached from a connection row, in both
+ * drivers' change logs (`connection_changes`): its state, app or account changed, or a new version brought new
+ * credentials that are not a refresh (a new refresh token, or a new access token with no new last_refresh_at: a new
+ * login or an imported token). A refresh is left out on purpose: the token it replaced stays valid at Dropbox until it
+ * expires. A key rotation rewrites ciphertexts without a new version: left out too. `differs`/`same` are the
+ * driver's null-safe comparisons (SQLite IS NOT / IS, PostgreSQL IS DISTINCT FROM / IS NOT DISTINCT FROM).
+ */
+export function endsCachedToken(differs: string, same: string): string {
+  return `OLD.state ${differs} NEW.state OR OLD.app ${differs} NEW.app OR OLD.account_id ${differs} NEW.account_id
+          OR (OLD.version ${differs} NEW.version AND (OLD.refresh_token_enc ${differs} NEW.refresh_token_enc
+            OR (OLD.access_token_enc ${differs} NEW.access_token_enc AND OLD.last_refresh_at ${same} NEW.last_refresh_at)))`;
+}
 
 /** Decrypts one secret column of a row (the driver binds it to its table, row and field). */
 export type OpenSecret = (value: string | null, field: string) => string | null;

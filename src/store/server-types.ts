@@ -207,4 +207,15 @@ export interface ServerStore {
   ping(): Promise<void>;
   /** Deletes expired sessions, links, pending logins and setup tokens. */
   purgeExpired(now: number): Promise<void>;
+
+  // ---- connection changes (the token cache's invalidation feed, src/server/services/tokens.ts)
+  /**
+   * The names of connections deleted, or changed in a way that ends a token cached from them (records.ts
+   * endsCachedToken), recorded at or after `since` (the DATABASE's clock, epoch ms; null for none), and the
+   * database's clock now, to pass back as the next `since` (minus an overlap: a write is recorded a little before
+   * it commits). Written by triggers, so changes by every process and instance are listed; one index range read.
+   */
+  connectionChanges(since: number | null): Promise<{ now: number; names: string[] }>;
+  /** Deletes change records older than `keepMs` before the database's clock; returns how many. */
+  pruneConnectionChanges(keepMs: number): Promise<number>;
 }

@@ -17,7 +17,7 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { NAME_PATTERN } from '../../connections/names.js';
-import { type CachedToken, hasPermission, mayUseConnection, type ServerServices } from '../services.js';
+import { hasPermission, mayUseConnection, type ServerServices } from '../services.js';
 
 /** Answers the request and returns true, or does nothing and returns false. */
 export type NodeFastPath = (req: IncomingMessage, res: ServerResponse) => boolean;
@@ -40,8 +40,10 @@ export function tokenFastPath(s: ServerServices, served: RequestDone, mount: str
   // The name must pass validateName() as is: NAME_PATTERN's alphabet has no "%" and no "/", so hono would see
   // the same decoded name in the same route.
   const path = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(${NAME_PATTERN.source.slice(1, -1)})/token$`);
-  // The route's headers (api/index.ts) plus Content-Length, built once per cached token.
-  const headersOf = new WeakMap<CachedToken, OutgoingHttpHeaders>();
+  // The route's headers (api/index.ts) plus Content-Length, built once per body length: bodies of one deployment
+  // come in a handful of lengths, so this stays a few entries at any number of connections (one per token would cost
+  // a headers object per connection).
+  const headersFor = new Map<number, OutgoingHttpHeaders>();
   return (req, res) => {
     const url = req.url;
     if (req.method !== 'GET' || url === undefined || !url.startsWith(prefix)) return false;
@@ -53,10 +55,12 @@ export function tokenFastPath(s: ServerServices, served: RequestDone, mount: str
     const token = s.tokens.cached(name);
     if (token === undefined || repeatedAuthorization(req.rawHeaders)) return false;
     s.usage.handout(key, name);
-    let headers = headersOf.get(token);
+    const length = token.bytes;
+    let headers = headersFor.get(length);
     if (headers === undefined) {
-      headers = { ...s.securityHeaders, 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(token.body) };
-      headersOf.set(token, headers);
+      headers = { ...s.securityHeaders, 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': length };
+      if (headersFor.size >= 64) headersFor.clear();
+      headersFor.set(length, headers);
     }
     res.writeHead(200, headers);
     res.end(token.body);

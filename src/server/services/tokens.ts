@@ -1,6 +1,23 @@
 /**
- * Tokens for the token API, from memory while they are fresh enough: the hot path of `dropkey serve`
- * (bench/serve-token.mjs). A miss asks the facade, which reads the store and refreshes when due.
+ * Tokens for the token API, from memory for as long as they stay valid: the hot path of `dropkey serve`
+ * (bench/serve-token.mjs, bench/token-many.mjs). A miss asks the facade, which reads the store and refreshes when
+ * due. Decrypting a token is the cost of a miss, so each token is decrypted about once per lifetime per process.
+ *
+ * Entries live until the token has only the refresh margin left (then the facade refreshes it), however many
+ * connections there are: memory is one entry per connection in use (about 1 KB each, measured by
+ * bench/token-many.mjs; docs/scale.md).
+ *
+ * What ends an entry early:
+ * - this process's own changes (a refresh, a revoke, a failed refresh, a new login) call invalidate();
+ * - changes made by other processes and instances reach it through the store's change log
+ *   (ServerStore.connectionChanges: deletes, state changes, new credentials, written by triggers), read at most
+ *   every tokenCacheMs / 2 while requests come in. An entry is only served while the log was read successfully
+ *   within the last tokenCacheMs: a connection revoked elsewhere gets no token from here after that long.
+ *   A refresh made by another instance is not in the log on purpose: the token it replaced stays valid at Dropbox
+ *   until it expires, so serving it is correct (this process moves to the new one at its own margin).
+ * - while the store cannot be read at all, entries the log confirmed within tokenOutageGraceMs keep being served
+ *   (cached tokens flow through a database restart); no revoke can be recorded in the store meanwhile, except by an
+ *   instance that can still reach it, whose revoke then goes unseen here for at most that long.
  */
 import { tokenJson } from '../../connections/json.js';
 import type { TokenInfo } from '../../connections/types.js';
@@ -13,35 +30,82 @@ export interface CachedToken {
   info: TokenInfo;
   /** The token API's JSON body, serialized once per token. */
   body: string;
+  /** The body's length in bytes (Content-Length). */
+  bytes: number;
+  /** Clock ms when the body was made: its expires_in is counted from then. */
+  at: number;
 }
 
 export function tokenBody(t: TokenInfo, now: number): string {
-  // The CLI's `dropkey token --json` shape (connections/json.ts). The body is made once per cached token, so its
-  // expires_in may be up to tokenCacheMs (5 s) old when served: expires_at is the exact time.
+  // The CLI's `dropkey token --json` shape (connections/json.ts).
   return JSON.stringify(tokenJson(t, now));
 }
 
+/** The body of a cached token is made again when it is a second old, so its expires_in is never more than 1 s off. */
+const BODY_FRESH_MS = 1_000;
+
+function cachedToken(info: TokenInfo, now: number): CachedToken {
+  const body = tokenBody(info, now);
+  return { info, body, bytes: Buffer.byteLength(body), at: now };
+}
+
 /**
- * Valid tokens from memory. An entry is served while it is younger than tokenCacheMs AND the token keeps at
- * least the facade's refresh margin; otherwise the facade is asked (a store read, and a refresh when due).
- * Concurrent misses for one connection share one facade call.
+ * A write is recorded in the change log (its time taken) a little before it commits: each read of the log looks this
+ * far back from the previous read's time, so a change committed late, or read by a load that finished after the
+ * previous poll, is seen by a later poll. Idle-in-transaction sessions are cut after 60 s (postgres/db.ts).
+ */
+export const CHANGE_OVERLAP_MS = 60_000;
+/** Change records are kept this long (any instance prunes them, at most every PRUNE_EVERY_MS). */
+export const CHANGE_KEEP_MS = 3600_000;
+const PRUNE_EVERY_MS = 600_000;
+
+interface Entry {
+  token: CachedToken;
+  /** Served until then (clock ms): the token's expiry minus the refresh margin. */
+  until: number;
+}
+
+/**
+ * Valid tokens from memory (see the file comment for when they stop being served). Concurrent misses for one
+ * connection share one facade call.
  */
 export class TokenService {
-  readonly #cache = new Map<string, { token: CachedToken; until: number }>();
+  readonly #cache = new Map<string, Entry>();
   readonly #inflight = new Map<string, Promise<CachedToken>>();
+  /** Where the next read of the change log starts (database clock), null before the first read. */
+  #since: number | null = null;
+  /** deps.clock() when the last successful read of the change log started. */
+  #verifiedAt = -Infinity;
+  #sync: Promise<void> | undefined;
+  #syncFailing = false;
+  #prunedAt = -Infinity;
 
   constructor(private readonly deps: ServerDeps, private readonly paths: ServerPaths) {}
+
+  get #boundMs(): number {
+    return this.deps.config.tokenCacheMs;
+  }
+
+  /** Entries in memory (for the metrics and bench/token-many.mjs). */
+  get size(): number {
+    return this.#cache.size;
+  }
 
   /**
    * `minValidSeconds` (the token API's min_valid): a cached token that would not last that long is not served;
    * the facade is asked for one that does (refreshing under its lock when needed).
    */
-  get(name: string, minValidSeconds?: number): Promise<CachedToken> {
-    const hit = this.cached(name);
-    const now = this.deps.clock();
+  async get(name: string, minValidSeconds?: number): Promise<CachedToken> {
     const lastsLongEnough = (t: CachedToken): boolean =>
-      minValidSeconds === undefined || t.info.expiresAt === null || t.info.expiresAt - now >= minValidSeconds * 1000;
-    if (hit && lastsLongEnough(hit)) return Promise.resolve(hit);
+      minValidSeconds === undefined || t.info.expiresAt === null || t.info.expiresAt - this.deps.clock() >= minValidSeconds * 1000;
+    let hit = this.cached(name);
+    if (hit && lastsLongEnough(hit)) return hit;
+    if (!this.#verified()) {
+      // The change log first: a load must start from a known point of it (and the entry may be good after all).
+      await this.sync().catch(() => {});
+      hit = this.cached(name);
+      if (hit && lastsLongEnough(hit)) return hit;
+    }
     if (minValidSeconds !== undefined) {
       // Rare (an agent once per token lifetime): not shared with the plain misses, whose answer may be shorter.
       return this.#load(name, minValidSeconds);
@@ -54,14 +118,58 @@ export class TokenService {
     return p;
   }
 
-  /** The token get() would answer from memory without a store read, or undefined. */
+  /** The token get() would answer from memory without a store read, or undefined. Synchronous (the fast path). */
   cached(name: string): CachedToken | undefined {
+    const now = this.deps.clock();
+    const age = now - this.#verifiedAt;
+    // (A clock that went back makes the last read's age unknown: read again.)
+    if ((age >= this.#boundMs / 2 || age < 0) && this.#sync === undefined) void this.sync().catch(() => {});
     const hit = this.#cache.get(name);
-    return hit && this.deps.clock() < hit.until ? hit.token : undefined;
+    if (hit === undefined || now >= hit.until || !this.#verified(now)) return undefined;
+    if (now - hit.token.at >= BODY_FRESH_MS || now < hit.token.at) hit.token = cachedToken(hit.token.info, now);
+    return hit.token;
+  }
+
+  /** Whether entries may be served: the change log was read within the bound (or, while it cannot be read, the grace). */
+  #verified(now = this.deps.clock()): boolean {
+    const age = now - this.#verifiedAt;
+    if (age < 0) return false;
+    return age < this.#boundMs || (this.#syncFailing && age < this.deps.config.tokenOutageGraceMs);
+  }
+
+  /** Reads the change log once (shared by concurrent callers) and drops the entries it names. */
+  sync(): Promise<void> {
+    this.#sync ??= this.#readChanges().finally(() => {
+      this.#sync = undefined;
+    });
+    return this.#sync;
+  }
+
+  async #readChanges(): Promise<void> {
+    const { serverStore, clock, logger } = this.deps;
+    const startedAt = clock();
+    let changes: { now: number; names: string[] };
+    try {
+      changes = await serverStore.connectionChanges(this.#since);
+    } catch (err) {
+      if (!this.#syncFailing) logger.warn({ err }, 'cannot read the connection change log; cached tokens are served for a while, then not at all');
+      this.#syncFailing = true;
+      throw err;
+    }
+    this.#syncFailing = false;
+    // Records older than CHANGE_KEEP_MS are pruned: after a longer gap some may be gone, so nothing cached is trusted.
+    if (this.#since !== null && changes.now - this.#since > CHANGE_KEEP_MS - CHANGE_OVERLAP_MS) this.#cache.clear();
+    for (const name of changes.names) this.#cache.delete(name);
+    this.#since = changes.now - CHANGE_OVERLAP_MS;
+    this.#verifiedAt = startedAt;
+    if (startedAt - this.#prunedAt >= PRUNE_EVERY_MS) {
+      this.#prunedAt = startedAt;
+      serverStore.pruneConnectionChanges(CHANGE_KEEP_MS).catch((err: unknown) => logger.warn({ err }, 'cannot prune the connection change log'));
+    }
   }
 
   async #load(name: string, minValidSeconds?: number): Promise<CachedToken> {
-    const { dropkey, clock, config } = this.deps;
+    const { dropkey, clock } = this.deps;
     let info: TokenInfo;
     try {
       info = await dropkey.getToken(name, minValidSeconds === undefined ? {} : { minValidSeconds });
@@ -72,10 +180,9 @@ export class TokenService {
       throw withReconnectUrl(this.paths, name, err);
     }
     const now = clock();
-    const token = { info, body: tokenBody(info, now) };
-    const marginMs = dropkey.refreshMarginSeconds * 1000;
-    const until = Math.min(now + config.tokenCacheMs, info.expiresAt === null ? Infinity : info.expiresAt - marginMs);
-    if (until > now) this.#cache.set(name, { token, until });
+    const token = cachedToken(info, now);
+    const until = info.expiresAt === null ? Infinity : info.expiresAt - dropkey.refreshMarginSeconds * 1000;
+    if (until > now && this.#since !== null) this.#cache.set(name, { token, until });
     return token;
   }
 

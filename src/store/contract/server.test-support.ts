@@ -12,6 +12,7 @@ import { describe, test } from 'node:test';
 import { openDriver as openSqliteDriver } from '../sqlite/index.js';
 import type { NewPendingOAuth } from '../server-types.js';
 import type { Stores } from '../types.js';
+import { sampleApp, sampleConnection } from './core.test-support.js';
 import { withHarness, type DriverHarness, type DriverUnderTest } from './harness.test-support.js';
 
 const T0 = 1_700_000_000_000;
@@ -248,6 +249,33 @@ export function serverContractTests(d: DriverUnderTest): void {
         assert.equal(await s.takePendingOAuth(hash('S'), T0 + 1), undefined, 'single use');
         await s.createPendingOAuth({ ...taken, stateHash: hash('T') }, T0);
         assert.equal(await s.takePendingOAuth(hash('T'), T0 + 1000), undefined, 'expired');
+      }));
+
+    test('connection changes: deletes, state changes and new credentials from any instance are listed by name; refreshes and key rotation are not; pruned by age', () =>
+      withTwo(async (a, b) => {
+        await a.core.createApp(sampleApp('backup'));
+        for (const n of ['c1', 'c2', 'c3', 'c4', 'c5']) await a.core.createConnection(sampleConnection(n, 'backup'));
+        const start = await a.server.connectionChanges(null);
+        assert.deepEqual(start.names, [], 'none asked for');
+        assert.ok(Math.abs(start.now - Date.now()) < 60_000, 'the database clock, epoch ms');
+        const since = start.now - 1;
+        assert.deepEqual((await a.server.connectionChanges(since)).names, [], 'creating connections ends no cached token');
+        // A refresh (new access token, new last_refresh_at) on b: not listed (the old token stays valid at Dropbox).
+        await b.core.updateConnection('c1', { accessToken: 'at-new', accessTokenExpiresAt: T0 + 9, lastRefreshAt: T0 + 5, lastError: null, state: 'active' });
+        await b.core.updateConnection('c1', { lastError: 'a refresh failed' });
+        await a.core.reencryptSecrets();
+        assert.deepEqual((await a.server.connectionChanges(since)).names, [], 'refreshes, notes and key rotation are not listed');
+        await b.core.deleteConnection('c2');
+        await b.core.updateConnection('c3', { state: 'needs_reauth' });
+        await b.core.updateConnection('c4', { refreshToken: 'rt-from-a-new-login' });
+        await b.core.updateConnection('c5', { accessToken: 'pasted-access-token' });
+        const seen = await a.server.connectionChanges(since);
+        assert.deepEqual([...seen.names].sort(), ['c2', 'c3', 'c4', 'c5']);
+        assert.ok(seen.now >= start.now);
+        assert.deepEqual((await a.server.connectionChanges(seen.now + 60_000)).names, [], 'only changes at or after since');
+        assert.equal(await a.server.pruneConnectionChanges(60_000), 0, 'recent changes are kept');
+        assert.equal(await b.server.pruneConnectionChanges(-60_000), 4, 'older than keepMs: deleted');
+        assert.deepEqual((await a.server.connectionChanges(since)).names, []);
       }));
 
     test('purgeExpired removes expired sessions, pending logins, setup tokens and old links; ping works until close', () =>

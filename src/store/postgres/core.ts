@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { secretContext, type Keyring } from '../cipher.js';
-import { alreadyExists, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, toConnectionSummary, summaryLimit, SUMMARY_COLUMNS, versionConflict, type SummaryRow, type AppRowOf, type ConnectionRowOf, type KeyringProvider, checkPageQuery, likePattern, SEARCH_COLUMNS, LISTING_COLUMNS, toConnectionListing, type ListingRowOf } from '../records.js';
+import { alreadyExists, APP_COLUMNS, appInUse, checkName, checkScopes, CONNECTION_COLUMNS, connectionPatchColumns, newAppRow, newConnectionRow, KEY_CHECK, KEY_CHECK_CONTEXT, notFound, refuseClearingRefreshToken, toAppRecord, toConnectionRecord, toListedConnectionRecord, toConnectionSummary, summaryLimit, SUMMARY_COLUMNS, versionConflict, type SummaryRow, type AppRowOf, type ConnectionRowOf, type KeyringProvider, checkPageQuery, likePattern, SEARCH_COLUMNS, LISTING_COLUMNS, toConnectionListing, type ListingRowOf } from '../records.js';
 import type { AppRecord, Clock, ConnectionPatch, ConnectionRecord, ConnectionSummary, KeyRotation, LockLease, LockOptions, LockStore, Store, ConnectionPage, ConnectionPageQuery } from '../types.js';
 import { codeOf, type PgDatabase, type Queryable } from './db.js';
 import { quoteIdent } from './migrations.js';
@@ -22,6 +22,8 @@ type ConnectionRow = ConnectionRowOf<string[]>;
 export class PostgresCoreStore implements Store, KeyRotation {
   readonly #db: PgDatabase;
   readonly #t: { meta: string; apps: string; connections: string };
+  /** The read path's statements, prepared once per pooled connection (PgDatabase.query `prepared`). */
+  readonly #sql: { getApp: string; getConnection: string };
   readonly #clock: Clock;
   readonly #locks: LockStore;
   readonly #close: () => Promise<void>;
@@ -31,6 +33,10 @@ export class PostgresCoreStore implements Store, KeyRotation {
     this.#db = db;
     const s = quoteIdent(schema);
     this.#t = { meta: `${s}.meta`, apps: `${s}.apps`, connections: `${s}.connections` };
+    this.#sql = {
+      getApp: `SELECT ${APP_COLUMNS.join(', ')} FROM ${this.#t.apps} WHERE name = $1`,
+      getConnection: `SELECT ${CONNECTION_COLUMNS.join(', ')} FROM ${this.#t.connections} WHERE name = $1`,
+    };
     this.#clock = clock;
     this.#locks = locks;
     this.#close = close;
@@ -92,7 +98,7 @@ export class PostgresCoreStore implements Store, KeyRotation {
   // ---- apps ----------------------------------------------------------------------------------------------------
 
   async getApp(name: string): Promise<AppRecord | undefined> {
-    const r = await this.#query<AppRow>('read an app', `SELECT * FROM ${this.#t.apps} WHERE name = $1`, [name]);
+    const r = await this.#db.query<AppRow>('read an app', this.#sql.getApp, [name], { prepared: true });
     return r.rows[0] && this.#toApp(r.rows[0]);
   }
 
@@ -156,7 +162,7 @@ export class PostgresCoreStore implements Store, KeyRotation {
   // ---- connections ---------------------------------------------------------------------------------------------
 
   async getConnection(name: string): Promise<ConnectionRecord | undefined> {
-    const r = await this.#query<ConnectionRow>('read a connection', `SELECT * FROM ${this.#t.connections} WHERE name = $1`, [name]);
+    const r = await this.#db.query<ConnectionRow>('read a connection', this.#sql.getConnection, [name], { prepared: true });
     return r.rows[0] && this.#toConnection(r.rows[0]);
   }
 

@@ -3,9 +3,35 @@
  * locks, back-off, key rotation): session settings, int8 parsing, error mapping, retry after a lost session, and
  * the in-flight counter tests use with virtual time.
  */
-import pg from 'pg';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type Pg from 'pg';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { isConnectionError, type ErrorMapper } from './errors.js';
+
+const require = createRequire(import.meta.url);
+
+/**
+ * node-postgres, loaded once for the driver (db.ts, locks.ts). On Node 20 (no global `navigator`) pg's lib/stream.js
+ * tells Cloudflare Workers apart, while it loads, by building a `Response`: that one object loads Node's whole fetch
+ * implementation (undici), about a seventh of `dropkey token`'s CPU on PostgreSQL (bench/token-startup.mjs), for a
+ * process that may never fetch anything. While pg loads, the global `Response` reads as absent (so pg takes the
+ * Node.js streams, as it would anyway); its lazy definition is then put back untouched. The same require() as an
+ * ES import, without Node's named-export scan of a CommonJS package.
+ */
+export const pg: typeof Pg = loadPg();
+
+function loadPg(): typeof Pg {
+  const g = globalThis as { navigator?: unknown };
+  const response = g.navigator === undefined ? Object.getOwnPropertyDescriptor(globalThis, 'Response') : undefined;
+  const shadow = response?.configurable === true;
+  if (shadow) Object.defineProperty(globalThis, 'Response', { value: undefined, configurable: true, writable: true });
+  try {
+    return require('pg') as typeof Pg;
+  } finally {
+    if (shadow) Object.defineProperty(globalThis, 'Response', response);
+  }
+}
 
 export interface PgPoolOptions {
   /** postgres://user:password@host:port/database (DROPKEY_DATABASE_URL). */
@@ -22,7 +48,7 @@ export interface PgPoolOptions {
   applicationName?: string;
 }
 
-export type Queryable = Pick<pg.PoolClient, 'query'>;
+export type Queryable = Pick<Pg.PoolClient, 'query'>;
 
 /**
  * int8 (epoch milliseconds, counters) as a JS number: node-postgres returns strings by default because int8 can
@@ -34,7 +60,7 @@ const types = {
     oid === INT8_OID && format !== 'binary' ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
-export function poolConfig(options: PgPoolOptions): pg.PoolConfig {
+export function poolConfig(options: PgPoolOptions): Pg.PoolConfig {
   const statementTimeout = options.statementTimeoutMs ?? 30_000;
   return {
     connectionString: options.connectionString,
@@ -50,7 +76,7 @@ export function poolConfig(options: PgPoolOptions): pg.PoolConfig {
   };
 }
 
-export function createPool(config: pg.PoolConfig): pg.Pool {
+export function createPool(config: Pg.PoolConfig): Pg.Pool {
   const pool = new pg.Pool(config);
   // An idle pooled connection that the server closes emits 'error' on the pool; without a listener that would crash
   // the process. The pool has already dropped the connection; the next operation opens a new one.
@@ -59,7 +85,7 @@ export function createPool(config: pg.PoolConfig): pg.Pool {
 }
 
 export class PgDatabase {
-  readonly pool: pg.Pool;
+  readonly pool: Pg.Pool;
   readonly #fail: ErrorMapper;
   /**
    * An operation that failed on an already-open connection before COMMIT is tried again on another one. After a
@@ -71,7 +97,7 @@ export class PgDatabase {
   #idleWaiters: (() => void)[] = [];
   #closed = false;
 
-  constructor(pool: pg.Pool, config: pg.PoolConfig, fail: ErrorMapper) {
+  constructor(pool: Pg.Pool, config: Pg.PoolConfig, fail: ErrorMapper) {
     this.pool = pool;
     this.#fail = fail;
     this.#attempts = (config.max ?? 10) + 1;
@@ -109,13 +135,14 @@ export class PgDatabase {
    * With `timeoutMs`, the whole call (waiting for a connection included) fails after that long instead of the
    * pool's connect and statement timeouts: for callers that would rather go without than wait (the back-off).
    */
-  query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = [], options: { timeoutMs?: number } = {}): Promise<pg.QueryResult<R>> {
+  query<R extends Pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = [], options: { timeoutMs?: number; prepared?: boolean } = {}): Promise<Pg.QueryResult<R>> {
     this.#checkOpen(operation);
-    const { timeoutMs } = options;
+    const { timeoutMs, prepared = false } = options;
     const run = this.track(async () => {
       for (let attempt = 1; ; attempt++) {
         try {
-          return timeoutMs === undefined ? await this.pool.query<R>(sql, params) : await this.pool.query<R>({ text: sql, values: params, query_timeout: timeoutMs } as pg.QueryConfig);
+          if (prepared) return await this.pool.query<R>({ name: statementName(sql), text: sql, values: params });
+          return timeoutMs === undefined ? await this.pool.query<R>(sql, params) : await this.pool.query<R>({ text: sql, values: params, query_timeout: timeoutMs } as Pg.QueryConfig);
         } catch (cause) {
           if (attempt < this.#attempts && isConnectionError(cause) && !isConnectFailure(cause)) continue;
           throw this.#fail(operation, cause);
@@ -134,7 +161,7 @@ export class PgDatabase {
     this.#checkOpen(operation);
     return this.track(async () => {
       for (let attempt = 1; ; attempt++) {
-        let client: pg.PoolClient;
+        let client: Pg.PoolClient;
         let release: (err?: Error | boolean) => void;
         try {
           ({ client, release } = await checkout(this.pool));
@@ -183,7 +210,7 @@ export class PgDatabase {
  * behind the previous query's ReadyForQuery) has already been parsed and emitted. The next statement then fails
  * ("not queryable") and callers handle that.
  */
-export function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; release: (err?: Error | boolean) => void }> {
+export function checkout(pool: Pg.Pool): Promise<{ client: Pg.PoolClient; release: (err?: Error | boolean) => void }> {
   return new Promise((resolve, reject) => {
     pool.connect((err, client) => {
       if (err || !client) return reject(err ?? new Error('no client'));
@@ -198,6 +225,23 @@ export function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; releas
       });
     });
   });
+}
+
+const statementNames = new Map<string, string>();
+
+/**
+ * The name of the server-side prepared statement for `sql` (node-postgres prepares a named statement once per
+ * pooled connection and then only binds and executes it). Derived from the text, so one name never stands for
+ * two texts. For fixed SQL on hot read paths only, with explicit column lists: a `SELECT *` statement would fail
+ * ("cached plan must not change result type") after another instance's migration added a column.
+ */
+function statementName(sql: string): string {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `dk_${createHash('sha256').update(sql).digest('hex').slice(0, 24)}`;
+    statementNames.set(sql, name);
+  }
+  return name;
 }
 
 export function codeOf(err: unknown): string {

@@ -4,11 +4,11 @@
  * connection, so when the process dies, PostgreSQL drops that session and others take the lease at once instead of
  * after the ttl. Design: docs/decisions/0002-postgres-store.md.
  */
-import pg from 'pg';
+import type Pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { withLease, type LeasePrimitives } from '../lease.js';
 import type { Clock, LockLease, LockOptions, LockStore, Sleep } from '../types.js';
-import type { PgDatabase } from './db.js';
+import { pg, type PgDatabase } from './db.js';
 import { LIVENESS_LOCK_NS, quoteIdent } from './migrations.js';
 
 /**
@@ -18,13 +18,13 @@ import { LIVENESS_LOCK_NS, quoteIdent } from './migrations.js';
  * the ttl. A collision with another instance's key only makes a dead holder look alive (the ttl still applies).
  */
 class Liveness {
-  readonly #config: pg.ClientConfig;
-  #client: pg.Client | null = null;
+  readonly #config: Pg.ClientConfig;
+  #client: Pg.Client | null = null;
   #key: number | null = null;
   #starting: Promise<number | null> | null = null;
   #closed = false;
 
-  constructor(config: pg.ClientConfig) {
+  constructor(config: Pg.ClientConfig) {
     this.#config = config;
   }
 
@@ -84,7 +84,7 @@ export class PgLocks implements LockStore {
   #closed = false;
 
   /** `config` is the pool's: the liveness session connects with the same settings. */
-  constructor(db: PgDatabase, config: pg.ClientConfig, schema: string, clock: Clock, sleep: Sleep) {
+  constructor(db: PgDatabase, config: Pg.ClientConfig, schema: string, clock: Clock, sleep: Sleep) {
     this.#db = db;
     this.#table = `${quoteIdent(schema)}.locks`;
     this.#clock = clock;
@@ -92,7 +92,7 @@ export class PgLocks implements LockStore {
     this.#liveness = new Liveness(config);
   }
 
-  #query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+  #query<R extends Pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = []): Promise<Pg.QueryResult<R>> {
     return this.#db.query<R>(operation, sql, params);
   }
 

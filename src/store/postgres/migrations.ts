@@ -19,6 +19,7 @@
  */
 import type { PoolClient } from 'pg';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
+import { endsCachedToken } from '../records.js';
 
 export interface PgMigration {
   version: number;
@@ -284,7 +285,39 @@ export const migrations: PgMigration[] = [
       CREATE INDEX IF NOT EXISTS connections_state_name_c ON ${s}.connections(state, name COLLATE "C");
     `,
   },
+  {
+    version: 9,
+    name: 'connection changes',
+    // What ends a token cached by `dropkey serve` on any instance (src/server/services/tokens.ts; records.ts
+    // endsCachedToken says which updates): written by triggers, so every writer is seen. changed_at is the server's
+    // clock_timestamp() in epoch ms: the time of the write, not of the transaction's start. Written to run again
+    // safely (IF NOT EXISTS, OR REPLACE), like every migration here.
+    sql: (s) => `
+      CREATE TABLE IF NOT EXISTS ${s}.connection_changes (
+        id bigserial PRIMARY KEY,
+        name text NOT NULL,
+        changed_at bigint NOT NULL DEFAULT ${PG_NOW_MS}
+      );
+      CREATE INDEX IF NOT EXISTS connection_changes_changed_at ON ${s}.connection_changes (changed_at);
+      CREATE OR REPLACE FUNCTION ${s}.dropkey_connection_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        INSERT INTO ${s}.connection_changes (name) VALUES (OLD.name);
+        RETURN NULL;
+      END
+      $fn$;
+      DROP TRIGGER IF EXISTS connection_changes_delete ON ${s}.connections;
+      CREATE TRIGGER connection_changes_delete AFTER DELETE ON ${s}.connections
+        FOR EACH ROW EXECUTE FUNCTION ${s}.dropkey_connection_changed();
+      DROP TRIGGER IF EXISTS connection_changes_update ON ${s}.connections;
+      CREATE TRIGGER connection_changes_update AFTER UPDATE ON ${s}.connections
+        FOR EACH ROW WHEN (${endsCachedToken('IS DISTINCT FROM', 'IS NOT DISTINCT FROM')})
+        EXECUTE FUNCTION ${s}.dropkey_connection_changed();
+    `,
+  },
 ];
+
+/** The server's clock as epoch milliseconds, at the moment of the statement (not of the transaction's start). */
+export const PG_NOW_MS = `(floor(extract(epoch from clock_timestamp()) * 1000))::int8`;
 
 /** The bookkeeping tables of the pre-one-migrator layout, dropped once their versions are adopted. */
 const LEGACY_TABLES = [...new Set(migrations.flatMap((m) => (m.adopts ? [m.adopts.table] : [])))];

@@ -13,7 +13,7 @@ import type { Keyring } from '../cipher.js';
 import type { AdminCredentials, AdminUser, ApiKeyRecord, AuditCount, AuditEntry, ConnectLinkRecord, NewApiKey, NewAuditEntry, NewPendingOAuth, PendingOAuthRecord, ServerStore, SessionRecord } from '../server-types.js';
 import { adminExists, apiKeyExists, auditLimit, noLiveApiKey, noSuchAdmin, newApiKeyRow, newLinkRow, newPendingRow, toAdmin, toApiKey as mapApiKey, toAudit, toLink, toPending, toSession, verifierContext, type AdminRow, type ApiKeyRowOf, type AuditRowOf, type LinkRow, type PendingRowOf, type SessionRow } from '../server-records.js';
 import { codeOf, type PgDatabase, type Queryable } from './db.js';
-import { quoteIdent } from './migrations.js';
+import { PG_NOW_MS, quoteIdent } from './migrations.js';
 
 /** Lists are text[]; `connections` is NULL for every connection ('*'). */
 type ApiKeyRow = ApiKeyRowOf<string[], string[] | null>;
@@ -26,7 +26,7 @@ function toApiKey(r: ApiKeyRow): ApiKeyRecord {
 export class PgServerStore implements ServerStore {
   readonly #db: PgDatabase;
   readonly #keyring: Keyring;
-  readonly #t: Record<'admins' | 'setup' | 'sessions' | 'keys' | 'audit' | 'links' | 'pending', string>;
+  readonly #t: Record<'admins' | 'setup' | 'sessions' | 'keys' | 'audit' | 'links' | 'pending' | 'changes', string>;
 
   constructor(db: PgDatabase, schema: string, keyring: Keyring) {
     this.#db = db;
@@ -40,6 +40,7 @@ export class PgServerStore implements ServerStore {
       audit: `${s}.server_audit`,
       links: `${s}.server_connect_links`,
       pending: `${s}.server_pending_oauth`,
+      changes: `${s}.connection_changes`,
     };
   }
 
@@ -341,6 +342,22 @@ export class PgServerStore implements ServerStore {
 
   async ping(): Promise<void> {
     await this.#db.query('reach the database', 'SELECT 1');
+  }
+
+  async connectionChanges(since: number | null): Promise<{ now: number; names: string[] }> {
+    const r = await this.#db.query<{ now: number; names: string[] }>(
+      'read connection changes',
+      `SELECT ${PG_NOW_MS} AS now, ARRAY(SELECT DISTINCT name FROM ${this.#t.changes} WHERE changed_at >= $1) AS names`,
+      [since ?? Number.MAX_SAFE_INTEGER],
+      { prepared: true },
+    );
+    const row = r.rows[0]!;
+    return { now: row.now, names: row.names };
+  }
+
+  async pruneConnectionChanges(keepMs: number): Promise<number> {
+    const r = await this.#db.query('prune connection changes', `DELETE FROM ${this.#t.changes} WHERE changed_at < ${PG_NOW_MS} - $1`, [Math.floor(keepMs)]);
+    return r.rowCount ?? 0;
   }
 
   async purgeExpired(now: number): Promise<void> {

@@ -55,11 +55,11 @@ export class SqliteCoreStore implements Store, KeyRotation {
   }
 
   #appRow(name: string): AppRow | undefined {
-    return this.#db.prepare('SELECT * FROM apps WHERE name = ?').get(name) as AppRow | undefined;
+    return this.#h.prepared('SELECT * FROM apps WHERE name = ?').get(name) as AppRow | undefined;
   }
 
   #connectionRow(name: string): ConnectionRow | undefined {
-    return this.#db.prepare('SELECT * FROM connections WHERE name = ?').get(name) as ConnectionRow | undefined;
+    return this.#h.prepared('SELECT * FROM connections WHERE name = ?').get(name) as ConnectionRow | undefined;
   }
 
   // ---- apps ----------------------------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ export class SqliteHandle {
   readonly path: string;
   readonly fail: ErrorMapper;
   readonly #busyTimeoutMs: number;
+  /** Statements prepared once per handle (see prepared()). */
+  readonly #statements = new Map<string, BetterSqlite3.Statement>();
   #closed = false;
 
   constructor(db: SqliteDatabase, path: string, busyTimeoutMs: number) {
@@ -115,6 +117,20 @@ export class SqliteHandle {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * The statement for `sql`, prepared on first use and kept for the life of the handle: SQLite compiles a statement
+   * on every prepare(), which on the token read path cost more than running it. Only for fixed SQL text (the
+   * cache is keyed by it and never evicts): statements built from variable parts use db.prepare().
+   */
+  prepared(sql: string): BetterSqlite3.Statement {
+    let st = this.#statements.get(sql);
+    if (st === undefined) {
+      st = this.db.prepare(sql);
+      this.#statements.set(sql, st);
+    }
+    return st;
   }
 
   /** Runs a synchronous unit of work, mapping failures (see RunOptions). */
@@ -138,6 +154,7 @@ export class SqliteHandle {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#statements.clear();
     try {
       this.db.close();
     } catch (cause) {

@@ -12,6 +12,7 @@
  * dropkey ciphertext, so a bug that forgot to encrypt fails loudly instead of writing a token in plain text.
  */
 import type { SqliteDatabase } from './db.js';
+import { endsCachedToken } from '../records.js';
 
 export interface Migration {
   version: number;
@@ -22,6 +23,9 @@ export interface Migration {
 }
 
 const CIPHERTEXT = (col: string) => `CHECK (${col} IS NULL OR ${col} LIKE 'dk1.%')`;
+
+/** The database's clock as epoch milliseconds (julianday has millisecond precision). */
+export const SQLITE_NOW_MS = `CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`;
 
 export const migrations: Migration[] = [
   {
@@ -253,6 +257,30 @@ export const migrations: Migration[] = [
     name: 'connections by state',
     // Pages of one state (listConnectionPage) walk this index in name order; name pages use the primary key.
     sql: `CREATE INDEX IF NOT EXISTS connections_state_name ON connections(state, name);`,
+  },
+  {
+    version: 8,
+    name: 'connection changes',
+    // What ends a token cached by `dropkey serve` (src/server/services/tokens.ts): the connection deleted (revoked),
+    // its state, app or account changed, or new credentials stored that are not a refresh (a new login, an
+    // imported token). A refresh is not logged: the token it replaced stays valid at Dropbox. Written by triggers,
+    // so every writer (the CLI, another server) is seen; times are the database's clock, epoch ms.
+    sql: `
+      CREATE TABLE IF NOT EXISTS connection_changes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        changed_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX IF NOT EXISTS connection_changes_changed_at ON connection_changes (changed_at);
+      CREATE TRIGGER IF NOT EXISTS connection_changes_delete AFTER DELETE ON connections BEGIN
+        INSERT INTO connection_changes (name, changed_at) VALUES (OLD.name, ${SQLITE_NOW_MS});
+      END;
+      CREATE TRIGGER IF NOT EXISTS connection_changes_update AFTER UPDATE ON connections
+        WHEN ${endsCachedToken('IS NOT', 'IS')}
+      BEGIN
+        INSERT INTO connection_changes (name, changed_at) VALUES (NEW.name, ${SQLITE_NOW_MS});
+      END;
+    `,
   },
 ];
 

@@ -11,6 +11,7 @@ import type { Keyring } from '../cipher.js';
 import type { AdminCredentials, AdminUser, ApiKeyRecord, AuditCount, AuditEntry, ConnectLinkRecord, NewApiKey, NewAuditEntry, NewPendingOAuth, PendingOAuthRecord, ServerStore, SessionRecord } from '../server-types.js';
 import { adminExists, apiKeyExists, auditLimit, noLiveApiKey, noSuchAdmin, newApiKeyRow, newLinkRow, newPendingRow, toAdmin, toApiKey as mapApiKey, toAudit, toLink, toPending, toSession, verifierContext, type AdminRow, type ApiKeyRowOf, type AuditRowOf, type LinkRow, type PendingRowOf, type SessionRow } from '../server-records.js';
 import type { SqliteDatabase, SqliteHandle } from './db.js';
+import { SQLITE_NOW_MS } from './migrations.js';
 
 /** Lists are JSON text; `connections` is '*' for every connection. */
 type ApiKeyRow = ApiKeyRowOf<string, string>;
@@ -343,6 +344,19 @@ export class SqliteServerStore implements ServerStore {
 
   async ping(): Promise<void> {
     this.#run('reach the database', () => this.#db.prepare('SELECT 1').get());
+  }
+
+  async connectionChanges(since: number | null): Promise<{ now: number; names: string[] }> {
+    return this.#h.run('read connection changes', () => {
+      const now = (this.#h.prepared(`SELECT ${SQLITE_NOW_MS} AS now`).get() as { now: number }).now;
+      if (since === null) return { now, names: [] };
+      const rows = this.#h.prepared('SELECT DISTINCT name FROM connection_changes WHERE changed_at >= ?').all(since) as { name: string }[];
+      return { now, names: rows.map((r) => r.name) };
+    });
+  }
+
+  async pruneConnectionChanges(keepMs: number): Promise<number> {
+    return this.#run('prune connection changes', () => this.#db.prepare(`DELETE FROM connection_changes WHERE changed_at < ${SQLITE_NOW_MS} - ?`).run(Math.floor(keepMs)).changes);
   }
 
   async purgeExpired(now: number): Promise<void> {

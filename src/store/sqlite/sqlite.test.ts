@@ -9,6 +9,7 @@ import { sampleApp, sampleConnection } from '../contract/core.test-support.js';
 import { Keyring } from '../cipher.js';
 import { openDriver, type SqliteDriverOptions } from './index.js';
 import { migrations } from './migrations.js';
+import { openDatabase, SqliteHandle } from './db.js';
 
 /** The core store alone, on a driver of its own (its close() closes the handle). */
 async function openSqliteStore(o: Omit<SqliteDriverOptions, 'location'> & { path: string }) {
@@ -21,6 +22,30 @@ function tempDir(): string {
 }
 
 describe('sqlite driver', () => {
+  it('the read path prepares its statements once per handle: reads after the first compile nothing', async () => {
+    const dir = tempDir();
+    try {
+      const db = openDatabase(join(dir, 'x.db'), { timeout: 1000 });
+      let prepares = 0;
+      const prepare = db.prepare.bind(db);
+      db.prepare = ((sql: string) => {
+        prepares++;
+        return prepare(sql);
+      }) as typeof db.prepare;
+      const h = new SqliteHandle(db, join(dir, 'x.db'), 1000);
+      h.db.exec('CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)');
+      h.db.exec("INSERT INTO t VALUES ('a', '1'), ('b', '2')");
+      const read = (k: string) => (h.prepared('SELECT v FROM t WHERE k = ?').get(k) as { v: string } | undefined)?.v;
+      assert.deepEqual([read('a'), read('b'), read('a'), read('c')], ['1', '2', '1', undefined]);
+      assert.equal(prepares, 1, 'one prepare for four reads');
+      assert.strictEqual(h.prepared('SELECT v FROM t WHERE k = ?'), h.prepared('SELECT v FROM t WHERE k = ?'));
+      h.close();
+      assert.throws(() => h.run('read', () => read('a')), { code: 'DROPKEY_INTERNAL' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('creates the directory 0700 and the database (and its WAL/SHM files) 0600', async () => {
     const dir = tempDir();
     try {
