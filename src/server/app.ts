@@ -155,7 +155,7 @@ export function createApp(deps: ServerDeps, options: { modules?: ServerModule[] 
     start() {
       if (timer) return;
       timer = setInterval(() => {
-        void services.usage.flush();
+        void services.usage.tick();
         // Purge about once a minute with the default 5 s interval.
         if (++ticks % 12 === 0) services.serverStore.purgeExpired(deps.clock()).catch((err) => logger.warn({ err }, 'purge failed'));
       }, deps.config.flushIntervalMs);

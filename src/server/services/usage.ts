@@ -10,59 +10,92 @@ export const USAGE_BUCKET_MS = 3600_000;
 const CHUNK = 500;
 
 /**
- * Token hand-outs and key use, counted in memory and written every flush interval, so the hot path never writes
- * to the database: the keys' counters, and one `token.handout` audit entry per (key, connection, hour) whose
- * details.count each flush adds to (upserted), instead of a new row per pair per flush.
+ * Token hand-outs and key use, counted in memory so the hot path never writes to the database:
+ * - the keys' counters (last use, hand-outs) are written at every tick (the flush interval, 5 s by default);
+ * - hand-outs are audited as one `token.handout` entry per (key, connection, hour) whose details.count is added to
+ *   (upserted). Those upserts are one per pair in use, so at 10,000 connections in use they are the costly part:
+ *   ticks write them only every `auditEveryTicks` ticks (a minute by default). flush() writes everything now (before
+ *   the audit log or the keys are read, and at stop), so what is read is always complete; a crash loses at most
+ *   that minute of hand-out counts, never an audit entry of an action.
  */
 export class UsageRecorder {
-  #handouts = new Map<string, { keyId: string; keyName: string; connection: string; count: number }>();
+  #handouts = new Map<string, Handout>();
   /** The entry counted last: a client asking again for the same token skips building the map key. */
-  #last: { keyId: string; keyName: string; connection: string; count: number } | undefined;
-  #lastUsed = new Map<string, number>();
+  #last: Handout | undefined;
+  /** Per key: hand-outs not yet added to its counter, and its last use. Objects live as long as the process. */
+  readonly #keys = new Map<string, KeyUsage>();
   #flushing: Promise<void> | undefined;
+  #ticks = 0;
 
-  constructor(private readonly deps: ServerDeps) {}
+  constructor(private readonly deps: ServerDeps, private readonly auditEveryTicks = 12) {}
+
+  #key(key: ApiKeyRecord): KeyUsage {
+    let k = this.#keys.get(key.id);
+    if (!k) this.#keys.set(key.id, (k = { id: key.id, pending: 0, lastUsedAt: 0, dirty: false }));
+    return k;
+  }
 
   used(key: ApiKeyRecord): void {
-    this.#lastUsed.set(key.id, this.deps.clock());
+    const k = this.#key(key);
+    k.lastUsedAt = this.deps.clock();
+    k.dirty = true;
   }
 
   handout(key: ApiKeyRecord, connection: string): void {
-    this.#lastUsed.set(key.id, this.deps.clock());
-    const last = this.#last;
-    if (last !== undefined && last.keyId === key.id && last.connection === connection) last.count++;
-    else {
-      const k = `${key.id}\u0000${connection}`;
-      let cur = this.#handouts.get(k);
-      if (cur) cur.count++;
-      else this.#handouts.set(k, (cur = { keyId: key.id, keyName: key.name, connection, count: 1 }));
+    const now = this.deps.clock();
+    let cur = this.#last;
+    if (cur === undefined || cur.keyId !== key.id || cur.connection !== connection) {
+      const id = `${key.id}\u0000${connection}`;
+      cur = this.#handouts.get(id);
+      if (!cur) this.#handouts.set(id, (cur = { keyId: key.id, keyName: key.name, connection, count: 0, key: this.#key(key) }));
       this.#last = cur;
     }
+    cur.count++;
+    cur.key.pending++;
+    cur.key.lastUsedAt = now;
+    cur.key.dirty = true;
     this.deps.metrics.tokenHandouts.inc({ connection });
   }
 
-  /** Writes what was counted since the last flush. Concurrent calls share one write. */
+  /** The periodic write: the keys' counters, and the audit counts every auditEveryTicks ticks. */
+  tick(): Promise<void> {
+    return this.#run(++this.#ticks % this.auditEveryTicks === 0);
+  }
+
+  /** Writes everything counted so far. Concurrent calls share one write. */
   flush(): Promise<void> {
-    this.#flushing ??= this.#flush().finally(() => {
+    return this.#run(true);
+  }
+
+  async #run(audit: boolean): Promise<void> {
+    while (this.#flushing) await this.#flushing;
+    this.#flushing = this.#flush(audit).finally(() => {
       this.#flushing = undefined;
     });
     return this.#flushing;
   }
 
-  async #flush(): Promise<void> {
-    if (this.#handouts.size === 0 && this.#lastUsed.size === 0) return;
+  async #flush(audit: boolean): Promise<void> {
+    const keys = [...this.#keys.values()].filter((k) => k.dirty);
+    if (keys.length > 0) {
+      const written = keys.map((k) => ({ k, pending: k.pending }));
+      for (const k of keys) k.dirty = false;
+      try {
+        await this.deps.serverStore.recordApiKeyUsage(written.map(({ k, pending }) => ({ id: k.id, lastUsedAt: k.lastUsedAt, tokenHandouts: pending })));
+        // Hand-outs counted while the write was under way stay pending for the next one.
+        for (const { k, pending } of written) k.pending -= pending;
+      } catch (err) {
+        for (const k of keys) k.dirty = true;
+        this.deps.logger.error({ err }, 'could not record API key use; will retry');
+        return;
+      }
+    }
+    if (!audit || this.#handouts.size === 0) return;
     const handouts = this.#handouts;
-    const lastUsed = this.#lastUsed;
     this.#handouts = new Map();
     this.#last = undefined;
-    this.#lastUsed = new Map();
-    const perKey = new Map<string, number>();
-    for (const h of handouts.values()) perKey.set(h.keyId, (perKey.get(h.keyId) ?? 0) + h.count);
     const now = this.deps.clock();
     try {
-      await this.deps.serverStore.recordApiKeyUsage(
-        [...lastUsed].map(([id, at]) => ({ id, lastUsedAt: at, tokenHandouts: perKey.get(id) ?? 0 })),
-      );
       const bucket = Math.floor(now / USAGE_BUCKET_MS) * USAGE_BUCKET_MS;
       const pending = [...handouts];
       for (let i = 0; i < pending.length; i += CHUNK) {
@@ -81,8 +114,24 @@ export class UsageRecorder {
         if (cur) cur.count += h.count;
         else this.#handouts.set(k, h);
       }
-      for (const [id, at] of lastUsed) if (!this.#lastUsed.has(id)) this.#lastUsed.set(id, at);
       this.deps.logger.error({ err }, 'could not record token hand-outs; will retry');
     }
   }
+}
+
+interface KeyUsage {
+  id: string;
+  /** Hand-outs not yet written to the key's counter. */
+  pending: number;
+  lastUsedAt: number;
+  /** Something to write. */
+  dirty: boolean;
+}
+
+interface Handout {
+  keyId: string;
+  keyName: string;
+  connection: string;
+  count: number;
+  key: KeyUsage;
 }
