@@ -15,7 +15,7 @@ let reads: string[] = [];
 
 before(async () => {
   rig = await makeServerRig();
-  for (const n of ['life', 'deleted', 'broken', 'refreshed', 'outage']) await rig.connection(n);
+  for (const n of ['life', 'deleted', 'broken', 'refreshed', 'outage', 'countdown']) await rig.connection(n);
   key = await rig.key(['token:read'], '*');
   // Every store read of a connection, wherever it comes from (the facade, the refresher).
   const original = rig.store.getConnection.bind(rig.store);
@@ -35,6 +35,30 @@ async function token(name: string): Promise<{ status: number; token?: string; co
 }
 
 describe('token cache', () => {
+  test('expires_in counts down with the clock while the token comes from memory; the rest of the body stays the same', async (t) => {
+    const t0 = rig.clock.now;
+    t.after(() => {
+      rig.clock.now = t0;
+    });
+    const body = async () => {
+      const res = await rig.call('GET', '/api/v1/connections/countdown/token', { key });
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      assert.equal(Number(res.headers.get('content-length') ?? Buffer.byteLength(text)), Buffer.byteLength(text), 'Content-Length matches the body');
+      return JSON.parse(text) as Record<string, unknown>;
+    };
+    const first = await body();
+    const expiresAt = Date.parse(first.expires_at as string);
+    reads = [];
+    for (const ms of [999, 1, 60_000, 3_600_000 - 1]) {
+      rig.clock.now += ms;
+      const now = await body();
+      assert.equal(now.expires_in, Math.floor((expiresAt - rig.clock.now) / 1000), `expires_in after ${rig.clock.now - t0} ms`);
+      assert.deepEqual({ ...now, expires_in: 0 }, { ...first, expires_in: 0 });
+    }
+    assert.deepEqual(reads, [], 'all from memory');
+  });
+
   test('a token is read from the store once and served from memory until only the refresh margin is left', async (t) => {
     const t0 = rig.clock.now;
     t.after(() => {

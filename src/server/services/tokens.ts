@@ -32,8 +32,8 @@ export interface CachedToken {
   body: string;
   /** The body's length in bytes (Content-Length). */
   bytes: number;
-  /** Clock ms when the body was made: its expires_in is counted from then. */
-  at: number;
+  /** The body's expires_in. */
+  left: number | null;
 }
 
 export function tokenBody(t: TokenInfo, now: number): string {
@@ -41,12 +41,42 @@ export function tokenBody(t: TokenInfo, now: number): string {
   return JSON.stringify(tokenJson(t, now));
 }
 
-/** The body of a cached token is made again when it is a second old, so its expires_in is never more than 1 s off. */
-const BODY_FRESH_MS = 1_000;
+/** Stands for expires_in while a body is split around it (no other field of the shape is an unquoted number). */
+const LEFT_MARK = -987_654_321;
 
-function cachedToken(info: TokenInfo, now: number): CachedToken {
-  const body = tokenBody(info, now);
-  return { info, body, bytes: Buffer.byteLength(body), at: now };
+/**
+ * A cached token's body in two parts around expires_in, so that a hand-out gives the seconds left at that moment
+ * with a string concatenation instead of a JSON serialization (the body is made once per token).
+ */
+interface BodyParts {
+  head: string;
+  tail: string;
+  /** Bytes of head and tail (the number's digits are ASCII: one byte each). */
+  bytes: number;
+}
+
+function bodyParts(info: TokenInfo): BodyParts | undefined {
+  if (info.expiresAt === null) return undefined;
+  const text = JSON.stringify({ ...tokenJson(info, 0), expires_in: LEFT_MARK });
+  const at = text.indexOf(`:${LEFT_MARK}`);
+  if (at < 0 || text.indexOf(`:${LEFT_MARK}`, at + 1) >= 0) return undefined;
+  const head = text.slice(0, at + 1);
+  const tail = text.slice(at + 1 + String(LEFT_MARK).length);
+  return { head, tail, bytes: Buffer.byteLength(head) + Buffer.byteLength(tail) };
+}
+
+function secondsLeft(expiresAt: number | null, now: number): number | null {
+  return expiresAt === null ? null : Math.max(0, Math.floor((expiresAt - now) / 1000));
+}
+
+function cachedToken(info: TokenInfo, now: number, parts: BodyParts | undefined): CachedToken {
+  const left = secondsLeft(info.expiresAt, now);
+  if (parts === undefined || left === null) {
+    const body = tokenBody(info, now);
+    return { info, body, bytes: Buffer.byteLength(body), left };
+  }
+  const digits = String(left);
+  return { info, body: parts.head + digits + parts.tail, bytes: parts.bytes + digits.length, left };
 }
 
 /**
@@ -61,6 +91,7 @@ const PRUNE_EVERY_MS = 600_000;
 
 interface Entry {
   token: CachedToken;
+  parts: BodyParts | undefined;
   /** Served until then (clock ms): the token's expiry minus the refresh margin. */
   until: number;
 }
@@ -126,7 +157,7 @@ export class TokenService {
     if ((age >= this.#boundMs / 2 || age < 0) && this.#sync === undefined) void this.sync().catch(() => {});
     const hit = this.#cache.get(name);
     if (hit === undefined || now >= hit.until || !this.#verified(now)) return undefined;
-    if (now - hit.token.at >= BODY_FRESH_MS || now < hit.token.at) hit.token = cachedToken(hit.token.info, now);
+    if (hit.token.left !== secondsLeft(hit.token.info.expiresAt, now)) hit.token = cachedToken(hit.token.info, now, hit.parts);
     return hit.token;
   }
 
@@ -180,9 +211,10 @@ export class TokenService {
       throw withReconnectUrl(this.paths, name, err);
     }
     const now = clock();
-    const token = cachedToken(info, now);
+    const parts = bodyParts(info);
+    const token = cachedToken(info, now, parts);
     const until = info.expiresAt === null ? Infinity : info.expiresAt - dropkey.refreshMarginSeconds * 1000;
-    if (until > now && this.#since !== null) this.#cache.set(name, { token, until });
+    if (until > now && this.#since !== null) this.#cache.set(name, { token, parts, until });
     return token;
   }
 
