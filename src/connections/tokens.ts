@@ -27,24 +27,7 @@ export interface CheckAccessOptions {
 }
 
 export function connectionInfo(c: ConnectionRecord): ConnectionInfo {
-  return {
-    name: c.name,
-    app: c.app,
-    accountId: c.accountId,
-    email: c.email,
-    displayName: c.displayName,
-    teamId: c.teamId,
-    teamName: c.teamName,
-    linkedBy: c.linkedByName || c.linkedByEmail ? { name: c.linkedByName ?? null, email: c.linkedByEmail ?? null } : null,
-    scopes: [...c.scopes],
-    expiresAt: c.accessTokenExpiresAt,
-    state: c.state,
-    refreshable: c.refreshToken !== null && c.refreshToken !== '',
-    lastError: c.lastError,
-    lastRefreshAt: c.lastRefreshAt,
-    createdAt: c.createdAt,
-    updatedAt: c.updatedAt,
-  };
+  return listingInfo({ ...c, refreshable: c.refreshToken !== null && c.refreshToken !== '' });
 }
 
 /** A valid access token for the connection, refreshed first when it expires within the margin. */
