@@ -34,3 +34,16 @@ test('startGcHeadroom sets the flag for the current heap at once and gives V8 it
   assert.equal(set.at(-1), '--heap-growing-percent=0');
   assert.equal(h.percent, 0);
 });
+
+test('raiseMallocThresholds: one untouched block just under glibc 32 MiB cap, on glibc Linux only, never over explicit settings', async () => {
+  const { raiseMallocThresholds, MALLOC_PRIMER_BYTES } = await import('./gc-headroom.js');
+  const sizes: number[] = [];
+  const allocate = (n: number) => sizes.push(n);
+  const onLinux = process.platform === 'linux';
+  assert.equal(raiseMallocThresholds({}, () => '2.36', allocate), onLinux);
+  assert.deepEqual(sizes, onLinux ? [MALLOC_PRIMER_BYTES] : []);
+  assert.ok(MALLOC_PRIMER_BYTES < 32 * 1024 * 1024, 'under DEFAULT_MMAP_THRESHOLD_MAX, or glibc would not raise its threshold');
+  assert.equal(raiseMallocThresholds({}, () => undefined, allocate), false, 'musl: nothing to do');
+  assert.equal(raiseMallocThresholds({ MALLOC_TRIM_THRESHOLD_: '1048576' }, () => '2.36', allocate), false, 'explicit settings win');
+  assert.equal(sizes.length, onLinux ? 1 : 0);
+});

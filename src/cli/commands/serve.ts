@@ -44,8 +44,10 @@ const command: Command = {
     const { startServer } = await import('../../server/main.js');
     // Old-generation headroom so proxied streams do not trigger a full GC every ~10 MiB (server/gc-headroom.ts).
     // Process-wide V8 setting, hence here in the serve process's entry point; DROPKEY_GC_HEADROOM=off skips it.
-    const { startGcHeadroom } = await import('../../server/gc-headroom.js');
+    // Likewise glibc's heap, kept instead of trimmed and faulted in again at every scavenge (raiseMallocThresholds).
+    const { raiseMallocThresholds, startGcHeadroom } = await import('../../server/gc-headroom.js');
     const gc = config.gcHeadroom ? startGcHeadroom() : undefined;
+    if (config.gcHeadroom) raiseMallocThresholds(ctx.env);
     const server = await startServer({
       config,
       ...(port === undefined ? {} : { port }),
