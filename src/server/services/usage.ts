@@ -19,7 +19,9 @@ const CHUNK = 500;
  *   that minute of hand-out counts, never an audit entry of an action.
  */
 export class UsageRecorder {
-  #handouts = new Map<string, Handout>();
+  /** Per key id, per connection (nested, so a hand-out builds no map key: the name's string is the key). */
+  #handouts = new Map<string, Map<string, Handout>>();
+  #pendingPairs = 0;
   /** The entry counted last: a client asking again for the same token skips building the map key. */
   #last: Handout | undefined;
   /** Per key: hand-outs not yet added to its counter, and its last use. Objects live as long as the process. */
@@ -45,9 +47,13 @@ export class UsageRecorder {
     const now = this.deps.clock();
     let cur = this.#last;
     if (cur === undefined || cur.keyId !== key.id || cur.connection !== connection) {
-      const id = `${key.id}\u0000${connection}`;
-      cur = this.#handouts.get(id);
-      if (!cur) this.#handouts.set(id, (cur = { keyId: key.id, keyName: key.name, connection, count: 0, key: this.#key(key) }));
+      let perKey = this.#handouts.get(key.id);
+      if (!perKey) this.#handouts.set(key.id, (perKey = new Map()));
+      cur = perKey.get(connection);
+      if (!cur) {
+        perKey.set(connection, (cur = { keyId: key.id, keyName: key.name, connection, count: 0, key: this.#key(key) }));
+        this.#pendingPairs++;
+      }
       this.#last = cur;
     }
     cur.count++;
@@ -90,9 +96,11 @@ export class UsageRecorder {
         return;
       }
     }
-    if (!audit || this.#handouts.size === 0) return;
-    const handouts = this.#handouts;
+    if (!audit || this.#pendingPairs === 0) return;
+    const handouts = new Map<string, Handout>();
+    for (const perKey of this.#handouts.values()) for (const h of perKey.values()) handouts.set(`${h.keyId}\u0000${h.connection}`, h);
     this.#handouts = new Map();
+    this.#pendingPairs = 0;
     this.#last = undefined;
     const now = this.deps.clock();
     try {
@@ -109,10 +117,15 @@ export class UsageRecorder {
       }
     } catch (err) {
       // Put the counts back so the next flush retries them; counters are facts worth keeping.
-      for (const [k, h] of handouts) {
-        const cur = this.#handouts.get(k);
+      for (const h of handouts.values()) {
+        let perKey = this.#handouts.get(h.keyId);
+        if (!perKey) this.#handouts.set(h.keyId, (perKey = new Map()));
+        const cur = perKey.get(h.connection);
         if (cur) cur.count += h.count;
-        else this.#handouts.set(k, h);
+        else {
+          perKey.set(h.connection, h);
+          this.#pendingPairs++;
+        }
       }
       this.deps.logger.error({ err }, 'could not record token hand-outs; will retry');
     }
