@@ -3,6 +3,7 @@
  * Scheduler once across every instance sharing the store (docs/deploying.md ("What the cluster guarantees")). Started by the listener (app.start()),
  * stopped on shutdown; it has no routes of its own except GET /api/v1/jobs (admin: when each job last ran).
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Hono } from 'hono';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { AppEnv, ServerModule } from '../context.js';
@@ -34,6 +35,32 @@ export interface JobsOptions {
   onResult?: (job: string, result: RunResult) => void;
   /** Delay before a job's first run, by job name (default: the scheduler's, up to 30 s). */
   initialDelayMs?: Partial<Record<string, number>>;
+  /** Whether the process is overloaded now (default: eventLoopBusy()); background refreshes back off while it is. */
+  busy?: () => boolean;
+}
+
+/** The event loop's delay, over about the last BUSY_WINDOW_MS, passed BUSY_DELAY_MS. */
+const BUSY_DELAY_MS = 30;
+const BUSY_WINDOW_MS = 200;
+
+/**
+ * Whether this process's event loop was late by more than BUSY_DELAY_MS recently (perf_hooks'
+ * monitorEventLoopDelay, read and reset at most every BUSY_WINDOW_MS): the sign that background work is taking the
+ * time token hand-outs need. The histogram is sampled by libuv's timer, unref'd: it keeps no process alive.
+ */
+export function eventLoopBusy(now: () => number = () => performance.now()): () => boolean {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  let since = now();
+  let last = false;
+  return () => {
+    const t = now();
+    if (t - since < BUSY_WINDOW_MS) return last;
+    last = h.max > BUSY_DELAY_MS * 1e6;
+    h.reset();
+    since = t;
+    return last;
+  };
 }
 
 export const JOB_NAMES = { refresh: 'connections.refresh', health: 'connections.health', purge: 'webhooks.purge', audit: 'audit.prune' } as const;
@@ -70,6 +97,7 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
       signal?.addEventListener('abort', done, { once: true });
     });
   const refreshState = { latencyMs: 250 };
+  const busy = o.busy ?? eventLoopBusy();
   const m = s.metrics;
   scheduler.add({
     name: JOB_NAMES.refresh,
@@ -88,6 +116,7 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
         forced,
         failing,
         state: refreshState,
+        busy,
         progress: {
           backlog: (n) => m.refreshBacklog.set({}, n),
           refreshed: () => m.backgroundRefreshes.inc({ result: 'refreshed' }),

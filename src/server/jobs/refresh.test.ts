@@ -135,6 +135,20 @@ describe('proactive refresh pacing', () => {
     for (const e of f.rows.values()) assert.ok(e > now + LIFETIME - MIN);
   });
 
+  test('while the process is busy (its event loop late), refreshes in flight are halved down to one; they grow back when it is not', async () => {
+    const now = new ManualTimers().now();
+    const f = fake(200, (i) => now - MIN - i, { latencyMs: 200, maxConcurrency: 16 });
+    let busyUntil = now + 3_000;
+    const r = await f.run({ busy: () => f.timers.now() < busyUntil });
+    assert.equal(r.refreshed.length, 200, 'every connection still refreshed');
+    const late = f.calls.filter((c) => c.at >= now + 1_000 && c.at < busyUntil);
+    // 16 in flight at 200 ms each would start 160 in those 2 s; backed off, one or two are in flight (at most 20).
+    assert.ok(late.length > 0 && late.length <= 20, `one or two in flight a second into the busy time (${late.length} started in 2 s)`);
+    const after = f.calls.filter((c) => c.at >= busyUntil + 2_000 && c.at < busyUntil + 3_000);
+    assert.ok(after.length > 5, `grows back once the process is no longer busy (${after.length} started in the second after)`);
+    busyUntil = 0;
+  });
+
   test('tokens not due yet are left alone; a forced run does not pace', async () => {
     const now = new ManualTimers().now();
     const f = fake(40, (i) => (i < 20 ? now + 30 * MIN : now + 11 * MIN));

@@ -64,7 +64,17 @@ export interface RefreshOptions {
   progress?: RefreshProgress;
   /** Carried between runs: the token endpoint's measured latency (ms, moving average). */
   state?: { latencyMs: number };
+  /**
+   * Whether this process is overloaded right now (its event loop lagging): then no refresh starts for
+   * BUSY_BACKOFF_MS and the refreshes in flight are halved, so that token hand-outs stay fast during a storm; they
+   * grow back one by one as refreshes succeed. Refreshes of expired tokens are paced by it too: a caller asking for one refreshes it
+   * itself meanwhile.
+   */
+  busy?: () => boolean;
 }
+
+/** The in-flight limit is halved at most this often while the process is busy. */
+const BUSY_BACKOFF_MS = 100;
 
 export interface RefreshRunSummary {
   checked: number;
@@ -118,6 +128,7 @@ export async function refreshExpiring(d: RefreshDeps, o: RefreshOptions & { forc
   let pausedUntil = 0;
   let limit: number;
   let sinceRateLimit = 0;
+  let lastBusyBackoff = -Infinity;
   const aborted = () => o.signal?.aborted === true;
 
   for (;;) {
@@ -189,6 +200,13 @@ export async function refreshExpiring(d: RefreshDeps, o: RefreshOptions & { forc
 
     while ((queue.length > 0 || running.size > 0) && !aborted()) {
       const t = clock();
+      if (o.busy !== undefined && running.size > 0 && t - lastBusyBackoff >= BUSY_BACKOFF_MS && o.busy()) {
+        lastBusyBackoff = t;
+        limit = Math.max(1, Math.floor(limit / 2));
+        sinceRateLimit = 0;
+        // Even one refresh at a time can keep the loop busy when Dropbox answers at once: no new start for a moment.
+        pausedUntil = Math.max(pausedUntil, t + BUSY_BACKOFF_MS);
+      }
       if (queue.length > 0 && running.size < limit) {
         const wait = Math.max(pausedUntil, startOfBatch + started * spacing) - t;
         if (wait <= 0) {
