@@ -128,8 +128,8 @@ export function toAppRecord(r: AppRowOf<unknown, unknown>, scopes: string[], tea
   };
 }
 
-export function toConnectionRecord(r: ConnectionRowOf<unknown>, scopes: string[], rawOpen: OpenSecret): ConnectionRecord {
-  const open = namedOpen(rawOpen, `connection "${r.name}"`, { action: 'login', connection: r.name, app: r.app });
+/** The columns of a connection row every reading of it shares: all but the token ciphertexts. */
+function connectionFields(r: Omit<ConnectionRowOf<unknown>, 'access_token_enc' | 'refresh_token_enc'>, scopes: string[]) {
   return {
     name: r.name,
     app: r.app,
@@ -141,15 +141,22 @@ export function toConnectionRecord(r: ConnectionRowOf<unknown>, scopes: string[]
     linkedByName: r.linked_by_name ?? null,
     linkedByEmail: r.linked_by_email ?? null,
     scopes,
-    accessToken: open(r.access_token_enc, 'access_token'),
     accessTokenExpiresAt: r.access_token_expires_at,
-    refreshToken: open(r.refresh_token_enc, 'refresh_token'),
     state: r.state as ConnectionRecord['state'],
     lastError: r.last_error,
     lastRefreshAt: r.last_refresh_at,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     version: r.version,
+  };
+}
+
+export function toConnectionRecord(r: ConnectionRowOf<unknown>, scopes: string[], rawOpen: OpenSecret): ConnectionRecord {
+  const open = namedOpen(rawOpen, `connection "${r.name}"`, { action: 'login', connection: r.name, app: r.app });
+  return {
+    ...connectionFields(r, scopes),
+    accessToken: open(r.access_token_enc, 'access_token'),
+    refreshToken: open(r.refresh_token_enc, 'refresh_token'),
   };
 }
 
@@ -359,26 +366,7 @@ export const LISTING_COLUMNS = CONNECTION_COLUMNS.filter((c) => c !== 'access_to
 export type ListingRowOf<Scopes> = Omit<ConnectionRowOf<Scopes>, 'access_token_enc' | 'refresh_token_enc'> & { refreshable: unknown };
 
 export function toConnectionListing(r: ListingRowOf<unknown>, scopes: string[]): ConnectionListing {
-  return {
-    name: r.name,
-    app: r.app,
-    accountId: r.account_id,
-    teamId: r.team_id,
-    email: r.email,
-    displayName: r.display_name,
-    teamName: r.team_name,
-    scopes,
-    linkedByName: r.linked_by_name ?? null,
-    linkedByEmail: r.linked_by_email ?? null,
-    accessTokenExpiresAt: r.access_token_expires_at,
-    refreshable: r.refreshable === true || r.refreshable === 1,
-    state: r.state as ConnectionRecord['state'],
-    lastError: r.last_error,
-    lastRefreshAt: r.last_refresh_at,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    version: r.version,
-  };
+  return { ...connectionFields(r, scopes), refreshable: r.refreshable === true || r.refreshable === 1 };
 }
 
 export const MAX_PAGE_LIMIT = 1000;
