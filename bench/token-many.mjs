@@ -68,7 +68,7 @@ async function entryBytes(n) {
   const now = Date.now();
   const deps = {
     clock: () => now,
-    config: { tokenCacheMs: 5_000, tokenOutageGraceMs: 300_000 },
+    config: { tokenCacheMs: 5_000, storeOutageGraceMs: 300_000 },
     serverStore: { connectionChanges: async () => ({ now, names: [] }), pruneConnectionChanges: async () => 0 },
     logger: { warn() {} },
     dropkey: {

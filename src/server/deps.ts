@@ -26,12 +26,12 @@ export interface ServerConfig {
   /** How long an API key lookup is cached in memory; bounds how long a key revoked elsewhere keeps working (default 5 s). */
   apiKeyCacheMs: number;
   /**
-   * While the store cannot be reached, a key that was found live in the store within this long is still accepted
-   * from memory (default 5 min), so that cached tokens keep flowing through a database restart or failover. Revoking
-   * a key needs the store, so no revoke can happen during the outage itself; a revoke made by another instance just
-   * before it can go unseen here for at most this long.
+   * While the store cannot be reached, what it confirmed within this long is still served from memory (default
+   * 5 min): API keys found live, and cached tokens whose connection the change log confirmed, so that tokens keep
+   * flowing through a database restart or failover. Revoking needs the store, so no revoke can happen during the
+   * outage itself; one made by another instance just before it can go unseen here for at most this long.
    */
-  apiKeyOutageGraceMs: number;
+  storeOutageGraceMs: number;
   /**
    * Tokens are served from memory for as long as they stay valid (minus the refresh margin); this bounds how long a
    * connection revoked or changed by another process or instance keeps getting tokens from this one: the store's
@@ -39,12 +39,6 @@ export interface ServerConfig {
    * (default 5 s; src/server/services/tokens.ts).
    */
   tokenCacheMs: number;
-  /**
-   * While the store cannot be read, cached tokens whose connection the change log confirmed within this long are
-   * still handed out (default 5 min), so that they flow through a database restart or failover (as API keys do:
-   * apiKeyOutageGraceMs). No revoke can be recorded in an unreachable store meanwhile.
-   */
-  tokenOutageGraceMs: number;
   /** Usage counters and buffered audit entries are written this often (default 5 s). */
   flushIntervalMs: number;
   /** Use X-Forwarded-For for client IPs (rate limits) only when a trusted proxy sets it (default false). */
@@ -93,9 +87,8 @@ export function defaultConfig(publicUrl: string, overrides: Partial<ServerConfig
     pendingLoginTtlMs: 10 * 60_000,
     sessionTtlMs: 12 * 3600_000,
     apiKeyCacheMs: 5_000,
-    apiKeyOutageGraceMs: 5 * 60_000,
+    storeOutageGraceMs: 5 * 60_000,
     tokenCacheMs: 5_000,
-    tokenOutageGraceMs: 5 * 60_000,
     flushIntervalMs: 5_000,
     trustProxy: false,
     proxyUpstreamTimeoutMs: 60_000,

@@ -128,7 +128,7 @@ describe('token cache', () => {
       rig.clock.now += 60_000;
       assert.deepEqual(await token('outage'), first);
       assert.deepEqual(reads, [], 'served from memory during the grace');
-      rig.clock.now += rig.app.services.config.tokenOutageGraceMs;
+      rig.clock.now += rig.app.services.config.storeOutageGraceMs;
       assert.equal((await token('outage')).status, 200);
       assert.deepEqual(reads, ['outage'], 'past the grace: memory is not trusted, the store is read');
     } finally {

@@ -46,20 +46,23 @@ const BUSY_WINDOW_MS = 200;
 /**
  * Whether this process's event loop was late by more than BUSY_DELAY_MS recently (perf_hooks'
  * monitorEventLoopDelay, read and reset at most every BUSY_WINDOW_MS): the sign that background work is taking the
- * time token hand-outs need. The histogram is sampled by libuv's timer, unref'd: it keeps no process alive.
+ * time token hand-outs need. Sampled only while a refresh run uses it: stop() ends the sampling.
  */
-export function eventLoopBusy(now: () => number = () => performance.now()): () => boolean {
+export function eventLoopBusy(now: () => number = () => performance.now()): { busy: () => boolean; stop: () => void } {
   const h = monitorEventLoopDelay({ resolution: 10 });
   h.enable();
   let since = now();
   let last = false;
-  return () => {
-    const t = now();
-    if (t - since < BUSY_WINDOW_MS) return last;
-    last = h.max > BUSY_DELAY_MS * 1e6;
-    h.reset();
-    since = t;
-    return last;
+  return {
+    busy: () => {
+      const t = now();
+      if (t - since < BUSY_WINDOW_MS) return last;
+      last = h.max > BUSY_DELAY_MS * 1e6;
+      h.reset();
+      since = t;
+      return last;
+    },
+    stop: () => h.disable(),
   };
 }
 
@@ -97,7 +100,6 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
       signal?.addEventListener('abort', done, { once: true });
     });
   const refreshState = { latencyMs: 250 };
-  const busy = o.busy ?? eventLoopBusy();
   const m = s.metrics;
   scheduler.add({
     name: JOB_NAMES.refresh,
@@ -106,6 +108,7 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
     // Long refresh rounds (many connections, slow Dropbox) keep the lease through the store's heartbeat.
     lockTtlMs: 60_000,
     run: async ({ signal, forced }) => {
+      const lag = o.busy ? undefined : eventLoopBusy();
       const r = await refreshExpiring(deps, {
         marginMs: o.refreshMarginMs ?? 10 * 60_000,
         ...(o.refreshSpreadMs === undefined ? {} : { spreadMs: o.refreshSpreadMs }),
@@ -116,7 +119,7 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
         forced,
         failing,
         state: refreshState,
-        busy,
+        busy: o.busy ?? lag!.busy,
         progress: {
           backlog: (n) => m.refreshBacklog.set({}, n),
           refreshed: () => m.backgroundRefreshes.inc({ result: 'refreshed' }),
@@ -124,7 +127,7 @@ export function createScheduler(s: ServerServices, o: JobsOptions = {}): Schedul
           rateLimited: () => m.backgroundRefreshes.inc({ result: 'rate_limited' }),
           paused: (ms) => m.refreshPausedSeconds.inc({}, ms / 1000),
         },
-      });
+      }).finally(() => lag?.stop());
       if (r.checked > 0 || r.rateLimited > 0) {
         s.logger.info({ checked: r.checked, refreshed: r.refreshed.length, failed: r.failed.length, rateLimited: r.rateLimited }, 'proactive refresh run');
       }

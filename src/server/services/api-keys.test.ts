@@ -25,7 +25,7 @@ function rig(grace: number) {
       return h === hash ? rec : undefined;
     },
   } as unknown as ServerStore;
-  const svc = new ApiKeyService({ serverStore: store, clock: () => state.now, config: { apiKeyCacheMs: 5_000, apiKeyOutageGraceMs: 60_000 * grace } }, {} as AuditLog);
+  const svc = new ApiKeyService({ serverStore: store, clock: () => state.now, config: { apiKeyCacheMs: 5_000, storeOutageGraceMs: 60_000 * grace } }, {} as AuditLog);
   return { svc, header: `Bearer ${key}`, state };
 }
 

@@ -17,7 +17,7 @@ export interface ApiKeyDeps {
   /** Epoch ms. */
   clock: () => number;
   /** Read on every lookup: how long a key found in the store is trusted from memory. */
-  config: Pick<ServerConfig, 'apiKeyCacheMs'> & Partial<Pick<ServerConfig, 'apiKeyOutageGraceMs'>>;
+  config: Pick<ServerConfig, 'apiKeyCacheMs'> & Partial<Pick<ServerConfig, 'storeOutageGraceMs'>>;
   /** Randomness for new keys (default crypto.randomBytes). */
   randomBytes?: RandomBytes;
 }
@@ -121,7 +121,7 @@ export class ApiKeyService {
       } catch (err) {
         // The store is down (a restart, a failover): a key it confirmed recently is still trusted for a while,
         // asking the store again at most once a second; anything else is the store's error.
-        if (!hit || !storeUnavailable(err) || now - hit.at > (this.deps.config.apiKeyOutageGraceMs ?? 0)) throw err;
+        if (!hit || !storeUnavailable(err) || now - hit.at > (this.deps.config.storeOutageGraceMs ?? 0)) throw err;
         hit.retryAt = now + 1_000;
         if (!isLive(hit.rec, hash)) throw invalid();
         return hit.rec;

@@ -15,7 +15,7 @@
  *   within the last tokenCacheMs: a connection revoked elsewhere gets no token from here after that long.
  *   A refresh made by another instance is not in the log on purpose: the token it replaced stays valid at Dropbox
  *   until it expires, so serving it is correct (this process moves to the new one at its own margin).
- * - while the store cannot be read at all, entries the log confirmed within tokenOutageGraceMs keep being served
+ * - while the store cannot be read at all, entries the log confirmed within storeOutageGraceMs keep being served
  *   (cached tokens flow through a database restart); no revoke can be recorded in the store meanwhile, except by an
  *   instance that can still reach it, whose revoke then goes unseen here for at most that long.
  */
@@ -165,7 +165,7 @@ export class TokenService {
   #verified(now = this.deps.clock()): boolean {
     const age = now - this.#verifiedAt;
     if (age < 0) return false;
-    return age < this.#boundMs || (this.#syncFailing && age < this.deps.config.tokenOutageGraceMs);
+    return age < this.#boundMs || (this.#syncFailing && age < this.deps.config.storeOutageGraceMs);
   }
 
   /** Reads the change log once (shared by concurrent callers) and drops the entries it names. */
