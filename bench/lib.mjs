@@ -65,6 +65,11 @@ export function cpuSeconds(pid) {
   return (Number(f[11]) + Number(f[12])) / TICKS;
 }
 
+/** CPU seconds a live process has spent in the kernel so far (stime). */
+export function systemSeconds(pid) {
+  return Number(statFields(pid)[12]) / TICKS;
+}
+
 /** CPU seconds used by this process's children that have exited and been waited for (cutime + cstime). */
 function reapedChildrenCpuSeconds() {
   const f = statFields('self');
@@ -282,16 +287,20 @@ export async function generate(gen, { url, authorization, connections, durationS
 export async function measure(gen, { pid, url, authorization, connections, durationS, warmupS, expect, paths }) {
   if (warmupS > 0) await generate(gen, { url, authorization, connections, durationS: warmupS, expect, paths });
   const c0 = pid ? cpuSeconds(pid) : NaN;
+  const s0 = pid ? systemSeconds(pid) : NaN;
   const [idle0, total0] = machineTicks();
   const t0 = performance.now();
   const r = await generate(gen, { url, authorization, connections, durationS, expect, paths });
   const serverCpu = pid ? cpuSeconds(pid) - c0 : NaN;
+  const serverSys = pid ? systemSeconds(pid) - s0 : NaN;
   const [idle1, total1] = machineTicks();
   return {
     ...r,
     server_cpu_cores: round(serverCpu / ((performance.now() - t0) / 1000), 2),
     // CPU per request depends much less on what else runs on the machine than requests per second do.
     server_cpu_us_per_req: round((serverCpu * 1e6) / r.requests, 1),
+    // The part of it spent in the kernel (sockets), which no change to the server's JavaScript can shorten.
+    server_sys_us_per_req: round((serverSys * 1e6) / r.requests, 1),
     // Cores left idle during the run: with idle cores and a server below one core, the server was waiting for
     // its client; with none, it was waiting for a CPU.
     idle_cores: round(((idle1 - idle0) / (total1 - total0)) * cpus().length, 2),

@@ -217,7 +217,7 @@ async function main() {
           ...(expect ? { expect } : {}),
           ...(side === 'random' ? { paths } : {}),
         });
-        log(`run ${i + 1} ${side.padEnd(6)} ${r.rps} rps, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, max ${r.max_ms} ms, errors ${r.errors}, server ${r.server_cpu_cores} cores (${r.server_cpu_us_per_req} µs/request), generator ${r.gen_cpu_cores} cores${r.gen_saturated ? ' SATURATED' : ''}`);
+        log(`run ${i + 1} ${side.padEnd(6)} ${r.rps} rps, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, max ${r.max_ms} ms, errors ${r.errors}, server ${r.server_cpu_cores} cores (${r.server_cpu_us_per_req} µs/request, ${r.server_sys_us_per_req} in the kernel), generator ${r.gen_cpu_cores} cores${r.gen_saturated ? ' SATURATED' : ''}`);
         results[side].push(r);
       }
     }

@@ -68,7 +68,7 @@ export function apiRoutes(s: ServerServices): Hono<AppEnv> {
     const name = c.req.param('name');
     authorize(key, 'token:read', name);
     const t = await s.tokens.get(validateName('connection', name), minValidParam(c.req.query('min_valid')));
-    s.usage.handout(key, name);
+    s.usage.handout(key, name, t);
     // Built by hand with a plain header object (security headers included) so the node adapter writes it as is.
     const res = new Response(t.body, { status: 200, headers: { ...s.securityHeaders, 'Content-Type': 'application/json', 'Cache-Control': 'no-store' } });
     s.preSecured.add(res);

@@ -54,7 +54,7 @@ export function tokenFastPath(s: ServerServices, served: RequestDone, mount: str
     if (key === undefined || !hasPermission(key, 'token:read') || !mayUseConnection(key, name)) return false;
     const token = s.tokens.cached(name);
     if (token === undefined || repeatedAuthorization(req.rawHeaders)) return false;
-    s.usage.handout(key, name);
+    s.usage.handout(key, name, token);
     const length = token.bytes;
     let headers = headersFor.get(length);
     if (headers === undefined) {

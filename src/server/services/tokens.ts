@@ -25,8 +25,14 @@ import { DropkeyError, ErrorCodes } from '../../errors.js';
 import type { ServerDeps } from '../deps.js';
 import { reportRefreshFailure } from '../jobs/events.js';
 import type { ServerPaths } from './paths.js';
+import type { HandoutSlot } from './usage.js';
 
-export interface CachedToken {
+/**
+ * A token as the token API hands it out. One object per cache entry for the entry's life: its body is brought up to
+ * date in place each second (expires_in), and it keeps the hand-out counter's record (HandoutSlot), so serving a
+ * cached token allocates nothing but the new body.
+ */
+export interface CachedToken extends HandoutSlot {
   info: TokenInfo;
   /** The token API's JSON body, serialized once per token. */
   body: string;
@@ -70,13 +76,23 @@ function secondsLeft(expiresAt: number | null, now: number): number | null {
 }
 
 function cachedToken(info: TokenInfo, now: number, parts: BodyParts | undefined): CachedToken {
-  const left = secondsLeft(info.expiresAt, now);
+  const token: CachedToken = { info, body: '', bytes: 0, left: null, handout: undefined };
+  renew(token, now, parts);
+  return token;
+}
+
+/** Brings the body up to `now` (its expires_in), in place. */
+function renew(token: CachedToken, now: number, parts: BodyParts | undefined): void {
+  const left = secondsLeft(token.info.expiresAt, now);
   if (parts === undefined || left === null) {
-    const body = tokenBody(info, now);
-    return { info, body, bytes: Buffer.byteLength(body), left };
+    token.body = tokenBody(token.info, now);
+    token.bytes = Buffer.byteLength(token.body);
+  } else {
+    const digits = String(left);
+    token.body = parts.head + digits + parts.tail;
+    token.bytes = parts.bytes + digits.length;
   }
-  const digits = String(left);
-  return { info, body: parts.head + digits + parts.tail, bytes: parts.bytes + digits.length, left };
+  token.left = left;
 }
 
 /**
@@ -90,7 +106,7 @@ export const CHANGE_KEEP_MS = 3600_000;
 const PRUNE_EVERY_MS = 600_000;
 
 interface Entry {
-  token: CachedToken;
+  readonly token: CachedToken;
   parts: BodyParts | undefined;
   /** Served until then (clock ms): the token's expiry minus the refresh margin. */
   until: number;
@@ -157,7 +173,7 @@ export class TokenService {
     if ((age >= this.#boundMs / 2 || age < 0) && this.#sync === undefined) void this.sync().catch(() => {});
     const hit = this.#cache.get(name);
     if (hit === undefined || now >= hit.until || !this.#verified(now)) return undefined;
-    if (hit.token.left !== secondsLeft(hit.token.info.expiresAt, now)) hit.token = cachedToken(hit.token.info, now, hit.parts);
+    if (hit.token.left !== secondsLeft(hit.token.info.expiresAt, now)) renew(hit.token, now, hit.parts);
     return hit.token;
   }
 

@@ -6,16 +6,18 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ApiKeyRecord } from '../../store/server-types.js';
 import type { ServerDeps } from '../deps.js';
+import { Counter } from '../metrics.js';
 import { UsageRecorder } from './usage.js';
 
 function rig(auditEveryTicks = 3) {
   const keyWrites: { id: string; lastUsedAt: number; tokenHandouts: number }[][] = [];
   const auditWrites: { target: string | null; count: number }[][] = [];
   const state = { now: 1_000, failKeys: false, failAudit: false };
+  const tokenHandouts = new Counter('dropkey_token_handouts_total', 'test', ['connection']);
   const deps = {
     clock: () => state.now,
     logger: { error() {}, warn() {} },
-    metrics: { tokenHandouts: { inc() {} } },
+    metrics: { tokenHandouts },
     serverStore: {
       async recordApiKeyUsage(u: { id: string; lastUsedAt: number; tokenHandouts: number }[]) {
         if (state.failKeys) throw new Error('down');
@@ -28,7 +30,7 @@ function rig(auditEveryTicks = 3) {
     },
   } as unknown as ServerDeps;
   const key = { id: 'k1', name: 'ci' } as ApiKeyRecord;
-  return { usage: new UsageRecorder(deps, auditEveryTicks), key, keyWrites, auditWrites, state };
+  return { usage: new UsageRecorder(deps, auditEveryTicks), key, keyWrites, auditWrites, state, tokenHandouts };
 }
 
 test('ticks write the key counters each time and the audit counts every third tick', async () => {
@@ -68,4 +70,33 @@ test('failed writes are retried later, never counted twice or lost', async () =>
   await usage.flush();
   assert.deepEqual(keyWrites.at(-1), [{ id: 'k1', lastUsedAt: 1_000, tokenHandouts: 1 }]);
   assert.deepEqual(auditWrites, [[{ target: 'a', count: 3 }]]);
+});
+
+test('a slot (the cached token) keeps its pair\'s record: counts, audit entries and the metric are the same as without', async () => {
+  const { usage, key, keyWrites, auditWrites, state, tokenHandouts } = rig(1);
+  const other = { id: 'k2', name: 'other' } as ApiKeyRecord;
+  const slotA = {};
+  const slotB = {};
+  usage.handout(key, 'a', slotA);
+  usage.handout(key, 'a', slotA);
+  usage.handout(other, 'a', slotA); // another key through the same token: its own pair
+  usage.handout(key, 'a', slotA);
+  usage.handout(key, 'b', slotB);
+  usage.handout(key, 'a'); // no slot: found by lookup, the same pair
+  await usage.tick();
+  assert.deepEqual(auditWrites.at(-1), [{ target: 'a', count: 4 }, { target: 'b', count: 1 }, { target: 'a', count: 1 }]);
+  assert.equal(tokenHandouts.get({ connection: 'a' }), 5);
+  assert.equal(tokenHandouts.get({ connection: 'b' }), 1);
+  // After a write the slot's record belongs to the written period: new hand-outs start a new entry.
+  usage.handout(key, 'a', slotA);
+  state.failAudit = true;
+  await usage.tick();
+  // A failed write puts the pair back; hand-outs through the slot keep adding to it, and one write carries them all.
+  usage.handout(key, 'a', slotA);
+  usage.handout(key, 'a', slotA);
+  state.failAudit = false;
+  await usage.tick();
+  assert.deepEqual(auditWrites.at(-1), [{ target: 'a', count: 3 }]);
+  assert.equal(tokenHandouts.get({ connection: 'a' }), 8);
+  assert.deepEqual(keyWrites.map((w) => w.find((k) => k.id === 'k1')?.tokenHandouts), [5, 1, 2]);
 });

@@ -22,8 +22,8 @@ export class UsageRecorder {
   /** Per key id, per connection (nested, so a hand-out builds no map key: the name's string is the key). */
   #handouts = new Map<string, Map<string, Handout>>();
   #pendingPairs = 0;
-  /** The entry counted last: a client asking again for the same token skips building the map key. */
-  #last: Handout | undefined;
+  /** Changes each time the counted pairs are taken for writing: a slot's record from before is not counted to. */
+  #epoch = 0;
   /** Per key: hand-outs not yet added to its counter, and its last use. Objects live as long as the process. */
   readonly #keys = new Map<string, KeyUsage>();
   #flushing: Promise<void> | undefined;
@@ -43,24 +43,34 @@ export class UsageRecorder {
     k.dirty = true;
   }
 
-  handout(key: ApiKeyRecord, connection: string): void {
-    const now = this.deps.clock();
-    let cur = this.#last;
-    if (cur === undefined || cur.keyId !== key.id || cur.connection !== connection) {
-      let perKey = this.#handouts.get(key.id);
-      if (!perKey) this.#handouts.set(key.id, (perKey = new Map()));
-      cur = perKey.get(connection);
-      if (!cur) {
-        perKey.set(connection, (cur = { keyId: key.id, keyName: key.name, connection, count: 0, key: this.#key(key) }));
-        this.#pendingPairs++;
-      }
-      this.#last = cur;
+  /**
+   * Counts one hand-out of `connection`'s token to `key`. `slot` (TokenService's cached token passes itself) keeps
+   * the pair's record between hand-outs, so the next hand-out of that token to the same key finds it without a
+   * lookup: with thousands of connections in use, lookups in maps that large are most of what counting costs.
+   */
+  handout(key: ApiKeyRecord, connection: string, slot?: HandoutSlot): void {
+    let cur = slot?.handout;
+    if (cur === undefined || cur.epoch !== this.#epoch || cur.keyId !== key.id || cur.connection !== connection) {
+      cur = this.#pair(key, connection);
+      if (slot) slot.handout = cur;
     }
     cur.count++;
     cur.key.pending++;
-    cur.key.lastUsedAt = now;
+    cur.key.lastUsedAt = this.deps.clock();
     cur.key.dirty = true;
-    this.deps.metrics.tokenHandouts.inc({ connection });
+    cur.metric.value++;
+  }
+
+  #pair(key: ApiKeyRecord, connection: string): Handout {
+    let perKey = this.#handouts.get(key.id);
+    if (!perKey) this.#handouts.set(key.id, (perKey = new Map()));
+    let cur = perKey.get(connection);
+    if (!cur) {
+      const metric = this.deps.metrics.tokenHandouts.series({ connection });
+      perKey.set(connection, (cur = { keyId: key.id, keyName: key.name, connection, count: 0, key: this.#key(key), metric, epoch: this.#epoch }));
+      this.#pendingPairs++;
+    }
+    return cur;
   }
 
   /** The periodic write: the keys' counters, and the audit counts every auditEveryTicks ticks. */
@@ -101,7 +111,7 @@ export class UsageRecorder {
     for (const perKey of this.#handouts.values()) for (const h of perKey.values()) handouts.set(`${h.keyId}\u0000${h.connection}`, h);
     this.#handouts = new Map();
     this.#pendingPairs = 0;
-    this.#last = undefined;
+    this.#epoch++;
     const now = this.deps.clock();
     try {
       const bucket = Math.floor(now / USAGE_BUCKET_MS) * USAGE_BUCKET_MS;
@@ -123,6 +133,7 @@ export class UsageRecorder {
         const cur = perKey.get(h.connection);
         if (cur) cur.count += h.count;
         else {
+          h.epoch = this.#epoch;
           perKey.set(h.connection, h);
           this.#pendingPairs++;
         }
@@ -141,10 +152,20 @@ interface KeyUsage {
   dirty: boolean;
 }
 
-interface Handout {
+/** The record of one (key, connection) pair being counted. */
+export interface Handout {
   keyId: string;
   keyName: string;
   connection: string;
   count: number;
   key: KeyUsage;
+  /** The pair's series of dropkey_token_handouts_total. */
+  metric: { value: number };
+  /** UsageRecorder's epoch when the record was put in its map. */
+  epoch: number;
+}
+
+/** Where a caller keeps the record of the pair it counted last (see UsageRecorder.handout). */
+export interface HandoutSlot {
+  handout?: Handout | undefined;
 }
