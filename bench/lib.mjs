@@ -85,7 +85,7 @@ export const peakRssMB = (pid) => round(statusKB(pid, 'VmHWM') / 1024, 1);
 export const rssMB = (pid) => round(statusKB(pid, 'VmRSS') / 1024, 1);
 
 /** Cumulative CPU ticks of the whole machine: [idle (idle + iowait), total] (first line of /proc/stat). */
-function machineTicks() {
+export function machineTicks() {
   const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
   return [f[3] + f[4], f.reduce((a, b) => a + b, 0)];
 }

@@ -27,7 +27,8 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, machine, median, peakRssMB, rssMB, stop, which } from './lib.mjs';
+import { cpuSeconds, machine, machineTicks, median, peakRssMB, rssMB, stop, which } from './lib.mjs';
+import { cpus } from 'node:os';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -362,14 +363,23 @@ try {
   // means the path changed how the emulator reads or writes (chunk sizes, wake-ups), not what it does.
   const emuCpu = { download: {}, upload: {} };
   const faults = { download: {}, upload: {} };
+  // This process's own CPU (the client: it sends and reads every byte) and the cores the whole machine left idle.
+  const clientCpu = { download: {}, upload: {} };
+  const idleCores = { download: {}, upload: {} };
   const minflt = (pid) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[7]);
-  for (const dir of ['download', 'upload']) for (const n of names) ((results[dir][n] = []), (cpu[dir][n] = 0), (emuCpu[dir][n] = 0), (faults[dir][n] = 0));
+  for (const dir of ['download', 'upload']) for (const n of names) ((results[dir][n] = []), (cpu[dir][n] = 0), (emuCpu[dir][n] = 0), (faults[dir][n] = 0), (clientCpu[dir][n] = 0), (idleCores[dir][n] = []));
   const timed = async (dir, n) => {
     const p = paths[n];
     const c0 = p.pid ? cpuSeconds(p.pid) : 0;
     const e0 = cpuSeconds(emulator.child.pid);
     const f0 = p.pid ? minflt(p.pid) : 0;
+    const u0 = process.cpuUsage();
+    const [idle0, total0] = machineTicks();
     results[dir][n].push(dir === 'download' ? await download(p.base, p.auth) : await upload(p.base, p.auth, `/bench/up-${n}.bin`));
+    const u1 = process.cpuUsage(u0);
+    clientCpu[dir][n] += (u1.user + u1.system) / 1e6;
+    const [idle1, total1] = machineTicks();
+    idleCores[dir][n].push(((idle1 - idle0) / (total1 - total0)) * cpus().length);
     if (p.pid) cpu[dir][n] += cpuSeconds(p.pid) - c0;
     emuCpu[dir][n] += cpuSeconds(emulator.child.pid) - e0;
     if (p.pid) faults[dir][n] += minflt(p.pid) - f0;
@@ -394,6 +404,15 @@ try {
       cpu_s_per_GiB: Object.fromEntries(names.filter((n) => paths[n].pid).map((n) => [n, round(cpu[dir][n] / gib)])),
       minor_faults_per_GiB: Object.fromEntries(names.filter((n) => paths[n].pid).map((n) => [n, Math.round(faults[dir][n] / gib)])),
       emulator_cpu_s_per_GiB: Object.fromEntries(names.map((n) => [n, round(emuCpu[dir][n] / gib)])),
+      client_cpu_s_per_GiB: Object.fromEntries(names.map((n) => [n, round(clientCpu[dir][n] / gib)])),
+      // Cores the machine left idle during each path's runs (median): near 0 on the direct path means the direct
+      // path alone kept every core busy, and a proxy can only be as fast as the CPU it adds allows (below).
+      idle_cores: Object.fromEntries(names.map((n) => [n, round(median(idleCores[dir][n]))])),
+      // When every core is busy, throughput is cores / CPU per GiB: the ratio to direct the CPU budget allows a proxy
+      // path, from its own CPU per GiB (proxy + emulator + client) against the direct path's (emulator + client).
+      cpu_bound_ratio_vs_direct: Object.fromEntries(
+        names.filter((n) => paths[n].pid).map((n) => [n, round((emuCpu[dir].direct + clientCpu[dir].direct) / (cpu[dir][n] + emuCpu[dir][n] + clientCpu[dir][n]))]),
+      ),
     };
   };
   const download_ = DIRS.includes('download') ? side('download') : null;
