@@ -4,6 +4,7 @@
  */
 import { errorTag } from '../dropbox/errors.js';
 import { DropboxApiError, DropkeyError, ErrorCodes, type Fix } from '../errors.js';
+import { MAX_PAGE_LIMIT } from '../store/records.js';
 import type { AppAccess, AppRecord } from '../store/types.js';
 import { type ConnectionsContext, report } from './context.js';
 import { cleanSecretInput, validateScopes } from './input.js';
@@ -185,11 +186,15 @@ export async function getApp(ctx: ConnectionsContext, name: string): Promise<App
   return appInfo(await findApp(ctx, name));
 }
 
+/** Connections named when an app cannot be removed; the fix still lists every one (up to a store page). */
+const USERS_NAMED = 10;
+
 export async function removeApp(ctx: ConnectionsContext, name: string): Promise<void> {
   const app = await findApp(ctx, name, { action: 'list-apps' });
-  const users = (await ctx.store.listConnections()).filter((c) => c.app === app.name).map((c) => c.name);
+  const users = (await ctx.store.listConnectionPage({ limit: MAX_PAGE_LIMIT, app: app.name })).connections.map((c) => c.name);
   if (users.length > 0) {
-    throw new DropkeyError(ErrorCodes.BAD_INPUT, `App "${name}" is still used by connection${users.length > 1 ? 's' : ''} ${users.map((u) => `"${u}"`).join(', ')}.`, {
+    const named = users.length > USERS_NAMED ? `${users.slice(0, USERS_NAMED).map((u) => `"${u}"`).join(', ')} and others` : users.map((u) => `"${u}"`).join(', ');
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, `App "${name}" is still used by connection${users.length > 1 ? 's' : ''} ${named}.`, {
       hint: 'Revoke them first.',
       fix: { action: 'revoke', connections: users },
     });

@@ -48,6 +48,20 @@ describe('apps', () => {
     await rejectsWith(rig.dk.getApp('backup'), ErrorCodes.NOT_FOUND, /dropkey app add --name backup/);
   });
 
+  test('an app in use is not removed: the message names ten of its connections, the fix all of them', async () => {
+    await rig.dk.addApp({ name: 'busy', key: 'busykey123' });
+    const names = Array.from({ length: 12 }, (_, i) => `busy-${String(i).padStart(2, '0')}`);
+    for (const name of names) {
+      await rig.dk.store.createConnection({ name, app: 'busy', accountId: `dbid:${name}`, teamId: null, email: null, displayName: null, teamName: null, scopes: [], accessToken: 'sl.x', accessTokenExpiresAt: null, refreshToken: null, state: 'active', lastError: null, lastRefreshAt: null });
+    }
+    const err = await rejectsWith(rig.dk.removeApp('busy'), ErrorCodes.BAD_INPUT, /still used by connections "busy-00", .*"busy-09" and others\./);
+    assert.doesNotMatch(err.message, /busy-10/);
+    assert.deepEqual(err.fix, { action: 'revoke', connections: names });
+    assert.equal((await rig.dk.getApp('busy')).name, 'busy', 'the app stays');
+    for (const name of names) await rig.dk.store.deleteConnection(name);
+    await rig.dk.removeApp('busy');
+  });
+
   test('bad input is refused with what to do next', async () => {
     await rejectsWith(rig.dk.addApp({ name: 'bad name', key: 'abc123' }), ErrorCodes.BAD_INPUT);
     await rejectsWith(rig.dk.addApp({ name: 'ok', key: '' }), ErrorCodes.BAD_INPUT, /App Console/);

@@ -1,7 +1,7 @@
 /**
  * The query of a connections listing, shared by GET /api/v1/connections and the web UI's connections page: `limit`,
- * `cursor` (opaque: the next page's start, from the previous answer), `q` (search in name, account and team) and
- * `state`. Paging is keyset paging in the store (Store.listConnectionPage), so a page costs the same at any N.
+ * `cursor` (opaque: the next page's start, from the previous answer), `q` (search in name, account and team),
+ * `state` and `app`. Paging is keyset paging in the store (Store.listConnectionPage), so a page costs the same at any N.
  */
 import { NAME_PATTERN } from '../connections/names.js';
 import { DropkeyError, ErrorCodes } from '../errors.js';
@@ -15,6 +15,7 @@ export interface ListingParams {
   cursor?: string | undefined;
   q?: string | undefined;
   state?: string | undefined;
+  app?: string | undefined;
 }
 
 /** The cursor a page answer carries: the last name shown, wrapped so clients treat it as opaque. */
@@ -45,9 +46,14 @@ export function listingQuery(p: ListingParams, defaultLimit: number): Connection
   if (state !== undefined && !(STATES as readonly string[]).includes(state)) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, `state must be one of ${STATES.join(', ')}.`);
   }
+  const app = p.app === undefined || p.app === '' ? undefined : p.app;
+  if (app !== undefined && !NAME_PATTERN.test(app)) {
+    throw new DropkeyError(ErrorCodes.BAD_INPUT, 'app must be an app name (letters, digits, ".", "_" and "-").');
+  }
   return {
     limit,
     ...(p.cursor ? { after: decodeCursor(p.cursor) } : {}),
+    ...(app ? { app } : {}),
     ...(q ? { search: q } : {}),
     ...(state ? { state: state as ConnectionState } : {}),
   };

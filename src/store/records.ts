@@ -384,6 +384,7 @@ export function checkPageQuery(q: ConnectionPageQuery): ConnectionPageQuery {
   if (q.names !== undefined && (!Array.isArray(q.names) || !q.names.every((n) => typeof n === 'string'))) {
     throw new DropkeyError(ErrorCodes.BAD_INPUT, 'names must be a list of connection names');
   }
+  if (q.app !== undefined && typeof q.app !== 'string') throw new DropkeyError(ErrorCodes.BAD_INPUT, 'app must be an app name');
   return q;
 }
 

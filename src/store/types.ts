@@ -98,6 +98,8 @@ export interface ConnectionPageQuery {
   state?: ConnectionState;
   /** Only these names (an API key scoped to some connections). */
   names?: string[];
+  /** Only the connections of this app. */
+  app?: string;
 }
 
 /**

@@ -302,6 +302,35 @@ describe('app page', () => {
     assert.equal(to.searchParams.get('client_id'), app.key);
   });
 
+  test("names the app's first 20 connections and links to the rest: the page stays small with 1,200; app filters the list and the API", async () => {
+    await rig.dropboxApp('spare');
+    await rig.store.createConnection({ ...(await rig.store.getConnection('c-001'))!, name: 'spare-1', app: 'spare' });
+    await seed(N, 1200);
+    try {
+      const html = await browser.page('/apps/main');
+      assert.ok(Buffer.byteLength(html) < 100 * 1024, `${Buffer.byteLength(html)} bytes`);
+      const used = /Used by ([\s\S]*?)<\/p>/.exec(html)![1]!;
+      assert.equal((used.match(/<a href="\/connections\/c-/g) ?? []).length, 20);
+      assert.match(used, /<a href="\/connections\?app=main">all connections of main<\/a>/);
+      assert.match(textOf(await browser.page('/apps/spare')), /Used by spare-1 ?\./);
+
+      const list = await browser.page('/connections?app=spare');
+      assert.match(textOf(list), /Connected Dropbox accounts of app spare/);
+      assert.deepEqual([...list.matchAll(/<a href="\/connections\/([^"?]+)"/g)].map((m) => m[1]), ['spare-1']);
+      const key = await rig.key(['admin'], '*');
+      const api = await json(await rig.call('GET', '/api/v1/connections?app=spare', { key }));
+      assert.deepEqual(api.connections.map((c: any) => c.name), ['spare-1']);
+      const main = await json(await rig.call('GET', '/api/v1/connections?app=main&q=c-11&limit=3', { key }));
+      assert.deepEqual(main.connections.map((c: any) => c.name), ['c-110', 'c-1100', 'c-1101']);
+      const bad = await rig.call('GET', '/api/v1/connections?app=no%20such', { key });
+      assert.equal(bad.status, 400);
+      assert.match((await json(bad)).error.message, /app must be an app name/);
+    } finally {
+      for (let i = N; i < 1200; i++) await rig.store.deleteConnection(nameOf(i));
+      await rig.store.deleteConnection('spare-1');
+    }
+  });
+
   test('the master key page explains the key file as well as DROPKEY_MASTER_KEY', async () => {
     const text = textOf(await browser.page('/master-key'));
     assert.match(text, /Key in DROPKEY_MASTER_KEY/);

@@ -80,7 +80,7 @@ export function apiRoutes(s: ServerServices): Hono<AppEnv> {
     authorize(key, ['token:read', 'proxy', 'admin']);
     s.usage.used(key);
     // One page (at most `limit`, default 100), filtered in the store to what the key may see.
-    const query = listingQuery({ limit: c.req.query('limit'), cursor: c.req.query('cursor'), q: c.req.query('q'), state: c.req.query('state') }, 100);
+    const query = listingQuery({ limit: c.req.query('limit'), cursor: c.req.query('cursor'), q: c.req.query('q'), state: c.req.query('state'), app: c.req.query('app') }, 100);
     const page = await s.dropkey.listPage(key.connections === '*' ? query : { ...query, names: key.connections });
     return c.json({ connections: page.connections.map(connectionView), next_cursor: page.next === null ? null : encodeCursor(page.next) });
   });

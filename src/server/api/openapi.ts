@@ -123,6 +123,7 @@ export function openApiDocument(publicUrl: string): OpenApiDocument {
             { name: 'cursor', in: 'query', required: false, description: 'The `next_cursor` of the previous page (opaque).', schema: { type: 'string' } },
             { name: 'q', in: 'query', required: false, description: 'Case-insensitive text found in the name, account email, display name, account id, team name or team id.', schema: { type: 'string', maxLength: 200 } },
             { name: 'state', in: 'query', required: false, description: 'Only connections in this state.', schema: { type: 'string', enum: ['active', 'needs_reauth', 'revoked'] } },
+            { name: 'app', in: 'query', required: false, description: 'Only the connections of this app.', schema: { type: 'string' } },
           ],
           responses: {
             '200': {

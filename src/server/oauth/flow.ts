@@ -147,8 +147,7 @@ async function resolveApp(s: ConnectLinkServices, connection: string, app: unkno
     if (typeof app !== 'string') throw new DropkeyError(ErrorCodes.BAD_INPUT, 'app must be an app name.');
     return (await s.dropkey.getApp(validateName('app', app))).name;
   }
-  const existing = await s.dropkey.list();
-  const same = existing.find((c) => c.name === connection);
+  const same = (await s.dropkey.listPage({ limit: 1, names: [connection] })).connections[0];
   if (same) return same.app;
   const apps = await s.dropkey.listApps();
   if (apps.length === 1) return apps[0]!.name;

@@ -19,6 +19,9 @@ import { type Notice, page } from './layout.js';
 import type { UiSession } from './session.js';
 import { connectForm } from './connections.js';
 
+/** Connections named on an app's page; the rest are a link to the connections list filtered by the app. */
+const USED_BY_SHOWN = 20;
+
 const enc = encodeURIComponent;
 
 /** What a new app asks for by default: enough to identify the account and read and write files. */
@@ -148,7 +151,8 @@ ${appForm(ui, draft ?? { name: apps.length === 0 ? 'default' : '', key: '', scop
   };
 
   const editPage = async (ui: UiSession, app: AppInfo, notices: Notice[], draft?: AppDraft): Promise<string> => {
-    const users = (await s.dropkey.list()).filter((c) => c.app === app.name);
+    // The first few of its connections, read from the store's app index (an app may serve thousands).
+    const { connections: users, next } = await s.dropkey.listPage({ limit: USED_BY_SHOWN, app: app.name });
     return page({
       title: `App ${app.name}`,
       session: ui,
@@ -156,7 +160,7 @@ ${appForm(ui, draft ?? { name: apps.length === 0 ? 'default' : '', key: '', scop
       notices,
       body: html`<p class="crumbs"><a href="/apps">Apps</a> ›</p>
 <h1>${app.name}</h1>
-<p>Added ${when(app.createdAt)}, changed ${when(app.updatedAt)}. Used by ${users.length === 0 ? 'no connection' : users.map((u, i) => html`${i ? ', ' : ''}<a href="/connections/${enc(u.name)}">${u.name}</a>`)}.</p>
+<p>Added ${when(app.createdAt)}, changed ${when(app.updatedAt)}. Used by ${users.length === 0 ? 'no connection' : users.map((u, i) => html`${i ? ', ' : ''}<a href="/connections/${enc(u.name)}">${u.name}</a>`)}${next !== null ? html` and more: <a href="/connections?app=${enc(app.name)}">all connections of ${app.name}</a>` : ''}.</p>
 <dl class="facts">
 <dt>Access</dt><dd>${app.access === 'app_folder' ? 'app folder' : app.access === 'full' ? 'full Dropbox' : 'unknown'}, ${app.team ? 'team' : 'user'} app</dd>
 <dt>Scopes asked for</dt><dd>${app.scopes.length ? html`<ul class="scopes" id="app-scopes">${app.scopes.map((x) => html`<li><code>${x}</code></li>`)}</ul>` : 'none chosen (Dropbox grants what the App Console sets)'}</dd>

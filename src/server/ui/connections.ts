@@ -115,13 +115,14 @@ export const PAGE_SIZE = 50;
 
 /** The list's query from the address (q, state, cursor); bad values are an error shown on the page. */
 function pageQuery(c: AppContext): ConnectionPageQuery {
-  return listingQuery({ cursor: c.req.query('cursor'), q: c.req.query('q'), state: c.req.query('state') }, PAGE_SIZE);
+  return listingQuery({ cursor: c.req.query('cursor'), q: c.req.query('q'), state: c.req.query('state'), app: c.req.query('app') }, PAGE_SIZE);
 }
 
-function queryString(q: { search?: string | undefined; state?: string | undefined }, cursor?: string): string {
+function queryString(q: { search?: string | undefined; state?: string | undefined; app?: string | undefined }, cursor?: string): string {
   const p = new URLSearchParams();
   if (q.search) p.set('q', q.search);
   if (q.state) p.set('state', q.state);
+  if (q.app) p.set('app', q.app);
   if (cursor) p.set('cursor', cursor);
   const t = p.toString();
   return t ? `?${t}` : '';
@@ -131,7 +132,7 @@ function searchForm(q: ConnectionPageQuery): Html {
   return html`<form method="get" action="/connections" class="inline search" role="search">
 <label>Search <input type="search" name="q" value="${q.search ?? ''}" maxlength="200" placeholder="name, email, account or team"></label>
 <label>State <select name="state"><option value="">any</option>${STATES.map((st) => html`<option value="${st}"${q.state === st ? html` selected` : ''}>${STATE_LABEL[st]}</option>`)}</select></label>
-<button type="submit">Search</button>${q.search || q.state ? html` <a href="/connections">Clear</a>` : ''}
+${q.app ? html`<input type="hidden" name="app" value="${q.app}">` : ''}<button type="submit">Search</button>${q.search || q.state || q.app ? html` <a href="/connections">Clear</a>` : ''}
 </form>`;
 }
 
@@ -146,7 +147,7 @@ function pager(q: ConnectionPageQuery, next: string | null): Html {
 async function listPage(s: ServerServices, ui: UiSession, notices: Notice[], q: ConnectionPageQuery = { limit: PAGE_SIZE }): Promise<string> {
   const [result, apps] = await Promise.all([s.dropkey.listPage(q), s.dropkey.listApps()]);
   const list = result.connections;
-  const filtered = q.search !== undefined || q.state !== undefined;
+  const filtered = q.search !== undefined || q.state !== undefined || q.app !== undefined;
   const now = s.clock();
   return page({
     title: 'Connections',
@@ -162,7 +163,7 @@ ${connectForm(ui, apps, { label: 'Connect Dropbox', suggested: list.length === 0
 </section>
 ${searchForm(q)}
 <table class="list stack-on-phone" aria-describedby="connections-caption">
-<caption id="connections-caption">Connected Dropbox accounts${filtered ? ' matching the search' : ''}${q.after !== undefined ? ' (continued)' : ''}</caption>
+<caption id="connections-caption">Connected Dropbox accounts${q.app !== undefined ? html` of app ${q.app}` : ''}${q.search !== undefined || q.state !== undefined ? ' matching the search' : ''}${q.after !== undefined ? ' (continued)' : ''}</caption>
 <thead><tr><th scope="col">Name</th><th scope="col">Account email</th><th scope="col">Team</th><th scope="col">State</th><th scope="col">Token expires</th><th scope="col">App</th></tr></thead>
 <tbody id="connection-rows" data-fragment="/ui/fragments/connections${queryString(q, q.after === undefined ? undefined : encodeCursor(q.after))}">${connectionRows(list, now, filtered)}</tbody>
 </table>
@@ -283,7 +284,7 @@ export function connectionRoutes(r: Hono<AppEnv>, s: ServerServices): void {
     '/ui/fragments/connections',
     guard(s, async (c) => {
       const q = pageQuery(c);
-      return c.html(connectionRows((await s.dropkey.listPage(q)).connections, s.clock(), q.search !== undefined || q.state !== undefined));
+      return c.html(connectionRows((await s.dropkey.listPage(q)).connections, s.clock(), q.search !== undefined || q.state !== undefined || q.app !== undefined));
     }),
   );
 

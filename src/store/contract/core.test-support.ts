@@ -335,6 +335,13 @@ export function storeContractTests(name: string, makeHarness: () => Promise<Stor
           assert.deepEqual(await by({ limit: 2, state: 'needs_reauth', after: 'conn-04' }), ['conn-08', 'conn-12']);
           assert.deepEqual(await by({ limit: 50, names: ['conn-02', 'conn-17', 'ghost'] }), ['conn-02', 'conn-17'], 'scoped to some names');
           assert.deepEqual(await by({ limit: 50, names: [] }), []);
+          await s.createApp(sampleApp('other'));
+          await s.createConnection(sampleConnection('conn-05b', 'other'));
+          await s.createConnection(sampleConnection('aaa-other', 'other'));
+          assert.deepEqual(await by({ limit: 50, app: 'other' }), ['aaa-other', 'conn-05b'], "one app's connections");
+          assert.deepEqual(await by({ limit: 1, app: 'other', after: 'aaa-other' }), ['conn-05b']);
+          assert.deepEqual(await by({ limit: 50, app: 'backup', search: 'conn-05' }), ['conn-05'], 'app and search together');
+          assert.deepEqual(await by({ limit: 50, app: 'nosuch' }), []);
           assert.deepEqual(await by({ limit: 50, search: 'nobody-matches' }), []);
 
           await rejectsWith(s.listConnectionPage({ limit: 0 }), ErrorCodes.BAD_INPUT, /limit/);

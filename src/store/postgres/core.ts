@@ -202,6 +202,7 @@ export class PostgresCoreStore implements Store, KeyRotation {
     if (q.after !== undefined) where.push(`name COLLATE "C" > ${p(q.after)}`);
     if (q.state !== undefined) where.push(`state = ${p(q.state)}`);
     if (q.names !== undefined) where.push(`name = ANY(${p(q.names)}::text[])`);
+    if (q.app !== undefined) where.push(`app = ${p(q.app)}`);
     if (q.search !== undefined && q.search !== '') {
       const s = p(likePattern(q.search));
       where.push(`(${SEARCH_COLUMNS.map((c) => `${c} ILIKE ${s} ESCAPE '\\'`).join(' OR ')})`);

@@ -314,6 +314,13 @@ export const migrations: PgMigration[] = [
         EXECUTE FUNCTION ${s}.dropkey_connection_changed();
     `,
   },
+  {
+    version: 10,
+    name: 'connections by app',
+    // An app's connections in name order (listConnectionPage with app: the app page, removing an app) without
+    // reading every row; COLLATE "C" like the other listing indexes.
+    sql: (s) => `CREATE INDEX IF NOT EXISTS connections_app_name_c ON ${s}.connections (app, name COLLATE "C");`,
+  },
 ];
 
 /** The server's clock as epoch milliseconds, at the moment of the statement (not of the transaction's start). */

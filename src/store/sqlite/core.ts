@@ -184,6 +184,10 @@ export class SqliteCoreStore implements Store, KeyRotation {
       where.push('name IN (SELECT value FROM json_each(@names))');
       params['names'] = JSON.stringify(q.names);
     }
+    if (q.app !== undefined) {
+      where.push('app = @app');
+      params['app'] = q.app;
+    }
     if (q.search !== undefined && q.search !== '') {
       // LIKE is case-insensitive for ASCII in SQLite; ESCAPE makes % and _ in the search literal.
       where.push(`(${SEARCH_COLUMNS.map((c) => `${c} LIKE @search ESCAPE '\\'`).join(' OR ')})`);

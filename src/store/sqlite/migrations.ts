@@ -282,6 +282,13 @@ export const migrations: Migration[] = [
       END;
     `,
   },
+  {
+    version: 9,
+    name: 'connections by app',
+    // An app's connections in name order (listConnectionPage with app: the app page, removing an app) without
+    // reading every row.
+    sql: `CREATE INDEX IF NOT EXISTS connections_app_name ON connections (app, name);`,
+  },
 ];
 
 /** The bookkeeping tables of the pre-one-migrator layout, dropped once their versions are adopted. */
