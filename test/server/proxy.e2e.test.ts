@@ -59,7 +59,7 @@ function rpc(conn: string, route: string, arg?: unknown, headers: Record<string,
 async function upload(conn: string, path: string, bytes: Uint8Array): Promise<Response> {
   return proxy(`/${conn}/2/files/upload`, {
     headers: { 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': headerSafeJson({ path, mode: 'overwrite' }) },
-    body: bytes,
+    body: bytes as Uint8Array<ArrayBuffer>,
   });
 }
 
@@ -508,7 +508,7 @@ test('without a socket (app.request): the fetch transport streams the same answe
   const up = await rig.app.request('http://dropkey.test/proxy/c1/2/files/upload', {
     method: 'POST',
     headers: { ...auth, 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': headerSafeJson({ path: '/web.bin' }), 'Content-Length': String(data.length) },
-    body: data,
+    body: data as Uint8Array<ArrayBuffer>,
   });
   assert.equal(up.status, 200);
   assert.equal((await up.json()).content_hash, dropboxContentHash(data));

@@ -71,7 +71,7 @@ describe('token cache', () => {
       rig.clock.now += minutes * 60_000;
       assert.deepEqual(await token('life'), first, `after ${minutes} more minutes`);
     }
-    assert.deepEqual(reads, [], 'no store read for hours: the change log was read instead');
+    assert.equal(reads.length, 0, 'no store read for hours: the change log was read instead');
     const info = await rig.dk.get('life');
     rig.clock.now = info.expiresAt! - rig.dk.refreshMarginSeconds * 1000 + 1;
     const renewed = await token('life');

@@ -15,7 +15,7 @@ function rig(grace: number) {
   const { key, prefix, hash } = generateApiKey();
   const rec: ApiKeyRecord = {
     id: '1', name: 'k', prefix, hash, permissions: ['token:read'], connections: '*',
-    createdAt: 0, createdBy: 't', lastUsedAt: null, revokedAt: null, usageCount: 0,
+    createdAt: 0, createdBy: 't', lastUsedAt: null, revokedAt: null, tokenHandouts: 0,
   } as ApiKeyRecord;
   const state = { failure: undefined as Error | undefined, reads: 0, now: 1_000_000 };
   const store = {
