@@ -185,6 +185,9 @@ test('24 simulated hours (six token lifetimes): every output always holds an acc
     for (const o of all) {
       assert.equal(o.token, token, `${o.path} holds the same token as the token file`);
       assert.ok(o.expiresAt !== null, `${o.path} says when the token expires`);
+      // Each output's own expiry (rclone's, the env file's, the Airflow extras'), not only the JSON file's.
+      const outputLeft = o.expiresAt - now;
+      assert.ok(outputLeft >= MARGIN_S * 1000, `at ${(now - start) / HOUR}h ${o.path} has ${outputLeft / 60_000} min left, less than the margin`);
     }
     const left = all[1]!.expiresAt! - now;
     assert.ok(left >= MARGIN_S * 1000, `at ${(now - start) / HOUR}h the token has ${left / 60_000} min left, less than the margin`);

@@ -298,6 +298,10 @@ test('fed by dropkey serve: valid outputs, and the agent machine holds no refres
       for (const f of readdirSync(join(machine, 'files'))) {
         assertNoSecrets(readFileSync(join(machine, 'files', f), 'utf8'), [g.refresh_token, app.secret], f);
       }
+      // Every file the agent's machine holds (the API key file, the outputs, anything else written there).
+      const everyFile = readdirSync(machine, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+      assert.ok(everyFile.length >= 4, 'the API key file and the three outputs');
+      for (const e of everyFile) assertNoSecrets(readFileSync(join(e.parentPath, e.name), 'utf8'), [g.refresh_token, app.secret], join(e.parentPath, e.name));
       assertNoSecrets(r.stderr, [g.refresh_token, app.secret, token, key.trim()], 'the agent log');
 
       // A wrong key: one clear error naming the file, exit 1 for --once.

@@ -113,8 +113,19 @@ test('airflow: JSON file, YAML file, .env file, URI on stdin and AIRFLOW_CONN_* 
   const t = await fresh();
   const viaStdin = await t.run(['import', '--from', 'airflow', '--uri', '-'], { stdin: `${uri}\n` });
   assert.equal(viaStdin.code, 0, viaStdin.stderr);
-  const viaEnv = await (await fresh()).run(['import', '--from', 'airflow'], { env: { AIRFLOW_CONN_DROPBOX_DEFAULT: JSON.stringify(json.dropbox_default) } });
+  // The URI round trip: exported back, the long-lived parts are the ones imported (the access token is a new one).
+  const uriBack = new URL((await t.run(['export', '--format', 'airflow'])).stdout.trim());
+  const uriFrom = new URL(uri);
+  for (const k of ['refresh_token', 'app_key', 'app_secret']) assert.equal(uriBack.searchParams.get(k), uriFrom.searchParams.get(k), `URI: round trip of ${k}`);
+  assert.ok(uriFrom.searchParams.get('refresh_token'));
+  const te = await fresh();
+  const viaEnv = await te.run(['import', '--from', 'airflow'], { env: { AIRFLOW_CONN_DROPBOX_DEFAULT: JSON.stringify(json.dropbox_default) } });
   assert.equal(viaEnv.code, 0, viaEnv.stderr);
+  const envBack = JSON.parse((await te.run(['export', '--format', 'airflow-json', '--name', 'dropbox_default'])).stdout).dropbox_default;
+  const extraOf = (c: { extra: string | Record<string, unknown> }): Record<string, unknown> => (typeof c.extra === 'string' ? JSON.parse(c.extra) : c.extra);
+  for (const k of ['refresh_token', 'app_key', 'app_secret']) assert.equal(extraOf(envBack)[k], extraOf(json.dropbox_default)[k], `AIRFLOW_CONN_* (JSON): round trip of ${k}`);
+  assert.equal(envBack.conn_type, json.dropbox_default.conn_type);
+  assert.equal(extraOf(json.dropbox_default)['refresh_token'], g.refresh_token, 'the imported connection held the refresh token');
 
   // The backup pipeline's connection: an App Console access token in `login`, nothing else.
   const grant = await src.grant(app.key, { offline: false });
@@ -161,6 +172,8 @@ test('dbxcli: auth.json\'s personal access token, with the warning; recognised w
   assert.match(r.stderr, /Registered app "dbxcli" \(key mvhz183vwqibe7q\)/);
   assert.match(r.stderr, /cannot be renewed/);
   assert.equal(await works(t, 'default'), grant.accountId);
+  // The round trip of an access token: dropkey hands out the very token auth.json holds.
+  assert.equal((await t.run(['token'])).stdout.trim(), grant.token.access_token, 'dbxcli: round trip');
   const again = await t.run(['import', '--from', 'dbxcli', '--file', path]);
   assert.match(again.stdout, /Already connected as "default"/);
   // With --app-key, the app dropkey already knows under that key is used.

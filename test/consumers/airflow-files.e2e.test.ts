@@ -1,18 +1,18 @@
 /**
  * The agent's `airflow` output in an Airflow LocalFilesystemBackend connections file holding three other
- * connections: 10 rewrites, each after the clocks moved 5 hours, in the JSON, YAML and .env forms. After
- * every rewrite the file loads the way Airflow loads it (fixtures/airflow_local_filesystem.py, run with Debian's
- * python3 and PyYAML), the Dropbox connection holds a token the emulator accepts in the field the hook reads, and
- * the other three connections are unchanged byte-for-byte.
+ * connections: 10 rewrites by the built `dropkey agent --once`, each after the clocks moved 5 hours, in the JSON,
+ * YAML and .env forms. After every rewrite the file loads the way Airflow loads it
+ * (fixtures/airflow_local_filesystem.py, run with Debian's python3 and PyYAML), the Dropbox connection holds a
+ * token the emulator accepts in the field the hook reads, and the other three connections are unchanged
+ * byte-for-byte.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { renderAirflow } from '../../src/agent/outputs/airflow.js';
 import { AIRFLOW_FILES, aroundDropboxEntry } from '../../src/agent/outputs/airflow.test-support.js';
 import type { AirflowOutputOptions } from '../../src/agent/outputs/types.js';
 import { CliEnv } from '../cli/cli-helpers.js';
@@ -48,11 +48,14 @@ for (const form of ['json', 'yaml', 'env'] as const) {
     let previous = '';
     for (let round = 1; round <= 10; round++) {
       await t.advanceClock(5 * 3600);
+      // The built agent refreshes and rewrites the file (`--once`, its clock following the emulator's).
+      const r = await t.run(['agent', '--once', '--connection', 'dag', '--output', `airflow:${path}`, '--conn-id', 'dropbox_default', '--field', field, '--form', form]);
+      assert.equal(r.code, 0, r.stderr);
       const snap = await snapshotOf(t, 'dag', app.key);
       assert.notEqual(snap.accessToken, previous);
       previous = snap.accessToken;
-      writeFileSync(path, renderAirflow(readFileSync(path, 'utf8'), snap, { connId: 'dropbox_default', form, field }));
       const text = readFileSync(path, 'utf8');
+      assert.equal(statSync(path).mode & 0o777, 0o600, `round ${round}: the file kept its mode`);
       assert.ok(text.startsWith(head) && text.endsWith(tail), `round ${round}: the text around the Dropbox connection is byte-for-byte the original`);
       assert.ok(!text.includes(g.refresh_token!) && !text.includes(app.secret!), 'no refresh token or app secret in the file');
       const loaded = await airflowLoad(path);

@@ -1,13 +1,13 @@
 /**
  * The official Python SDK (Debian's python3-dropbox, run with /usr/bin/python3) reading the agent's `token`
- * output format, a bare access token in a file, after a simulated 5 hours. The SDK takes other hosts
+ * output (a bare access token in a file, written by the built `dropkey agent --once`), after a simulated 5 hours. The SDK takes other hosts
  * through DROPBOX_API_HOST / DROPBOX_API_CONTENT_HOST but always speaks https, so it talks to a TLS front for the
  * emulator (test/helpers/tls-front.ts) and trusts its CA (ca_certs, and REQUESTS_CA_BUNDLE for requests).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -72,8 +72,14 @@ test('the Python SDK works from the token file after 5 simulated hours', { skip:
       (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout ? JSON.parse(e.stdout) : { stderr: e.stderr } }),
     );
 
-  // The `token` output: the token and a newline.
-  writeFileSync(tokenFile, `${(await snapshotOf(t, 'py', app.key)).accessToken}\n`, { mode: 0o600 });
+  // The `token` output, written by the built agent (`--once`, its clock following the emulator's).
+  const agentOnce = async (): Promise<void> => {
+    const r = await t.run(['agent', '--once', '--connection', 'py', '--output', `token:${tokenFile}`]);
+    assert.equal(r.code, 0, r.stderr);
+  };
+  await agentOnce();
+  assert.equal(readFileSync(tokenFile, 'utf8'), `${(await snapshotOf(t, 'py', app.key)).accessToken}\n`, 'the token output: the token and a newline');
+  assert.equal(statSync(tokenFile).mode & 0o777, 0o600);
   const before = await python();
   assert.equal(before.code, 0, JSON.stringify(before.out));
   assert.equal(before.out.account_id, accountId);
@@ -83,7 +89,9 @@ test('the Python SDK works from the token file after 5 simulated hours', { skip:
   assert.equal(stale.code, 3, 'the token written 5 hours ago has expired');
   assert.match(stale.out.error, /expired_access_token/);
 
-  writeFileSync(tokenFile, `${(await snapshotOf(t, 'py', app.key)).accessToken}\n`);
+  await agentOnce();
+  const renewed = readFileSync(tokenFile, 'utf8').trim();
+  assert.equal(renewed, (await snapshotOf(t, 'py', app.key)).accessToken, 'the agent wrote the refreshed token');
   const after5h = await python();
   assert.equal(after5h.code, 0, JSON.stringify(after5h.out));
   assert.deepEqual(after5h.out, { account_id: accountId, content: 'written by the Python SDK' });

@@ -1,6 +1,6 @@
 /**
  * rclone (Debian's package) reads only the agent's `rclone` output: after a simulated 5 hours it lists,
- * downloads and uploads with the token dropkey wrote into an existing rclone.conf, which holds no refresh token and
+ * downloads and uploads with the token the built `dropkey agent` wrote into an existing rclone.conf, which holds no refresh token and
  * no secret. rclone's Dropbox backend only speaks https to api/content.dropboxapi.com (no option changes the API
  * hosts), so it goes through HTTPS_PROXY to a TLS front for the emulator (test/helpers/tls-front.ts), trusting
  * its CA with --ca-cert.
@@ -8,7 +8,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import ini from 'ini';
@@ -50,16 +50,26 @@ test('rclone lists and copies with only the rclone output, after 5 simulated hou
       env: { PATH: process.env['PATH'] ?? '', HOME: dir, HTTPS_PROXY: front.proxyUrl, NO_PROXY: '' },
     });
 
+  // The built agent writes the rclone output into the user's existing rclone.conf (the same command each time:
+  // `--once`, as cron would run it; its clock follows the emulator's).
+  const agentOnce = async (): Promise<void> => {
+    const r = await t.run(['agent', '--once', '--connection', 'rc', '--output', `rclone:${conf}`, '--remote', 'dropbox']);
+    assert.equal(r.code, 0, r.stderr);
+  };
+  writeFileSync(conf, OTHER, { mode: 0o600 });
+  await agentOnce();
+  assert.equal(JSON.parse(ini.parse(readFileSync(conf, 'utf8'))['dropbox'].token).access_token, first.accessToken, 'the agent wrote the current token');
   // The first token, written at the start, stops working once the clocks are 5 hours on.
-  writeFileSync(conf, renderRclone(OTHER, first, { remote: 'dropbox', includeRefreshToken: false }), { mode: 0o600 });
   await t.advanceClock(5 * 3600);
   await assert.rejects(rclone('lsf', 'dropbox:backups'), (e: { stderr: string }) => /expired|refresh token is not set|401/i.test(e.stderr));
 
   // What the agent writes next: dropkey refreshes (its clock moved too) and the remote's token is replaced.
+  await agentOnce();
   const fresh = await snapshotOf(t, 'rc', app.key);
   assert.notEqual(fresh.accessToken, first.accessToken);
-  writeFileSync(conf, renderRclone(readFileSync(conf, 'utf8'), fresh, { remote: 'dropbox', includeRefreshToken: false }));
   const written = readFileSync(conf, 'utf8');
+  assert.equal(JSON.parse(ini.parse(written)['dropbox'].token).access_token, fresh.accessToken, 'the agent wrote the refreshed token');
+  assert.equal(statSync(conf).mode & 0o777, 0o600, 'the file kept its mode');
   assert.ok(written.startsWith(OTHER), 'the other remotes and comments are untouched');
   assert.doesNotMatch(written, /refresh_token|client_secret/);
   assert.ok(!written.includes(g.refresh_token!) && !written.includes(app.secret!), 'no refresh token or app secret in the file');
