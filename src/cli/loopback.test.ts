@@ -43,3 +43,22 @@ test('the right state with an error ends the login (the user cancelled at Dropbo
     await cb.close();
   }
 });
+
+test('the result page escapes Dropbox-supplied text with the server\'s html helper, keeping its own markup', async () => {
+  const ac = new AbortController();
+  const cb = await startCallbackServer({ port: 0, timeoutMs: 60_000, signal: ac.signal });
+  try {
+    const code = cb.waitForCode('s2');
+    const res = fetch(`http://127.0.0.1:${cb.port}${CALLBACK_PATH}?code=c&state=s2`);
+    assert.equal(await code, 'c');
+    const hostile = '<img src=x onerror=alert(1)>"\'&';
+    cb.finish({ ok: false, message: `Dropbox said ${hostile}`, advice: [`try ${hostile}`] });
+    const page = await (await res).text();
+    assert.doesNotMatch(page, /<img/);
+    assert.ok(page.includes('<p id="message">Dropbox said &lt;img src=x onerror=alert(1)&gt;&quot;&#39;&amp;.</p>'), page);
+    assert.ok(page.includes('<p class="advice">Try &lt;img src=x onerror=alert(1)&gt;&quot;&#39;&amp;.</p>\n'), page);
+    assert.ok(page.includes('<h1 id="result" data-ok="false">&#10007; Dropbox login failed</h1>'), page);
+  } finally {
+    await cb.close();
+  }
+});

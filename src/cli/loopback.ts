@@ -8,6 +8,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import { DropkeyError, ErrorCodes } from '../errors.js';
+import { html, raw } from '../server/html.js';
 import { CALLBACK_PATH } from './config.js';
 
 export interface CallbackServer {
@@ -159,10 +160,6 @@ function safeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
 /**
  * Error messages are written to follow "dropkey: " in a terminal (lower-case start, no full stop); on the page each
  * stands alone, so it gets a capital and an ending. A line that is a command ("Run: dropkey ...") is left as it is.
@@ -176,14 +173,15 @@ export function asSentence(text: string): string {
 
 function page(res: ServerResponse, status: number, title: string, message: string, ok: boolean, advice: string[] = []): void {
   const color = ok ? '#0a7a32' : '#b00020';
-  const body = `<!doctype html>
+  // The server's one escaping function (hono's html helper): every value below is escaped unless it is markup.
+  const body = html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>dropkey: ${escapeHtml(title)}</title>
+<title>dropkey: ${title}</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1e1919}
 h1{color:${color};font-size:1.5rem}</style></head>
-<body><h1 id="result" data-ok="${ok}">${ok ? '&#10003; ' : '&#10007; '}${escapeHtml(title)}</h1>
-<p id="message">${escapeHtml(asSentence(message))}</p>
-${advice.map((line) => `<p class="advice">${escapeHtml(asSentence(line))}</p>\n`).join('')}<p>${ok ? 'You can close this tab and return to the terminal.' : 'Return to the terminal for details.'}</p></body></html>
+<body><h1 id="result" data-ok="${String(ok)}">${raw(ok ? '&#10003; ' : '&#10007; ')}${title}</h1>
+<p id="message">${asSentence(message)}</p>
+${advice.map((line) => html`<p class="advice">${asSentence(line)}</p>\n`)}<p>${ok ? 'You can close this tab and return to the terminal.' : 'Return to the terminal for details.'}</p></body></html>
 `;
   res.writeHead(status, {
     'content-type': 'text/html; charset=utf-8',
@@ -192,5 +190,5 @@ ${advice.map((line) => `<p class="advice">${escapeHtml(asSentence(line))}</p>\n`
     'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
     'referrer-policy': 'no-referrer',
   });
-  res.end(body);
+  res.end(body.toString());
 }

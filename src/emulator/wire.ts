@@ -3,6 +3,8 @@
  * Sources: https://www.dropbox.com/developers/documentation/http/documentation (Stone JSON), Dropbox HTTP docs: request styles and headers (headers), Dropbox docs: errors (status codes and bodies).
  */
 
+import { readBounded } from '../body.js';
+
 /** Exactly `application/json`, no charset: the Python SDK asserts it (https://www.dropbox.com/developers/documentation/http/documentation). */
 export const JSON_TYPE = 'application/json';
 const TEXT_TYPE = 'text/plain; charset=utf-8';
@@ -129,26 +131,7 @@ export function parseJsonText(text: string): { value: unknown } | undefined {
 /** Reads a request body up to `limit` bytes; `undefined` when it is larger (the rest is not read). */
 export async function readBody(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array | undefined> {
   if (!body) return new Uint8Array(0);
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => {});
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
+  return (await readBounded(body, limit)) ?? undefined;
 }
 
 /** Media type without parameters, lower-cased: "application/json; charset=utf-8" → "application/json". */

@@ -3,7 +3,7 @@
  */
 import type { Context, Hono } from 'hono';
 import { DropkeyError, ErrorCodes } from '../errors.js';
-import { readBounded } from './body.js';
+import { readBounded } from '../body.js';
 import { HttpError, ServerErrorCodes } from './errors.js';
 import type { ApiKeyRecord } from '../store/server-types.js';
 import type { ServerServices } from './services.js';

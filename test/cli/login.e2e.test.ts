@@ -183,7 +183,7 @@ test('login with a wrong stored secret (invalid_client): the fix updates the app
   const res = await fetch(consent.location);
   assert.equal(res.status, 400);
   const html = await res.text();
-  const paragraphs = [...html.matchAll(/<p[^>]*>([^<]*)<\/p>/g)].map((m) => m[1]!.replace(/&#39;/g, "'").replace(/&#34;/g, '"'));
+  const paragraphs = [...html.matchAll(/<p[^>]*>([^<]*)<\/p>/g)].map((m) => m[1]!.replace(/&#39;/g, "'").replace(/&#34;|&quot;/g, '"'));
   const message = paragraphs[0]!;
   assert.match(message, /^Dropbox rejected the key or secret of app "stale" \(invalid_client\).*nothing was saved\.$/);
   assert.ok(paragraphs.some((p) => /^Copy the app secret .*then log in again\.$/.test(p)), paragraphs.join('\n'));

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backoffKey, MemoryBackoffStore } from './backoff.js';
-import { readBounded } from '../body.js';
+import { readBounded } from '../../body.js';
 import { countBytes, requestHeaders, responseHeaders, upstreamQuery } from './forward.js';
 import { isRouteName, routeInfo } from './routes.js';
 

@@ -13,7 +13,7 @@
 import { request as httpRequest, Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
-import { readBounded } from '../body.js';
+import { readBounded } from '../../body.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
 import { countBytes } from './forward.js';
 

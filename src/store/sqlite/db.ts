@@ -29,6 +29,19 @@ function addonPath(): string | null {
 
 export type SqliteDatabase = BetterSqlite3.Database;
 
+/**
+ * A list column stored as JSON text (API key permissions and connections, webhook event types), read leniently:
+ * anything that is not a JSON list reads as empty, and non-strings in it are dropped.
+ */
+export function parseStringList(text: string): string[] {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
 export function openDatabase(path: string, options: { timeout: number }): SqliteDatabase {
   ctor ??= require('better-sqlite3') as typeof BetterSqlite3;
   if (binding === undefined) binding = addonPath();

@@ -10,24 +10,15 @@ import { randomUUID } from 'node:crypto';
 import type { Keyring } from '../cipher.js';
 import type { AdminCredentials, AdminUser, ApiKeyRecord, AuditCount, AuditEntry, ConnectLinkRecord, NewApiKey, NewAuditEntry, NewPendingOAuth, PendingOAuthRecord, ServerStore, SessionRecord } from '../server-types.js';
 import { adminExists, apiKeyExists, auditLimit, noLiveApiKey, noSuchAdmin, newApiKeyRow, newLinkRow, newPendingRow, toAdmin, toApiKey as mapApiKey, toAudit, toLink, toPending, toSession, verifierContext, type AdminRow, type ApiKeyRowOf, type AuditRowOf, type LinkRow, type PendingRowOf, type SessionRow } from '../server-records.js';
-import type { SqliteDatabase, SqliteHandle } from './db.js';
+import { parseStringList, type SqliteDatabase, type SqliteHandle } from './db.js';
 import { SQLITE_NOW_MS } from './migrations.js';
 
 /** Lists are JSON text; `connections` is '*' for every connection. */
 type ApiKeyRow = ApiKeyRowOf<string, string>;
 type PendingRow = PendingRowOf<string>;
 
-function parseJsonArray(text: string): string[] {
-  try {
-    const v = JSON.parse(text) as unknown;
-    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
-  } catch {
-    return [];
-  }
-}
-
 function toApiKey(r: ApiKeyRow): ApiKeyRecord {
-  return mapApiKey(r, parseJsonArray(r.permissions), r.connections === '*' ? '*' : parseJsonArray(r.connections));
+  return mapApiKey(r, parseStringList(r.permissions), r.connections === '*' ? '*' : parseStringList(r.connections));
 }
 
 export class SqliteServerStore implements ServerStore {
@@ -337,7 +328,7 @@ export class SqliteServerStore implements ServerStore {
     // DELETE ... RETURNING in one statement: two callbacks racing with the same state cannot both get it.
     const r = this.#run('use a pending login', () => this.#db.prepare('DELETE FROM server_pending_oauth WHERE state_hash = ? RETURNING *').get(stateHash) as PendingRow | undefined);
     if (!r || r.expires_at <= now) return undefined;
-    return toPending(r, parseJsonArray(r.scopes), this.#keyring.decrypt(r.code_verifier_enc, verifierContext(r.id)));
+    return toPending(r, parseStringList(r.scopes), this.#keyring.decrypt(r.code_verifier_enc, verifierContext(r.id)));
   }
 
   // ---- operations

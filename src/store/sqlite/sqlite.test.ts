@@ -9,7 +9,7 @@ import { sampleApp, sampleConnection } from '../contract/core.test-support.js';
 import { Keyring } from '../cipher.js';
 import { openDriver, type SqliteDriverOptions } from './index.js';
 import { migrations } from './migrations.js';
-import { openDatabase, SqliteHandle } from './db.js';
+import { openDatabase, parseStringList, SqliteHandle } from './db.js';
 
 /** The core store alone, on a driver of its own (its close() closes the handle). */
 async function openSqliteStore(o: Omit<SqliteDriverOptions, 'location'> & { path: string }) {
@@ -22,6 +22,13 @@ function tempDir(): string {
 }
 
 describe('sqlite driver', () => {
+  it('reads a JSON-text list column leniently: strings kept, anything else dropped, a damaged value is empty', () => {
+    assert.deepEqual(parseStringList('["connection.created","connection.revoked"]'), ['connection.created', 'connection.revoked']);
+    assert.deepEqual(parseStringList('["a",1,null,"b"]'), ['a', 'b']);
+    assert.deepEqual(parseStringList('{"a":1}'), []);
+    assert.deepEqual(parseStringList('not json'), []);
+  });
+
   it('the read path prepares its statements once per handle: reads after the first compile nothing', async () => {
     const dir = tempDir();
     try {

@@ -10,24 +10,15 @@
 import type { Keyring } from '../cipher.js';
 import type { AttemptOutcome, ClaimedDelivery, DeliveryAttempt, DeliveryRecord, DeliveryStatus, JobRunRecord, NewWebhookEndpoint, NewWebhookEvent, WebhookEndpoint, WebhookStore } from '../webhook-types.js';
 import { afterAttempt, ATTEMPT_COLUMNS, deliverySelect, endpointSecretContext as secretCtx, toAttempt, toDelivery, toEndpoint as mapEndpoint, toJobRun, type AttemptRow, type DeliveryRow, type EndpointRowOf, type JobRunRow, randomId, type NewId } from '../webhook-records.js';
-import type { SqliteDatabase, SqliteHandle } from './db.js';
+import { parseStringList, type SqliteDatabase, type SqliteHandle } from './db.js';
 
 /** Event types are JSON text, `enabled` is 0 or 1. */
 type EndpointRow = EndpointRowOf<string, number>;
 
 const DELIVERY_SELECT = deliverySelect({ deliveries: 'webhook_deliveries', events: 'webhook_events', endpoints: 'webhook_endpoints' });
 
-function parseEvents(text: string): string[] {
-  try {
-    const v = JSON.parse(text) as unknown;
-    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
-  } catch {
-    return [];
-  }
-}
-
 function toEndpoint(r: EndpointRow): WebhookEndpoint {
-  return mapEndpoint(r, parseEvents(r.events), r.enabled === 1);
+  return mapEndpoint(r, parseStringList(r.events), r.enabled === 1);
 }
 
 export class SqliteWebhookStore implements WebhookStore {
@@ -105,7 +96,7 @@ export class SqliteWebhookStore implements WebhookStore {
             : (this.#db.prepare('SELECT id, events FROM webhook_endpoints WHERE id = ?').all(onlyEndpoint) as Pick<EndpointRow, 'id' | 'events'>[])
         ).filter((e) => {
           if (onlyEndpoint !== undefined) return true;
-          const types = parseEvents(e.events);
+          const types = parseStringList(e.events);
           return types.includes('*') || types.includes(event.type);
         });
         if (endpoints.length === 0) return [];

@@ -1,7 +1,8 @@
 /**
- * The server's one bounded body reader. Request bodies (forms, JSON, proxied RPC arguments) are read from the
- * stream and reading stops at the limit, so a body without Content-Length (chunked) cannot make a route, even an
- * unauthenticated one (sign-in, setup), buffer without end.
+ * The one bounded body reader, shared by the server and the emulator. Request bodies (forms, JSON, proxied RPC
+ * arguments, the emulator's RPC, OAuth and control bodies) are read from the stream and reading stops at the limit,
+ * so a body without Content-Length (chunked) cannot make a route, even an unauthenticated one (sign-in, setup),
+ * buffer without end.
  */
 
 /** Reads a whole body if it has at most `limit` bytes; null (and the stream cancelled) when it is larger. */
