@@ -18,6 +18,7 @@ import { writeAtomic } from '../../agent/writer.js';
 import { validateName } from '../../connections/names.js';
 import type { Dropkey } from '../../connections/dropkey.js';
 import type { TokenInfo } from '../../connections/types.js';
+import { backoffDelay } from '../../dropbox/retry.js';
 import { DropkeyError, ErrorCodes } from '../../errors.js';
 import { rfc3339 } from '../../formats/text.js';
 
@@ -243,8 +244,9 @@ class Renewer {
         return;
       }
       this.failures++;
-      // 30 s, 1 min, 2 min... up to 10 min, with jitter so many jobs do not retry in step, and never past expiry.
-      const backoff = Math.min(30_000 * 2 ** (this.failures - 1), 600_000) * (0.75 + Math.random() * 0.5);
+      // 30 s, 1 min, 2 min... up to 10 min, jittered like every other retry in dropkey (so many jobs do not retry
+      // in step), and never past expiry.
+      const backoff = backoffDelay(this.failures - 1, { baseDelayMs: 30_000, maxDelayMs: 600_000, random: Math.random });
       const left = this.current?.expiresAt == null ? backoff : this.current.expiresAt - Date.now();
       if (this.failures === 1 || this.failures % 10 === 0) {
         ctx.stderr.write(`dropkey exec: renewing the token of "${name}" failed (${e.message}); retrying${left > 0 ? '' : ' (the token in the file has expired)'}.\n`);
