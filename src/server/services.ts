@@ -27,7 +27,7 @@ export { ServerPaths } from './services/paths.js';
 export { AuditLog } from './services/audit.js';
 export { UsageRecorder } from './services/usage.js';
 export { ApiKeyService, authorize, type CreateApiKeyInput, hasPermission, mayUseConnection, validateKeyName, validatePermissions } from './services/api-keys.js';
-export { type CachedToken, TokenService, tokenBody, withReconnectUrl } from './services/tokens.js';
+export { answer, type CachedToken, TokenService, tokenBody, withReconnectUrl } from './services/tokens.js';
 export { type ActionSource, ConnectionService, type TestResult } from './services/connections.js';
 
 export interface ServerServices extends ServerDeps {

@@ -15,7 +15,7 @@ import type { ApiKeyRecord } from '../../store/server-types.js';
 import { type AppContext, type AppEnv, clientIp, readJsonObject, type ServerModule } from '../context.js';
 import { HttpError, ServerErrorCodes } from '../errors.js';
 import { createConnectLink } from '../oauth/flow.js';
-import { authorize, type ServerServices } from '../services.js';
+import { answer, authorize, type ServerServices } from '../services.js';
 import { createFirstAdmin } from '../setup.js';
 import { apiKeyJson as apiKeyView, connectionJson } from '../../connections/json.js';
 import type { ConnectionInfo } from '../../connections/types.js';
@@ -70,7 +70,7 @@ export function apiRoutes(s: ServerServices): Hono<AppEnv> {
     const t = await s.tokens.get(validateName('connection', name), minValidParam(c.req.query('min_valid')));
     s.usage.handout(key, name, t);
     // Built by hand with a plain header object (security headers included) so the node adapter writes it as is.
-    const res = new Response(t.body, { status: 200, headers: { ...s.securityHeaders, 'Content-Type': 'application/json', 'Cache-Control': 'no-store' } });
+    const res = new Response(answer(t, s.clock()).body, { status: 200, headers: { ...s.securityHeaders, 'Content-Type': 'application/json', 'Cache-Control': 'no-store' } });
     s.preSecured.add(res);
     return res;
   });

@@ -17,7 +17,7 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { NAME_PATTERN } from '../../connections/names.js';
-import { hasPermission, mayUseConnection, type ServerServices } from '../services.js';
+import { answer, hasPermission, mayUseConnection, type ServerServices } from '../services.js';
 
 /** Answers the request and returns true, or does nothing and returns false. */
 export type NodeFastPath = (req: IncomingMessage, res: ServerResponse) => boolean;
@@ -55,7 +55,7 @@ export function tokenFastPath(s: ServerServices, served: RequestDone, mount: str
     const token = s.tokens.cached(name);
     if (token === undefined || repeatedAuthorization(req.rawHeaders)) return false;
     s.usage.handout(key, name, token);
-    const length = token.bytes;
+    const { body, bytes: length } = answer(token, s.clock());
     let headers = headersFor.get(length);
     if (headers === undefined) {
       headers = { ...s.securityHeaders, 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': length };
@@ -63,7 +63,7 @@ export function tokenFastPath(s: ServerServices, served: RequestDone, mount: str
       headersFor.set(length, headers);
     }
     res.writeHead(200, headers);
-    res.end(token.body);
+    res.end(body);
     served('GET', url, 200, started);
     return true;
   };

@@ -28,18 +28,38 @@ import type { ServerPaths } from './paths.js';
 import type { HandoutSlot } from './usage.js';
 
 /**
- * A token as the token API hands it out. One object per cache entry for the entry's life: its body is brought up to
- * date in place each second (expires_in), and it keeps the hand-out counter's record (HandoutSlot), so serving a
- * cached token allocates nothing but the new body.
+ * A token as the token API hands it out. One object per cache entry for the entry's life; it keeps the hand-out
+ * counter's record (HandoutSlot). The body changes each second (expires_in): answer() builds it per request from
+ * parts serialized once per token, and nothing built per request is kept on this long-lived object (a body kept
+ * here for a second outlives the young generation: with thousands of tokens in use, every one of them would be
+ * copied and promoted by the collector each second; bench/token-many.mjs).
  */
 export interface CachedToken extends HandoutSlot {
-  info: TokenInfo;
-  /** The token API's JSON body, serialized once per token. */
+  readonly info: TokenInfo;
+  /** The body split around expires_in (undefined when the token has no expiry). */
+  readonly parts: BodyParts | undefined;
+  /** The answer of a token without expiry (it never changes). */
+  readonly fixed: Answer | undefined;
+}
+
+/** A token API answer: the JSON body and its length in bytes (Content-Length). */
+export interface Answer {
   body: string;
-  /** The body's length in bytes (Content-Length). */
   bytes: number;
-  /** The body's expires_in. */
-  left: number | null;
+}
+
+/** The token API's answer for a cached token at `now` (its expires_in counted down). */
+export function answer(t: CachedToken, now: number): Answer {
+  if (t.fixed !== undefined) return t.fixed;
+  const left = t.parts === undefined ? null : secondsLeft(t.info.expiresAt, now);
+  if (t.parts === undefined || left === null) return fixedAnswer(t.info, now);
+  const digits = String(left);
+  return { body: t.parts.head + digits + t.parts.tail, bytes: t.parts.bytes + digits.length };
+}
+
+function fixedAnswer(info: TokenInfo, now: number): Answer {
+  const body = tokenBody(info, now);
+  return { body, bytes: Buffer.byteLength(body) };
 }
 
 export function tokenBody(t: TokenInfo, now: number): string {
@@ -54,7 +74,7 @@ const LEFT_MARK = -987_654_321;
  * A cached token's body in two parts around expires_in, so that a hand-out gives the seconds left at that moment
  * with a string concatenation instead of a JSON serialization (the body is made once per token).
  */
-interface BodyParts {
+export interface BodyParts {
   head: string;
   tail: string;
   /** Bytes of head and tail (the number's digits are ASCII: one byte each). */
@@ -76,23 +96,8 @@ function secondsLeft(expiresAt: number | null, now: number): number | null {
 }
 
 function cachedToken(info: TokenInfo, now: number, parts: BodyParts | undefined): CachedToken {
-  const token: CachedToken = { info, body: '', bytes: 0, left: null, handout: undefined };
-  renew(token, now, parts);
-  return token;
-}
-
-/** Brings the body up to `now` (its expires_in), in place. */
-function renew(token: CachedToken, now: number, parts: BodyParts | undefined): void {
-  const left = secondsLeft(token.info.expiresAt, now);
-  if (parts === undefined || left === null) {
-    token.body = tokenBody(token.info, now);
-    token.bytes = Buffer.byteLength(token.body);
-  } else {
-    const digits = String(left);
-    token.body = parts.head + digits + parts.tail;
-    token.bytes = parts.bytes + digits.length;
-  }
-  token.left = left;
+  const fixed = info.expiresAt === null ? fixedAnswer(info, now) : undefined;
+  return { info, parts, fixed, handout: undefined };
 }
 
 /**
@@ -107,7 +112,6 @@ const PRUNE_EVERY_MS = 600_000;
 
 interface Entry {
   readonly token: CachedToken;
-  parts: BodyParts | undefined;
   /** Served until then (clock ms): the token's expiry minus the refresh margin. */
   until: number;
 }
@@ -173,7 +177,6 @@ export class TokenService {
     if ((age >= this.#boundMs / 2 || age < 0) && this.#sync === undefined) void this.sync().catch(() => {});
     const hit = this.#cache.get(name);
     if (hit === undefined || now >= hit.until || !this.#verified(now)) return undefined;
-    if (hit.token.left !== secondsLeft(hit.token.info.expiresAt, now)) renew(hit.token, now, hit.parts);
     return hit.token;
   }
 
@@ -227,10 +230,9 @@ export class TokenService {
       throw withReconnectUrl(this.paths, name, err);
     }
     const now = clock();
-    const parts = bodyParts(info);
-    const token = cachedToken(info, now, parts);
+    const token = cachedToken(info, now, bodyParts(info));
     const until = info.expiresAt === null ? Infinity : info.expiresAt - dropkey.refreshMarginSeconds * 1000;
-    if (until > now && this.#since !== null) this.#cache.set(name, { token, parts, until });
+    if (until > now && this.#since !== null) this.#cache.set(name, { token, until });
     return token;
   }
 
