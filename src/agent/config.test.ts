@@ -225,3 +225,34 @@ test('the configuration examples of docs/agent.md and the deployment guides are 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('every agent configuration shown in the consumer guides (docs/consumers) is valid', async () => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const docs = new URL('../../docs/consumers/', import.meta.url);
+  const dir = mkdtempSync(join(tmpdir(), 'dropkey-agent-consumers-'));
+  const checked: string[] = [];
+  try {
+    for (const name of readdirSync(docs).filter((n) => n.endsWith('.md'))) {
+      const text = readFileSync(new URL(name, docs), 'utf8');
+      // Blocks inside list items are indented: the fence's indentation is taken off every line.
+      for (const m of text.matchAll(/^( *)```yaml\n([\s\S]*?)^\1```/gm)) {
+        const indent = m[1]!.length;
+        const block = m[2]!.split('\n').map((l) => l.slice(Math.min(indent, l.length - l.trimStart().length))).join('\n');
+        const parsed: unknown = parseYaml(block);
+        // Other YAML in these guides is the consumer's own file (an Airflow connections file, say), not ours.
+        if (typeof parsed !== 'object' || parsed === null || !('outputs' in parsed)) continue;
+        const where = `docs/consumers/${name}:${text.slice(0, m.index).split('\n').length}`;
+        const file = join(dir, `${checked.length}.yaml`);
+        writeFileSync(file, block);
+        const c = await readConfigFile(file, { home: '/home/ann', defaultConnection: 'default' }).catch((err: Error) => assert.fail(`${where}: ${err.message}`));
+        assert.ok(c.outputs.length >= 1, where);
+        checked.push(where);
+      }
+    }
+    // airflow.md, other-tools.md and rclone.md (two) show agent configurations today: a guide losing its example, or
+    // the regular expression missing an indented block, shows up here.
+    assert.ok(checked.length >= 4, `checked: ${checked.join(', ')}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
