@@ -4,6 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { chmodSync, existsSync, watch, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -163,6 +164,45 @@ test('SIGHUP reloads the configuration (a new output appears, a bad file is refu
   const r = await done;
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /"msg":"agent stopped"/);
+});
+
+test('SIGTERM while an output is being written (its post-write command running): the agent waits for it, then exits 0', async () => {
+  await t.connect('term');
+  const d = dirIn('term');
+  // The command blocks on a FIFO until the test lets it go: the agent is caught mid-write, deterministically.
+  const gate = join(d, 'gate');
+  execFileSync('mkfifo', [gate]);
+  const config = join(d, 'agent.yaml');
+  writeFileSync(config, `connection: term\noutputs:\n  - format: token\n    path: a\n    command: "cd ${d} && touch started && read x < gate && touch finished"\n`);
+  const watcher = watch(d);
+  const started = new Promise<void>((resolve) => watcher.on('change', (_e, f) => String(f) === 'started' && resolve()));
+  const child = t.spawn(['agent', '--config', config]);
+  child.stdin.end();
+  const done = collect(child);
+  const stopping = waitForOutput(child.stderr, /"msg":"stopping: finishing the writes in progress"/);
+  try {
+    await Promise.race([started, done.then((x) => assert.fail(`the agent exited before its command started: ${x.stderr}`))]);
+    watcher.close();
+    child.kill('SIGTERM');
+    await stopping;
+    // The agent has seen the signal and is waiting: still running, the command not finished.
+    assert.equal(child.exitCode, null, 'the agent must not exit while its write is in progress');
+    assert.ok(!existsSync(join(d, 'finished')));
+  } finally {
+    watcher.close();
+    // Lets the command go (also when an assertion failed, so that nothing is left blocked on the FIFO).
+    if (existsSync(join(d, 'started'))) writeFileSync(gate, 'go\n');
+    else child.kill('SIGKILL');
+  }
+  const r = await done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(existsSync(join(d, 'finished')), 'the post-write command ran to its end');
+  assert.match(readFileSync(join(d, 'a'), 'utf8'), /^sl\.[A-Za-z0-9._-]+\n$/, 'the output is complete');
+  assert.ok(await accepted(readFileSync(join(d, 'a'), 'utf8').trim()));
+  // In that order: the command's end is waited for before the agent calls itself stopped.
+  const ran = r.stderr.indexOf('"msg":"command after write succeeded"');
+  const stoppedAt = r.stderr.indexOf('"msg":"agent stopped"');
+  assert.ok(ran >= 0 && stoppedAt > ran, r.stderr);
 });
 
 test('kill -9 during writes, 20 times: every output holds the previous or the new complete content, mode kept', async (t2) => {
