@@ -182,7 +182,6 @@ test('SIGTERM while an output is being written (its post-write command running):
   const stopping = waitForOutput(child.stderr, /"msg":"stopping: finishing the writes in progress"/);
   try {
     await Promise.race([started, done.then((x) => assert.fail(`the agent exited before its command started: ${x.stderr}`))]);
-    watcher.close();
     child.kill('SIGTERM');
     await stopping;
     // The agent has seen the signal and is waiting: still running, the command not finished.

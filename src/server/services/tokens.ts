@@ -36,9 +36,9 @@ import type { HandoutSlot } from './usage.js';
  */
 export interface CachedToken extends HandoutSlot {
   readonly info: TokenInfo;
-  /** The body split around expires_in (undefined when the token has no expiry). */
+  /** The body split around expires_in; undefined without an expiry (then `fixed` is the answer) or when it cannot be split. */
   readonly parts: BodyParts | undefined;
-  /** The answer of a token without expiry (it never changes). */
+  /** The answer of a token without expiry (it never changes); undefined when it has one. */
   readonly fixed: Answer | undefined;
 }
 
@@ -50,11 +50,10 @@ export interface Answer {
 
 /** The token API's answer for a cached token at `now` (its expires_in counted down). */
 export function answer(t: CachedToken, now: number): Answer {
-  if (t.fixed !== undefined) return t.fixed;
-  const left = t.parts === undefined ? null : secondsLeft(t.info.expiresAt, now);
-  if (t.parts === undefined || left === null) return fixedAnswer(t.info, now);
-  const digits = String(left);
-  return { body: t.parts.head + digits + t.parts.tail, bytes: t.parts.bytes + digits.length };
+  const p = t.parts;
+  if (p === undefined) return t.fixed ?? fixedAnswer(t.info, now);
+  const digits = String(Math.max(0, Math.floor((p.expiresAt - now) / 1000)));
+  return { body: p.head + digits + p.tail, bytes: p.bytes + digits.length };
 }
 
 function fixedAnswer(info: TokenInfo, now: number): Answer {
@@ -79,6 +78,8 @@ export interface BodyParts {
   tail: string;
   /** Bytes of head and tail (the number's digits are ASCII: one byte each). */
   bytes: number;
+  /** The token's expiry (epoch ms), which expires_in counts down to. */
+  expiresAt: number;
 }
 
 function bodyParts(info: TokenInfo): BodyParts | undefined {
@@ -88,11 +89,7 @@ function bodyParts(info: TokenInfo): BodyParts | undefined {
   if (at < 0 || text.indexOf(`:${LEFT_MARK}`, at + 1) >= 0) return undefined;
   const head = text.slice(0, at + 1);
   const tail = text.slice(at + 1 + String(LEFT_MARK).length);
-  return { head, tail, bytes: Buffer.byteLength(head) + Buffer.byteLength(tail) };
-}
-
-function secondsLeft(expiresAt: number | null, now: number): number | null {
-  return expiresAt === null ? null : Math.max(0, Math.floor((expiresAt - now) / 1000));
+  return { head, tail, bytes: Buffer.byteLength(head) + Buffer.byteLength(tail), expiresAt: info.expiresAt };
 }
 
 function cachedToken(info: TokenInfo, now: number, parts: BodyParts | undefined): CachedToken {
